@@ -1,0 +1,312 @@
+"""Family adapters: where each architecture keeps its layers, heads, FFN and config fields.
+
+All differences between T5 (and T5 v1.1 / FLAN-T5), BART and BERT-style models live
+here, so that surgery, importance and gates are written once. An adapter never
+changes a model; it only *finds* things.
+
+Supported:
+    * ``t5``: ``T5ForConditionalGeneration`` (ReLU FFN ``wi``/``wo``, or gated-GELU
+      ``wi_0``/``wi_1``/``wo`` in T5 v1.1 and FLAN-T5).
+    * ``bart``: ``BartForConditionalGeneration`` (also distilbart).
+    * ``bert2bert``: ``EncoderDecoderModel`` whose encoder and decoder are BERT-style
+      (BERT, MiniLM), e.g. warm-started with ``from_encoder_decoder_pretrained``.
+    * ``bert``: a BERT-style encoder alone (``BertModel`` / ``BertFor*``), for EFTNAS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+SUPPORTED_ENCODER_DECODER = "T5 (t5-*), T5 v1.1 / FLAN-T5, BART (bart-*, distilbart-*), BERT2BERT EncoderDecoderModel"
+_BERT_LIKE = ("bert", "roberta")
+
+
+@dataclass(frozen=True)
+class Attention:
+    """The projections of one multi-head attention block.
+
+    ``q``, ``k``, ``v`` map hidden -> heads * head_dim (rows grouped by head);
+    ``o`` maps heads * head_dim -> hidden (columns grouped by head).
+    ``module`` holds the head-count attribute named ``heads_attr``.
+    """
+
+    module: nn.Module
+    q: nn.Linear
+    k: nn.Linear
+    v: nn.Linear
+    o: nn.Linear
+    head_dim: int
+    heads_attr: str
+
+
+@dataclass(frozen=True)
+class FFN:
+    """The FFN of one layer: ``inputs`` map hidden -> intermediate (one Linear, or
+    two for a gated FFN); ``output`` maps intermediate -> hidden. Each entry is
+    ``(parent_module, attribute_name)`` so surgery can replace the Linear."""
+
+    inputs: tuple[tuple[nn.Module, str], ...]
+    output: tuple[nn.Module, str]
+
+
+class FamilyAdapter:
+    """Interface of a family adapter. See module docstring."""
+
+    family: str = ""
+
+    def encoder_layers(self, model: nn.Module) -> list[nn.Module]:
+        raise NotImplementedError
+
+    def decoder_container(self, model: nn.Module) -> tuple[nn.Module, str] | None:
+        """``(parent, attribute)`` of the decoder's ``nn.ModuleList``, or None for an encoder."""
+        raise NotImplementedError
+
+    def attention(self, layer: nn.Module) -> Attention:
+        raise NotImplementedError
+
+    def ffn(self, layer: nn.Module) -> FFN:
+        raise NotImplementedError
+
+    def encoder_config(self, model: nn.Module):
+        """The config object that describes the encoder's sizes."""
+        return model.config
+
+    def set_num_decoder_layers(self, model: nn.Module, k: int) -> None:
+        raise NotImplementedError
+
+    def after_decoder_selection(self, model: nn.Module, kept: tuple[int, ...], old_layers: list[nn.Module]) -> None:
+        """Family-specific repairs after decoder layers were dropped (default: none)."""
+
+    # -- sizes, read from the dense config --------------------------------------------
+    def num_heads(self, model: nn.Module) -> int:
+        raise NotImplementedError
+
+    def ffn_dim(self, model: nn.Module) -> int:
+        raise NotImplementedError
+
+    def num_decoder_layers(self, model: nn.Module) -> int:
+        container = self.decoder_container(model)
+        return 0 if container is None else len(getattr(*container))
+
+    def decoder_layers(self, model: nn.Module) -> list[nn.Module]:
+        container = self.decoder_container(model)
+        return [] if container is None else list(getattr(*container))
+
+    def params_per_head(self, model: nn.Module) -> int:
+        """Parameters one encoder head owns: its rows of Q, K, V (with biases) and its
+        columns of the output projection (NASH, Sec. 3: sparsity counts these)."""
+        att = self.attention(self.encoder_layers(model)[0])
+        hidden = att.q.in_features
+        per = 4 * hidden * att.head_dim
+        per += sum(att.head_dim for lin in (att.q, att.k, att.v) if lin.bias is not None)
+        return per
+
+    def params_per_neuron(self, model: nn.Module) -> int:
+        """Parameters one encoder FFN neuron owns: a row (and bias) of each input
+        Linear (two for gated FFN) and a column of the output Linear."""
+        ffn = self.ffn(self.encoder_layers(model)[0])
+        per = 0
+        for parent, name in ffn.inputs:
+            lin = getattr(parent, name)
+            per += lin.in_features + (1 if lin.bias is not None else 0)
+        per += getattr(*ffn.output).out_features
+        return per
+
+
+class T5Adapter(FamilyAdapter):
+    """T5 and T5 v1.1 / FLAN-T5 (``modeling_t5.py``): blocks in ``encoder.block`` /
+    ``decoder.block``; ``layer[0].SelfAttention`` (q, k, v, o, no biases);
+    ``layer[-1].DenseReluDense`` (wi or wi_0/wi_1, wo). The relative position bias
+    lives only in block 0 of each stack and is shared by the later blocks."""
+
+    family = "t5"
+
+    def encoder_layers(self, model):
+        return list(model.encoder.block)
+
+    def decoder_container(self, model):
+        return model.decoder, "block"
+
+    def attention(self, layer):
+        att = layer.layer[0].SelfAttention
+        return Attention(att, att.q, att.k, att.v, att.o, att.key_value_proj_dim, "n_heads")
+
+    def ffn(self, layer):
+        dense = layer.layer[-1].DenseReluDense
+        names = ("wi_0", "wi_1") if hasattr(dense, "wi_0") else ("wi",)
+        return FFN(tuple((dense, n) for n in names), (dense, "wo"))
+
+    def num_heads(self, model):
+        return model.config.num_heads
+
+    def ffn_dim(self, model):
+        return model.config.d_ff
+
+    def set_num_decoder_layers(self, model, k):
+        model.config.num_decoder_layers = k
+        model.decoder.config.num_layers = k
+
+    def after_decoder_selection(self, model, kept, old_layers):
+        # The relative position bias table is owned by decoder block 0 and shared by
+        # all later blocks; if block 0 was dropped, hand its table to the new block 0.
+        first = model.decoder.block[0].layer[0].SelfAttention
+        if not first.has_relative_attention_bias:
+            first.relative_attention_bias = old_layers[0].layer[0].SelfAttention.relative_attention_bias
+            first.has_relative_attention_bias = True
+        for block in list(model.decoder.block)[1:]:
+            att = block.layer[0].SelfAttention
+            if att.has_relative_attention_bias:
+                att.has_relative_attention_bias = False
+                del att.relative_attention_bias
+
+
+class BartAdapter(FamilyAdapter):
+    """BART / distilBART (``modeling_bart.py``): ``model.encoder.layers[i]`` with
+    ``self_attn`` (q_proj, k_proj, v_proj, out_proj, with biases), ``fc1``, ``fc2``."""
+
+    family = "bart"
+
+    def encoder_layers(self, model):
+        return list(model.model.encoder.layers)
+
+    def decoder_container(self, model):
+        return model.model.decoder, "layers"
+
+    def attention(self, layer):
+        att = layer.self_attn
+        return Attention(att, att.q_proj, att.k_proj, att.v_proj, att.out_proj, att.head_dim, "num_heads")
+
+    def ffn(self, layer):
+        return FFN(((layer, "fc1"),), (layer, "fc2"))
+
+    def num_heads(self, model):
+        return model.config.encoder_attention_heads
+
+    def ffn_dim(self, model):
+        return model.config.encoder_ffn_dim
+
+    def set_num_decoder_layers(self, model, k):
+        model.config.decoder_layers = k
+
+
+class _BertLayers:
+    """Shared accessors for BERT-style layers (``modeling_bert.py``): ``attention.self``
+    (query, key, value), ``attention.output.dense``, ``intermediate.dense``, ``output.dense``."""
+
+    @staticmethod
+    def attention(layer):
+        att = layer.attention.self
+        return Attention(att, att.query, att.key, att.value, layer.attention.output.dense,
+                         att.attention_head_size, "num_attention_heads")
+
+    @staticmethod
+    def ffn(layer):
+        return FFN(((layer.intermediate, "dense"),), (layer.output, "dense"))
+
+
+class Bert2BertAdapter(FamilyAdapter):
+    """``EncoderDecoderModel`` with BERT-style encoder and decoder: encoder layers in
+    ``encoder.encoder.layer``, decoder layers in ``decoder.bert.encoder.layer``
+    (``BertLMHeadModel``) or ``decoder.<base>.encoder.layer`` for RoBERTa-style."""
+
+    family = "bert2bert"
+
+    def encoder_layers(self, model):
+        return list(model.encoder.encoder.layer)
+
+    def decoder_container(self, model):
+        base = getattr(model.decoder, model.decoder.base_model_prefix)
+        return base.encoder, "layer"
+
+    def attention(self, layer):
+        return _BertLayers.attention(layer)
+
+    def ffn(self, layer):
+        return _BertLayers.ffn(layer)
+
+    def encoder_config(self, model):
+        return model.config.encoder
+
+    def num_heads(self, model):
+        return model.config.encoder.num_attention_heads
+
+    def ffn_dim(self, model):
+        return model.config.encoder.intermediate_size
+
+    def set_num_decoder_layers(self, model, k):
+        model.config.decoder.num_hidden_layers = k
+        model.decoder.config.num_hidden_layers = k
+
+
+class BertEncoderAdapter(Bert2BertAdapter):
+    """A BERT-style encoder alone (``BertModel``, ``BertForSequenceClassification``), for EFTNAS."""
+
+    family = "bert"
+
+    def _base(self, model):
+        return getattr(model, model.base_model_prefix, model)
+
+    def encoder_layers(self, model):
+        return list(self._base(model).encoder.layer)
+
+    def decoder_container(self, model):
+        return None
+
+    def encoder_config(self, model):
+        return model.config
+
+    def num_heads(self, model):
+        return model.config.num_attention_heads
+
+    def ffn_dim(self, model):
+        return model.config.intermediate_size
+
+    def set_num_decoder_layers(self, model, k):
+        if k:
+            raise ValueError("An encoder-only model has no decoder layers to select.")
+
+
+_ADAPTERS = {"t5": T5Adapter, "bart": BartAdapter, "bert2bert": Bert2BertAdapter, "bert": BertEncoderAdapter}
+
+
+def family_of_config(config) -> str:
+    """The adapter family for a transformers config.
+
+    Raises:
+        ValueError: For a decoder-only or otherwise unsupported architecture, naming
+            what is supported.
+    """
+    model_type = getattr(config, "model_type", None)
+    if model_type in ("t5", "mt5"):
+        return "t5"
+    if model_type == "bart":
+        return "bart"
+    if model_type == "encoder-decoder":
+        enc, dec = config.encoder.model_type, config.decoder.model_type
+        if enc in _BERT_LIKE and dec in _BERT_LIKE:
+            return "bert2bert"
+        raise ValueError(
+            f"EncoderDecoderModel with a {enc} encoder and a {dec} decoder is not supported; "
+            f"supported: {SUPPORTED_ENCODER_DECODER}."
+        )
+    if model_type in _BERT_LIKE and not getattr(config, "is_decoder", False):
+        return "bert"
+    archs = ", ".join(getattr(config, "architectures", None) or []) or model_type
+    if not getattr(config, "is_encoder_decoder", False):
+        raise ValueError(
+            f"{archs} is a decoder-only (or unknown) architecture; NASH needs an encoder-decoder model. "
+            f"Supported: {SUPPORTED_ENCODER_DECODER}."
+        )
+    raise ValueError(f"Model type {model_type!r} is not supported. Supported: {SUPPORTED_ENCODER_DECODER}.")
+
+
+def get_adapter(model_or_config) -> FamilyAdapter:
+    """The family adapter for a model (or its config).
+
+    Raises:
+        ValueError: For unsupported architectures (see :func:`family_of_config`).
+    """
+    config = getattr(model_or_config, "config", model_or_config)
+    return _ADAPTERS[family_of_config(config)]()

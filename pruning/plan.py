@@ -1,0 +1,154 @@
+"""The pruning plan: a frozen, JSON-serialisable description of a smaller model.
+
+Decide first (importance scores, learned gates, a NAS search), then apply one plan
+deterministically with :func:`pruning.surgery.apply_plan`. Every method of the
+product (training-free NASH, learned NASH, CoFi, EFTNAS subnetworks) produces this
+same object, so they differ only in *how* the plan is chosen.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+PLAN_FILE = "plan.json"
+PLAN_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PruningPlan:
+    """Which parts of an encoder-decoder (or encoder) transformer to keep.
+
+    Indices always refer to the *original* (dense) model, so a plan can be read
+    without the pruned checkpoint.
+
+    Attributes:
+        family: Model family the plan was made for (``"t5"``, ``"bart"``,
+            ``"bert2bert"``, ``"bert"``).
+        num_decoder_layers: L, decoder layers of the dense model (0 for encoders).
+        num_heads: H, attention heads per encoder layer of the dense model.
+        ffn_dim: FFN intermediate size per encoder layer of the dense model.
+        decoder_layers: Kept decoder layer indices in [0, L), strictly increasing.
+        encoder_heads: For each encoder layer, the kept head indices in [0, H),
+            strictly increasing.
+        encoder_neurons: For each encoder layer, the kept FFN neuron indices in
+            [0, ffn_dim), strictly increasing.
+        notes: Free-form provenance (method, importance criterion, seed). Not used
+            by surgery.
+
+    Raises:
+        ValueError: On construction, if any index is out of range, repeated or
+            unsorted, if no decoder layer is kept while the model has a decoder,
+            or if the per-layer lists disagree in length.
+    """
+
+    family: str
+    num_decoder_layers: int
+    num_heads: int
+    ffn_dim: int
+    decoder_layers: tuple[int, ...]
+    encoder_heads: tuple[tuple[int, ...], ...]
+    encoder_neurons: tuple[tuple[int, ...], ...]
+    notes: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        # Normalise lists from JSON into tuples so plans compare and hash by value.
+        object.__setattr__(self, "decoder_layers", tuple(int(i) for i in self.decoder_layers))
+        object.__setattr__(self, "encoder_heads", tuple(tuple(int(i) for i in h) for h in self.encoder_heads))
+        object.__setattr__(self, "encoder_neurons", tuple(tuple(int(i) for i in n) for n in self.encoder_neurons))
+        _check_indices("decoder_layers", self.decoder_layers, self.num_decoder_layers)
+        if self.num_decoder_layers > 0 and not self.decoder_layers:
+            raise ValueError("A plan must keep at least one decoder layer.")
+        if len(self.encoder_heads) != len(self.encoder_neurons):
+            raise ValueError(
+                f"encoder_heads has {len(self.encoder_heads)} layers but encoder_neurons has "
+                f"{len(self.encoder_neurons)}; they must describe the same encoder layers."
+            )
+        for i, heads in enumerate(self.encoder_heads):
+            _check_indices(f"encoder_heads[{i}]", heads, self.num_heads)
+        for i, neurons in enumerate(self.encoder_neurons):
+            _check_indices(f"encoder_neurons[{i}]", neurons, self.ffn_dim)
+
+    @property
+    def num_encoder_layers(self) -> int:
+        """Number of encoder layers the plan describes."""
+        return len(self.encoder_heads)
+
+    @property
+    def encoder_is_dense(self) -> bool:
+        """True when every encoder head and FFN neuron is kept."""
+        return all(len(h) == self.num_heads for h in self.encoder_heads) and all(
+            len(n) == self.ffn_dim for n in self.encoder_neurons
+        )
+
+    @property
+    def decoder_is_dense(self) -> bool:
+        """True when every decoder layer is kept."""
+        return len(self.decoder_layers) == self.num_decoder_layers
+
+    def describe(self) -> str:
+        """One line a person can read, e.g. ``decoder 6 -> 2 layers, encoder heads 72 -> 50, FFN 9216 -> 6451``."""
+        heads = sum(len(h) for h in self.encoder_heads)
+        neurons = sum(len(n) for n in self.encoder_neurons)
+        parts = []
+        if self.num_decoder_layers:
+            parts.append(f"decoder {self.num_decoder_layers} -> {len(self.decoder_layers)} layers {list(self.decoder_layers)}")
+        parts.append(f"encoder heads {self.num_heads * self.num_encoder_layers} -> {heads}")
+        parts.append(f"FFN neurons {self.ffn_dim * self.num_encoder_layers} -> {neurons}")
+        return ", ".join(parts)
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able dict (lists, ints, str) with a format version."""
+        data = asdict(self)
+        data["format_version"] = PLAN_FORMAT_VERSION
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "PruningPlan":
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            ValueError: If fields are missing or of the wrong type.
+        """
+        data = dict(data)
+        version = data.pop("format_version", PLAN_FORMAT_VERSION)
+        if version != PLAN_FORMAT_VERSION:
+            raise ValueError(f"Unsupported plan format version {version}; this code reads version {PLAN_FORMAT_VERSION}.")
+        try:
+            return cls(**data)
+        except TypeError as err:
+            raise ValueError(f"Malformed pruning plan: {err}") from err
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write ``plan.json`` into ``directory`` (atomically: temp file + rename)."""
+        path = Path(directory) / PLAN_FILE
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=1))
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, directory_or_file: str | os.PathLike) -> "PruningPlan":
+        """Read a plan from a ``plan.json`` file or a folder holding one.
+
+        Raises:
+            FileNotFoundError: If there is no plan there.
+            ValueError: If the file is not a valid plan.
+        """
+        path = Path(directory_or_file)
+        if path.is_dir():
+            path = path / PLAN_FILE
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} is not valid JSON: {err}") from err
+        return cls.from_dict(data)
+
+
+def _check_indices(name: str, indices: tuple[int, ...], upper: int) -> None:
+    if any(i < 0 or i >= upper for i in indices):
+        raise ValueError(f"{name} has indices outside [0, {upper}): {list(indices)}")
+    if any(b <= a for a, b in zip(indices, indices[1:])):
+        raise ValueError(f"{name} must be strictly increasing without repeats: {list(indices)}")

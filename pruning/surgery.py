@@ -1,0 +1,329 @@
+"""Model surgery: build a physically smaller model from a :class:`PruningPlan`.
+
+Small pure functions return *new* smaller ``nn.Linear`` layers from the indices to
+keep (the idea of ``prune_linear_layer`` in transformers v4's ``pytorch_utils.py``);
+:func:`apply_plan` composes them, updates head counts and config fields in the same
+place, and never edits a transformers model file. Transformers 5 removed
+``prune_heads`` / ``config.pruned_heads``, so non-uniform encoder widths are rebuilt
+from ``plan.json`` at load time by :func:`load_pruned`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .adapters import FamilyAdapter, get_adapter
+from .plan import PruningPlan
+
+try:  # T5 is the only family that needs a head-subset attention (shared position bias).
+    from transformers.models.t5.modeling_t5 import T5Attention
+except ImportError:  # pragma: no cover - transformers always ships T5
+    T5Attention = None
+
+
+def prune_linear(layer: nn.Linear, index: torch.Tensor, dim: int) -> nn.Linear:
+    """A new ``nn.Linear`` keeping only ``index`` along ``dim`` of the weight.
+
+    Args:
+        layer: Linear with weight (out_features, in_features).
+        index: 1-D long tensor of kept indices.
+        dim: 0 keeps output rows (and bias entries); 1 keeps input columns (bias kept whole).
+
+    Returns:
+        A new Linear on the same device and dtype, weights copied (not shared), with
+        ``requires_grad`` as in ``layer``.
+    """
+    index = index.to(layer.weight.device)
+    weight = layer.weight.index_select(dim, index).detach().clone()
+    bias = None
+    if layer.bias is not None:
+        bias = (layer.bias.index_select(0, index) if dim == 0 else layer.bias).detach().clone()
+    out_features, in_features = weight.shape
+    new = nn.Linear(in_features, out_features, bias=bias is not None, device=weight.device, dtype=weight.dtype)
+    with torch.no_grad():
+        new.weight.copy_(weight)
+        if bias is not None:
+            new.bias.copy_(bias)
+    new.weight.requires_grad = layer.weight.requires_grad
+    if bias is not None:
+        new.bias.requires_grad = layer.bias.requires_grad
+    return new
+
+
+def head_index(heads: tuple[int, ...], head_dim: int) -> torch.Tensor:
+    """Rows (of Q/K/V) or columns (of the output projection) owned by ``heads``.
+
+    Returns:
+        Long tensor of shape (len(heads) * head_dim,).
+    """
+    if not heads:
+        return torch.zeros(0, dtype=torch.long)
+    return torch.cat([torch.arange(h * head_dim, (h + 1) * head_dim) for h in heads])
+
+
+def prune_heads(adapter: FamilyAdapter, layer: nn.Module, heads: tuple[int, ...], current_heads: int) -> None:
+    """Keep ``heads`` (indices into the layer's current heads) of one encoder layer, in place.
+
+    Raises:
+        ValueError: If ``heads`` is empty: an attention block with zero heads is not
+            supported (keep at least one head per layer).
+    """
+    if len(heads) == current_heads:
+        return
+    if not heads:
+        raise ValueError("Removing every head of an encoder layer is not supported; keep at least one head per layer.")
+    att = adapter.attention(layer)
+    index = head_index(heads, att.head_dim)
+    for name, lin, dim in (("q", att.q, 0), ("k", att.k, 0), ("v", att.v, 0)):
+        _replace_linear(att.module, lin, prune_linear(lin, index, dim))
+    o_parent = _parent_of(layer, att.o)
+    _replace_linear(o_parent, att.o, prune_linear(att.o, index, 1))
+    setattr(att.module, att.heads_attr, len(heads))
+    for size_attr in ("inner_dim", "all_head_size"):
+        if hasattr(att.module, size_attr):
+            setattr(att.module, size_attr, len(heads) * att.head_dim)
+    if adapter.family == "t5":
+        _use_head_subset_of_position_bias(att.module, heads)
+
+
+def prune_neurons(adapter: FamilyAdapter, layer: nn.Module, neurons: tuple[int, ...], current_dim: int) -> None:
+    """Keep ``neurons`` (indices into the current FFN intermediate) of one layer, in place."""
+    if len(neurons) == current_dim:
+        return
+    ffn = adapter.ffn(layer)
+    index = torch.tensor(neurons, dtype=torch.long)
+    for parent, name in ffn.inputs:
+        setattr(parent, name, prune_linear(getattr(parent, name), index, 0))
+    parent, name = ffn.output
+    setattr(parent, name, prune_linear(getattr(parent, name), index, 1))
+
+
+def narrow_encoder(model: nn.Module, plan: PruningPlan) -> None:
+    """Apply the encoder part of ``plan`` (heads and FFN neurons) in place to a model
+    whose encoder is still dense-shaped.
+
+    Raises:
+        ValueError: If the plan does not fit the model (family, layer count, sizes).
+    """
+    adapter = get_adapter(model)
+    _check_plan_fits(adapter, model, plan)
+    for i, layer in enumerate(adapter.encoder_layers(model)):
+        att, ffn = adapter.attention(layer), adapter.ffn(layer)
+        if att.q.out_features != plan.num_heads * att.head_dim or getattr(*ffn.output).in_features != plan.ffn_dim:
+            raise ValueError(f"Encoder layer {i} is already narrowed; apply a plan to the dense model it was made for.")
+    for layer, heads, neurons in zip(adapter.encoder_layers(model), plan.encoder_heads, plan.encoder_neurons):
+        prune_heads(adapter, layer, heads, plan.num_heads)
+        prune_neurons(adapter, layer, neurons, plan.ffn_dim)
+
+
+def select_decoder(model: nn.Module, kept: tuple[int, ...]) -> None:
+    """Keep only decoder layers ``kept`` (indices into the dense decoder), in place.
+
+    Renumbers ``layer_idx`` of the kept layers to 0..k-1 so that generation caches
+    (``DynamicCache`` / ``EncoderDecoderCache``, indexed by ``layer_idx``) address the
+    kept layers, updates the config's decoder layer count, and lets the family
+    repair shared state (T5's relative position bias, owned by block 0).
+    """
+    adapter = get_adapter(model)
+    container = adapter.decoder_container(model)
+    if container is None:
+        if kept:
+            raise ValueError("This model has no decoder; the plan must keep no decoder layers.")
+        return
+    parent, attr = container
+    old_layers = list(getattr(parent, attr))
+    if tuple(kept) == tuple(range(len(old_layers))):
+        return
+    setattr(parent, attr, nn.ModuleList([old_layers[i] for i in kept]))
+    for new_idx, layer in enumerate(getattr(parent, attr)):
+        for module in layer.modules():
+            if hasattr(module, "layer_idx"):
+                module.layer_idx = new_idx
+    adapter.set_num_decoder_layers(model, len(kept))
+    adapter.after_decoder_selection(model, tuple(kept), old_layers)
+
+
+def apply_plan(model: nn.Module, plan: PruningPlan, *, inplace: bool = False) -> nn.Module:
+    """Build the physically smaller model that ``plan`` describes.
+
+    Args:
+        model: A dense model of a supported family (see ``pruning.adapters``).
+        plan: The plan; its sizes must match the model.
+        inplace: Modify ``model`` instead of a deep copy.
+
+    Returns:
+        The pruned model (a ``PreTrainedModel`` of the same class), in eval mode if
+        the input was.
+
+    Raises:
+        ValueError: If the plan does not fit the model.
+    """
+    target = model if inplace else copy.deepcopy(model)
+    narrow_encoder(target, plan)
+    select_decoder(target, plan.decoder_layers)
+    target.config.pruning_plan_summary = plan.describe()
+    return target
+
+
+def save_pruned(model: nn.Module, plan: PruningPlan, directory: str | os.PathLike, tokenizer=None,
+                extra_files: dict[str, dict] | None = None) -> Path:
+    """Save a pruned model with ``save_pretrained`` plus ``plan.json``, atomically.
+
+    Everything is written into a temporary sibling folder that replaces
+    ``directory`` only when complete, so a crash leaves no half-written model.
+
+    Args:
+        extra_files: Optional ``{file name: JSON-able dict}`` written beside the model
+            (e.g. ``metrics.json``).
+
+    Returns:
+        The final folder.
+    """
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        model.save_pretrained(tmp)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        plan.save(tmp)
+        for name, data in (extra_files or {}).items():
+            (tmp / name).write_text(json.dumps(data, indent=1, default=str))
+        if directory.exists():
+            shutil.rmtree(directory)
+        os.replace(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+def load_pruned(directory: str | os.PathLike, *, device: str | torch.device = "cpu") -> nn.Module:
+    """Load a model written by :func:`save_pruned` (the project's documented loader).
+
+    The saved config already has the reduced decoder layer count; the encoder's
+    per-layer widths are rebuilt from ``plan.json`` before the weights are loaded.
+
+    Raises:
+        FileNotFoundError: If ``directory`` has no ``plan.json`` or no weights.
+        ValueError: If the weights do not match the shapes the plan describes.
+    """
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification, AutoModel
+
+    directory = Path(directory)
+    plan = PruningPlan.load(directory)
+    config = AutoConfig.from_pretrained(directory)
+    archs = getattr(config, "architectures", None) or []
+    if plan.family == "bert" and any("SequenceClassification" in a for a in archs):
+        model = AutoModelForSequenceClassification.from_config(config)
+    elif plan.family == "bert":
+        model = AutoModel.from_config(config)
+    else:
+        model = AutoModelForSeq2SeqLM.from_config(config)
+    narrow_encoder(model, plan)
+    files = sorted(directory.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"No *.safetensors weights in {directory}.")
+    state = {}
+    for f in files:
+        state.update(load_file(f))
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:
+        raise ValueError(f"The weights in {directory} do not match its plan.json: {err}") from err
+    tied = _tied_parameter_names(model)
+    really_missing = [k for k in missing if k not in tied]
+    if really_missing or unexpected:
+        raise ValueError(f"Weights in {directory} do not match the model: missing {really_missing[:5]}, "
+                         f"unexpected {unexpected[:5]}.")
+    model.tie_weights()
+    return model.to(device).eval()
+
+
+# -- helpers ----------------------------------------------------------------------------
+
+def _tied_parameter_names(model: nn.Module) -> set[str]:
+    """Names of parameters that share storage with an earlier one (tied embeddings)."""
+    seen, tied = {}, set()
+    for name, p in model.named_parameters(remove_duplicate=False):
+        if id(p) in seen:
+            tied.add(name)
+            tied.add(seen[id(p)])
+        else:
+            seen[id(p)] = name
+    keys = getattr(model, "_tied_weights_keys", None) or {}
+    tied.update(keys if isinstance(keys, (list, set, tuple)) else list(keys))
+    return tied
+
+
+def _parent_of(root: nn.Module, child: nn.Module) -> nn.Module:
+    for module in root.modules():
+        for sub in module.children():
+            if sub is child:
+                return module
+    raise ValueError("Linear layer not found under the given layer.")
+
+
+def _replace_linear(parent: nn.Module, old: nn.Linear, new: nn.Linear) -> None:
+    for name, sub in parent.named_children():
+        if sub is old:
+            setattr(parent, name, new)
+            return
+    raise ValueError("Linear layer not found in its parent module.")
+
+
+def _check_plan_fits(adapter: FamilyAdapter, model: nn.Module, plan: PruningPlan) -> None:
+    if plan.family != adapter.family:
+        raise ValueError(f"The plan was made for a {plan.family} model but this is a {adapter.family} model.")
+    n_enc = len(adapter.encoder_layers(model))
+    if plan.num_encoder_layers != n_enc:
+        raise ValueError(f"The plan describes {plan.num_encoder_layers} encoder layers; the model has {n_enc}.")
+    if plan.num_heads != adapter.num_heads(model) or plan.ffn_dim != adapter.ffn_dim(model):
+        raise ValueError(
+            f"The plan is for {plan.num_heads} heads / FFN {plan.ffn_dim}; the model has "
+            f"{adapter.num_heads(model)} heads / FFN {adapter.ffn_dim(model)}."
+        )
+
+
+if T5Attention is not None:
+
+    class HeadSubsetT5Attention(T5Attention):
+        """T5 self-attention that keeps a subset of the original heads.
+
+        T5 computes the relative position bias once, in block 0, as a tensor of shape
+        (1, H, q_len, k_len) for all H original heads, and passes it to every later
+        block (``T5Stack.forward``). A block with fewer heads must add only its kept
+        heads' slice, and must hand the *full* bias on to the next block. This
+        subclass does exactly that and nothing else; its parameters and their names
+        are those of ``T5Attention``, so checkpoints are unchanged.
+        Only used in the encoder (no cache; ``past_seen_tokens`` is 0).
+        """
+
+        kept_heads: tuple[int, ...] = ()
+
+        def forward(self, hidden_states, mask=None, key_value_states=None, position_bias=None,
+                    past_key_values=None, **kwargs):
+            if position_bias is None:
+                if not self.has_relative_attention_bias:
+                    return super().forward(hidden_states, mask, key_value_states, None, past_key_values, **kwargs)
+                length = hidden_states.shape[1]
+                position_bias = self.compute_bias(length, length, device=hidden_states.device)  # (1, H, T, T)
+            index = torch.tensor(self.kept_heads, device=position_bias.device)
+            own = position_bias.index_select(1, index)  # (1 or B, kept, T, T)
+            out, _, weights = super().forward(hidden_states, mask, key_value_states, own, past_key_values, **kwargs)
+            return out, position_bias, weights
+
+
+def _use_head_subset_of_position_bias(att: nn.Module, heads: tuple[int, ...]) -> None:
+    """Turn a T5 encoder self-attention into :class:`HeadSubsetT5Attention` (see there)."""
+    att.__class__ = HeadSubsetT5Attention
+    att.kept_heads = tuple(heads)

@@ -1,0 +1,49 @@
+"""Tiny random models of every supported family, built from configs (no weights, no Hub)."""
+
+import torch
+from transformers import (BartConfig, BartForConditionalGeneration, BertConfig, EncoderDecoderConfig,
+                          EncoderDecoderModel, T5Config, T5ForConditionalGeneration)
+
+VOCAB = 120
+
+
+def tiny_t5(gated: bool = False, decoder_layers: int = 4) -> T5ForConditionalGeneration:
+    torch.manual_seed(0)
+    config = T5Config(vocab_size=VOCAB, d_model=32, d_kv=8, d_ff=48, num_layers=3, num_decoder_layers=decoder_layers,
+                      num_heads=4, feed_forward_proj="gated-gelu" if gated else "relu",
+                      decoder_start_token_id=0, pad_token_id=0, eos_token_id=1, dropout_rate=0.0,
+                      tie_word_embeddings=not gated)
+    return T5ForConditionalGeneration(config).eval()
+
+
+def tiny_bart(decoder_layers: int = 4) -> BartForConditionalGeneration:
+    torch.manual_seed(0)
+    config = BartConfig(vocab_size=VOCAB, d_model=32, encoder_layers=3, decoder_layers=decoder_layers,
+                        encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=48,
+                        decoder_ffn_dim=48, max_position_embeddings=64, pad_token_id=1, bos_token_id=0,
+                        eos_token_id=2, decoder_start_token_id=2, forced_eos_token_id=None, dropout=0.0,
+                        attention_dropout=0.0, activation_dropout=0.0)
+    return BartForConditionalGeneration(config).eval()
+
+
+def tiny_bert2bert(decoder_layers: int = 4) -> EncoderDecoderModel:
+    torch.manual_seed(0)
+    common = dict(vocab_size=VOCAB, hidden_size=32, num_attention_heads=4, intermediate_size=48,
+                  max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    enc = BertConfig(num_hidden_layers=3, **common)
+    dec = BertConfig(num_hidden_layers=decoder_layers, is_decoder=True, add_cross_attention=True, **common)
+    config = EncoderDecoderConfig.from_encoder_decoder_configs(enc, dec)
+    config.decoder_start_token_id, config.pad_token_id, config.eos_token_id = 2, 0, 3
+    return EncoderDecoderModel(config=config).eval()
+
+
+FAMILIES = {"t5": tiny_t5, "t5-gated": lambda: tiny_t5(gated=True), "bart": tiny_bart, "bert2bert": tiny_bert2bert}
+
+
+def batch(batch_size: int = 2, src_len: int = 9, tgt_len: int = 5, seed: int = 1) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(4, VOCAB, (batch_size, src_len), generator=g)
+    mask = torch.ones_like(ids)
+    mask[0, -2:] = 0  # some padding, so masks are exercised
+    labels = torch.randint(4, VOCAB, (batch_size, tgt_len), generator=g)
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
