@@ -208,3 +208,35 @@ def _load_hub(spec: str) -> LoadedModel:
     if family == "bert2bert":
         configure_bert2bert(model, tokenizer)
     return LoadedModel(model.eval(), tokenizer, spec, family, "hub")
+
+
+def peek_decoder_layers(spec: str) -> int:
+    """Decoder layer count of a model spec, read from its config without loading weights.
+
+    Raises:
+        ValueError: As :func:`load_model` does (unknown, unsupported, decoder-only, offline Hub).
+    """
+    from transformers import AutoConfig
+
+    spec = spec.strip()
+    if spec.lower() in OFFLINE_MODELS:
+        return AutoConfig.from_pretrained(minilm_path()).num_hidden_layers
+    inner = spec[len(RANDOM_PREFIX):] if spec.startswith(RANDOM_PREFIX) else spec
+    path = Path(inner).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise ValueError(f"{path} has no config.json; give a folder written by save_pretrained. " + _available_hint())
+        config = AutoConfig.from_pretrained(path)
+    else:
+        if inner.startswith((".", "/", "~")):
+            raise ValueError(f"{inner} is not a folder. " + _available_hint())
+        _require_hub(inner)
+        config = AutoConfig.from_pretrained(inner)
+    family = family_of_config(config)
+    if family == "t5":
+        return config.num_decoder_layers if config.num_decoder_layers is not None else config.num_layers
+    if family == "bart":
+        return config.decoder_layers
+    if family == "bert2bert":
+        return config.decoder.num_hidden_layers
+    raise ValueError(f"{spec} is an encoder-only model; NASH needs an encoder-decoder. Supported: {SUPPORTED_ENCODER_DECODER}.")

@@ -1,0 +1,209 @@
+"""The command line: ``python -m explorer finetune | prune | measure | evaluate | demo``.
+
+All argparse lives here; the library never reads ``sys.argv``. Errors a user can fix
+(``ValueError``, ``FileNotFoundError``) print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+DEMO = dict(model="minilm2minilm", task="rotten_tomatoes", encoder_sparsity=0.3, decoder_layers=2,
+            finetune_steps=250, recovery_steps=100, eval_samples=200)
+
+
+def _common(p: argparse.ArgumentParser, task: bool = True) -> None:
+    p.add_argument("--model", required=True, help="offline name (minilm2minilm), local folder, random:<config folder>, "
+                                                  "or Hub id")
+    if task:
+        p.add_argument("--task", required=True, help="samsum, xsum, cnn_dailymail, sst2, cola, mrpc, rte, qnli, stsb, "
+                                                     "mnli, rotten_tomatoes")
+        p.add_argument("--data-dir", default=None, help="local dataset folder (TSV/JSON/JSONL/parquet)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+
+
+def _finetune_args(p: argparse.ArgumentParser, steps: int = 300) -> None:
+    p.add_argument("--finetune-steps", type=int, default=steps, help="dense fine-tuning steps (cached)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--learning-rate", type=float, default=1e-4)
+    p.add_argument("--train-samples", type=int, default=None, help="use the first N training examples")
+
+
+def _timing_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--input-tokens", type=int, default=256)
+    p.add_argument("--new-tokens", type=int, default=64)
+    p.add_argument("--timing-batch-size", type=int, default=1)
+    p.add_argument("--timing-beams", type=int, default=1, help="1 = greedy")
+    p.add_argument("--repeats", type=int, default=5)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m explorer", description="Structured pruning (NASH) of "
+                                     "encoder-decoder transformers: prune, fine-tune, measure, evaluate.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("prune", help="training-free NASH: importance, surgery, recovery, evaluation, timing")
+    _common(p)
+    p.add_argument("--encoder-sparsity", type=float, required=True, help="fraction of encoder head+FFN parameters "
+                                                                          "removed, in [0, 1)")
+    p.add_argument("--decoder-layers", type=int, required=True, help="decoder layers to keep (1..L)")
+    p.add_argument("--layer-selection", default="uniform", choices=["uniform", "low", "high"])
+    p.add_argument("--recovery-steps", type=int, default=0)
+    p.add_argument("--eval-samples", type=int, default=64)
+    p.add_argument("--calibration-samples", type=int, default=64)
+    p.add_argument("--num-beams", type=int, default=1, help="beams for the quality evaluation")
+    p.add_argument("--no-dense-finetune", action="store_true", help="the model is already fine-tuned for the task")
+    _finetune_args(p)
+    _timing_args(p)
+    p.add_argument("--out", required=True, help="output folder (pruned model, plan.json, metrics.json)")
+    p.add_argument("--overwrite", action="store_true")
+
+    p = sub.add_parser("finetune", help="dense fine-tuning (cached by model, task and settings)")
+    _common(p)
+    _finetune_args(p)
+    p.add_argument("--out", default=None, help="also copy the fine-tuned model here")
+    p.add_argument("--overwrite", action="store_true")
+
+    p = sub.add_parser("measure", help="latency, MACs and parameters of a model")
+    _common(p, task=False)
+    _timing_args(p)
+
+    p = sub.add_parser("evaluate", help="quality of a model on a task split")
+    _common(p)
+    p.add_argument("--split", default=None, help="train, validation or test (default: the task's evaluation split)")
+    p.add_argument("--eval-samples", type=int, default=64)
+    p.add_argument("--num-beams", type=int, default=1)
+
+    p = sub.add_parser("demo", help="the offline default end to end: MiniLM2MiniLM on rotten_tomatoes")
+    p.add_argument("--device", default="auto", choices=["cpu", "cuda", "auto"])
+    p.add_argument("--out", default=None, help="output folder (default: inside the cache)")
+    return parser
+
+
+def _finetune_settings(args):
+    from .finetune import FinetuneSettings
+
+    return FinetuneSettings(max_steps=args.finetune_steps, batch_size=args.batch_size,
+                            learning_rate=args.learning_rate, train_samples=args.train_samples)
+
+
+def _timing(args):
+    from .pipeline import TimingSettings
+
+    return TimingSettings(batch_size=args.timing_batch_size, input_tokens=args.input_tokens,
+                          new_tokens=args.new_tokens, num_beams=args.timing_beams, repeats=args.repeats)
+
+
+def _progress(fraction: float, message: str) -> None:
+    print(f"[{fraction * 100:5.1f}%] {message}", file=sys.stderr, flush=True)
+
+
+def cmd_prune(args) -> int:
+    from .pipeline import PruneSettings, results_table, run_prune
+
+    settings = PruneSettings(
+        model=args.model, task=args.task, data_dir=args.data_dir, encoder_sparsity=args.encoder_sparsity,
+        decoder_layers=args.decoder_layers, layer_selection=args.layer_selection, recovery_steps=args.recovery_steps,
+        eval_samples=args.eval_samples, calibration_samples=args.calibration_samples, device=args.device,
+        num_beams=args.num_beams, finetune=_finetune_settings(args), timing=_timing(args),
+        dense_finetune=not args.no_dense_finetune)
+    metrics = run_prune(settings, args.out, overwrite=args.overwrite, progress=_progress)
+    print(results_table(metrics))
+    print(f"\nwrote {args.out} (model, plan.json, metrics.json)")
+    return 0
+
+
+def cmd_finetune(args) -> int:
+    import shutil
+
+    from .finetune import cached_dense_finetune, resolve_device
+
+    if args.out and Path(args.out).exists() and any(Path(args.out).iterdir()) and not args.overwrite:
+        raise ValueError(f"{args.out} exists and is not empty; pass --overwrite or choose another --out.")
+    _, summary = cached_dense_finetune(args.model, args.task, _finetune_settings(args), data_dir=args.data_dir,
+                                       device=resolve_device(args.device), progress=_progress)
+    if args.out:
+        shutil.copytree(summary["path"], args.out, dirs_exist_ok=True)
+    print(json.dumps({k: v for k, v in summary.items() if k != "settings"}, indent=1))
+    return 0
+
+
+def cmd_measure(args) -> int:
+    from .finetune import resolve_device
+    from .models import load_model
+    from .pipeline import measure_all
+
+    loaded = load_model(args.model)
+    result = measure_all(loaded.model, _timing(args), resolve_device(args.device))
+    lat = result["latency"]
+    print("| end-to-end ms | decoder ms/token | encoder ms | GMACs | params (M) | device |")
+    print("|---|---|---|---|---|---|")
+    print(f"| {lat['latency_ms']:.1f} | {lat['decode_ms_per_token']:.2f} | {lat['encoder_ms']:.1f} | "
+          f"{result['macs']['gmacs']:.2f} | {result['params']['params_m']:.1f} | {lat['device']} |")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .finetune import resolve_device
+    from .models import load_model
+    from .quality import evaluate_quality
+    from .tasks import get_task, load_split
+
+    spec = get_task(args.task)
+    split = args.split or spec.eval_split
+    examples = load_split(spec, split, data_dir=args.data_dir, limit=args.eval_samples)
+    loaded = load_model(args.model)
+    result = evaluate_quality(loaded.model, loaded.tokenizer, spec.name, examples, split=split,
+                              device=resolve_device(args.device), num_beams=args.num_beams)
+    if loaded.random_weights:
+        result["warning"] = "random weights: these numbers mean nothing"
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .finetune import FinetuneSettings
+    from .paths import cache_root
+    from .pipeline import PruneSettings, results_table, run_prune
+
+    out = Path(args.out) if args.out else cache_root() / "demo"
+    settings = PruneSettings(
+        model=DEMO["model"], task=DEMO["task"], encoder_sparsity=DEMO["encoder_sparsity"],
+        decoder_layers=DEMO["decoder_layers"], recovery_steps=DEMO["recovery_steps"],
+        eval_samples=DEMO["eval_samples"], device=args.device,
+        finetune=FinetuneSettings(max_steps=DEMO["finetune_steps"]))
+    print(f"Offline default: {settings.model} on {settings.task}: dense fine-tune ({DEMO['finetune_steps']} steps, "
+          f"cached), training-free NASH (encoder sparsity {settings.encoder_sparsity}, {settings.decoder_layers} "
+          f"decoder layers), recovery ({settings.recovery_steps} steps), evaluation, timing.", file=sys.stderr)
+    metrics = run_prune(settings, out, overwrite=True, progress=_progress)
+    print(results_table(metrics))
+    print(f"\nwrote {out}")
+    return 0
+
+
+COMMANDS = {"prune": cmd_prune, "finetune": cmd_finetune, "measure": cmd_measure, "evaluate": cmd_evaluate,
+            "demo": cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (0 ok, 2 a usage or input error)."""
+    args = build_parser().parse_args(argv)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        return COMMANDS[args.command](args)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}".splitlines()[0], file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; nothing was written to the output folder.", file=sys.stderr)
+        return 130

@@ -1,0 +1,188 @@
+"""Fine-tuning: dense task fine-tuning and post-pruning recovery fine-tuning.
+
+Both run on the transformers ``Seq2SeqTrainer`` (so ``accelerate launch`` scales
+them to several GPUs unchanged), on CPU or CUDA. Dense fine-tuning is cached by
+model, task, data and settings, so a second request reuses it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from .models import LoadedModel, configure_bert2bert, load_model
+from .paths import cache_root, settings_hash, slug
+from .tasks import Example, get_task, load_split
+
+Progress = Callable[[float, str], None]
+DONE_FILE = "finetune.json"
+
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    """Hyper-parameters of one fine-tuning run."""
+
+    max_steps: int = 300  # optimizer steps
+    batch_size: int = 16  # examples per step and device
+    learning_rate: float = 1e-4  # AdamW peak learning rate, linear decay
+    warmup_ratio: float = 0.05  # fraction of steps with linear warm-up
+    weight_decay: float = 0.01
+    train_samples: int | None = None  # use the first N training examples (None: all)
+    max_source_tokens: int | None = None  # None: the task's default
+    max_target_tokens: int | None = None  # None: the task's default
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_steps < 1 or self.batch_size < 1 or self.learning_rate <= 0:
+            raise ValueError("Fine-tuning needs max_steps >= 1, batch_size >= 1 and a positive learning rate.")
+
+
+def resolve_device(device: str) -> str:
+    """``"cpu"`` or ``"cuda"``; ``"auto"`` picks CUDA when present.
+
+    Raises:
+        ValueError: For an unknown device or CUDA requested without a GPU.
+    """
+    device = (device or "auto").lower()
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"Unknown device {device!r}; use cpu, cuda or auto.")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("CUDA was requested but no GPU is available here; use --device cpu.")
+    return device
+
+
+def tokenize_examples(tokenizer, examples: list[Example], max_source_tokens: int, max_target_tokens: int) -> list[dict]:
+    """Token ids for training: ``input_ids`` and ``labels`` per example.
+
+    For BERT-style tokenizers the target's leading [CLS] is dropped, since decoding
+    starts from [CLS] (``decoder_start_token_id``) and the labels must be the tokens
+    that follow it, ending with [SEP].
+    """
+    sources = tokenizer([e.source for e in examples], max_length=max_source_tokens, truncation=True)
+    targets = tokenizer(text_target=[e.target for e in examples], max_length=max_target_tokens, truncation=True)
+    cls = getattr(tokenizer, "cls_token_id", None)
+    rows = []
+    for ids, labels in zip(sources["input_ids"], targets["input_ids"]):
+        if cls is not None and labels and labels[0] == cls:
+            labels = labels[1:]
+        rows.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels})
+    return rows
+
+
+class _ProgressCallback:
+    """Forwards the Trainer's step count to a ``progress(fraction, message)`` function."""
+
+    def __new__(cls, progress: Progress, label: str):
+        from transformers import TrainerCallback
+
+        class Callback(TrainerCallback):
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                loss = (logs or {}).get("loss")
+                text = f"{label}: step {state.global_step}/{state.max_steps}" + (f", loss {loss:.3f}" if loss else "")
+                progress(state.global_step / max(state.max_steps, 1), text)
+
+        return Callback()
+
+
+def finetune(loaded: LoadedModel, examples: list[Example], settings: FinetuneSettings, *, task: str,
+             device: str = "cpu", progress: Progress | None = None, label: str = "fine-tune") -> dict:
+    """Fine-tune ``loaded.model`` in place on ``examples`` with ``Seq2SeqTrainer``.
+
+    Args:
+        loaded: Model and tokenizer (dense or pruned; pruned models train as they are).
+        examples: Training examples (source, target).
+        settings: Hyper-parameters.
+        task: Task name (for default lengths).
+        device: ``cpu`` or ``cuda``.
+        progress: Optional ``progress(fraction, message)``.
+
+    Returns:
+        A summary: steps, final training loss, wall seconds, device.
+
+    Raises:
+        ValueError: If there are no examples.
+    """
+    from datasets import Dataset
+    from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments
+
+    if not examples:
+        raise ValueError("No training examples to fine-tune on.")
+    spec = get_task(task)
+    device = resolve_device(device)
+    rows = tokenize_examples(loaded.tokenizer, examples, settings.max_source_tokens or spec.max_source_tokens,
+                             settings.max_target_tokens or spec.max_target_tokens)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="explorer-train-") as tmp:
+        args = Seq2SeqTrainingArguments(
+            output_dir=tmp, max_steps=settings.max_steps, per_device_train_batch_size=settings.batch_size,
+            learning_rate=settings.learning_rate, warmup_steps=int(settings.warmup_ratio * settings.max_steps),
+            weight_decay=settings.weight_decay, lr_scheduler_type="linear", logging_steps=max(1, settings.max_steps // 20),
+            save_strategy="no", report_to=[], seed=settings.seed, use_cpu=device == "cpu", disable_tqdm=True,
+            dataloader_num_workers=0, remove_unused_columns=False,
+        )
+        trainer = Seq2SeqTrainer(
+            model=loaded.model, args=args, train_dataset=Dataset.from_list(rows),
+            data_collator=DataCollatorForSeq2Seq(loaded.tokenizer, model=loaded.model, label_pad_token_id=-100),
+            callbacks=[_ProgressCallback(progress, label)] if progress else None,
+        )
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)  # progress goes through `progress`, not prints
+        result = trainer.train()
+    loaded.model.to("cpu").eval()
+    return {"steps": settings.max_steps, "train_loss": float(result.training_loss),
+            "wall_s": round(time.perf_counter() - start, 1), "device": device, "examples": len(examples)}
+
+
+def dense_cache_dir(model_spec: str, task: str, data_dir: str | None, settings: FinetuneSettings) -> Path:
+    """Cache folder of a dense fine-tuned model, keyed by model, task, data and settings."""
+    key = settings_hash({"model": model_spec, "task": task, "data": str(Path(data_dir).resolve()) if data_dir else None,
+                         "settings": asdict(settings)})
+    return cache_root() / "finetuned" / f"{slug(model_spec)}__{slug(task)}__{key}"
+
+
+def cached_dense_finetune(model_spec: str, task: str, settings: FinetuneSettings, *, data_dir: str | None = None,
+                          device: str = "cpu", progress: Progress | None = None) -> tuple[LoadedModel, dict]:
+    """The dense model fine-tuned on ``task``: from the cache, or trained now and cached.
+
+    The folder is written atomically (temporary sibling, then rename), so an
+    interrupted fine-tune is never reused.
+
+    Returns:
+        ``(loaded model, summary)``; the summary has ``cached: True`` on a cache hit.
+    """
+    folder = dense_cache_dir(model_spec, task, data_dir, settings)
+    if (folder / DONE_FILE).exists():
+        loaded = load_model(str(folder))
+        loaded.random_weights = json.loads((folder / DONE_FILE).read_text()).get("random_weights", False)
+        return loaded, dict(json.loads((folder / DONE_FILE).read_text()), cached=True, path=str(folder))
+    loaded = load_model(model_spec)
+    examples = load_split(task, "train", data_dir=data_dir, limit=settings.train_samples)
+    summary = finetune(loaded, examples, settings, task=task, device=device, progress=progress, label="dense fine-tune")
+    summary.update(model=model_spec, task=task, settings=asdict(settings), random_weights=loaded.random_weights)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        loaded.model.save_pretrained(tmp)
+        loaded.tokenizer.save_pretrained(tmp)
+        (tmp / DONE_FILE).write_text(json.dumps(summary, indent=1))
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if loaded.family == "bert2bert":
+        configure_bert2bert(loaded.model, loaded.tokenizer)
+    loaded.spec = str(folder)
+    return loaded, dict(summary, cached=False, path=str(folder))

@@ -1,0 +1,402 @@
+"""Latency, MACs and parameter counts of encoder-decoder models.
+
+One device-agnostic timing function (:func:`measure_latency`) returning a typed
+:class:`LatencyResult`, with warm-up, accelerator synchronisation and repeats inside
+it; MACs (:func:`count_macs`) and parameters (:func:`count_params`) beside it.
+
+Everything here *runs* the model and never reads layer sizes from its config, so
+models pruned with non-uniform per-layer widths (different ``nn.Linear`` sizes per
+encoder layer, fewer decoder layers; see ``pruning.surgery``) are measured as they
+are. Supported: any Hugging Face encoder-decoder model with ``get_encoder()`` and
+``generate()``, i.e. ``T5ForConditionalGeneration``, ``BartForConditionalGeneration``
+and ``EncoderDecoderModel`` (BERT2BERT; its config needs ``decoder_start_token_id``
+and ``pad_token_id``).
+
+The setting follows NASH (Ko et al., Findings of EMNLP 2023, arXiv 2310.10054),
+Sec. 2 and Table 1: latency of greedy generation of a fixed number of tokens, split
+into the encoder pass and the decoder, whose depth dominates generation time.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.utils.benchmark as benchmark
+from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+from transformers import GenerationConfig
+
+_SUPPORTED_DEVICES = ("cpu", "cuda")
+# Above this vocabulary size, random inputs skip the lowest and highest ids (see _random_input_ids).
+_LARGE_VOCAB = 2000
+_LOW_IDS_SKIPPED = 1000
+_HIGH_IDS_SKIPPED = 128
+
+
+@dataclass(frozen=True)
+class LatencyResult:
+    """Median latencies of one model in one setting, in milliseconds.
+
+    Attributes:
+        encoder_ms: Median wall-clock ms of one encoder forward pass over the
+            (batch_size, input_tokens) input.
+        decode_ms_per_token: Decoder ms per generated token, derived as
+            ``max(0, latency_ms - encoder_ms) / new_tokens``: everything
+            ``generate`` does beyond the encoder pass (decoder steps with KV cache,
+            cross-attention K/V projections of the encoder output, LM head, logits
+            processing and search bookkeeping), spread over the generated tokens.
+            It is a difference of two medians, not a median of differences.
+        latency_ms: Median end-to-end wall-clock ms of ``model.generate`` producing
+            exactly ``new_tokens`` tokens per sequence (encoder pass included).
+        batch_size: Sequences per batch.
+        input_tokens: Encoder input length in tokens.
+        new_tokens: Generated tokens per sequence.
+        num_beams: Beam width (1 = greedy).
+        device: What ran it, see :func:`device_description`.
+        repeats: Timed runs per median (after the warm-up runs).
+    """
+
+    encoder_ms: float
+    decode_ms_per_token: float
+    latency_ms: float
+    batch_size: int
+    input_tokens: int
+    new_tokens: int
+    num_beams: int
+    device: str
+    repeats: int
+
+
+def measure_latency(model: nn.Module, *, batch_size: int = 1, input_tokens: int = 256, new_tokens: int = 64,
+                    num_beams: int = 1, device: str = "cpu", repeats: int = 5, warmup: int = 1) -> LatencyResult:
+    """Time the encoder pass and end-to-end generation of an encoder-decoder model.
+
+    The model is switched to eval mode and **moved to ``device``, where it stays**
+    (the caller asked for that device; moving it back would cost a copy per call);
+    its train/eval flag is restored afterwards. Inputs are random token ids without
+    special tokens (seeded, see :func:`_random_input_ids`), attention mask all ones.
+    Generation is forced to exactly ``new_tokens`` tokens: ``min_new_tokens =
+    max_new_tokens = new_tokens`` (the minimum suppresses EOS), ``do_sample=False``,
+    ``use_cache=True``, ``no_repeat_ngram_size=0`` and ``repetition_penalty=1``
+    (model defaults such as BART's ``no_repeat_ngram_size=3`` and ``num_beams=4``
+    are overridden so every family is timed with the same search). Everything runs
+    under ``torch.inference_mode``.
+
+    Timing uses ``torch.utils.benchmark.timer``, a clock that synchronises the
+    accelerator before reading the time, around each call: ``warmup`` untimed calls,
+    then ``repeats`` timed ones, median. (``Timer.timeit`` would add two hidden
+    warm-up calls per repeat, tripling the cost of a multi-second ``generate``.)
+    The torch thread count is left as the caller set it.
+
+    Args:
+        model: A Hugging Face encoder-decoder model (T5, BART, BERT2BERT), possibly
+            pruned with non-uniform widths.
+        batch_size: Sequences per batch, >= 1.
+        input_tokens: Encoder input length, >= 1 (at most the model's position limit,
+            e.g. 512 for BERT; beyond it the model itself fails).
+        new_tokens: Tokens to generate per sequence, >= 1.
+        num_beams: Beam width, >= 1.
+        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        repeats: Timed runs per median, >= 1.
+        warmup: Untimed runs before timing, >= 0.
+
+    Returns:
+        A :class:`LatencyResult` (all times in ms).
+
+    Raises:
+        ValueError: On a non-positive size, an unknown device, CUDA asked for but
+            not available, or a model that is not an encoder-decoder.
+        RuntimeError: If ``generate`` did not return exactly ``new_tokens`` tokens.
+    """
+    _check_positive(batch_size=batch_size, input_tokens=input_tokens, new_tokens=new_tokens,
+                    num_beams=num_beams, repeats=repeats)
+    if not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup must be a non-negative integer, got {warmup!r}.")
+    torch_device = _parse_device(device)
+    _check_encoder_decoder(model)
+    description = device_description(device)
+
+    was_training = model.training
+    model.to(torch_device).eval()
+    try:
+        input_ids = _random_input_ids(model, batch_size, input_tokens, torch_device)
+        attention_mask = torch.ones_like(input_ids)
+        encoder = model.get_encoder()
+        generation_config = _exact_length_generation_config(model, new_tokens, num_beams)
+
+        def encode():
+            return encoder(input_ids=input_ids, attention_mask=attention_mask)
+
+        def generate():
+            return model.generate(input_ids=input_ids, attention_mask=attention_mask,
+                                  generation_config=generation_config, past_key_values=new_cache())
+
+        with torch.inference_mode():
+            _check_generated_length(generate(), batch_size, new_tokens)
+            encoder_ms = _median_ms(encode, repeats=repeats, warmup=warmup, device=torch_device)
+            latency_ms = _median_ms(generate, repeats=repeats, warmup=max(warmup - 1, 0), device=torch_device)
+    finally:
+        model.train(was_training)
+    return LatencyResult(
+        encoder_ms=encoder_ms,
+        decode_ms_per_token=max(latency_ms - encoder_ms, 0.0) / new_tokens,
+        latency_ms=latency_ms,
+        batch_size=batch_size,
+        input_tokens=input_tokens,
+        new_tokens=new_tokens,
+        num_beams=num_beams,
+        device=description,
+        repeats=repeats,
+    )
+
+
+def count_macs(model: nn.Module, *, batch_size: int = 1, input_tokens: int = 256, new_tokens: int = 64) -> dict:
+    """Multiply-accumulates of one encoder pass and of greedy generation, in GMACs.
+
+    Counted with ``torch.utils.flop_counter.FlopCounterMode`` while the model runs on
+    the device it is on (nothing is moved), with MACs = FLOPs / 2. The counter sees
+    matrix products only (``mm``, ``addmm``, ``bmm``, attention kernels):
+    projections, FFNs, attention scores and weighted sums, and the LM head;
+    layer norms, softmax, activations and embedding look-ups count zero. Attention
+    runs through the math SDPA backend while counting, because the fused CPU kernel
+    is invisible to the counter. Inputs and generation settings are those of
+    :func:`measure_latency` with ``num_beams=1``.
+
+    Args:
+        model: A Hugging Face encoder-decoder model, possibly pruned.
+        batch_size: Sequences per batch, >= 1.
+        input_tokens: Encoder input length, >= 1.
+        new_tokens: Tokens to generate greedily, >= 1.
+
+    Returns:
+        ``{"encoder_gmacs": one encoder pass, "decoder_gmacs": all decoder steps of
+        the generation with KV cache (including the cross-attention K/V projections
+        of the encoder output and the LM head), "gmacs": their sum, the whole
+        generation}``, each in 1e9 MACs for the whole batch. ``decoder_gmacs`` is
+        the count of ``generate`` minus that of the encoder pass it contains.
+
+    Raises:
+        ValueError: On a non-positive size or a model that is not an encoder-decoder.
+    """
+    _check_positive(batch_size=batch_size, input_tokens=input_tokens, new_tokens=new_tokens)
+    _check_encoder_decoder(model)
+    was_training = model.training
+    model.eval()
+    try:
+        device = _model_device(model)
+        input_ids = _random_input_ids(model, batch_size, input_tokens, device)
+        attention_mask = torch.ones_like(input_ids)
+        generation_config = _exact_length_generation_config(model, new_tokens, num_beams=1)
+        with torch.inference_mode(), sdpa_kernel(SDPBackend.MATH):
+            with FlopCounterMode(display=False) as encoder_counter:
+                model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask)
+            with FlopCounterMode(display=False) as total_counter:
+                output = model.generate(input_ids=input_ids, attention_mask=attention_mask,
+                                        generation_config=generation_config, past_key_values=new_cache())
+        _check_generated_length(output, batch_size, new_tokens)
+    finally:
+        model.train(was_training)
+    encoder_gmacs = encoder_counter.get_total_flops() / 2 / 1e9
+    gmacs = total_counter.get_total_flops() / 2 / 1e9
+    return {"encoder_gmacs": encoder_gmacs, "decoder_gmacs": gmacs - encoder_gmacs, "gmacs": gmacs}
+
+
+def count_params(model: nn.Module) -> dict:
+    """Parameter counts in millions.
+
+    ``params_m`` counts every distinct parameter tensor once: it is
+    ``sum(p.numel() for p in model.parameters())``, and ``parameters()`` yields a
+    tied tensor (T5's and BART's shared input embedding, a tied LM head) only once.
+    ``encoder_params_m`` and ``decoder_params_m`` count the parameters reachable from
+    ``model.get_encoder()`` and ``model.get_decoder()``; a shared input embedding
+    therefore appears in both, and an untied LM head outside the decoder module
+    (T5, BART) in neither, so the parts need not add up to the total.
+
+    Args:
+        model: A Hugging Face encoder-decoder model, possibly pruned.
+
+    Returns:
+        ``{"params_m", "encoder_params_m", "decoder_params_m"}``, floats in 1e6.
+
+    Raises:
+        ValueError: If the model is not an encoder-decoder.
+    """
+    _check_encoder_decoder(model)
+
+    def millions(module: nn.Module) -> float:
+        return sum(p.numel() for p in module.parameters()) / 1e6
+
+    return {
+        "params_m": millions(model),
+        "encoder_params_m": millions(model.get_encoder()),
+        "decoder_params_m": millions(model.get_decoder()),
+    }
+
+
+def device_description(device: str) -> str:
+    """A readable name of a device for result tables.
+
+    Returns:
+        E.g. ``"cpu (2 threads, AMD EPYC 7B13)"`` (threads from
+        ``torch.get_num_threads()``) or ``"cuda (NVIDIA H100 80GB HBM3)"``.
+
+    Raises:
+        ValueError: For an unknown device or CUDA when it is not available.
+    """
+    torch_device = _parse_device(device)
+    if torch_device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(torch_device)})"
+    return f"{device} ({torch.get_num_threads()} threads, {_cpu_name()})"
+
+
+def _median_ms(fn: Callable[[], object], *, repeats: int, warmup: int, device: torch.device) -> float:
+    """Median wall-clock ms of ``fn()`` over ``repeats`` calls after ``warmup`` calls.
+
+    ``torch.utils.benchmark.timer`` synchronises the current accelerator before it
+    reads the clock, so queued CUDA kernels are inside the measured interval.
+    """
+    times_s = []
+    with torch.cuda.device(device) if device.type == "cuda" else nullcontext():
+        for _ in range(warmup):
+            fn()
+        for _ in range(repeats):
+            start = benchmark.timer()
+            fn()
+            times_s.append(benchmark.timer() - start)
+    return statistics.median(times_s) * 1e3
+
+
+def _exact_length_generation_config(model: nn.Module, new_tokens: int, num_beams: int) -> GenerationConfig:
+    """Generation settings that produce exactly ``new_tokens`` tokens per sequence.
+
+    Token ids (decoder start, BOS, EOS, pad) come from the model's generation config,
+    falling back to its config (where ``EncoderDecoderModel`` keeps them).
+
+    Raises:
+        ValueError: If the model has no ``decoder_start_token_id`` (or BOS) to start from.
+    """
+    def token_id(name: str):
+        value = getattr(getattr(model, "generation_config", None), name, None)
+        return value if value is not None else getattr(model.config, name, None)
+
+    start = token_id("decoder_start_token_id")
+    if start is None:
+        start = token_id("bos_token_id")
+    if start is None:
+        raise ValueError("The model has no decoder_start_token_id (nor bos_token_id); set "
+                         "model.config.decoder_start_token_id, e.g. to the [CLS] id for BERT2BERT.")
+    eos, pad = token_id("eos_token_id"), token_id("pad_token_id")
+    return GenerationConfig(
+        max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, num_beams=num_beams,
+        num_return_sequences=1, use_cache=True, no_repeat_ngram_size=0, repetition_penalty=1.0,
+        decoder_start_token_id=start, bos_token_id=token_id("bos_token_id"), eos_token_id=eos,
+        pad_token_id=pad if pad is not None else eos,
+    )
+
+
+def _check_generated_length(output: torch.Tensor, batch_size: int, new_tokens: int) -> None:
+    # Encoder-decoder generate returns (batch, 1 + new_tokens): the decoder start token, then the new ones.
+    if tuple(output.shape) != (batch_size, new_tokens + 1):
+        raise RuntimeError(f"generate returned shape {tuple(output.shape)}, expected ({batch_size}, "
+                           f"{new_tokens + 1}) = decoder start + {new_tokens} new tokens.")
+
+
+def _random_input_ids(model: nn.Module, batch_size: int, input_tokens: int, device: torch.device) -> torch.Tensor:
+    """Random encoder input ids of shape (batch_size, input_tokens), without special tokens.
+
+    Seeded (generator seed 0) so every model sees the same ids. Ids are drawn
+    uniformly from [low, high) of the input embedding's rows. ``low`` is one past
+    the largest special id in the configs (pad, BOS, EOS, decoder start, unknown,
+    separator). For vocabularies of more than 2000 rows, ``low`` is at least 1000 and
+    ``high`` is the row count minus 128: this skips BERT's [unused*], [UNK], [CLS],
+    [SEP], [MASK] (ids 1-103), and T5's 100 sentinels and 28 padding rows and BART's
+    <mask> at the top.
+    """
+    vocab = model.get_input_embeddings().num_embeddings
+    configs = [model.config, getattr(model, "generation_config", None),
+               getattr(model.config, "encoder", None), getattr(model.config, "decoder", None)]
+    names = ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id", "unk_token_id", "sep_token_id")
+    special = [v for c in configs if c is not None for n in names for v in _as_list(getattr(c, n, None))]
+    low, high = max(special, default=-1) + 1, vocab
+    if vocab > _LARGE_VOCAB:
+        low, high = max(low, _LOW_IDS_SKIPPED), vocab - _HIGH_IDS_SKIPPED
+    if low >= high:
+        low, high = 0, vocab
+    generator = torch.Generator().manual_seed(0)
+    return torch.randint(low, high, (batch_size, input_tokens), generator=generator).to(device)
+
+
+def _as_list(value) -> list[int]:
+    if value is None:
+        return []
+    return [int(v) for v in value] if isinstance(value, (list, tuple)) else [int(value)]
+
+
+def _check_positive(**sizes: int) -> None:
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+
+
+def _check_encoder_decoder(model: nn.Module) -> None:
+    config = getattr(model, "config", None)
+    if not getattr(config, "is_encoder_decoder", False) or not hasattr(model, "get_encoder"):
+        raise ValueError(f"{type(model).__name__} is not an encoder-decoder model; latency, MACs and parameters "
+                         "are measured for T5, BART and EncoderDecoderModel (BERT2BERT).")
+
+
+def _parse_device(device: str) -> torch.device:
+    """``torch.device`` for ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+
+    Raises:
+        ValueError: For any other string, or CUDA when it is not available.
+    """
+    try:
+        torch_device = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"Unknown device {device!r}; use one of {', '.join(_SUPPORTED_DEVICES)} (or 'cuda:N').") from err
+    if torch_device.type not in _SUPPORTED_DEVICES:
+        raise ValueError(f"Unsupported device {device!r}; use one of {', '.join(_SUPPORTED_DEVICES)} (or 'cuda:N').")
+    if torch_device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"Device {device!r} was asked for, but CUDA is not available on this machine "
+                             f"(torch {torch.__version__}); use device='cpu'.")
+        if torch_device.index is not None and torch_device.index >= torch.cuda.device_count():
+            raise ValueError(f"Device {device!r} does not exist; this machine has {torch.cuda.device_count()} "
+                             "CUDA device(s).")
+    return torch_device
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+def _cpu_name() -> str:
+    """The CPU model name from /proc/cpuinfo (Linux), else from ``platform``."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.lower().startswith("model name") and ":" in line:
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def new_cache():
+    """An empty, lazily grown generation cache for an encoder-decoder model.
+
+    ``generate`` otherwise pre-sizes its cache from the config's ``num_hidden_layers``,
+    which T5 maps to the *encoder* depth; with a decoder deeper than the encoder (or
+    any asymmetric T5) that cache is too short and generation fails with an
+    IndexError. A cache without a config grows to the layers actually used.
+    """
+    from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+
+    return EncoderDecoderCache(DynamicCache(), DynamicCache())

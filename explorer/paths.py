@@ -1,0 +1,30 @@
+"""Where the project keeps its cache (fine-tuned models, wheels) and runs.
+
+Default: ``~/.cache/compression-explorer``; override with ``EXPLORER_CACHE``.
+Nothing is written inside the repository.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+
+
+def cache_root() -> Path:
+    """Root of the project's cache (created on first use)."""
+    root = Path(os.environ.get("EXPLORER_CACHE", Path.home() / ".cache" / "compression-explorer")).expanduser()
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def slug(text: str) -> str:
+    """A file-name-safe version of a model spec or task name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:60] or "x"
+
+
+def settings_hash(data: dict) -> str:
+    """Short stable hash of JSON-able settings, for cache keys."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]

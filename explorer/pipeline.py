@@ -1,0 +1,244 @@
+"""The training-free NASH pipeline as one function the CLI, the UI and the tests call.
+
+Stages (NASH, arXiv 2310.10054, Sec. 4, with the learned encoder gates replaced by a
+training-free Taylor importance until learned gates land):
+    1. dense model fine-tuned on the task (cached);
+    2. importance of every encoder head and FFN neuron from calibration batches;
+    3. plan: least important encoder units removed to the target sparsity, k of L
+       decoder layers kept (uniform / low / high);
+    4. surgery: a physically smaller model;
+    5. optional recovery fine-tuning of the pruned model;
+    6. quality of dense and pruned models on the task's evaluation split;
+    7. latency, MACs and parameters of both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pruning import (LAYER_SELECTIONS, apply_plan, encoder_sparsity, get_adapter, plan_from_scores, save_pruned,
+                     select_decoder_layers, taylor_importance)
+
+from .finetune import FinetuneSettings, cached_dense_finetune, finetune, resolve_device, tokenize_examples
+from .measure import count_macs, count_params, device_description, measure_latency
+from .models import LoadedModel, peek_decoder_layers
+from .quality import evaluate_quality
+from .tasks import get_task, load_split
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class TimingSettings:
+    """How latency is measured (see ``explorer.measure.measure_latency``)."""
+
+    batch_size: int = 1
+    input_tokens: int = 256  # source length, tokens
+    new_tokens: int = 64  # generated tokens, forced
+    num_beams: int = 1  # 1 = greedy
+    repeats: int = 5
+
+
+@dataclass(frozen=True)
+class PruneSettings:
+    """Everything that defines one training-free NASH run."""
+
+    model: str  # model spec (see explorer.models)
+    task: str  # task name (see explorer.tasks)
+    encoder_sparsity: float  # fraction of encoder head + FFN parameters removed, in [0, 1)
+    decoder_layers: int  # k decoder layers kept, 1 <= k <= L
+    layer_selection: str = "uniform"  # uniform | low | high
+    data_dir: str | None = None  # local dataset folder; None: offline package or Hub
+    recovery_steps: int = 0  # fine-tuning steps after pruning (0: none)
+    eval_samples: int = 64  # examples of the evaluation split scored
+    calibration_samples: int = 64  # training examples for the importance scores
+    device: str = "cpu"  # cpu | cuda | auto
+    num_beams: int = 1  # beams for the quality evaluation
+    finetune: FinetuneSettings = field(default_factory=FinetuneSettings)  # dense fine-tuning
+    timing: TimingSettings = field(default_factory=TimingSettings)
+    dense_finetune: bool = True  # False: the model is already fine-tuned for the task
+
+    def check(self) -> None:
+        """Validate what can be validated without loading the model.
+
+        Raises:
+            ValueError: With a message that says what to change.
+        """
+        if not isinstance(self.encoder_sparsity, (int, float)) or not 0.0 <= self.encoder_sparsity < 1.0:
+            raise ValueError(f"Encoder sparsity must be in [0, 1), got {self.encoder_sparsity}.")
+        if self.decoder_layers < 1:
+            raise ValueError(f"Decoder layers to keep must be at least 1, got {self.decoder_layers}.")
+        if self.layer_selection not in LAYER_SELECTIONS:
+            raise ValueError(f"Unknown layer selection {self.layer_selection!r}; use {', '.join(LAYER_SELECTIONS)}.")
+        if self.eval_samples < 1 or self.calibration_samples < 1 or self.recovery_steps < 0:
+            raise ValueError("eval_samples and calibration_samples must be >= 1 and recovery_steps >= 0.")
+        get_task(self.task)
+        resolve_device(self.device)
+
+
+def calibration_batches(loaded: LoadedModel, task: str, examples, batch_size: int = 8) -> list[dict]:
+    """Padded tensors of (input_ids, attention_mask, labels) for importance scoring."""
+    from transformers import DataCollatorForSeq2Seq
+
+    spec = get_task(task)
+    rows = tokenize_examples(loaded.tokenizer, examples, spec.max_source_tokens, spec.max_target_tokens)
+    collate = DataCollatorForSeq2Seq(loaded.tokenizer, model=loaded.model, label_pad_token_id=-100)
+    batches = []
+    for start in range(0, len(rows), batch_size):
+        b = collate(rows[start:start + batch_size])
+        batches.append({k: b[k] for k in ("input_ids", "attention_mask", "labels")})
+    return batches
+
+
+def measure_all(model, timing: TimingSettings, device: str) -> dict:
+    """Latency, MACs and parameters of one model, as a JSON-able dict."""
+    latency = measure_latency(model, batch_size=timing.batch_size, input_tokens=timing.input_tokens,
+                              new_tokens=timing.new_tokens, num_beams=timing.num_beams, device=device,
+                              repeats=timing.repeats)
+    macs = count_macs(model, batch_size=timing.batch_size, input_tokens=timing.input_tokens,
+                      new_tokens=timing.new_tokens)
+    model.to("cpu")
+    return {"latency": asdict(latency), "macs": macs, "params": count_params(model)}
+
+
+def run_prune(settings: PruneSettings, out_dir: str | os.PathLike, *, overwrite: bool = False,
+              progress: Progress | None = None) -> dict:
+    """Run training-free NASH end to end and write the pruned model, ``plan.json`` and
+    ``metrics.json`` into ``out_dir``.
+
+    Nothing is written to ``out_dir`` until everything succeeded; then the folder
+    appears at once (temporary sibling + rename).
+
+    Returns:
+        The metrics dict written to ``metrics.json``.
+
+    Raises:
+        ValueError: Bad settings (sparsity, decoder layers, task, device), an unsupported
+            model, unusable data, or a non-empty ``out_dir`` without ``overwrite``.
+    """
+    say = progress or (lambda fraction, message: None)
+    settings.check()
+    out_dir = Path(out_dir)
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not overwrite:
+        raise ValueError(f"{out_dir} exists and is not empty; pass --overwrite or choose another --out.")
+    device = resolve_device(settings.device)
+    n_dec = peek_decoder_layers(settings.model)
+    if settings.decoder_layers > n_dec:
+        raise ValueError(f"The model has {n_dec} decoder layers; cannot keep {settings.decoder_layers}.")
+    for split in ("train", get_task(settings.task).eval_split):  # fail on bad data before any long work
+        load_split(settings.task, split, data_dir=settings.data_dir, limit=1)
+    times: dict[str, float] = {}
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+    def stage(name: str, start: float) -> None:
+        times[name] = round(time.perf_counter() - start, 1)
+
+    t = time.perf_counter()
+    say(0.0, "dense model: loading or fine-tuning")
+    if settings.dense_finetune:
+        dense, dense_summary = cached_dense_finetune(settings.model, settings.task, settings.finetune,
+                                                     data_dir=settings.data_dir, device=device,
+                                                     progress=lambda f, m: say(0.3 * f, m))
+    else:
+        from .models import load_model
+        dense, dense_summary = load_model(settings.model), {"skipped": True}
+    n_dec = get_adapter(dense.model).num_decoder_layers(dense.model)
+    stage("dense", t)
+
+    t = time.perf_counter()
+    say(0.3, "importance: scoring encoder heads and FFN neurons")
+    calib = load_split(settings.task, "train", data_dir=settings.data_dir, limit=settings.calibration_samples)
+    scores = taylor_importance(dense.model, calibration_batches(dense, settings.task, calib), device=device)
+    dense.model.to("cpu")
+    stage("importance", t)
+
+    t = time.perf_counter()
+    say(0.4, "surgery: building the smaller model")
+    kept = select_decoder_layers(n_dec, settings.decoder_layers, settings.layer_selection)
+    plan = plan_from_scores(dense.model, scores.heads, scores.neurons, settings.encoder_sparsity, kept,
+                            notes={"method": "nash-training-free", "importance": scores.criterion,
+                                   "calibration_examples": scores.num_examples,
+                                   "layer_selection": settings.layer_selection})
+    pruned = LoadedModel(apply_plan(dense.model, plan), dense.tokenizer, settings.model, dense.family,
+                         dense.source, dense.random_weights, pruned=True)
+    stage("surgery", t)
+
+    recovery = None
+    if settings.recovery_steps:
+        t = time.perf_counter()
+        train = load_split(settings.task, "train", data_dir=settings.data_dir, limit=settings.finetune.train_samples)
+        rec_settings = FinetuneSettings(**dict(asdict(settings.finetune), max_steps=settings.recovery_steps))
+        recovery = finetune(pruned, train, rec_settings, task=settings.task, device=device,
+                            progress=lambda f, m: say(0.45 + 0.25 * f, m), label="recovery fine-tune")
+        stage("recovery", t)
+
+    t = time.perf_counter()
+    spec = get_task(settings.task)
+    say(0.7, f"evaluation on {settings.eval_samples} {spec.eval_split} examples")
+    examples = load_split(settings.task, spec.eval_split, data_dir=settings.data_dir, limit=settings.eval_samples)
+    quality = {name: evaluate_quality(m.model, m.tokenizer, settings.task, examples, split=spec.eval_split,
+                                      device=device, num_beams=settings.num_beams)
+               for name, m in (("dense", dense), ("pruned", pruned))}
+    for m in (dense, pruned):
+        m.model.to("cpu")
+    stage("evaluation", t)
+
+    t = time.perf_counter()
+    say(0.85, "timing dense and pruned models")
+    measured = {name: measure_all(m.model, settings.timing, device) for name, m in (("dense", dense), ("pruned", pruned))}
+    stage("timing", t)
+
+    metrics = {
+        "method": "nash-training-free",
+        "model": settings.model, "task": settings.task, "family": dense.family,
+        "weights": "random (quality is meaningless)" if dense.random_weights else "pretrained",
+        "settings": asdict(settings),
+        "plan_summary": plan.describe(),
+        "encoder_sparsity_achieved": round(encoder_sparsity(plan, dense.model), 4),
+        "decoder_layers_kept": list(kept),
+        "quality": quality,
+        "measurements": measured,
+        "speedup_end_to_end": round(measured["dense"]["latency"]["latency_ms"]
+                                    / measured["pruned"]["latency"]["latency_ms"], 3),
+        "device": device_description(device),
+        "dense_finetune": dense_summary, "recovery_finetune": recovery,
+        "stage_wall_s": times, "started": started,
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    say(0.97, f"saving to {out_dir}")
+    if out_dir.exists() and out_dir.is_dir() and not any(out_dir.iterdir()):
+        shutil.rmtree(out_dir)
+    save_pruned(pruned.model, plan, out_dir, tokenizer=pruned.tokenizer, extra_files={"metrics.json": metrics})
+    say(1.0, "done")
+    return metrics
+
+
+def results_table(metrics: dict) -> str:
+    """A markdown table of dense vs pruned: quality, latency, MACs, parameters."""
+    main = metrics["quality"]["dense"]["main_metric"]
+    rows = ["| model | " + main + " | end-to-end ms | decoder ms/token | encoder ms | GMACs | params (M) |",
+            "|---|---|---|---|---|---|---|"]
+    for name in ("dense", "pruned"):
+        q = metrics["quality"][name]["metrics"][main]
+        m = metrics["measurements"][name]
+        lat = m["latency"]
+        rows.append(f"| {name} | {q:.2f} | {lat['latency_ms']:.1f} | {lat['decode_ms_per_token']:.2f} | "
+                    f"{lat['encoder_ms']:.1f} | {m['macs']['gmacs']:.2f} | {m['params']['params_m']:.1f} |")
+    q = metrics["quality"]["dense"]
+    lat = metrics["measurements"]["dense"]["latency"]
+    rows.append("")
+    rows.append(f"{metrics['plan_summary']}; encoder sparsity {metrics['encoder_sparsity_achieved']:.3f}; "
+                f"speed-up {metrics['speedup_end_to_end']:.2f}x end to end.")
+    rows.append(f"Quality on {q['num_examples']} {q['split']} examples of {metrics['task']}; latency: batch "
+                f"{lat['batch_size']}, {lat['input_tokens']} input tokens, {lat['new_tokens']} new tokens, "
+                f"{'greedy' if lat['num_beams'] == 1 else str(lat['num_beams']) + ' beams'}, on {metrics['device']}.")
+    if metrics["weights"] != "pretrained":
+        rows.append("WEIGHTS ARE RANDOM: the quality column means nothing; only time, MACs and parameters do.")
+    return "\n".join(rows)

@@ -1,0 +1,167 @@
+"""The command line (issue: NASH core, items 8 and 10) on tiny models and real data files."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import ROOT, SHARED
+from tiny import tiny_t5
+
+from explorer.cli import main
+from pruning import PruningPlan, load_pruned
+
+SAMSUM = SHARED / "data" / "SAMSum"
+T5_TOKENIZER = SHARED / "models" / "t5-small"
+needs_shared = pytest.mark.skipif(not SAMSUM.exists() or not T5_TOKENIZER.exists(),
+                                  reason="../shared/data and ../shared/models are not beside the project")
+FAST = ["--finetune-steps", "1", "--batch-size", "2", "--train-samples", "8", "--eval-samples", "2",
+        "--calibration-samples", "2", "--input-tokens", "16", "--new-tokens", "4", "--repeats", "1"]
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("EXPLORER_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def tiny_t5_dir(tmp_path_factory):
+    """A tiny T5 (random weights) with the real t5-small tokenizer, as a save_pretrained folder."""
+    from transformers import AutoTokenizer
+
+    folder = tmp_path_factory.mktemp("tiny-t5")
+    tokenizer = AutoTokenizer.from_pretrained(T5_TOKENIZER)
+    model = tiny_t5()
+    model.resize_token_embeddings(len(tokenizer))
+    model.config.decoder_start_token_id = tokenizer.pad_token_id
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def run(args, capsys):
+    code = main(args)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@needs_shared
+def test_prune_writes_smaller_model_plan_and_metrics(tiny_t5_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    code, stdout, _ = run(["prune", "--model", str(tiny_t5_dir), "--task", "samsum", "--data-dir", str(SAMSUM),
+                           "--encoder-sparsity", "0.5", "--decoder-layers", "2", "--layer-selection", "high",
+                           "--recovery-steps", "1", *FAST, "--out", str(out)], capsys)
+    assert code == 0
+    assert {"plan.json", "metrics.json", "config.json", "model.safetensors"} <= {p.name for p in out.iterdir()}
+    plan = PruningPlan.load(out)
+    assert plan.decoder_layers == (2, 3)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert abs(metrics["encoder_sparsity_achieved"] - 0.5) < 0.1
+    assert metrics["weights"] == "pretrained"  # a local folder is taken as given
+    assert metrics["quality"]["pruned"]["num_examples"] == 2
+    assert set(metrics["quality"]["pruned"]["metrics"]) >= {"rouge1", "rouge2", "rougeL", "rougeLsum"}
+    dense, pruned = metrics["measurements"]["dense"], metrics["measurements"]["pruned"]
+    assert pruned["params"]["params_m"] < dense["params"]["params_m"]
+    assert 0 < pruned["macs"]["gmacs"] < dense["macs"]["gmacs"]
+    assert pruned["latency"]["latency_ms"] > 0 and pruned["latency"]["new_tokens"] == 4
+    assert metrics["settings"]["recovery_steps"] == 1 and metrics["recovery_finetune"]["steps"] == 1
+    assert "cpu" in metrics["device"]
+    assert "| pruned |" in stdout
+    model = load_pruned(out)
+    assert sum(p.numel() for p in model.parameters()) == round(pruned["params"]["params_m"] * 1e6) or \
+        abs(sum(p.numel() for p in model.parameters()) / 1e6 - pruned["params"]["params_m"]) < 0.01
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary folder left behind"
+
+
+@needs_shared
+def test_dense_finetune_is_cached(tiny_t5_dir, tmp_path, capsys):
+    args = ["finetune", "--model", str(tiny_t5_dir), "--task", "samsum", "--data-dir", str(SAMSUM),
+            "--finetune-steps", "1", "--batch-size", "2", "--train-samples", "4"]
+    code, first, _ = run(args, capsys)
+    assert code == 0 and json.loads(first)["cached"] is False
+    code, second, _ = run(args, capsys)
+    assert code == 0 and json.loads(second)["cached"] is True
+    assert json.loads(first)["path"] == json.loads(second)["path"]
+
+
+def _gpt2_dir(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    folder = tmp_path / "gpt2"
+    GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50)).save_pretrained(folder)
+    return folder
+
+
+@needs_shared
+@pytest.mark.parametrize("case", ["unknown-model", "unknown-task", "decoder-only", "sparsity-1", "sparsity-neg",
+                                  "layers-0", "layers-too-many", "empty-data", "malformed-data", "missing-split"])
+def test_bad_input_exits_nonzero_with_one_line_and_writes_nothing(case, tiny_t5_dir, tmp_path, capsys):
+    model, task, data, sparsity, layers = str(tiny_t5_dir), "samsum", str(SAMSUM), "0.3", "2"
+    if case == "unknown-model":
+        model = "no-such-model-xyz"
+    elif case == "unknown-task":
+        task = "samsung"
+    elif case == "decoder-only":
+        model = str(_gpt2_dir(tmp_path))
+    elif case == "sparsity-1":
+        sparsity = "1.0"
+    elif case == "sparsity-neg":
+        sparsity = "-0.1"
+    elif case == "layers-0":
+        layers = "0"
+    elif case == "layers-too-many":
+        layers = "5"
+    elif case in ("empty-data", "malformed-data", "missing-split"):
+        folder = tmp_path / "data"
+        folder.mkdir()
+        shutil.copy(SAMSUM / "test.json", folder / "test.json")
+        if case == "empty-data":
+            (folder / "train.json").write_text("")
+        elif case == "malformed-data":
+            (folder / "train.json").write_text('[{"id": "1", "dialogue": "A: hi"')
+        data = str(folder)
+    out = tmp_path / "out"
+    code, stdout, stderr = run(["prune", "--model", model, "--task", task, "--data-dir", data,
+                                "--encoder-sparsity", sparsity, "--decoder-layers", layers, *FAST,
+                                "--out", str(out)], capsys)
+    assert code == 2
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert not out.exists()
+    expected = {"unknown-model": "not reachable", "unknown-task": "Did you mean 'samsum'", "decoder-only": "decoder-only",
+                "sparsity-1": "[0, 1)", "sparsity-neg": "[0, 1)", "layers-0": "at least 1",
+                "layers-too-many": "4 decoder layers", "empty-data": "train.json", "malformed-data": "train.json",
+                "missing-split": "train"}[case]
+    assert expected in lines[0]
+
+
+@needs_shared
+def test_existing_output_folder_is_kept_without_overwrite(tiny_t5_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    code, _, stderr = run(["prune", "--model", str(tiny_t5_dir), "--task", "samsum", "--data-dir", str(SAMSUM),
+                           "--encoder-sparsity", "0.3", "--decoder-layers", "2", *FAST, "--out", str(out)], capsys)
+    assert code == 2 and "--overwrite" in stderr
+    assert [p.name for p in out.iterdir()] == ["keep.txt"] and (out / "keep.txt").read_text() == "precious"
+
+
+def test_measure_and_evaluate_commands(tmp_path, capsys):
+    if not T5_TOKENIZER.exists():
+        pytest.skip("../shared/models is not beside the project")
+    code, stdout, _ = run(["measure", "--model", f"random:{T5_TOKENIZER}", "--input-tokens", "8", "--new-tokens", "2",
+                           "--repeats", "1"], capsys)
+    assert code == 0 and "| end-to-end ms |" in stdout
+    row = stdout.strip().splitlines()[-1].split("|")
+    assert float(row[1]) > 0 and abs(float(row[5]) - 60.5) < 0.1  # t5-small: 60.5M parameters
+
+
+def test_module_entry_point_reports_errors_in_one_line():
+    result = subprocess.run([sys.executable, "-m", "explorer", "prune", "--model", "minilm2minilm", "--task",
+                             "rotten_tomatoes", "--encoder-sparsity", "1.5", "--decoder-layers", "2", "--out",
+                             "/tmp/never-written-xyz"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                            env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: Encoder sparsity must be in [0, 1)")
