@@ -197,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from transformers.utils import logging as hf_logging
 
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*better way to train encoder-decoder models.*")
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
     try:

@@ -86,8 +86,10 @@ def measure_latency(model: nn.Module, *, batch_size: int = 1, input_tokens: int 
     max_new_tokens = new_tokens`` (the minimum suppresses EOS), ``do_sample=False``,
     ``use_cache=True``, ``no_repeat_ngram_size=0`` and ``repetition_penalty=1``
     (model defaults such as BART's ``no_repeat_ngram_size=3`` and ``num_beams=4``
-    are overridden so every family is timed with the same search). Everything runs
-    under ``torch.inference_mode``.
+    are overridden so every family is timed with the same search), with a fresh
+    lazily grown KV cache per call (:func:`new_cache`), so a decoder whose depth
+    differs from the config's layer count still generates. Everything runs under
+    ``torch.inference_mode``.
 
     Timing uses ``torch.utils.benchmark.timer``, a clock that synchronises the
     accelerator before reading the time, around each call: ``warmup`` untimed calls,
@@ -105,7 +107,9 @@ def measure_latency(model: nn.Module, *, batch_size: int = 1, input_tokens: int 
         num_beams: Beam width, >= 1.
         device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         repeats: Timed runs per median, >= 1.
-        warmup: Untimed runs before timing, >= 0.
+        warmup: Untimed runs of the encoder and of ``generate`` before each is timed,
+            >= 0. The first ``generate`` call, which checks the output length, is one
+            of them, so ``generate`` always runs untimed at least once.
 
     Returns:
         A :class:`LatencyResult` (all times in ms).
@@ -167,7 +171,7 @@ def count_macs(model: nn.Module, *, batch_size: int = 1, input_tokens: int = 256
     layer norms, softmax, activations and embedding look-ups count zero. Attention
     runs through the math SDPA backend while counting, because the fused CPU kernel
     is invisible to the counter. Inputs and generation settings are those of
-    :func:`measure_latency` with ``num_beams=1``.
+    :func:`measure_latency` with ``num_beams=1`` (KV cache included).
 
     Args:
         model: A Hugging Face encoder-decoder model, possibly pruned.

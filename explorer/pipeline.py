@@ -221,24 +221,29 @@ def run_prune(settings: PruneSettings, out_dir: str | os.PathLike, *, overwrite:
 
 
 def results_table(metrics: dict) -> str:
-    """A markdown table of dense vs pruned: quality, latency, MACs, parameters."""
-    main = metrics["quality"]["dense"]["main_metric"]
-    rows = ["| model | " + main + " | end-to-end ms | decoder ms/token | encoder ms | GMACs | params (M) |",
-            "|---|---|---|---|---|---|---|"]
+    """A markdown table of dense vs pruned: every quality metric, latency, MACs, parameters."""
+    names = list(metrics["quality"]["dense"]["metrics"])
+    rows = ["| model | " + " | ".join(names) + " | end-to-end ms | decoder ms/token | encoder ms | GMACs | params (M) |",
+            "|---|" + "---|" * (len(names) + 5)]
     for name in ("dense", "pruned"):
-        q = metrics["quality"][name]["metrics"][main]
+        q = metrics["quality"][name]["metrics"]
         m = metrics["measurements"][name]
         lat = m["latency"]
-        rows.append(f"| {name} | {q:.2f} | {lat['latency_ms']:.1f} | {lat['decode_ms_per_token']:.2f} | "
-                    f"{lat['encoder_ms']:.1f} | {m['macs']['gmacs']:.2f} | {m['params']['params_m']:.1f} |")
+        rows.append(f"| {name} | " + " | ".join(f"{q[k]:.2f}" for k in names) + f" | {lat['latency_ms']:.1f} | "
+                    f"{lat['decode_ms_per_token']:.2f} | {lat['encoder_ms']:.1f} | {m['macs']['gmacs']:.2f} | "
+                    f"{m['params']['params_m']:.1f} |")
     q = metrics["quality"]["dense"]
     lat = metrics["measurements"]["dense"]["latency"]
+    main = q["main_metric"]
+    kept = metrics["quality"]["pruned"]["metrics"][main] / q["metrics"][main] * 100 if q["metrics"][main] else float("nan")
     rows.append("")
     rows.append(f"{metrics['plan_summary']}; encoder sparsity {metrics['encoder_sparsity_achieved']:.3f}; "
-                f"speed-up {metrics['speedup_end_to_end']:.2f}x end to end.")
-    rows.append(f"Quality on {q['num_examples']} {q['split']} examples of {metrics['task']}; latency: batch "
+                f"speed-up {metrics['speedup_end_to_end']:.2f}x end to end; {kept:.1f}% of dense {main}.")
+    rows.append(f"Quality on {q['num_examples']} {q['split']} examples of {metrics['task']} "
+                f"({'greedy' if q['num_beams'] == 1 else str(q['num_beams']) + ' beams'}); latency: batch "
                 f"{lat['batch_size']}, {lat['input_tokens']} input tokens, {lat['new_tokens']} new tokens, "
-                f"{'greedy' if lat['num_beams'] == 1 else str(lat['num_beams']) + ' beams'}, on {metrics['device']}.")
+                f"{'greedy' if lat['num_beams'] == 1 else str(lat['num_beams']) + ' beams'}, on {metrics['device']}; "
+                f"wall time {sum(metrics['stage_wall_s'].values()) / 60:.1f} min ({metrics['stage_wall_s']}).")
     if metrics["weights"] != "pretrained":
-        rows.append("WEIGHTS ARE RANDOM: the quality column means nothing; only time, MACs and parameters do.")
+        rows.append("WEIGHTS ARE RANDOM: the quality columns mean nothing; only time, MACs and parameters do.")
     return "\n".join(rows)

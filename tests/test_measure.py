@@ -19,7 +19,10 @@ SMALL = {"batch_size": 1, "input_tokens": 8, "new_tokens": 4}
 
 
 def tiny_t5(decoder_layers: int = 2, d_model: int = 32, d_ff: int = 64, gated: bool = False) -> T5ForConditionalGeneration:
-    """T5 (ReLU FFN, tied embeddings) or, with ``gated``, T5 v1.1 / FLAN-T5 style (gated-GELU, untied LM head)."""
+    """T5 (ReLU FFN) or, with ``gated``, T5 v1.1 / FLAN-T5 style (gated-GELU FFN).
+
+    Transformers 5's T5Config ties the LM head to the shared embedding whatever
+    ``tie_word_embeddings`` says (it only switches the output scaling)."""
     torch.manual_seed(0)
     config = T5Config(vocab_size=128, d_model=d_model, d_kv=8, d_ff=d_ff, num_layers=2,
                       num_decoder_layers=decoder_layers, num_heads=4, decoder_start_token_id=0,
@@ -138,6 +141,14 @@ def test_non_uniform_encoder_widths_are_measured_from_the_modules():
     assert (before_macs["encoder_gmacs"] - after_macs["encoder_gmacs"]) * 1e9 == pytest.approx(SMALL["input_tokens"] * removed)
     assert (before_params["params_m"] - after_params["params_m"]) * 1e6 == pytest.approx(removed)
     assert measure_latency(model, **SMALL, repeats=1, warmup=0).latency_ms > 0
+
+
+def test_decoder_deeper_than_encoder_generates():
+    """T5 maps num_hidden_layers to the encoder depth; generation must not size its cache from it."""
+    model = tiny_t5(decoder_layers=4)
+    assert len(model.decoder.block) > len(model.encoder.block)
+    assert measure_latency(model, **SMALL, repeats=1, warmup=0).latency_ms > 0
+    assert count_macs(model, **SMALL)["decoder_gmacs"] > count_macs(tiny_t5(decoder_layers=2), **SMALL)["decoder_gmacs"]
 
 
 def test_count_params_matches_numel(family_model):
