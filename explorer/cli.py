@@ -45,6 +45,7 @@ def _timing_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="python -m explorer", description="Structured pruning (NASH) of "
                                      "encoder-decoder transformers: prune, fine-tune, measure, evaluate.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -106,6 +107,7 @@ def _progress(fraction: float, message: str) -> None:
 
 
 def cmd_prune(args) -> int:
+    """``prune``: training-free NASH end to end; prints the results table."""
     from .pipeline import PruneSettings, results_table, run_prune
 
     settings = PruneSettings(
@@ -121,6 +123,7 @@ def cmd_prune(args) -> int:
 
 
 def cmd_finetune(args) -> int:
+    """``finetune``: dense fine-tuning (cached); prints the summary as JSON."""
     import shutil
 
     from .finetune import cached_dense_finetune, resolve_device
@@ -136,6 +139,7 @@ def cmd_finetune(args) -> int:
 
 
 def cmd_measure(args) -> int:
+    """``measure``: latency, MACs and parameters of one model as a table."""
     from .finetune import resolve_device
     from .models import load_model
     from .pipeline import measure_all
@@ -151,6 +155,7 @@ def cmd_measure(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    """``evaluate``: task metrics of one model on a split, as JSON."""
     from .finetune import resolve_device
     from .models import load_model
     from .quality import evaluate_quality
@@ -169,6 +174,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_demo(args) -> int:
+    """``demo``: the offline default (MiniLM2MiniLM, rotten_tomatoes) end to end."""
     from .finetune import FinetuneSettings
     from .paths import cache_root
     from .pipeline import PruneSettings, results_table, run_prune

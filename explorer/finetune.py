@@ -8,8 +8,6 @@ model, task, data and settings, so a second request reuses it.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -17,6 +15,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+
+from pruning.atomic import atomic_directory
 
 from .models import LoadedModel, configure_bert2bert, load_model
 from .paths import cache_root, settings_hash, slug
@@ -170,18 +170,10 @@ def cached_dense_finetune(model_spec: str, task: str, settings: FinetuneSettings
     examples = load_split(task, "train", data_dir=data_dir, limit=settings.train_samples)
     summary = finetune(loaded, examples, settings, task=task, device=device, progress=progress, label="dense fine-tune")
     summary.update(model=model_spec, task=task, settings=asdict(settings), random_weights=loaded.random_weights)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with atomic_directory(folder) as tmp:
         loaded.model.save_pretrained(tmp)
         loaded.tokenizer.save_pretrained(tmp)
         (tmp / DONE_FILE).write_text(json.dumps(summary, indent=1))
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     if loaded.family == "bert2bert":
         configure_bert2bert(loaded.model, loaded.tokenizer)
     loaded.spec = str(folder)

@@ -57,6 +57,7 @@ class FamilyAdapter:
     family: str = ""
 
     def encoder_layers(self, model: nn.Module) -> list[nn.Module]:
+        """The encoder's layers (blocks), bottom to top."""
         raise NotImplementedError
 
     def decoder_container(self, model: nn.Module) -> tuple[nn.Module, str] | None:
@@ -64,9 +65,11 @@ class FamilyAdapter:
         raise NotImplementedError
 
     def attention(self, layer: nn.Module) -> Attention:
+        """The self-attention projections of one encoder layer."""
         raise NotImplementedError
 
     def ffn(self, layer: nn.Module) -> FFN:
+        """The FFN Linears of one encoder layer."""
         raise NotImplementedError
 
     def encoder_config(self, model: nn.Module):
@@ -74,6 +77,7 @@ class FamilyAdapter:
         return model.config
 
     def set_num_decoder_layers(self, model: nn.Module, k: int) -> None:
+        """Write the decoder layer count k into every config field that holds it."""
         raise NotImplementedError
 
     def after_decoder_selection(self, model: nn.Module, kept: tuple[int, ...], old_layers: list[nn.Module]) -> None:
@@ -81,16 +85,20 @@ class FamilyAdapter:
 
     # -- sizes, read from the dense config --------------------------------------------
     def num_heads(self, model: nn.Module) -> int:
+        """H, attention heads per encoder layer of the dense model (from the config)."""
         raise NotImplementedError
 
     def ffn_dim(self, model: nn.Module) -> int:
+        """FFN intermediate size per encoder layer of the dense model (from the config)."""
         raise NotImplementedError
 
     def num_decoder_layers(self, model: nn.Module) -> int:
+        """Decoder layers the model has now (0 for an encoder)."""
         container = self.decoder_container(model)
         return 0 if container is None else len(getattr(*container))
 
     def decoder_layers(self, model: nn.Module) -> list[nn.Module]:
+        """The decoder's layers, bottom to top (empty for an encoder)."""
         container = self.decoder_container(model)
         return [] if container is None else list(getattr(*container))
 

@@ -13,14 +13,13 @@ from __future__ import annotations
 import copy
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from .adapters import FamilyAdapter, get_adapter
+from .atomic import atomic_directory
 from .plan import PruningPlan
 
 try:  # T5 is the only family that needs a head-subset attention (shared position bias).
@@ -188,21 +187,13 @@ def save_pruned(model: nn.Module, plan: PruningPlan, directory: str | os.PathLik
         The final folder.
     """
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
+    with atomic_directory(directory) as tmp:
         model.save_pretrained(tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         plan.save(tmp)
         for name, data in (extra_files or {}).items():
             (tmp / name).write_text(json.dumps(data, indent=1, default=str))
-        if directory.exists():
-            shutil.rmtree(directory)
-        os.replace(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return directory
 
 
