@@ -1,0 +1,82 @@
+"""Runs store and Pareto fronts (backend of the explorer's Pareto tab)."""
+
+import json
+import zipfile
+
+import pandas as pd
+import pytest
+from tiny import tiny_t5
+
+from explorer.pareto import make_pareto_figure, pareto_mask, runs_table
+from explorer.runs import get_run, list_runs, new_run_dir, zip_run
+from pruning import keep_all_plan, load_pruned, save_pruned
+
+
+def fake_metrics(quality: float, latency: float, dense_quality: float = 40.0, dense_latency: float = 100.0,
+                 higher: bool = True) -> dict:
+    """A metrics.json as run_prune writes it (numbers are test inputs, not results)."""
+    def side(q, ms):
+        return {"quality": {"metrics": {"rougeL": q}, "main_metric": "rougeL", "higher_is_better": {"rougeL": higher},
+                            "num_examples": 8},
+                "measurements": {"latency": {"latency_ms": ms, "decode_ms_per_token": ms / 10},
+                                 "macs": {"gmacs": ms / 50}, "params": {"params_m": ms / 2}}}
+    dense, pruned = side(dense_quality, dense_latency), side(quality, latency)
+    return {"method": "nash-training-free", "model": "m", "task": "samsum", "device": "cpu",
+            "plan_summary": "decoder 6 -> 2 layers", "encoder_sparsity_achieved": 0.3, "decoder_layers_kept": [0, 5],
+            "quality": {"dense": dense["quality"], "pruned": pruned["quality"]},
+            "measurements": {"dense": dense["measurements"], "pruned": pruned["measurements"]}}
+
+
+def write_run(root, name, metrics):
+    model = tiny_t5()
+    save_pruned(model, keep_all_plan(model), root / name, extra_files={"metrics.json": metrics})
+
+
+def test_runs_are_listed_after_restart_and_broken_or_temporary_folders_are_skipped(tmp_path):
+    write_run(tmp_path, "b-run", fake_metrics(35, 50))
+    write_run(tmp_path, "a-run", fake_metrics(30, 40))
+    (tmp_path / ".c-run.tmp123").mkdir()  # an interrupted run's temporary folder
+    (tmp_path / ".c-run.tmp123" / "metrics.json").write_text("{}")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "metrics.json").write_text("{not json")
+    runs = list_runs(tmp_path)
+    assert [r.run_id for r in runs] == ["a-run", "b-run"]
+    assert get_run("b-run", tmp_path).metrics["quality"]["pruned"]["metrics"]["rougeL"] == 35
+    with pytest.raises(ValueError, match="No run named"):
+        get_run("broken", tmp_path)
+
+
+def test_new_run_dir_never_reuses_a_name(tmp_path):
+    first = new_run_dir(tmp_path, "/some/folder/minilm", "samsum", "s0.3-k2")
+    first.mkdir()
+    second = new_run_dir(tmp_path, "/some/folder/minilm", "samsum", "s0.3-k2")
+    assert first != second and not second.exists() and "minilm__samsum" in first.name
+
+
+def test_zipped_run_loads_with_the_documented_loader(tmp_path):
+    write_run(tmp_path / "runs", "r1", fake_metrics(30, 40))
+    archive = zip_run(get_run("r1", tmp_path / "runs"), tmp_path / "r1.zip")
+    with zipfile.ZipFile(archive) as z:
+        z.extractall(tmp_path / "unzipped")
+    model = load_pruned(tmp_path / "unzipped" / "r1")
+    assert json.loads((tmp_path / "unzipped" / "r1" / "metrics.json").read_text())["task"] == "samsum"
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in tiny_t5().parameters())
+
+
+def test_pareto_mask_follows_the_metric_direction():
+    cost = pd.Series([10.0, 20.0, 30.0, 25.0])
+    quality = pd.Series([1.0, 3.0, 2.0, 3.0])
+    assert pareto_mask(cost, quality, True).tolist() == [True, True, False, False]
+    assert pareto_mask(cost, quality, False).tolist() == [True, False, False, False]
+
+
+def test_runs_table_and_figure():
+    runs = [("r1", fake_metrics(35, 50)), ("r2", fake_metrics(30, 60)), ("r3", fake_metrics(38, 70))]
+    table = runs_table(runs)
+    assert (table["kind"] == "dense").sum() == 1 and (table["kind"] == "measured").sum() == 3
+    fig = make_pareto_figure(table, "latency_ms")
+    front = [t for t in fig.data if t.name == "Pareto front"][0]
+    assert list(front.x) == [50, 70, 100]  # r2 is dominated by r1
+    assert "decoder 6 -> 2 layers" in str([t.customdata for t in fig.data])
+    with pytest.raises(ValueError, match="Unknown axis"):
+        make_pareto_figure(table, "seconds")
