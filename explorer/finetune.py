@@ -170,10 +170,15 @@ def cached_dense_finetune(model_spec: str, task: str, settings: FinetuneSettings
     examples = load_split(task, "train", data_dir=data_dir, limit=settings.train_samples)
     summary = finetune(loaded, examples, settings, task=task, device=device, progress=progress, label="dense fine-tune")
     summary.update(model=model_spec, task=task, settings=asdict(settings), random_weights=loaded.random_weights)
-    with atomic_directory(folder) as tmp:
-        loaded.model.save_pretrained(tmp)
-        loaded.tokenizer.save_pretrained(tmp)
-        (tmp / DONE_FILE).write_text(json.dumps(summary, indent=1))
+    from accelerate import PartialState
+
+    state = PartialState()  # under `accelerate launch`, only the main process writes the cache
+    if state.is_main_process:
+        with atomic_directory(folder) as tmp:
+            loaded.model.save_pretrained(tmp)
+            loaded.tokenizer.save_pretrained(tmp)
+            (tmp / DONE_FILE).write_text(json.dumps(summary, indent=1))
+    state.wait_for_everyone()
     if loaded.family == "bert2bert":
         configure_bert2bert(loaded.model, loaded.tokenizer)
     loaded.spec = str(folder)

@@ -1,0 +1,26 @@
+"""Compression Explorer: ``python app.py`` serves the Gradio app at http://127.0.0.1:7860.
+
+Environment: ``EXPLORER_HOST`` / ``EXPLORER_PORT`` change where it listens (127.0.0.1:7860 by
+default; a Hugging Face Space sets ``GRADIO_SERVER_NAME``), ``EXPLORER_RUNS`` the runs folder.
+"""
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def main() -> None:
+    """Build the app and serve it through Gradio's queue."""
+    from explorer.ui import build_app
+
+    shared = Path(__file__).resolve().parent.parent / "shared" / "data"
+    app = build_app(shared_data=str(shared) if shared.exists() else None)
+    app.queue(default_concurrency_limit=2).launch(
+        server_name=os.environ.get("EXPLORER_HOST", os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")),
+        server_port=int(os.environ.get("EXPLORER_PORT", os.environ.get("GRADIO_SERVER_PORT", "7860"))))
+
+
+if __name__ == "__main__":
+    main()
