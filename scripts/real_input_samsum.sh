@@ -10,6 +10,6 @@ DATA="${DATA:-../shared/data/SAMSum}"
 OUT="${OUT:-out/samsum-nash-s0.3-k2}"
 HF_HUB_OFFLINE=1 .venv/bin/python -m explorer prune --model minilm2minilm --task samsum --data-dir "$DATA" \
     --encoder-sparsity 0.3 --decoder-layers 2 --layer-selection uniform \
-    --finetune-steps "${FINETUNE_STEPS:-500}" --batch-size "${BATCH_SIZE:-8}" --learning-rate 1e-4 \
+    --finetune-steps "${FINETUNE_STEPS:-500}" --batch-size "${BATCH_SIZE:-8}" --learning-rate "${LEARNING_RATE:-3e-4}" \
     --recovery-steps "${RECOVERY_STEPS:-150}" --calibration-samples 64 --eval-samples "${EVAL_SAMPLES:-200}" \
     --input-tokens 256 --new-tokens 64 --repeats 5 --device "${DEVICE:-cpu}" --out "$OUT" --overwrite
