@@ -1,4 +1,4 @@
-"""The command line: ``python -m explorer finetune | prune | measure | evaluate | demo``.
+"""The command line: ``python -m explorer finetune | prune | measure | evaluate | report | demo``.
 
 All argparse lives here; the library never reads ``sys.argv``. Errors a user can fix
 (``ValueError``, ``FileNotFoundError``) print one line and exit with status 2.
@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default=None, help="train, validation or test (default: the task's evaluation split)")
     p.add_argument("--eval-samples", type=int, default=64)
     p.add_argument("--num-beams", type=int, default=1)
+
+    p = sub.add_parser("report", help="print the results table of a finished prune run folder")
+    p.add_argument("run", help="a folder written by prune (holds metrics.json)")
 
     p = sub.add_parser("demo", help="the offline default end to end: MiniLM2MiniLM on rotten_tomatoes")
     p.add_argument("--device", default="auto", choices=["cpu", "cuda", "auto"])
@@ -194,8 +197,19 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    """``report``: the results table of a finished run, from its metrics.json."""
+    from .pipeline import results_table
+
+    path = Path(args.run) / "metrics.json"
+    if not path.exists():
+        raise ValueError(f"{args.run} has no metrics.json; give a folder written by `prune`.")
+    print(results_table(json.loads(path.read_text())))
+    return 0
+
+
 COMMANDS = {"prune": cmd_prune, "finetune": cmd_finetune, "measure": cmd_measure, "evaluate": cmd_evaluate,
-            "demo": cmd_demo}
+            "report": cmd_report, "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:

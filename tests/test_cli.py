@@ -73,6 +73,9 @@ def test_prune_writes_smaller_model_plan_and_metrics(tiny_t5_dir, tmp_path, caps
     assert sum(p.numel() for p in model.parameters()) == round(pruned["params"]["params_m"] * 1e6) or \
         abs(sum(p.numel() for p in model.parameters()) / 1e6 - pruned["params"]["params_m"]) < 0.01
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary folder left behind"
+    code, report, _ = run(["report", str(out)], capsys)
+    assert code == 0 and report.splitlines()[0].startswith("| model | rouge1 | rouge2 | rougeL | rougeLsum |")
+    assert report.splitlines()[3].startswith("| pruned |")
 
 
 @needs_shared
