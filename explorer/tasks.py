@@ -27,14 +27,13 @@ import logging
 import math
 import os
 import re
-import urllib.error
-import urllib.request
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from explorer import data_files, metrics
 from explorer.data_files import Row
+from explorer.hub import hub_is_reachable, offline_mode
 
 logger = logging.getLogger(__name__)
 
@@ -251,10 +250,19 @@ def _local_rows(spec: TaskSpec, fmt: _Format, split: str, data_dir: str | os.Pat
     return data_files.read_rows(path, known, fmt.headerless), str(path)
 
 
-def _split_file(spec: TaskSpec, fmt: _Format, split: str, root: Path) -> Path:
+def task_folder(task: TaskSpec | str, root: str | os.PathLike) -> Path | None:
+    """The sub-folder of ``root`` that holds ``task``'s files (e.g. ``SST-2`` for sst2), or None."""
+    spec, fmt = _lookup(task)
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        return None
     wanted = {_normalise_name(name) for name in (*fmt.folders, spec.name)}
     children = [child for child in sorted(root.iterdir()) if child.is_dir() and _normalise_name(child.name) in wanted]
-    folder = children[0] if children else root
+    return children[0] if children else None
+
+
+def _split_file(spec: TaskSpec, fmt: _Format, split: str, root: Path) -> Path:
+    folder = task_folder(spec, root) or root
     path = data_files.find_split_file(folder, split)
     if path is None and split == "test" and spec.hub_id == "nyu-mll/glue":
         path = data_files.find_split_file(folder, "validation")
@@ -269,30 +277,14 @@ def _split_file(spec: TaskSpec, fmt: _Format, split: str, root: Path) -> Path:
     return path
 
 
-def _hub_offline() -> bool:
-    flags = (os.environ.get(var, "").strip().lower() for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
-    return any(flag in ("1", "true", "yes", "on") for flag in flags)
-
-
-def _hub_reachable(timeout_s: float = 3.0) -> bool:
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    try:
-        urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=timeout_s).close()
-    except urllib.error.HTTPError:
-        return True  # the server answered
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
-    return True
-
-
 def _hub_rows(spec: TaskSpec, fmt: _Format, split: str) -> tuple[Iterator[Row], str]:
     hub_split = fmt.hub_splits.get(split, split)
     origin = spec.hub_id + (f" ({spec.hub_config})" if spec.hub_config else "") + f", split '{hub_split}'"
     advice = (f"Pass data_dir= a local folder with the '{split}' file of task '{spec.name}' (see load_split), "
               "or use the task 'rotten_tomatoes', which loads offline.")
-    if _hub_offline():
+    if offline_mode():
         reason = "offline mode is on (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE) and the dataset is not in the local cache"
-    elif not _hub_reachable():
+    elif not hub_is_reachable():
         raise ValueError(f"Cannot load {origin}: the Hugging Face Hub is unreachable (no network). {advice}")
     else:
         reason = "the download failed"

@@ -61,3 +61,12 @@ def test_app_builds():
     from explorer.ui import build_app
 
     assert build_app(runs=None) is not None
+
+
+def test_local_data_is_used_only_where_the_shared_folder_has_the_task():
+    data = SHARED / "data"
+    if not data.exists():
+        pytest.skip("../shared/data is not beside the project")
+    assert service.data_dir_for("samsum", str(data)) == str(data)
+    assert service.data_dir_for("rotten_tomatoes", str(data)) is None
+    assert service.data_dir_for("samsum", None) is None
