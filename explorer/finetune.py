@@ -79,19 +79,17 @@ def tokenize_examples(tokenizer, examples: list[Example], max_source_tokens: int
     return rows
 
 
-class _ProgressCallback:
-    """Forwards the Trainer's step count to a ``progress(fraction, message)`` function."""
+def _progress_callback(progress: Progress, label: str):
+    """A ``TrainerCallback`` forwarding the step count and loss to ``progress(fraction, message)``."""
+    from transformers import TrainerCallback
 
-    def __new__(cls, progress: Progress, label: str):
-        from transformers import TrainerCallback
+    class Callback(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            loss = (logs or {}).get("loss")
+            text = f"{label}: step {state.global_step}/{state.max_steps}" + (f", loss {loss:.3f}" if loss else "")
+            progress(state.global_step / max(state.max_steps, 1), text)
 
-        class Callback(TrainerCallback):
-            def on_log(self, args, state, control, logs=None, **kwargs):
-                loss = (logs or {}).get("loss")
-                text = f"{label}: step {state.global_step}/{state.max_steps}" + (f", loss {loss:.3f}" if loss else "")
-                progress(state.global_step / max(state.max_steps, 1), text)
-
-        return Callback()
+    return Callback()
 
 
 def finetune(loaded: LoadedModel, examples: list[Example], settings: FinetuneSettings, *, task: str,
@@ -133,7 +131,7 @@ def finetune(loaded: LoadedModel, examples: list[Example], settings: FinetuneSet
         trainer = Seq2SeqTrainer(
             model=loaded.model, args=args, train_dataset=Dataset.from_list(rows),
             data_collator=DataCollatorForSeq2Seq(loaded.tokenizer, model=loaded.model, label_pad_token_id=-100),
-            callbacks=[_ProgressCallback(progress, label)] if progress else None,
+            callbacks=[_progress_callback(progress, label)] if progress else None,
         )
         from transformers.trainer_callback import PrinterCallback
 
@@ -164,8 +162,9 @@ def cached_dense_finetune(model_spec: str, task: str, settings: FinetuneSettings
     folder = dense_cache_dir(model_spec, task, data_dir, settings)
     if (folder / DONE_FILE).exists():
         loaded = load_model(str(folder))
-        loaded.random_weights = json.loads((folder / DONE_FILE).read_text()).get("random_weights", False)
-        return loaded, dict(json.loads((folder / DONE_FILE).read_text()), cached=True, path=str(folder))
+        summary = json.loads((folder / DONE_FILE).read_text())
+        loaded.random_weights = summary.get("random_weights", False)
+        return loaded, dict(summary, cached=True, path=str(folder))
     loaded = load_model(model_spec)
     examples = load_split(task, "train", data_dir=data_dir, limit=settings.train_samples)
     summary = finetune(loaded, examples, settings, task=task, device=device, progress=progress, label="dense fine-tune")

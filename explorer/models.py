@@ -162,10 +162,10 @@ def _load_random(inner: str) -> LoadedModel:
     if not path.is_dir():
         _require_hub(inner)
     config = AutoConfig.from_pretrained(str(path) if path.is_dir() else inner)
-    family_of_config(config)
+    family = family_of_config(config)
     tokenizer = AutoTokenizer.from_pretrained(str(path) if path.is_dir() else inner)
     model = AutoModelForSeq2SeqLM.from_config(config)
-    return LoadedModel(model.eval(), tokenizer, RANDOM_PREFIX + inner, family_of_config(config), "random init",
+    return LoadedModel(model.eval(), tokenizer, RANDOM_PREFIX + inner, family, "random init",
                        random_weights=True)
 
 

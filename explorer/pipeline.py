@@ -58,7 +58,7 @@ class PruneSettings:
     data_dir: str | None = None  # local dataset folder; None: offline package or Hub
     recovery_steps: int = 0  # fine-tuning steps after pruning (0: none)
     eval_samples: int = 64  # examples of the evaluation split scored
-    calibration_samples: int = 64  # training examples for the importance scores
+    calibration_samples: int = 64  # first training examples (of the fine-tuning subset) for importance scores
     device: str = "cpu"  # cpu | cuda | auto
     num_beams: int = 1  # beams for the quality evaluation
     finetune: FinetuneSettings = field(default_factory=FinetuneSettings)  # dense fine-tuning
@@ -132,8 +132,11 @@ def run_prune(settings: PruneSettings, out_dir: str | os.PathLike, *, overwrite:
     n_dec = peek_decoder_layers(settings.model)
     if settings.decoder_layers > n_dec:
         raise ValueError(f"The model has {n_dec} decoder layers; cannot keep {settings.decoder_layers}.")
-    for split in ("train", get_task(settings.task).eval_split):  # fail on bad data before any long work
-        load_split(settings.task, split, data_dir=settings.data_dir, limit=1)
+    # Read the data once, before any long work, so a bad file fails at once.
+    spec = get_task(settings.task)
+    train = load_split(settings.task, "train", data_dir=settings.data_dir, limit=settings.finetune.train_samples)
+    examples = load_split(settings.task, spec.eval_split, data_dir=settings.data_dir, limit=settings.eval_samples)
+    calib = train[:settings.calibration_samples]
     times: dict[str, float] = {}
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -154,7 +157,6 @@ def run_prune(settings: PruneSettings, out_dir: str | os.PathLike, *, overwrite:
 
     t = time.perf_counter()
     say(0.3, "importance: scoring encoder heads and FFN neurons")
-    calib = load_split(settings.task, "train", data_dir=settings.data_dir, limit=settings.calibration_samples)
     scores = taylor_importance(dense.model, calibration_batches(dense, settings.task, calib), device=device)
     dense.model.to("cpu")
     stage("importance", t)
@@ -173,16 +175,13 @@ def run_prune(settings: PruneSettings, out_dir: str | os.PathLike, *, overwrite:
     recovery = None
     if settings.recovery_steps:
         t = time.perf_counter()
-        train = load_split(settings.task, "train", data_dir=settings.data_dir, limit=settings.finetune.train_samples)
         rec_settings = FinetuneSettings(**dict(asdict(settings.finetune), max_steps=settings.recovery_steps))
         recovery = finetune(pruned, train, rec_settings, task=settings.task, device=device,
                             progress=lambda f, m: say(0.45 + 0.25 * f, m), label="recovery fine-tune")
         stage("recovery", t)
 
     t = time.perf_counter()
-    spec = get_task(settings.task)
     say(0.7, f"evaluation on {settings.eval_samples} {spec.eval_split} examples")
-    examples = load_split(settings.task, spec.eval_split, data_dir=settings.data_dir, limit=settings.eval_samples)
     quality = {name: evaluate_quality(m.model, m.tokenizer, settings.task, examples, split=spec.eval_split,
                                       device=device, num_beams=settings.num_beams)
                for name, m in (("dense", dense), ("pruned", pruned))}
