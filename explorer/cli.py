@@ -105,8 +105,15 @@ def _timing(args):
                           new_tokens=args.new_tokens, num_beams=args.timing_beams, repeats=args.repeats)
 
 
+_LAST = {"fraction": -1.0, "stage": ""}
+
+
 def _progress(fraction: float, message: str) -> None:
-    print(f"[{fraction * 100:5.1f}%] {message}", file=sys.stderr, flush=True)
+    """Print progress to stderr: each new stage, then at most every 2.5%."""
+    stage = message.split(":")[0]
+    if stage != _LAST["stage"] or fraction - _LAST["fraction"] >= 0.025 or fraction >= 1.0:
+        _LAST.update(fraction=fraction, stage=stage)
+        print(f"[{fraction * 100:5.1f}%] {message}", file=sys.stderr, flush=True)
 
 
 def cmd_prune(args) -> int:

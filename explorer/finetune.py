@@ -80,14 +80,20 @@ def tokenize_examples(tokenizer, examples: list[Example], max_source_tokens: int
 
 
 def _progress_callback(progress: Progress, label: str):
-    """A ``TrainerCallback`` forwarding the step count and loss to ``progress(fraction, message)``."""
+    """A ``TrainerCallback`` calling ``progress(fraction, message)`` after every optimizer step
+    (with the last logged loss), so a progress function that raises (a cancelled run) stops
+    training within one step."""
     from transformers import TrainerCallback
 
     class Callback(TrainerCallback):
+        loss: float | None = None
+
         def on_log(self, args, state, control, logs=None, **kwargs):
-            loss = (logs or {}).get("loss")
-            text = f"{label}: step {state.global_step}/{state.max_steps}" + (f", loss {loss:.3f}" if loss else "")
-            progress(state.global_step / max(state.max_steps, 1), text)
+            self.loss = (logs or {}).get("loss", self.loss)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            text = f"{label}: step {state.global_step}/{state.max_steps}"
+            progress(state.global_step / max(state.max_steps, 1), text + (f", loss {self.loss:.3f}" if self.loss else ""))
 
     return Callback()
 

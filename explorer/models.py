@@ -196,28 +196,39 @@ def _load_hub(spec: str) -> LoadedModel:
     return LoadedModel(model.eval(), tokenizer, spec, family, "hub")
 
 
+def peek_config(spec: str):
+    """The config of a model spec, read without loading weights.
+
+    Raises:
+        ValueError: As :func:`load_model` does (unknown folder, offline Hub id).
+    """
+    from transformers import AutoConfig
+
+    spec = spec.strip()
+    if spec.lower() in OFFLINE_MODELS:
+        from transformers import EncoderDecoderConfig
+
+        encoder = AutoConfig.from_pretrained(minilm_path())
+        return EncoderDecoderConfig.from_encoder_decoder_configs(encoder, encoder)
+    inner = spec[len(RANDOM_PREFIX):] if spec.startswith(RANDOM_PREFIX) else spec
+    path = Path(inner).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise ValueError(f"{path} has no config.json; give a folder written by save_pretrained. " + _available_hint())
+        return AutoConfig.from_pretrained(path)
+    if inner.startswith((".", "/", "~")):
+        raise ValueError(f"{inner} is not a folder. " + _available_hint())
+    _require_hub(inner)
+    return AutoConfig.from_pretrained(inner)
+
+
 def peek_decoder_layers(spec: str) -> int:
     """Decoder layer count of a model spec, read from its config without loading weights.
 
     Raises:
         ValueError: As :func:`load_model` does (unknown, unsupported, decoder-only, offline Hub).
     """
-    from transformers import AutoConfig
-
-    spec = spec.strip()
-    if spec.lower() in OFFLINE_MODELS:
-        return AutoConfig.from_pretrained(minilm_path()).num_hidden_layers
-    inner = spec[len(RANDOM_PREFIX):] if spec.startswith(RANDOM_PREFIX) else spec
-    path = Path(inner).expanduser()
-    if path.is_dir():
-        if not (path / "config.json").exists():
-            raise ValueError(f"{path} has no config.json; give a folder written by save_pretrained. " + _available_hint())
-        config = AutoConfig.from_pretrained(path)
-    else:
-        if inner.startswith((".", "/", "~")):
-            raise ValueError(f"{inner} is not a folder. " + _available_hint())
-        _require_hub(inner)
-        config = AutoConfig.from_pretrained(inner)
+    config = peek_config(spec)
     family = family_of_config(config)
     if family == "t5":
         return config.num_decoder_layers if config.num_decoder_layers is not None else config.num_layers

@@ -35,6 +35,14 @@ from .tasks import get_task, load_split
 Progress = Callable[[float, str], None]
 
 
+class Cancelled(Exception):
+    """Raised by a progress function when the user cancels a run (see ``service.start_prune``).
+
+    ``run_prune`` writes nothing before its last step, so a cancelled run leaves no folder;
+    a cancelled dense fine-tune leaves no cache entry (both are written atomically).
+    """
+
+
 @dataclass(frozen=True)
 class TimingSettings:
     """How latency is measured (see ``explorer.measure.measure_latency``)."""
@@ -182,16 +190,22 @@ def run_prune(settings: PruneSettings, out_dir: str | os.PathLike, *, overwrite:
 
     t = time.perf_counter()
     say(0.7, f"evaluation on {settings.eval_samples} {spec.eval_split} examples")
-    quality = {name: evaluate_quality(m.model, m.tokenizer, settings.task, examples, split=spec.eval_split,
-                                      device=device, num_beams=settings.num_beams)
-               for name, m in (("dense", dense), ("pruned", pruned))}
+    quality = {}
+    for i, (name, m) in enumerate((("dense", dense), ("pruned", pruned))):
+        quality[name] = evaluate_quality(
+            m.model, m.tokenizer, settings.task, examples, split=spec.eval_split, device=device,
+            num_beams=settings.num_beams, progress=lambda f, msg, i=i, name=name: say(0.7 + 0.075 * (i + f),
+                                                                                       f"evaluation ({name}): {msg}"))
     for m in (dense, pruned):
         m.model.to("cpu")
     stage("evaluation", t)
 
     t = time.perf_counter()
-    say(0.85, "timing dense and pruned models")
-    measured = {name: measure_all(m.model, settings.timing, device) for name, m in (("dense", dense), ("pruned", pruned))}
+    measured = {}
+    for i, (name, m) in enumerate((("dense", dense), ("pruned", pruned))):
+        say(0.85 + 0.06 * i, f"timing the {name} model ({settings.timing.input_tokens} in, "
+                             f"{settings.timing.new_tokens} new tokens, {settings.timing.repeats} repeats)")
+        measured[name] = measure_all(m.model, settings.timing, device)
     stage("timing", t)
 
     metrics = {

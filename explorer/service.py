@@ -6,18 +6,25 @@ this module knows Gradio.
 
 from __future__ import annotations
 
+import json
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pandas as pd
 
-from .finetune import FinetuneSettings
-from .models import OFFLINE_MODELS, LoadedModel, load_model, peek_decoder_layers
-from .pareto import make_pareto_figure, runs_table
-from .pipeline import PruneSettings, run_prune
-from .runs import Run, get_run, list_runs, new_run_dir, runs_root
-from .tasks import get_task, list_tasks, task_folder
+from .finetune import DONE_FILE, FinetuneSettings, dense_cache_dir, resolve_device
+from .models import OFFLINE_MODELS, LoadedModel, load_model, peek_config, peek_decoder_layers
+from .pareto import COST_AXES, REPORTED_COLUMNS, SCALES, make_pareto_figure, runs_table
+from .paths import cache_root
+from .pipeline import Cancelled, PruneSettings, TimingSettings, run_prune
+from .runs import Run, get_run, list_runs, new_run_dir, runs_root, zip_run
+from .tasks import Example, compute_metrics, get_task, list_tasks, load_split, task_folder
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+
 
 METHODS = {"NASH (training-free)": "nash-training-free"}
 
@@ -41,32 +48,204 @@ def decoder_layer_count(model: str) -> int:
     return peek_decoder_layers(model)
 
 
+class CancelTokens:
+    """One cancel flag per browser session: the Prune button makes a fresh one, the Cancel
+    button sets it, and the running job stops at its next progress report (within one
+    training step or generation batch)."""
+
+    def __init__(self):
+        self._events: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def new(self, key: str) -> threading.Event:
+        """A fresh, unset flag for ``key`` (replacing any earlier one)."""
+        with self._lock:
+            self._events[key] = threading.Event()
+            return self._events[key]
+
+    def cancel(self, key: str) -> bool:
+        """Set the flag of ``key``; False when that session has no job."""
+        with self._lock:
+            event = self._events.get(key)
+        if event is None:
+            return False
+        event.set()
+        return True
+
+
+CANCEL = CancelTokens()
+
+
 def start_prune(settings: PruneSettings, root: str | None = None,
-                progress: Callable[[float, str], None] | None = None) -> Run:
+                progress: Callable[[float, str], None] | None = None,
+                cancel: threading.Event | None = None) -> Run:
     """Run training-free NASH into a new run folder of the runs store and return the run.
+
+    Args:
+        settings: What to run.
+        root: Runs folder (default: ``EXPLORER_RUNS`` or ``<cache>/runs``).
+        progress: ``progress(fraction in [0, 1], stage message)``.
+        cancel: When set, the run stops at its next progress report.
 
     Raises:
         ValueError: As ``pipeline.run_prune`` does.
+        Cancelled: When ``cancel`` was set; no run folder is left behind.
     """
+    def say(fraction: float, message: str) -> None:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("Run cancelled; nothing was saved (earlier runs are untouched).")
+        if progress:
+            progress(fraction, message)
+
     store = runs_root(root)
     label = f"s{settings.encoder_sparsity:g}-k{settings.decoder_layers}-{settings.layer_selection}"
     folder = new_run_dir(store, settings.model, settings.task, label)
-    run_prune(settings, folder, progress=progress)
+    run_prune(settings, folder, progress=say)
     return get_run(folder.name, store)
 
 
-def pareto_view(task: str, axis: str = "latency_ms", color: str = "kind", root: str | None = None):
-    """(figure, table) of every run on ``task``.
+_THROUGHPUT: dict[str, float] = {}
+
+
+def _matmul_flops_per_s(device: str) -> float:
+    """Measured fp32 matmul throughput of this device (FLOP/s), once per process (0.2 s)."""
+    import torch
+
+    if device not in _THROUGHPUT:
+        a = torch.randn(1024, 1024, device=device)
+        b = torch.randn(1024, 1024, device=device)
+        a @ b
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start, n = time.perf_counter(), 0
+        while time.perf_counter() - start < 0.2:
+            a @ b
+            n += 1
+        if device == "cuda":
+            torch.cuda.synchronize()
+        _THROUGHPUT[device] = 2 * 1024 ** 3 * n / (time.perf_counter() - start)
+    return _THROUGHPUT[device]
+
+
+def _linear_params(spec: str) -> int:
+    """Weights in the Linear layers of a model spec (built on the meta device: no memory, no download)."""
+    import torch
+    from transformers import AutoModelForSeq2SeqLM, EncoderDecoderModel
+
+    config = peek_config(spec)
+    with torch.device("meta"):
+        model = (EncoderDecoderModel(config) if config.model_type == "encoder-decoder"
+                 else AutoModelForSeq2SeqLM.from_config(config))
+    return sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+
+
+def _tokens_per_step(task: str, ft: dict) -> int:
+    spec = get_task(task)
+    return ft.get("batch_size", 16) * ((ft.get("max_source_tokens") or spec.max_source_tokens)
+                                      + (ft.get("max_target_tokens") or spec.max_target_tokens))
+
+
+def finetune_estimate(settings: PruneSettings) -> dict:
+    """Whether a Prune request must fine-tune the dense model first, and for about how long.
+
+    The time is, in order of preference: the measured seconds per step of an earlier dense
+    fine-tune of the same model on the same device, scaled by tokens per step (batch x the
+    task's source + target lengths); else 6 x (Linear weights) x (tokens per step) training
+    FLOPs (Kaplan et al. 2020, Sec. 2.1) over this device's measured fp32 matmul speed at
+    50% utilisation, a rough figure and said to be one.
+
+    Returns:
+        ``{"cached": bool, "steps": int, "seconds": float, "basis": str, "text": str}``.
 
     Raises:
-        ValueError: For an unknown task or axis.
+        ValueError: For an unknown model, task or device.
+    """
+    from dataclasses import asdict
+
+    ft = settings.finetune
+    if (dense_cache_dir(settings.model, settings.task, settings.data_dir, ft) / DONE_FILE).exists():
+        return {"cached": True, "steps": 0, "seconds": 0.0, "basis": "cache",
+                "text": f"The dense {settings.model} is already fine-tuned for {settings.task} (cached): "
+                        "the run starts with pruning."}
+    device = resolve_device(settings.device)
+    tokens = _tokens_per_step(settings.task, asdict(ft))
+    history = []
+    for summary_file in sorted((cache_root() / "finetuned").glob(f"*/{DONE_FILE}")):
+        try:
+            done = json.loads(summary_file.read_text())
+            if done["model"] == settings.model and done["device"] == device and done["steps"] > 0:
+                per_token = done["wall_s"] / done["steps"] / _tokens_per_step(done["task"], done.get("settings", {}))
+                history.append((done["task"] != settings.task, per_token * tokens))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    if history:
+        seconds = min(history)[1] * ft.max_steps
+        basis = "an earlier fine-tune of this model on this device"
+    else:
+        seconds = 6 * _linear_params(settings.model) * tokens / (0.5 * _matmul_flops_per_s(device)) * ft.max_steps
+        basis = "6 x weights x tokens FLOPs over this machine's measured matmul speed; rough"
+    return {"cached": False, "steps": ft.max_steps, "seconds": seconds, "basis": basis,
+            "text": f"{settings.model} is not yet fine-tuned for {settings.task}: the run first fine-tunes it for "
+                    f"{ft.max_steps} steps on {device}, about {_duration(seconds)} (estimated from {basis}); "
+                    "the result is cached for every later run."}
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
+def reference_table(task: str | None = None) -> pd.DataFrame:
+    """The reference runs shipped in ``assets/reference_runs`` (measured by this project with
+    ``scripts/reference_runs.sh``), their provenance in the ``source`` column."""
+    folder = ASSETS / "reference_runs"
+    if not folder.is_dir():
+        return runs_table([])
+    try:
+        prov = json.loads((folder / "provenance.json").read_text())
+        source = f"reference run: {prov['command']}, {prov['date']}, commit {prov['commit']}"
+    except (OSError, json.JSONDecodeError, KeyError):
+        source = "reference run (assets/reference_runs)"
+    table = runs_table([(r.run_id, r.metrics) for r in list_runs(folder)], reference=source)
+    return table if task is None else table[table["task"] == task].reset_index(drop=True)
+
+
+def reported_points() -> pd.DataFrame:
+    """Published trade-offs from ``assets/reported_points.json`` (relative numbers, each with its source)."""
+    path = ASSETS / "reported_points.json"
+    points = json.loads(path.read_text())["points"] if path.exists() else []
+    return pd.DataFrame(points, columns=REPORTED_COLUMNS)
+
+
+def pareto_view(task: str, axis: str = "latency_ms", color: str = "kind", root: str | None = None,
+                scale: str = "absolute", references: bool = True, reported: bool = True):
+    """(figure or None, table, note) for ``task``: the user's runs, plus the shipped reference
+    runs and (relative scale only) the papers' reported points when asked.
+
+    Raises:
+        ValueError: For an unknown task, axis or scale.
     """
     get_task(task)
-    table = runs_table([(r.run_id, r.metrics) for r in list_runs(root)])
-    table = table[table["task"] == task]
+    if axis not in COST_AXES:
+        raise ValueError(f"Unknown axis {axis!r}; choose one of {', '.join(COST_AXES)}.")
+    if scale not in SCALES:
+        raise ValueError(f"Unknown scale {scale!r}; choose absolute or relative.")
+    own = runs_table([(r.run_id, r.metrics) for r in list_runs(root)])
+    frames = [own[own["task"] == task]] + ([reference_table(task)] if references else [])
+    frames = [f for f in frames if not f.empty]
+    table = pd.concat(frames, ignore_index=True) if frames else own.iloc[0:0]
+    notes = []
+    papers = reported_points() if reported else None
+    if papers is not None and scale == "absolute":
+        notes.append("The papers' reported points are speed-ups and % of dense quality: choose the relative "
+                     "scale to see them.")
+    elif papers is not None and papers[f"{axis}_rel"].isna().all():
+        shown = [COST_AXES[a] for a in COST_AXES if papers[f"{a}_rel"].notna().any()]
+        notes.append(f"The papers report no {COST_AXES[axis]}; their points appear on: {'; '.join(shown)}.")
     if table.empty:
-        return None, table
-    return make_pareto_figure(table, axis, color=color), table
+        return None, table, " ".join(notes + [f"No runs on {task} yet: prune a model in the Prune tab."])
+    if (table["weights"] != "pretrained").any():
+        notes.append("Runs with random weights have meaningless quality; only their cost is real.")
+    return make_pareto_figure(table, axis, papers, color=color, scale=scale), table, " ".join(notes)
 
 
 def _explain(run: Run) -> str:
@@ -95,30 +274,75 @@ MODELS = ModelCache()
 
 
 def stream_generation(loaded: LoadedModel, text: str, max_new_tokens: int = 64) -> Iterator[tuple[str, float, int]]:
-    """Greedy generation that yields ``(text so far, elapsed ms, tokens so far)`` as tokens arrive.
+    """Greedy generation that yields ``(text so far, elapsed ms, generated tokens so far)`` after
+    every generated token.
+
+    A 2-token warm-up generation runs first (untimed), so the first call of a model does not
+    charge its one-time set-up to the milliseconds per token. Generation runs in a thread and
+    hands each new token over a queue (a ``transformers`` streamer); an error in generation is
+    raised here.
+
+    Args:
+        loaded: Model and tokenizer (encoder-decoder).
+        text: Input text; truncated to 512 tokens.
+        max_new_tokens: Upper bound on generated tokens.
 
     Raises:
         ValueError: If ``text`` is empty.
     """
-    from transformers import TextIteratorStreamer
+    import queue
+
+    import torch
+    from transformers.generation.streamers import BaseStreamer
 
     from .measure import new_cache
 
     if not text or not text.strip():
         raise ValueError("Enter some text (or pick an example) to generate from.")
-    enc = loaded.tokenizer([text], return_tensors="pt", truncation=True, max_length=512)
-    streamer = TextIteratorStreamer(loaded.tokenizer, skip_special_tokens=True)
-    kwargs = dict(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], max_new_tokens=max_new_tokens,
-                  do_sample=False, num_beams=1, streamer=streamer, past_key_values=new_cache())
+    tokenizer, model = loaded.tokenizer, loaded.model.eval()
+    enc = tokenizer([text], return_tensors="pt", truncation=True, max_length=512)
+    inputs = dict(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], do_sample=False, num_beams=1)
+    with torch.inference_mode():
+        model.generate(**inputs, max_new_tokens=2, past_key_values=new_cache())
+    events: queue.Queue = queue.Queue()
+
+    class Streamer(BaseStreamer):
+        """Receives the decoder start token first (skipped), then each generated token."""
+
+        def __init__(self):
+            self.ids: list[int] = []
+            self.started = False
+
+        def put(self, value):
+            if not self.started:
+                self.started = True
+                return
+            self.ids.extend(value.reshape(-1).tolist())
+            events.put((tokenizer.decode(self.ids, skip_special_tokens=True), len(self.ids), time.perf_counter()))
+
+        def end(self):
+            events.put(None)
+
+    def work():
+        try:
+            with torch.inference_mode():
+                model.generate(**inputs, max_new_tokens=max_new_tokens, streamer=Streamer(),
+                               past_key_values=new_cache())
+        except Exception as err:  # handed to the caller's thread
+            events.put(err)
+            events.put(None)
+
     start = time.perf_counter()
-    thread = threading.Thread(target=loaded.model.generate, kwargs=kwargs, daemon=True)
+    thread = threading.Thread(target=work, daemon=True)
     thread.start()
-    out, tokens = "", 0
-    for piece in streamer:
-        out += piece
-        tokens += 1
-        yield out.strip(), (time.perf_counter() - start) * 1000, tokens
-    thread.join()
+    try:
+        while (event := events.get()) is not None:
+            if isinstance(event, Exception):
+                raise event
+            out, tokens, at = event
+            yield out.strip(), (at - start) * 1000, tokens
+    finally:
+        thread.join()
 
 
 def compare_sources(run_ids: list[str], root: str | None = None) -> list[tuple[str, str]]:
@@ -137,20 +361,80 @@ def compare_sources(run_ids: list[str], root: str | None = None) -> list[tuple[s
     return [(f"dense: {runs[0].metrics['model']}", dense_spec)] + [(_explain(r), str(r.path)) for r in runs]
 
 
+def task_example(task: str, shared: str | None = None, index: int | None = None, seed: int | None = None) -> Example:
+    """One example of the task's evaluation split (test for summarization and rotten_tomatoes,
+    validation for GLUE, whose test labels are hidden): ``index``, or a random one.
+
+    Raises:
+        ValueError: For an unknown task or unreadable data.
+    """
+    spec = get_task(task)
+    examples = load_split(task, spec.eval_split, data_dir=data_dir_for(task, shared), limit=500)
+    if not examples:
+        raise ValueError(f"The {spec.eval_split} split of {task} is empty.")
+    if index is None:
+        index = random.Random(seed).randrange(len(examples))
+    return examples[index % len(examples)]
+
+
+def score_against_reference(task: str, prediction: str, example: Example) -> str:
+    """One output scored against its example's reference, as a short line: ROUGE-1/2/L F1
+    (percent) for summarization, right or wrong for classification, absolute error for
+    regression (STS-B).
+
+    Raises:
+        ValueError: For an unknown task, or an example without a label.
+    """
+    from .tasks import _parse_prediction
+
+    spec = get_task(task)
+    if spec.kind == "summarization":
+        scores = compute_metrics(spec, [prediction], [example])
+        return "vs reference: " + ", ".join(f"{k} {scores[k]:.1f}" for k in ("rouge1", "rouge2", "rougeL"))
+    if example.label is None:
+        raise ValueError("This example has no gold label to compare with.")
+    parsed = _parse_prediction(spec, prediction)
+    if spec.kind == "regression":
+        return f"vs reference {example.label:.2f}: absolute error {abs(parsed - example.label):.2f}"
+    return f"reference {example.target!r}: " + ("correct" if parsed == example.label else "wrong")
+
+
+def run_zip(run_id: str, root: str | None = None) -> str:
+    """A zip of one run's folder (model, plan, metrics) that loads with ``pruning.load_pruned``
+    once unzipped.
+
+    Raises:
+        ValueError: For an unknown run.
+    """
+    return str(zip_run(get_run(run_id, root), cache_root() / "downloads" / f"{run_id}.zip"))
+
+
 def runs_dataframe(root: str | None = None) -> pd.DataFrame:
     """All runs as a table for display and CSV download."""
     return runs_table([(r.run_id, r.metrics) for r in list_runs(root)])
 
 
 def prune_settings(model: str, task: str, sparsity: float, layers: int, selection: str, recovery_steps: int,
-                   device: str, eval_samples: int, data_dir: str | None = None,
-                   finetune_steps: int = 250) -> PruneSettings:
-    """Settings of one Prune-tab request (the UI's widgets map one to one onto these)."""
-    settings = PruneSettings(model=model.strip(), task=task, encoder_sparsity=float(sparsity),
-                             decoder_layers=int(layers), layer_selection=selection,
-                             recovery_steps=int(recovery_steps), eval_samples=int(eval_samples),
-                             device=device, data_dir=data_dir or None,
-                             finetune=FinetuneSettings(max_steps=int(finetune_steps)))
+                   device: str, eval_samples: int, data_dir: str | None = None, finetune_steps: int = 250,
+                   input_tokens: int = 256, new_tokens: int = 64, repeats: int = 5) -> PruneSettings:
+    """Settings of one Prune-tab request (the UI's widgets map one to one onto these).
+
+    Raises:
+        ValueError: With a message that says what to change (checked before any work).
+    """
+    if not model or not str(model).strip():
+        raise ValueError("Choose a model: an offline one from the list, a local folder or a Hub id.")
+    try:
+        timing = TimingSettings(input_tokens=int(input_tokens), new_tokens=int(new_tokens), repeats=int(repeats))
+        finetune = FinetuneSettings(max_steps=int(finetune_steps))
+        settings = PruneSettings(model=str(model).strip(), task=task, encoder_sparsity=float(sparsity),
+                                 decoder_layers=int(layers), layer_selection=selection,
+                                 recovery_steps=int(recovery_steps), eval_samples=int(eval_samples),
+                                 device=device, data_dir=data_dir or None, finetune=finetune, timing=timing)
+    except TypeError as err:  # None from an emptied number box
+        raise ValueError("Fill in every number (sparsity, layers, steps, examples).") from err
+    if min(timing.input_tokens, timing.new_tokens, timing.repeats) < 1:
+        raise ValueError("Timing needs at least 1 input token, 1 new token and 1 repeat.")
     settings.check()
     return settings
 
@@ -166,9 +450,13 @@ def list_runs_for_ui(root: str | None = None) -> list[Run]:
     return list(reversed(list_runs(root)))
 
 
-def export_csv(table: pd.DataFrame, root: str | None = None) -> str:
-    """Write the runs table as CSV beside the runs folder; returns the path."""
-    path = runs_root(root).parent / "downloads" / "runs.csv"
+def export_csv(table: pd.DataFrame, name: str = "runs") -> str:
+    """Write a runs table as CSV into ``<cache>/downloads/``; returns the path."""
+    from .paths import slug
+
+    path = cache_root() / "downloads" / f"{slug(name)}.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(path, index=False)
+    tmp = path.with_suffix(f".{threading.get_ident()}.tmp")
+    table.to_csv(tmp, index=False)
+    tmp.replace(path)
     return str(path)

@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 from conftest import ROOT, SHARED
-from tiny import tiny_t5
+from tiny import save_tiny_t5
 
 from explorer.cli import main
 from pruning import PruningPlan, load_pruned
@@ -29,16 +29,7 @@ def cache(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def tiny_t5_dir(tmp_path_factory):
     """A tiny T5 (random weights) with the real t5-small tokenizer, as a save_pretrained folder."""
-    from transformers import AutoTokenizer
-
-    folder = tmp_path_factory.mktemp("tiny-t5")
-    tokenizer = AutoTokenizer.from_pretrained(T5_TOKENIZER)
-    model = tiny_t5()
-    model.resize_token_embeddings(len(tokenizer))
-    model.config.decoder_start_token_id = tokenizer.pad_token_id
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return save_tiny_t5(tmp_path_factory.mktemp("tiny-t5"), T5_TOKENIZER)
 
 
 def run(args, capsys):

@@ -6,6 +6,7 @@ from test_runs_pareto import fake_metrics, write_run
 
 from explorer import service
 from explorer.models import LoadedModel
+from explorer.runs import get_run
 
 T5_DIR = SHARED / "models" / "t5-small"
 
@@ -36,7 +37,9 @@ def test_stream_generation_yields_growing_text_and_rejects_empty_text():
     with pytest.raises(ValueError, match="Enter some text"):
         list(service.stream_generation(loaded, "   "))
     steps = list(service.stream_generation(loaded, "summarize: hello there", max_new_tokens=5))
-    assert steps and [s[2] for s in steps] == sorted(s[2] for s in steps) and all(s[1] > 0 for s in steps)
+    # one step per generated token (at most 5), counted exactly, times growing
+    assert 1 <= len(steps) <= 5 and [s[2] for s in steps] == list(range(1, len(steps) + 1))
+    assert all(a[1] <= b[1] for a, b in zip(steps, steps[1:])) and steps[0][1] > 0
 
 
 def test_compare_sources_put_the_dense_model_first(tmp_path):
@@ -51,9 +54,9 @@ def test_compare_sources_put_the_dense_model_first(tmp_path):
 
 def test_pareto_view_filters_by_task(tmp_path):
     write_run(tmp_path, "r1", fake_metrics(30, 40))
-    fig, table = service.pareto_view("samsum", "gmacs", root=tmp_path)
+    fig, table, _ = service.pareto_view("samsum", "gmacs", root=tmp_path)
     assert fig is not None and set(table["task"]) == {"samsum"}
-    fig, table = service.pareto_view("sst2", root=tmp_path)
+    fig, table, _ = service.pareto_view("sst2", root=tmp_path)
     assert fig is None and table.empty
 
 
@@ -70,3 +73,171 @@ def test_local_data_is_used_only_where_the_shared_folder_has_the_task():
     assert service.data_dir_for("samsum", str(data)) == str(data)
     assert service.data_dir_for("rotten_tomatoes", str(data)) is None
     assert service.data_dir_for("samsum", None) is None
+
+
+# --- Prune tab: cancel, fine-tune estimate --------------------------------------------------
+
+SAMSUM = SHARED / "data" / "SAMSum"
+needs_shared = pytest.mark.skipif(not SAMSUM.exists() or not T5_DIR.exists(),
+                                  reason="../shared/data and ../shared/models are not beside the project")
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("EXPLORER_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    if not T5_DIR.exists():
+        pytest.skip("../shared/models is not beside the project")
+    from tiny import save_tiny_t5
+
+    return str(save_tiny_t5(tmp_path_factory.mktemp("tiny-t5"), T5_DIR))
+
+
+def fast_settings(model: str, **overrides):
+    args = dict(model=model, task="samsum", sparsity=0.5, layers=2, selection="uniform", recovery_steps=3,
+                device="cpu", eval_samples=2, data_dir=str(SHARED / "data"), finetune_steps=1, input_tokens=16,
+                new_tokens=4, repeats=1)
+    args.update(overrides)
+    return service.prune_settings(**args)
+
+
+@needs_shared
+def test_a_cancelled_run_stops_and_leaves_earlier_runs_and_no_folder(tiny_dir, tmp_path, cache):
+    import threading
+
+    runs = tmp_path / "runs"
+    write_run(runs, "earlier", fake_metrics(30, 40))
+    cancel, seen = threading.Event(), []
+
+    def progress(fraction, message):
+        seen.append(message)
+        if message.startswith("recovery fine-tune: step 1/"):
+            cancel.set()  # the user presses Cancel during recovery fine-tuning
+
+    with pytest.raises(service.Cancelled, match="nothing was saved"):
+        service.start_prune(fast_settings(tiny_dir), runs, progress=progress, cancel=cancel)
+    assert not any(m.startswith("recovery fine-tune: step 2/") for m in seen)  # stopped within one step
+    assert [p.name for p in runs.iterdir()] == ["earlier"]  # no half-written or temporary folder
+    assert get_run("earlier", runs).metrics["quality"]["pruned"]["metrics"]["rougeL"] == 30
+
+
+@needs_shared
+def test_a_run_reports_every_stage_and_is_listed(tiny_dir, tmp_path, cache):
+    seen = []
+    run = service.start_prune(fast_settings(tiny_dir), tmp_path / "runs", progress=lambda f, m: seen.append((f, m)))
+    stages = [m.split(":")[0].split(" (")[0] for _, m in seen]
+    for stage in ("dense model", "dense fine-tune", "importance", "surgery", "recovery fine-tune", "evaluation",
+                  "timing the dense model", "timing the pruned model", "done"):
+        assert stage in stages, stage
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert [r.run_id for r in service.list_runs_for_ui(tmp_path / "runs")] == [run.run_id]
+
+
+def test_finetune_estimate_uses_the_cache_then_history_then_flops(cache):
+    import json
+
+    settings = fast_settings(f"random:{T5_DIR}", finetune_steps=100, data_dir=None)
+    first = service.finetune_estimate(settings)
+    assert not first["cached"] and first["seconds"] > 0 and "FLOPs" in first["basis"] and "100 steps" in first["text"]
+    earlier = cache / "finetuned" / "earlier-run"
+    earlier.mkdir(parents=True)
+    (earlier / "finetune.json").write_text(json.dumps({
+        "model": settings.model, "task": "samsum", "device": "cpu", "steps": 10, "wall_s": 20.0,
+        "settings": {"batch_size": 16}}))
+    second = service.finetune_estimate(settings)
+    assert second["basis"].startswith("an earlier fine-tune") and second["seconds"] == pytest.approx(200.0)
+    from explorer.finetune import dense_cache_dir
+
+    done = dense_cache_dir(settings.model, settings.task, settings.data_dir, settings.finetune)
+    done.mkdir(parents=True)
+    (done / "finetune.json").write_text("{}")
+    assert service.finetune_estimate(settings)["cached"]
+
+
+def test_prune_settings_reject_empty_model_and_missing_numbers():
+    with pytest.raises(ValueError, match="Choose a model"):
+        service.prune_settings("  ", "samsum", 0.3, 2, "uniform", 0, "cpu", 8)
+    with pytest.raises(ValueError, match="Fill in every number"):
+        service.prune_settings("minilm2minilm", "samsum", 0.3, None, "uniform", 0, "cpu", 8)
+    with pytest.raises(ValueError, match="at least 1 input token"):
+        service.prune_settings("minilm2minilm", "samsum", 0.3, 2, "uniform", 0, "cpu", 8, new_tokens=0)
+
+
+# --- Pareto tab: reference runs and reported points ----------------------------------------
+
+def test_shipped_reference_runs_are_real_measurements_with_provenance():
+    import json
+
+    table = service.reference_table("rotten_tomatoes")
+    assert (table["kind"] == "reference").sum() >= 5 and (table["kind"] == "dense (reference)").sum() == 1
+    assert (table["weights"] == "pretrained").all() and (table["eval_examples"] >= 200).all()
+    assert table["source"].str.contains("scripts/reference_runs.sh").all()
+    provenance = json.loads((service.ASSETS / "reference_runs" / "provenance.json").read_text())
+    assert (service.ASSETS.parent / provenance["command"].split()[-1]).exists()
+    assert provenance["date"] and provenance["commit"]
+
+
+def test_first_look_is_not_empty_and_reported_points_only_on_the_relative_scale(tmp_path):
+    fig, table, note = service.pareto_view("rotten_tomatoes", root=tmp_path)  # no runs of one's own
+    assert fig is not None and "reference" in set(table["kind"])
+    assert "reported (papers)" not in [t.name for t in fig.data] and "relative" in note
+    fig, _, _ = service.pareto_view("rotten_tomatoes", "latency_ms", root=tmp_path, scale="relative")
+    reported = [t for t in fig.data if t.name == "reported (papers)"]
+    assert len(reported) == 1 and sorted(reported[0].x) == pytest.approx([1 / 4.2, 1 / 2.5], abs=1e-3)
+    assert all("REPORTED" in t.hovertemplate for t in reported)
+    front = [t for t in fig.data if t.name == "Pareto front"][0]
+    assert min(front.x) > 0.3  # the reported points are never part of the front
+    fig, _, _ = service.pareto_view("rotten_tomatoes", "gmacs", root=tmp_path, scale="relative")
+    assert [len(t.x) for t in fig.data if t.name == "reported (papers)"] == [1]  # EFTNAS reports MACs
+    fig, _, note = service.pareto_view("rotten_tomatoes", "params_m", root=tmp_path, scale="relative")
+    assert "reported (papers)" not in [t.name for t in fig.data] and "report no parameters" in note
+    fig, table, note = service.pareto_view("rotten_tomatoes", root=tmp_path, references=False)
+    assert fig is None and table.empty and "No runs on rotten_tomatoes" in note
+
+
+def test_relative_scale_divides_by_each_runs_own_dense_model(tmp_path):
+    write_run(tmp_path, "r1", fake_metrics(30, 40, dense_quality=40, dense_latency=100))
+    fig, table, _ = service.pareto_view("samsum", "latency_ms", root=tmp_path, scale="relative", reported=False)
+    measured = [t for t in fig.data if t.name == "measured"][0]
+    assert list(measured.x) == pytest.approx([0.4]) and list(measured.y) == pytest.approx([75.0])
+    with pytest.raises(ValueError, match="Unknown scale"):
+        service.pareto_view("samsum", root=tmp_path, scale="log")
+
+
+def test_export_csv_and_run_zip(tmp_path, cache):
+    import pandas as pd
+
+    write_run(tmp_path / "runs", "r1", fake_metrics(30, 40))
+    _, table, _ = service.pareto_view("samsum", root=tmp_path / "runs", references=False)
+    path = service.export_csv(table, name="runs-samsum")
+    assert path.startswith(str(cache))
+    assert pd.read_csv(path)["run_id"].tolist() == table["run_id"].tolist()
+    assert service.run_zip("r1", tmp_path / "runs").endswith("r1.zip")
+    with pytest.raises(ValueError, match="No run named"):
+        service.run_zip("nope", tmp_path / "runs")
+
+
+# --- Compare tab: examples and scores --------------------------------------------------------
+
+@needs_shared
+def test_test_examples_and_their_scores():
+    example = service.task_example("samsum", str(SHARED / "data"), index=3)
+    assert example.source and example.target
+    assert "rougeL 100.0" in service.score_against_reference("samsum", example.target, example)
+    assert service.task_example("samsum", str(SHARED / "data"), seed=1) == \
+        service.task_example("samsum", str(SHARED / "data"), seed=1)
+
+
+def test_classification_examples_are_scored_right_or_wrong():
+    from explorer.tasks import Example
+
+    example = Example(source="sst2 sentence: great", target="positive", label=1)
+    assert service.score_against_reference("sst2", "positive", example).endswith("correct")
+    assert service.score_against_reference("sst2", "negative", example).endswith("wrong")
+    with pytest.raises(ValueError, match="no gold label"):
+        service.score_against_reference("sst2", "positive", Example(source="x", target=""))

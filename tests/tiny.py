@@ -47,3 +47,17 @@ def batch(batch_size: int = 2, src_len: int = 9, tgt_len: int = 5, seed: int = 1
     mask[0, -2:] = 0  # some padding, so masks are exercised
     labels = torch.randint(4, VOCAB, (batch_size, tgt_len), generator=g)
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def save_tiny_t5(folder, tokenizer_dir):
+    """Save a tiny T5 (random weights) with a real T5 tokenizer as a ``save_pretrained`` folder,
+    usable as a model spec (``--model <folder>``) by the CLI, the service and the app."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    model = tiny_t5()
+    model.resize_token_embeddings(len(tokenizer))
+    model.config.decoder_start_token_id = tokenizer.pad_token_id
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

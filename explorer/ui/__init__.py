@@ -6,26 +6,39 @@ Tabs hold widgets and wiring only; every computation is a call into
 
 from __future__ import annotations
 
+HEADER = ("# Compression Explorer\nMake encoder-decoder transformers smaller and faster, and see the trade-off. "
+          "**Prune** a model with [NASH](https://arxiv.org/abs/2310.10054) (narrow encoder, shallow decoder), "
+          "see every run on the **Pareto** front of quality against cost, and **Compare** the dense and pruned "
+          "models' generations live. The Pareto tab opens with reference runs measured by this project.")
+
 
 def build_app(runs: str | None = None, shared_data: str | None = None):
     """The ``gr.Blocks`` app with the Prune, Pareto and Compare tabs.
 
     Args:
         runs: Runs folder (default: ``EXPLORER_RUNS`` or ``<cache>/runs``).
-        shared_data: A folder of local datasets (e.g. ``../shared/data``) used when present.
+        shared_data: A folder of local datasets (e.g. ``../shared/data``) used when it holds the task.
+
+    Returns:
+        The ``gr.Blocks``; serve it with ``.queue().launch()`` (see ``app.py``).
     """
     import gradio as gr
 
     from . import compare_tab, pareto_tab, prune_tab
 
     with gr.Blocks(title="Compression Explorer") as app:
-        gr.Markdown("# Compression Explorer\nMake encoder-decoder transformers smaller and faster with "
-                    "[NASH](https://arxiv.org/abs/2310.10054), and see the trade-off.")
+        gr.Markdown(HEADER)
         with gr.Tabs():
-            with gr.Tab("Prune"):
-                prune_tab.render(runs, shared_data)
-            with gr.Tab("Pareto"):
-                pareto_tab.render(runs)
-            with gr.Tab("Compare"):
-                compare_tab.render(runs, shared_data)
+            with gr.Tab("Prune", id="prune"):
+                prune = prune_tab.render(runs, shared_data)
+            with gr.Tab("Pareto", id="pareto"):
+                pareto = pareto_tab.render(runs)
+            with gr.Tab("Compare", id="compare"):
+                compare = compare_tab.render(runs, shared_data)
+        # A new run shows up on the Pareto front and in the Compare tab's run list at once.
+        prune["event"].success(*pareto["update"], api_name=False).success(*compare["refresh"], api_name=False)
+        # First look: the front (with the shipped reference runs), the run list and the fine-tune estimate.
+        app.load(*pareto["update"], api_name=False)
+        app.load(*compare["refresh"], api_name=False)
+        app.load(*prune["estimate"], api_name=False)
     return app

@@ -2,54 +2,89 @@
 
 from __future__ import annotations
 
-import time
-
+import gradio as gr
 from explorer import service
 
-INTRO = ("**Compare.** Enter text; the dense model and the chosen pruned models generate side by side as "
-         "tokens arrive, each with its milliseconds per token. Above each output: what was removed.")
+INTRO = ("**Compare.** The same input goes to the dense model and to the pruned runs you choose; each output "
+         "streams as its tokens arrive, with milliseconds per token and in total, and, for an example from the "
+         "task's test split, its score against the reference. The models run one after the other, so each "
+         "timing has the machine to itself. Above each output: what was removed. NASH's first finding shows "
+         "here: fewer decoder layers means fewer milliseconds per token.")
 MAX_PANELS = 3
 
 
-def render(runs: str | None, shared: str | None) -> None:
-    """Widgets and wiring of the tab (inside an open gr.Blocks)."""
-    import gradio as gr
+def generate(run_ids, text, example, task, root):
+    """Stream (header, output) pairs for the dense model and up to two runs.
 
+    Yields:
+        ``MAX_PANELS`` headers followed by ``MAX_PANELS`` output texts.
+    """
+    if not text or not text.strip():
+        raise gr.Error("Enter some text, or pick an example from the test split.")
+    try:
+        sources = service.compare_sources((run_ids or [])[:MAX_PANELS - 1], root)
+    except (ValueError, FileNotFoundError) as err:
+        raise gr.Error(str(err).splitlines()[0]) from None
+    scored = example is not None and example[0] == text
+    heads = [h for h, _ in sources] + [""] * (MAX_PANELS - len(sources))
+    texts = [""] * MAX_PANELS
+    for i, (head, spec) in enumerate(sources):
+        try:
+            loaded = service.MODELS.get(spec)
+            heads[i] = f"{head}\n\n*loading and generating...*"
+            yield heads + texts
+            ms, tokens = 0.0, 0
+            timing = ""
+            for out, ms, tokens in service.stream_generation(loaded, text):
+                texts[i] = out
+                timing = f"{ms / max(tokens, 1):.1f} ms/token, {ms:.0f} ms total, {tokens} tokens"
+                heads[i] = f"{head}\n\n{timing} (generating...)"
+                yield heads + texts
+            heads[i] = f"{head}\n\n{timing or 'no tokens generated'}"
+            if scored:
+                heads[i] += "\n\n" + service.score_against_reference(task, texts[i], example[1])
+        except (ValueError, FileNotFoundError, OSError) as err:
+            raise gr.Error(str(err).splitlines()[0]) from None
+        yield heads + texts
+
+
+def render(runs: str | None, shared: str | None) -> dict:
+    """Widgets and wiring of the tab (inside an open gr.Blocks).
+
+    Returns:
+        ``{"refresh": (fn, inputs, outputs)}`` so the app can list new runs after a prune and on load.
+    """
     gr.Markdown(INTRO)
-    runs_state = gr.State(runs)
+    runs_state, shared_state = gr.State(runs), gr.State(shared)
+    example = gr.State(None)  # (source text, Example) of the last picked test example
     with gr.Row():
-        choice = gr.Dropdown([], multiselect=True, label="Pruned runs (up to 2)")
+        choice = gr.Dropdown([], multiselect=True, max_choices=MAX_PANELS - 1, label="Your pruned runs (up to 2)",
+                             elem_id="compare-runs")
         refresh = gr.Button("Refresh runs")
-    text = gr.Textbox(lines=4, label="Input text")
-    go = gr.Button("Generate", variant="primary")
+    with gr.Row():
+        task = gr.Dropdown(service.task_choices(), value="rotten_tomatoes", label="Task of the example")
+        pick = gr.Button("Random test example")
+    text = gr.Textbox(lines=4, label="Input text", elem_id="compare-input")
+    reference = gr.Markdown()
+    go = gr.Button("Generate", variant="primary", elem_id="generate-button")
     headers, outputs = [], []
     with gr.Row():
-        for _ in range(MAX_PANELS):
+        for i in range(MAX_PANELS):
             with gr.Column():
-                headers.append(gr.Markdown())
-                outputs.append(gr.Textbox(lines=4, label="output"))
+                headers.append(gr.Markdown(elem_id=f"compare-head-{i}"))
+                outputs.append(gr.Textbox(lines=4, label="output", elem_id=f"compare-out-{i}"))
 
     def list_choices(root):
         return gr.Dropdown(choices=[r.run_id for r in service.list_runs_for_ui(root)])
 
-    refresh.click(list_choices, runs_state, choice)
-
-    def generate(run_ids, source, root):
+    def on_pick(task_name, shared_dir):
         try:
-            sources = service.compare_sources((run_ids or [])[:MAX_PANELS - 1], root)
-            models = [service.MODELS.get(spec) for _, spec in sources]
+            ex = service.task_example(task_name, shared_dir)
         except (ValueError, FileNotFoundError) as err:
             raise gr.Error(str(err).splitlines()[0]) from None
-        texts = [""] * MAX_PANELS
-        heads = [h for h, _ in sources] + [""] * (MAX_PANELS - len(sources))
-        for i, loaded in enumerate(models):
-            try:
-                for out, ms, tokens in service.stream_generation(loaded, source):
-                    texts[i] = out
-                    heads[i] = f"{sources[i][0]}\n\n{ms / max(tokens, 1):.1f} ms/token, {ms:.0f} ms total"
-                    yield heads + texts
-            except ValueError as err:
-                raise gr.Error(str(err)) from None
-        yield heads + texts
+        return ex.source, (ex.source, ex), f"**Reference:** {ex.target}"
 
-    go.click(generate, [choice, text, runs_state], headers + outputs)
+    refresh.click(list_choices, runs_state, choice, api_name="list_runs")
+    pick.click(on_pick, [task, shared_state], [text, example, reference], api_name="example")
+    go.click(generate, [choice, text, example, task, runs_state], headers + outputs, api_name="generate")
+    return {"refresh": (list_choices, [runs_state], [choice])}

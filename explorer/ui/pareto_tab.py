@@ -2,33 +2,72 @@
 
 from __future__ import annotations
 
+import gradio as gr
 from explorer import service
 from explorer.pareto import COST_AXES
 
-INTRO = ("**Pareto front.** Each point is a model; a point is on the front when no other model is both at "
-         "least as good and at least as cheap. Points above and left of the front would be better; the front "
-         "is the best trade-off found so far. Star: the dense model.")
+INTRO = ("**Pareto front.** Each point is a model; the star is the dense model it was pruned from. A model is on "
+         "the front (dotted line) when no other model is both at least as good and at least as cheap: the front is "
+         "the best trade-off found so far, and a point below it is wasted budget. Reference runs were measured by "
+         "this project (see their hover for the machine and date); latencies from different machines only compare "
+         "on the *relative* scale, which also shows the trade-offs reported in the "
+         "[NASH](https://arxiv.org/abs/2310.10054) and EFTNAS (LREC-COLING 2024) papers as hollow diamonds, "
+         "never mixed into the front.")
+TABLE_COLUMNS = ["run_id", "kind", "method", "model", "metric", "quality", "latency_ms", "decode_ms_per_token",
+                 "gmacs", "params_m", "encoder_sparsity", "decoder_layers", "device", "eval_examples", "weights"]
 
 
-def render(runs: str | None) -> None:
-    """Widgets and wiring of the tab (inside an open gr.Blocks)."""
-    import gradio as gr
+def update(task, axis, scale, colour, references, reported, root):
+    """(figure, note, table, CSV path, run choices) for the tab's current settings."""
+    try:
+        fig, frame, note = service.pareto_view(task, axis, colour, root, scale=scale, references=references,
+                                               reported=reported)
+    except ValueError as err:
+        raise gr.Error(str(err).splitlines()[0]) from None
+    path = service.export_csv(frame, name=f"runs-{task}") if not frame.empty else None
+    own = [r.run_id for r in service.list_runs_for_ui(root)]
+    return (fig, note, frame[TABLE_COLUMNS] if not frame.empty else frame, path,
+            gr.Dropdown(choices=own, value=own[0] if own else None))
 
+
+def render(runs: str | None) -> dict:
+    """Widgets and wiring of the tab (inside an open gr.Blocks).
+
+    Returns:
+        ``{"update": (fn, inputs, outputs)}`` so the app can redraw after a prune and on load.
+    """
     gr.Markdown(INTRO)
     with gr.Row():
-        task = gr.Dropdown(service.task_choices(), value="rotten_tomatoes", label="Task")
-        axis = gr.Radio(list(COST_AXES), value="latency_ms", label="Cost axis")
-        color = gr.Radio(["kind", "method"], value="kind", label="Colour by")
+        task = gr.Dropdown(service.task_choices(), value="rotten_tomatoes", label="Task", elem_id="pareto-task")
+        axis = gr.Radio([(v, k) for k, v in COST_AXES.items()], value="latency_ms", label="Cost axis")
+        scale = gr.Radio(["absolute", "relative"], value="absolute", label="Scale (relative: to each dense model)")
+    with gr.Row():
+        colour = gr.Radio(["kind", "method"], value="kind", label="Colour by")
+        references = gr.Checkbox(True, label="Reference runs (shipped in assets/)")
+        reported = gr.Checkbox(True, label="Reported points (papers)")
         refresh = gr.Button("Refresh")
-    plot = gr.Plot(label="Quality vs cost")
-    table = gr.Dataframe(label="Runs", interactive=False)
+    plot = gr.Plot(label="Quality vs cost", elem_id="pareto-plot")
+    note = gr.Markdown()
+    table = gr.Dataframe(label="Runs (download has every column)", interactive=False)
     csv = gr.DownloadButton("Download CSV")
+    with gr.Row():
+        pick = gr.Dropdown([], label="One of your runs")
+        zip_button = gr.Button("Zip its model for download")
+        zipped = gr.File(label="Model zip (unzip, then pruning.load_pruned(folder))")
     runs_state = gr.State(runs)
+    inputs = [task, axis, scale, colour, references, reported, runs_state]
+    outputs = [plot, note, table, csv, pick]
+    refresh.click(update, inputs, outputs, api_name="pareto")
+    for event in (task.change, axis.change, scale.change, colour.change, references.change, reported.change):
+        event(update, inputs, outputs, api_name=False)
 
-    def update(task_name, axis_name, colour, root):
-        fig, frame = service.pareto_view(task_name, axis_name, colour, root)
-        path = service.export_csv(frame, root)
-        return fig, frame, path
+    def on_zip(run_id, root):
+        if not run_id:
+            raise gr.Error("Choose one of your runs first.")
+        try:
+            return service.run_zip(run_id, root)
+        except ValueError as err:
+            raise gr.Error(str(err)) from None
 
-    for event in (refresh.click, task.change, axis.change, color.change):
-        event(update, [task, axis, color, runs_state], [plot, table, csv])
+    zip_button.click(on_zip, [pick, runs_state], zipped, concurrency_limit=1)
+    return {"update": (update, inputs, outputs)}

@@ -2,68 +2,118 @@
 
 from __future__ import annotations
 
+import gradio as gr
 import torch
 
 from explorer import service
 
-INTRO = ("**Prune.** NASH narrows the encoder (removes attention heads and FFN neurons) and shortens the "
-         "decoder (keeps k of L layers). Its two findings: decoder depth dominates generation latency, and "
-         "moderate encoder sparsity keeps quality ([Ko et al., 2023](https://arxiv.org/abs/2310.10054)). "
-         "A model not yet fine-tuned for the task is fine-tuned first (cached for later runs).")
+INTRO = ("**Prune.** [NASH](https://arxiv.org/abs/2310.10054) (Ko et al., Findings of EMNLP 2023) makes an "
+         "encoder-decoder model faster in two ways: it *narrows the encoder* (removes attention heads and FFN "
+         "neurons) and *shortens the decoder* (keeps k of its L layers). Its two findings: decoder depth dominates "
+         "generation latency, because the decoder runs once per generated token; and moderate encoder sparsity "
+         "keeps quality. Here the encoder units are ranked by a training-free first-order Taylor importance "
+         "([Michel et al., 2019](https://arxiv.org/abs/1905.10650)); every run is saved and appears on the Pareto tab.")
 
 
-def run(model, task, method, sparsity, layers, selection, recovery, device, eval_samples, runs, shared, progress):
-    """One Prune request: settings -> run, with Gradio progress; errors become gr.Error."""
-    import gradio as gr
+def run(model, task, method, sparsity, layers, selection, recovery, device, eval_samples, finetune_steps,
+        input_tokens, new_tokens, repeats, runs, shared, progress, cancel):
+    """One Prune request: settings -> run, with Gradio progress; errors become gr.Error.
 
+    Returns:
+        Markdown summary of the new run.
+    """
     try:
         settings = service.prune_settings(model, task, sparsity, layers, selection, recovery, device, eval_samples,
-                                          data_dir=service.data_dir_for(task, shared))
-        result = service.start_prune(settings, runs, progress=lambda f, m: progress(f, desc=m))
+                                          data_dir=service.data_dir_for(task, shared), finetune_steps=finetune_steps,
+                                          input_tokens=input_tokens, new_tokens=new_tokens, repeats=repeats)
+        result = service.start_prune(settings, runs, progress=lambda f, m: progress(f, desc=m), cancel=cancel)
+    except service.Cancelled as err:
+        raise gr.Error(str(err)) from None
     except (ValueError, FileNotFoundError) as err:
         raise gr.Error(str(err).splitlines()[0]) from None
     m = result.metrics
     dense, pruned = m["quality"]["dense"], m["quality"]["pruned"]
     main = dense["main_metric"]
-    return (f"Run **{result.run_id}**: {m['plan_summary']}.\n\n{main}: dense {dense['metrics'][main]:.2f} -> "
-            f"pruned {pruned['metrics'][main]:.2f} on {pruned['num_examples']} examples; "
-            f"speed-up {m['speedup_end_to_end']:.2f}x end to end on {m['device']}."
-            + ("\n\n**Random weights: the quality numbers mean nothing.**" if m["weights"] != "pretrained" else ""))
+    text = (f"Run **{result.run_id}**: {m['plan_summary']} ({m['encoder_sparsity_achieved'] * 100:.0f}% of encoder "
+            f"head and FFN parameters removed).\n\n{main}: dense {dense['metrics'][main]:.2f} -> pruned "
+            f"{pruned['metrics'][main]:.2f} on {pruned['num_examples']} {pruned['split']} examples; speed-up "
+            f"{m['speedup_end_to_end']:.2f}x end to end on {m['device']}. Wall time per stage (s): "
+            f"{m['stage_wall_s']}.")
+    if m["weights"] != "pretrained":
+        text += "\n\n**Random weights: the quality numbers mean nothing; only time, MACs and parameters do.**"
+    return text
 
 
-def render(runs: str | None, shared: str | None) -> None:
-    """Widgets and wiring of the tab (inside an open gr.Blocks)."""
-    import gradio as gr
+def estimate(model, task, device, finetune_steps, shared):
+    """Markdown: will the run fine-tune the dense model first, and for about how long."""
+    try:
+        settings = service.prune_settings(model, task, 0.0, 1, "uniform", 0, device, 1,
+                                          data_dir=service.data_dir_for(task, shared), finetune_steps=finetune_steps)
+        return service.finetune_estimate(settings)["text"]
+    except (ValueError, FileNotFoundError, OSError) as err:
+        return f"*{str(err).splitlines()[0]}*"
 
+
+def render(runs: str | None, shared: str | None) -> dict:
+    """Widgets and wiring of the tab (inside an open gr.Blocks).
+
+    Returns:
+        ``{"event": the Prune click event, "estimate": (fn, inputs, outputs)}`` for the app's wiring.
+    """
     gr.Markdown(INTRO)
     with gr.Row():
         model = gr.Dropdown(service.model_choices(), value="minilm2minilm", allow_custom_value=True,
-                            label="Model (offline first; or type a Hub id or local folder)")
-        task = gr.Dropdown(service.task_choices(), value="rotten_tomatoes", label="Task")
+                            label="Model (offline ones first; or type a Hub id or a local folder)",
+                            elem_id="prune-model")
+        task = gr.Dropdown(service.task_choices(), value="rotten_tomatoes", label="Task", elem_id="prune-task")
         method = gr.Dropdown(list(service.METHODS), value=list(service.METHODS)[0], label="Method")
     with gr.Row():
-        sparsity = gr.Slider(0.0, 0.95, value=0.3, step=0.05, label="Encoder sparsity")
+        sparsity = gr.Slider(0.0, 0.95, value=0.3, step=0.05, label="Encoder sparsity (fraction of encoder head "
+                                                                     "and FFN parameters removed)")
         layers = gr.Slider(1, 6, value=2, step=1, label="Decoder layers kept")
-        selection = gr.Radio(["uniform", "low", "high"], value="uniform", label="Layer selection")
+        selection = gr.Radio(["uniform", "low", "high"], value="uniform", label="Decoder layer selection")
     with gr.Row():
-        recovery = gr.Number(100, precision=0, label="Recovery fine-tuning steps")
+        recovery = gr.Number(100, precision=0, minimum=0, label="Recovery fine-tuning steps (0: none)")
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
         device = gr.Radio(devices, value=devices[-1], label="Device")
-        eval_samples = gr.Number(64, precision=0, label="Evaluation examples")
-    go = gr.Button("Prune", variant="primary")
-    result = gr.Markdown()
+        eval_samples = gr.Number(64, precision=0, minimum=1, label="Evaluation examples")
+    with gr.Accordion("Dense fine-tuning and timing", open=False):
+        with gr.Row():
+            finetune_steps = gr.Number(250, precision=0, minimum=1, label="Dense fine-tuning steps (cached)")
+            input_tokens = gr.Number(256, precision=0, minimum=1, label="Timing: input tokens")
+            new_tokens = gr.Number(64, precision=0, minimum=1, label="Timing: new tokens")
+            repeats = gr.Number(5, precision=0, minimum=1, label="Timing: repeats (median)")
+    estimate_box = gr.Markdown(elem_id="finetune-estimate")
+    with gr.Row():
+        go = gr.Button("Prune", variant="primary", elem_id="prune-button")
+        stop = gr.Button("Cancel", variant="stop", elem_id="cancel-button")
+    result = gr.Markdown(elem_id="prune-result")
+    runs_state, shared_state = gr.State(runs), gr.State(shared)
 
     def on_model(spec):
         try:
-            return gr.Slider(maximum=service.decoder_layer_count(spec))
+            count = service.decoder_layer_count(spec)
         except ValueError as err:
             raise gr.Error(str(err).splitlines()[0]) from None
+        return gr.Slider(maximum=count, value=min(2, count))
 
     model.change(on_model, model, layers)
-    runs_state, shared_state = gr.State(runs), gr.State(shared)
+    estimate_inputs = [model, task, device, finetune_steps, shared_state]
+    for component in (model, task, device, finetune_steps):
+        component.change(estimate, estimate_inputs, estimate_box)
 
-    def on_run(*args, progress=gr.Progress()):
-        return run(*args, progress)
+    def on_run(model_, task_, method_, sparsity_, layers_, selection_, recovery_, device_, eval_, ft_, in_, new_,
+               rep_, runs_, shared_, request: gr.Request, progress=gr.Progress()):
+        cancel = service.CANCEL.new(request.session_hash if request else "default")
+        return run(model_, task_, method_, sparsity_, layers_, selection_, recovery_, device_, eval_, ft_, in_, new_,
+                   rep_, runs_, shared_, progress, cancel)
 
-    go.click(on_run, [model, task, method, sparsity, layers, selection, recovery, device, eval_samples, runs_state,
-                      shared_state], result, concurrency_limit=1)
+    def on_cancel(request: gr.Request):
+        if service.CANCEL.cancel(request.session_hash if request else "default"):
+            gr.Info("Cancelling: the run stops at its next step; nothing of it is saved.")
+
+    event = go.click(on_run, [model, task, method, sparsity, layers, selection, recovery, device, eval_samples,
+                              finetune_steps, input_tokens, new_tokens, repeats, runs_state, shared_state],
+                     result, concurrency_limit=1, api_name="prune")
+    stop.click(on_cancel, None, None, queue=False, api_name="cancel")
+    return {"event": event, "estimate": (estimate, estimate_inputs, estimate_box)}

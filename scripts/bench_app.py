@@ -1,0 +1,130 @@
+"""Speed of the explorer as a user feels it (the explorer issue, item 9); prints a table.
+
+1. Start-up: from launching ``python app.py`` to the page being served (HTTP 200), and to the
+   Pareto tab having drawn its plot in a headless browser (Debian's chromium via playwright),
+   median of ``--startups`` fresh starts. Target: <= 10 s on 2 CPU cores.
+2. One Prune-tab request as the app runs it (``service.start_prune``): training-free NASH on a
+   flan-t5-small-sized model (its real config from ``../shared/models``, random weights: this
+   measures time only, so the dense fine-tune is skipped), evaluation on 64 SAMSum test
+   examples, and timing of dense and pruned (256 input / 64 new tokens, 5 repeats).
+   Target: <= 60 s on CPU.
+
+    .venv/bin/python scripts/bench_app.py [--startups 3] [--device cpu] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def startup_once(runs: Path) -> tuple[float, float | None]:
+    """Seconds from launching app.py to HTTP 200, and to the Pareto plot drawn (None without chromium)."""
+    port = _free_port()
+    env = dict(os.environ, EXPLORER_PORT=str(port), EXPLORER_RUNS=str(runs))
+    url = f"http://127.0.0.1:{port}/"
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=1)
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    raise RuntimeError("app.py exited during start-up")
+                time.sleep(0.05)
+        served = time.perf_counter() - start
+        drawn = None
+        if Path("/usr/bin/chromium").exists():
+            from playwright.sync_api import expect, sync_playwright
+
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+                page = browser.new_page()
+                page.goto(url)
+                page.get_by_role("tab", name="Pareto").click()
+                expect(page.locator("#pareto-plot .legendtext").first).to_be_visible(timeout=60_000)
+                drawn = time.perf_counter() - start
+                browser.close()
+        return served, drawn
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def prune_once(device: str) -> tuple[float, dict]:
+    """Wall seconds of one Prune request on a flan-t5-small-sized model, and its metrics."""
+    from explorer import service
+    from explorer.pipeline import PruneSettings, TimingSettings
+
+    settings = PruneSettings(model=f"random:{SHARED / 'models' / 'flan-t5-small'}", task="samsum",
+                             data_dir=str(SHARED / "data"), encoder_sparsity=0.3, decoder_layers=3,
+                             eval_samples=64, device=device, dense_finetune=False, timing=TimingSettings())
+    with tempfile.TemporaryDirectory() as runs:
+        start = time.perf_counter()
+        run = service.start_prune(settings, runs)
+        return time.perf_counter() - start, run.metrics
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--startups", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads for the prune benchmark")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as runs:
+        times = [startup_once(Path(runs)) for _ in range(args.startups)]
+    served = statistics.median(t[0] for t in times)
+    drawn = [t[1] for t in times if t[1] is not None]
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    wall, metrics = prune_once(args.device)
+    stages = metrics["stage_wall_s"]
+
+    from explorer.measure import device_description
+
+    print(f"Explorer speed on {device_description(args.device)}; start-up median of {args.startups} fresh starts\n")
+    print("| measurement | seconds | target | met |")
+    print("|---|---|---|---|")
+    print(f"| `python app.py` -> page served | {served:.1f} | <= 10 | {'yes' if served <= 10 else 'NO'} |")
+    if drawn:
+        d = statistics.median(drawn)
+        print(f"| `python app.py` -> Pareto tab drawn (headless chromium) | {d:.1f} | <= 10 | "
+              f"{'yes' if d <= 10 else 'NO'} |")
+    else:
+        print("| `python app.py` -> Pareto tab drawn | not measured: /usr/bin/chromium missing | <= 10 | ? |")
+    print(f"| prune + evaluate 64 + timing, flan-t5-small size ({args.device}) | {wall:.1f} | <= 60 | "
+          f"{'yes' if wall <= 60 else 'NO'} |")
+    print(f"\nprune stages (s): {stages}; {metrics['plan_summary']}; speed-up {metrics['speedup_end_to_end']:.2f}x "
+          "(random weights: time only, quality not meaningful)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""The explorer as users meet it: ``python app.py`` on 127.0.0.1, driven by gradio_client and by a
+real browser (Debian's chromium through Python playwright).
+
+The browser test skips when /usr/bin/chromium is missing, unless ``EXPLORER_REQUIRE_BROWSER=1``
+(set by ``.ci/run``, which installs chromium), where it fails instead.
+"""
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, SHARED
+
+T5_DIR = SHARED / "models" / "t5-small"
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = pytest.mark.skipif(not (SHARED / "data" / "SAMSum").exists() or not T5_DIR.exists(),
+                                reason="../shared/data and ../shared/models are not beside the project")
+# Prune settings that finish in seconds on a tiny model (the order of the Prune tab's inputs).
+FAST = dict(sparsity=0.5, layers=2, selection="uniform", recovery=1, device="cpu", eval_samples=2, finetune_steps=1,
+            input_tokens=16, new_tokens=4, repeats=1)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    """``python app.py`` in a subprocess with its own runs folder and cache; yields (url, runs, tiny model)."""
+    from tiny import save_tiny_t5
+
+    base = tmp_path_factory.mktemp("app")
+    tiny = save_tiny_t5(base / "tiny-t5", T5_DIR)
+    port = free_port()
+    env = dict(os.environ, EXPLORER_PORT=str(port), EXPLORER_RUNS=str(base / "runs"),
+               EXPLORER_CACHE=str(base / "cache"), HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False")
+    log = open(base / "app.log", "w")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 120
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                pytest.fail("app.py did not start:\n" + (base / "app.log").read_text()[-3000:])
+            time.sleep(0.5)
+    yield url, base / "runs", str(tiny)
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+def test_the_app_listens_on_loopback_only(app):
+    url, _, _ = app
+    port = int(url.rsplit(":", 1)[1].strip("/"))
+    addresses = {info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None)} - {"127.0.0.1", "::1"}
+    for address in addresses:
+        with socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET) as s:
+            s.settimeout(1)
+            assert s.connect_ex((address, port)) != 0, f"the app answers on {address}"
+
+
+def test_gradio_client_prunes_a_tiny_model_and_reads_the_run_back(app, tmp_path):
+    from gradio_client import Client
+    from transformers import GPT2Config
+
+    url, runs, tiny = app
+    client = Client(url, verbose=False)
+    summary = client.predict(tiny, "samsum", "NASH (training-free)", *FAST.values(), api_name="/prune")
+    assert "Run **" in summary and "speed-up" in summary
+    run_id = summary.split("Run **")[1].split("**")[0]
+    assert (runs / run_id / "metrics.json").exists() and (runs / run_id / "plan.json").exists()
+    # Read it back through the Pareto tab's endpoint: the run is in the table of samsum runs.
+    fig, note, table, csv, pick = client.predict("samsum", "latency_ms", "absolute", "kind", True, False,
+                                                 api_name="/pareto")
+    rows = [(row[0], row[1]) for row in table["data"]]
+    assert (run_id, "measured") in rows and (run_id, "dense") in rows  # the pruned run and its dense model
+    assert Path(csv).read_text().count(run_id) == 2
+    # Bad input becomes a clear message, not a stack trace; nothing is added to the runs folder.
+    gpt2 = tmp_path / "gpt2"
+    GPT2Config(n_layer=2).save_pretrained(gpt2)
+    with pytest.raises(Exception, match="decoder-only"):
+        client.predict(str(gpt2), "samsum", "NASH (training-free)", *FAST.values(), api_name="/prune")
+    with pytest.raises(Exception, match="has 4 decoder layers; cannot keep 5"):
+        client.predict(tiny, "samsum", "NASH (training-free)", *dict(FAST, layers=5).values(), api_name="/prune")
+    assert sorted(p.name for p in runs.iterdir()) == [run_id]
+
+
+def test_browser_prunes_sees_the_new_point_and_two_generations(app, tmp_path):
+    if not CHROMIUM.exists():
+        if os.environ.get("EXPLORER_REQUIRE_BROWSER") == "1":
+            pytest.fail("EXPLORER_REQUIRE_BROWSER=1 but /usr/bin/chromium is missing (apt-get install chromium)")
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    from playwright.sync_api import expect, sync_playwright
+
+    url, runs, tiny = app
+    before = {p.name for p in runs.iterdir()} if runs.exists() else set()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1800})
+        page.set_default_timeout(120_000)
+        page.goto(url)
+        # First look: the Pareto tab draws the shipped reference runs without any run of one's own.
+        page.get_by_role("tab", name="Pareto").click()
+        expect(page.locator("#pareto-plot .legendtext", has_text="reference").first).to_be_visible()
+        # Prune a tiny model on SAMSum.
+        page.get_by_role("tab", name="Prune").click()
+        model = page.locator("#prune-model input")
+        model.fill(tiny)
+        model.press("Enter")
+        task = page.locator("#prune-task input")
+        task.fill("samsum")
+        page.get_by_role("option", name="samsum", exact=True).click()
+        page.get_by_label("Recovery fine-tuning steps (0: none)").fill("1")
+        page.get_by_label("Evaluation examples").fill("2")
+        page.get_by_text("Dense fine-tuning and timing").click()
+        for label, value in (("Dense fine-tuning steps (cached)", "1"), ("Timing: input tokens", "16"),
+                             ("Timing: new tokens", "4"), ("Timing: repeats (median)", "1")):
+            page.get_by_label(label).fill(value)
+            page.get_by_label(label).press("Tab")
+        # The estimate follows the settings (the dense model may be cached by the gradio_client test).
+        expect(page.locator("#finetune-estimate")).to_contain_text(
+            re.compile(r"tiny-t5 is already fine-tuned for samsum|fine-tunes it for 1 steps"))
+        page.locator("#prune-button").click()
+        expect(page.locator("#prune-result")).to_contain_text("speed-up", timeout=240_000)
+        new = {p.name for p in runs.iterdir()} - before
+        assert len(new) == 1
+        run_id = new.pop()
+        # The new point is on the Pareto tab (samsum), coloured as one of your runs.
+        page.get_by_role("tab", name="Pareto").click()
+        pareto_task = page.locator("#pareto-task input")
+        pareto_task.fill("samsum")
+        page.get_by_role("option", name="samsum", exact=True).click()
+        expect(page.locator("#pareto-plot .legendtext", has_text="measured")).to_be_visible()
+        expect(page.locator("#pareto-plot")).not_to_contain_text("reference")  # none shipped for samsum
+        (ROOT / "out").mkdir(exist_ok=True)
+        page.screenshot(path=str(ROOT / "out" / "browser-test-pareto.png"), full_page=True)
+        # Two generations side by side in the Compare tab: dense and the new run.
+        page.get_by_role("tab", name="Compare").click()
+        runs_box = page.locator("#compare-runs input")
+        runs_box.click()
+        page.get_by_role("option", name=run_id).click()
+        page.locator("#compare-input textarea").fill("summarize: Amanda baked cookies and will bring Jerry some.")
+        page.locator("#generate-button").click()
+        for i in (0, 1):  # both outputs streamed and finished
+            head = page.locator(f"#compare-head-{i}")
+            expect(head).to_contain_text(re.compile(r"ms/token, \d+ ms total, \d+ tokens"), timeout=120_000)
+            expect(head).not_to_contain_text("generating", timeout=120_000)
+        expect(page.locator("#compare-head-1")).to_contain_text("of encoder head and FFN parameters removed")
+        page.screenshot(path=str(tmp_path / "explorer.png"), full_page=True)
+        page.screenshot(path=str(ROOT / "out" / "browser-test.png"), full_page=True)
+        browser.close()
+    assert (tmp_path / "explorer.png").stat().st_size > 10_000
