@@ -13,13 +13,17 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 def main() -> None:
     """Build the app and serve it through Gradio's queue."""
+    from explorer.paths import cache_root
     from explorer.ui import build_app
 
     shared = Path(__file__).resolve().parent.parent / "shared" / "data"
     app = build_app(shared_data=str(shared) if shared.exists() else None)
+    downloads = cache_root() / "downloads"  # CSVs and run zips offered for download (nothing else is served)
+    downloads.mkdir(parents=True, exist_ok=True)
     app.queue(default_concurrency_limit=2).launch(
         server_name=os.environ.get("EXPLORER_HOST", os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")),
-        server_port=int(os.environ.get("EXPLORER_PORT", os.environ.get("GRADIO_SERVER_PORT", "7860"))))
+        server_port=int(os.environ.get("EXPLORER_PORT", os.environ.get("GRADIO_SERVER_PORT", "7860"))),
+        allowed_paths=[str(downloads)])
 
 
 if __name__ == "__main__":

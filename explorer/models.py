@@ -164,7 +164,11 @@ def _load_random(inner: str) -> LoadedModel:
     config = AutoConfig.from_pretrained(str(path) if path.is_dir() else inner)
     family = family_of_config(config)
     tokenizer = AutoTokenizer.from_pretrained(str(path) if path.is_dir() else inner)
-    model = AutoModelForSeq2SeqLM.from_config(config)
+    import torch
+
+    with torch.random.fork_rng():  # seeded: the same spec gives the same weights (caches rely on it)
+        torch.manual_seed(0)
+        model = AutoModelForSeq2SeqLM.from_config(config)
     return LoadedModel(model.eval(), tokenizer, RANDOM_PREFIX + inner, family, "random init",
                        random_weights=True)
 

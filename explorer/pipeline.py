@@ -23,9 +23,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pruning import (LAYER_SELECTIONS, apply_plan, encoder_sparsity, get_adapter, plan_from_scores, save_pruned,
-                     select_decoder_layers, taylor_importance)
-
 from .finetune import FinetuneSettings, cached_dense_finetune, finetune, resolve_device, tokenize_examples
 from .measure import count_macs, count_params, device_description, measure_latency
 from .models import LoadedModel, peek_decoder_layers
@@ -83,6 +80,8 @@ class PruneSettings:
             raise ValueError(f"Encoder sparsity must be in [0, 1), got {self.encoder_sparsity}.")
         if self.decoder_layers < 1:
             raise ValueError(f"Decoder layers to keep must be at least 1, got {self.decoder_layers}.")
+        from pruning import LAYER_SELECTIONS
+
         if self.layer_selection not in LAYER_SELECTIONS:
             raise ValueError(f"Unknown layer selection {self.layer_selection!r}; use {', '.join(LAYER_SELECTIONS)}.")
         if self.eval_samples < 1 or self.calibration_samples < 1 or self.recovery_steps < 0:
@@ -103,6 +102,57 @@ def calibration_batches(loaded: LoadedModel, task: str, examples, batch_size: in
         b = collate(rows[start:start + batch_size])
         batches.append({k: b[k] for k in ("input_ids", "attention_mask", "labels")})
     return batches
+
+
+def _dense_identity(settings: PruneSettings, dense_summary: dict) -> dict:
+    """What determines the dense model's weights: the fine-tune cache folder (immutable once
+    written), else the spec, with the weight files' size and time for a local folder (random
+    specs are seeded, see ``explorer.models``)."""
+    if dense_summary.get("path"):
+        return {"dense": dense_summary["path"], "finetune": dense_summary.get("settings")}
+    spec = settings.model[len("random:"):] if settings.model.startswith("random:") else settings.model
+    files = sorted(Path(spec).expanduser().glob("*.safetensors")) + sorted(Path(spec).expanduser().glob("*.bin"))
+    return {"dense": settings.model, "files": [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]}
+
+
+def _cached(kind: str, key: dict, suffix: str) -> Path:
+    """Path of a cache entry of ``kind`` (``importance`` or ``dense_quality``) for ``key``."""
+    from .paths import cache_root, settings_hash
+
+    folder = cache_root() / kind
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{settings_hash(key)}{suffix}"
+
+
+def _write_atomic(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def cached_importance(dense: LoadedModel, settings: PruneSettings, identity: dict, calib, device: str):
+    """Taylor importance of the dense model's encoder units, cached by dense model, task, data
+    and calibration size: it does not depend on the budget, so every later prune of the same
+    dense model at another sparsity or depth reuses it.
+
+    Returns:
+        ``(ImportanceScores, from_cache: bool)``.
+    """
+    import torch
+
+    from pruning import ImportanceScores, taylor_importance
+
+    path = _cached("importance", {**identity, "task": settings.task, "data": settings.data_dir,
+                                  "calibration": settings.calibration_samples,
+                                  "max_train": settings.finetune.train_samples}, ".pt")
+    if path.exists():
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        return ImportanceScores(saved["heads"], saved["neurons"], saved["criterion"], saved["num_examples"]), True
+    scores = taylor_importance(dense.model, calibration_batches(dense, settings.task, calib), device=device)
+    _write_atomic(path, lambda tmp: torch.save({"heads": scores.heads, "neurons": scores.neurons,
+                                                "criterion": scores.criterion, "num_examples": scores.num_examples},
+                                               tmp))
+    return scores, False
 
 
 def measure_all(model, timing: TimingSettings, device: str) -> dict:
@@ -131,6 +181,9 @@ def run_prune(settings: PruneSettings, out_dir: str | os.PathLike, *, overwrite:
         ValueError: Bad settings (sparsity, decoder layers, task, device), an unsupported
             model, unusable data, or a non-empty ``out_dir`` without ``overwrite``.
     """
+    from pruning import (apply_plan, encoder_sparsity, get_adapter, plan_from_scores, save_pruned,
+                         select_decoder_layers)
+
     say = progress or (lambda fraction, message: None)
     settings.check()
     out_dir = Path(out_dir)
@@ -164,8 +217,9 @@ def run_prune(settings: PruneSettings, out_dir: str | os.PathLike, *, overwrite:
     stage("dense", t)
 
     t = time.perf_counter()
+    identity = _dense_identity(settings, dense_summary)
     say(0.3, "importance: scoring encoder heads and FFN neurons")
-    scores = taylor_importance(dense.model, calibration_batches(dense, settings.task, calib), device=device)
+    scores, importance_cached = cached_importance(dense, settings, identity, calib, device)
     dense.model.to("cpu")
     stage("importance", t)
 
@@ -191,11 +245,20 @@ def run_prune(settings: PruneSettings, out_dir: str | os.PathLike, *, overwrite:
     t = time.perf_counter()
     say(0.7, f"evaluation on {settings.eval_samples} {spec.eval_split} examples")
     quality = {}
+    dense_key = _cached("dense_quality", {**identity, "task": settings.task, "data": settings.data_dir,
+                                           "split": spec.eval_split, "n": settings.eval_samples,
+                                           "beams": settings.num_beams}, ".json")
+    if dense_key.exists():
+        quality["dense"] = dict(json.loads(dense_key.read_text()), cached=True)
     for i, (name, m) in enumerate((("dense", dense), ("pruned", pruned))):
+        if name in quality:
+            continue
         quality[name] = evaluate_quality(
             m.model, m.tokenizer, settings.task, examples, split=spec.eval_split, device=device,
             num_beams=settings.num_beams, progress=lambda f, msg, i=i, name=name: say(0.7 + 0.075 * (i + f),
                                                                                        f"evaluation ({name}): {msg}"))
+    if not quality["dense"].get("cached"):
+        _write_atomic(dense_key, lambda tmp: tmp.write_text(json.dumps(quality["dense"])))
     for m in (dense, pruned):
         m.model.to("cpu")
     stage("evaluation", t)
@@ -223,6 +286,8 @@ def run_prune(settings: PruneSettings, out_dir: str | os.PathLike, *, overwrite:
         "device": device_description(device),
         "dense_finetune": dense_summary, "recovery_finetune": recovery,
         "stage_wall_s": times, "started": started,
+        "cache_hits": {"dense_finetune": bool(dense_summary.get("cached")), "importance": importance_cached,
+                       "dense_quality": bool(quality["dense"].get("cached"))},
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     say(0.97, f"saving to {out_dir}")

@@ -1,17 +1,31 @@
 """Model surgery and NASH: plans, family adapters, layer selection, importance.
 
-Knows torch and transformers only; nothing of the UI, data files or Gradio.
+Knows torch and transformers only; nothing of the UI, data files or Gradio. Names load on first
+use (PEP 562), so importing one light module (``pruning.atomic``, ``pruning.plan``) does not import
+the transformers model classes that surgery needs.
 """
 
-from .accounting import encoder_sparsity, expected_num_parameters
-from .adapters import get_adapter, family_of_config, SUPPORTED_ENCODER_DECODER
-from .importance import ImportanceScores, keep_all_plan, plan_from_scores, taylor_importance
-from .layers import LAYER_SELECTIONS, select_decoder_layers
-from .plan import PruningPlan
-from .surgery import apply_plan, load_pruned, save_pruned
+import importlib
 
-__all__ = [
-    "ImportanceScores", "LAYER_SELECTIONS", "PruningPlan", "SUPPORTED_ENCODER_DECODER", "apply_plan",
-    "encoder_sparsity", "expected_num_parameters", "family_of_config", "get_adapter", "keep_all_plan",
-    "load_pruned", "plan_from_scores", "save_pruned", "select_decoder_layers", "taylor_importance",
-]
+_WHERE = {
+    "encoder_sparsity": "accounting", "expected_num_parameters": "accounting",
+    "get_adapter": "adapters", "family_of_config": "adapters", "SUPPORTED_ENCODER_DECODER": "adapters",
+    "ImportanceScores": "importance", "keep_all_plan": "importance", "plan_from_scores": "importance",
+    "taylor_importance": "importance",
+    "LAYER_SELECTIONS": "layers", "select_decoder_layers": "layers",
+    "PruningPlan": "plan",
+    "apply_plan": "surgery", "load_pruned": "surgery", "save_pruned": "surgery",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'pruning' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__

@@ -40,8 +40,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def startup_once(runs: Path) -> tuple[float, float | None]:
-    """Seconds from launching app.py to HTTP 200, and to the Pareto plot drawn (None without chromium)."""
+def startup_once(runs: Path, browser) -> tuple[float, float | None]:
+    """Seconds from launching app.py to HTTP 200, and to the Pareto plot drawn in ``browser``
+    (already running, so its own start is not counted; None without chromium)."""
     port = _free_port()
     env = dict(os.environ, EXPLORER_PORT=str(port), EXPLORER_RUNS=str(runs))
     url = f"http://127.0.0.1:{port}/"
@@ -59,35 +60,32 @@ def startup_once(runs: Path) -> tuple[float, float | None]:
                 time.sleep(0.05)
         served = time.perf_counter() - start
         drawn = None
-        if Path("/usr/bin/chromium").exists():
-            from playwright.sync_api import expect, sync_playwright
+        if browser is not None:
+            from playwright.sync_api import expect
 
-            with sync_playwright() as pw:
-                browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-                page = browser.new_page()
-                page.goto(url)
-                page.get_by_role("tab", name="Pareto").click()
-                expect(page.locator("#pareto-plot .legendtext").first).to_be_visible(timeout=60_000)
-                drawn = time.perf_counter() - start
-                browser.close()
+            page = browser.new_page()
+            page.goto(url)
+            page.get_by_role("tab", name="Pareto").click()
+            expect(page.locator("#pareto-plot .legendtext").first).to_be_visible(timeout=60_000)
+            drawn = time.perf_counter() - start
+            page.close()
         return served, drawn
     finally:
         proc.terminate()
         proc.wait(timeout=30)
 
 
-def prune_once(device: str) -> tuple[float, dict]:
+def prune_once(device: str, runs: str, sparsity: float, layers: int) -> tuple[float, dict]:
     """Wall seconds of one Prune request on a flan-t5-small-sized model, and its metrics."""
     from explorer import service
     from explorer.pipeline import PruneSettings, TimingSettings
 
     settings = PruneSettings(model=f"random:{SHARED / 'models' / 'flan-t5-small'}", task="samsum",
-                             data_dir=str(SHARED / "data"), encoder_sparsity=0.3, decoder_layers=3,
+                             data_dir=str(SHARED / "data"), encoder_sparsity=sparsity, decoder_layers=layers,
                              eval_samples=64, device=device, dense_finetune=False, timing=TimingSettings())
-    with tempfile.TemporaryDirectory() as runs:
-        start = time.perf_counter()
-        run = service.start_prune(settings, runs)
-        return time.perf_counter() - start, run.metrics
+    start = time.perf_counter()
+    run = service.start_prune(settings, runs)
+    return time.perf_counter() - start, run.metrics
 
 
 def main() -> None:
@@ -97,33 +95,52 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads for the prune benchmark")
     args = parser.parse_args()
 
+    browser, pw = None, None
+    if Path("/usr/bin/chromium").exists():
+        from playwright.sync_api import sync_playwright
+
+        pw = sync_playwright().start()
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
     with tempfile.TemporaryDirectory() as runs:
-        times = [startup_once(Path(runs)) for _ in range(args.startups)]
+        times = [startup_once(Path(runs), browser) for _ in range(args.startups)]
+    if pw is not None:
+        browser.close()
+        pw.stop()
     served = statistics.median(t[0] for t in times)
     drawn = [t[1] for t in times if t[1] is not None]
 
     import torch
 
     torch.set_num_threads(args.threads)
-    wall, metrics = prune_once(args.device)
-    stages = metrics["stage_wall_s"]
+    # A fresh cache, so the first prune is cold (scores and dense quality computed); the second,
+    # at another budget, reuses them as a user's next prune of the same model does.
+    with tempfile.TemporaryDirectory() as cache, tempfile.TemporaryDirectory() as runs:
+        os.environ["EXPLORER_CACHE"] = cache
+        cold, metrics = prune_once(args.device, runs, 0.3, 3)
+        warm, warm_metrics = prune_once(args.device, runs, 0.5, 2)
 
     from explorer.measure import device_description
 
-    print(f"Explorer speed on {device_description(args.device)}; start-up median of {args.startups} fresh starts\n")
+    def met(value: float, target: float) -> str:
+        return "yes" if value <= target else "NO"
+
+    print(f"Explorer speed on {device_description(args.device)}; start-up: median of {args.startups} fresh starts\n")
     print("| measurement | seconds | target | met |")
     print("|---|---|---|---|")
-    print(f"| `python app.py` -> page served | {served:.1f} | <= 10 | {'yes' if served <= 10 else 'NO'} |")
+    print(f"| `python app.py` -> page served | {served:.1f} | <= 10 | {met(served, 10)} |")
     if drawn:
         d = statistics.median(drawn)
-        print(f"| `python app.py` -> Pareto tab drawn (headless chromium) | {d:.1f} | <= 10 | "
-              f"{'yes' if d <= 10 else 'NO'} |")
+        print(f"| `python app.py` -> Pareto tab drawn (headless chromium, started beforehand) | {d:.1f} | <= 10 | "
+              f"{met(d, 10)} |")
     else:
         print("| `python app.py` -> Pareto tab drawn | not measured: /usr/bin/chromium missing | <= 10 | ? |")
-    print(f"| prune + evaluate 64 + timing, flan-t5-small size ({args.device}) | {wall:.1f} | <= 60 | "
-          f"{'yes' if wall <= 60 else 'NO'} |")
-    print(f"\nprune stages (s): {stages}; {metrics['plan_summary']}; speed-up {metrics['speedup_end_to_end']:.2f}x "
-          "(random weights: time only, quality not meaningful)")
+    print(f"| prune + evaluate 64 + timing, flan-t5-small size, first prune of the model | {cold:.1f} | <= 60 | "
+          f"{met(cold, 60)} |")
+    print(f"| the same, next budget of the same model (scores and dense quality cached) | {warm:.1f} | <= 60 | "
+          f"{met(warm, 60)} |")
+    print(f"\nstages (s), first: {metrics['stage_wall_s']}; next: {warm_metrics['stage_wall_s']}.")
+    print("Random weights (no flan-t5-small weights offline): time only. They never emit EOS, so the evaluation "
+          "generates the task's full target length for every example, the slowest case.")
 
 
 if __name__ == "__main__":

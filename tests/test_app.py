@@ -40,8 +40,11 @@ def app(tmp_path_factory):
     base = tmp_path_factory.mktemp("app")
     tiny = save_tiny_t5(base / "tiny-t5", T5_DIR)
     port = free_port()
+    (base / "tmp").mkdir()
+    # TMPDIR elsewhere, so the cache is outside what Gradio serves by default, as ~/.cache is.
     env = dict(os.environ, EXPLORER_PORT=str(port), EXPLORER_RUNS=str(base / "runs"),
-               EXPLORER_CACHE=str(base / "cache"), HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False")
+               EXPLORER_CACHE=str(base / "cache"), TMPDIR=str(base / "tmp"), HF_HUB_OFFLINE="1",
+               GRADIO_ANALYTICS_ENABLED="False")
     log = open(base / "app.log", "w")
     proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=log,
                             stderr=subprocess.STDOUT)
@@ -88,6 +91,14 @@ def test_gradio_client_prunes_a_tiny_model_and_reads_the_run_back(app, tmp_path)
     rows = [(row[0], row[1]) for row in table["data"]]
     assert (run_id, "measured") in rows and (run_id, "dense") in rows  # the pruned run and its dense model
     assert Path(csv).read_text().count(run_id) == 2
+    # Its model downloads as a zip that loads with the documented loader.
+    import zipfile
+
+    from pruning import load_pruned
+
+    with zipfile.ZipFile(client.predict(run_id, api_name="/zip_run")) as archive:
+        archive.extractall(tmp_path / "unzipped")
+    assert load_pruned(tmp_path / "unzipped" / run_id).config.num_decoder_layers == 2
     # Bad input becomes a clear message, not a stack trace; nothing is added to the runs folder.
     gpt2 = tmp_path / "gpt2"
     GPT2Config(n_layer=2).save_pretrained(gpt2)
@@ -95,7 +106,25 @@ def test_gradio_client_prunes_a_tiny_model_and_reads_the_run_back(app, tmp_path)
         client.predict(str(gpt2), "samsum", "NASH (training-free)", *FAST.values(), api_name="/prune")
     with pytest.raises(Exception, match="has 4 decoder layers; cannot keep 5"):
         client.predict(tiny, "samsum", "NASH (training-free)", *dict(FAST, layers=5).values(), api_name="/prune")
+    with pytest.raises(Exception, match="no-such-model-xyz"):
+        client.predict("no-such-model-xyz", "samsum", "NASH (training-free)", *FAST.values(), api_name="/prune")
     assert sorted(p.name for p in runs.iterdir()) == [run_id]
+
+
+def test_the_page_answers_while_a_prune_runs(app):
+    """Long jobs go through the queue; other requests are served meanwhile."""
+    from gradio_client import Client
+
+    url, runs, tiny = app
+    client = Client(url, verbose=False)
+    job = client.submit(tiny, "samsum", "NASH (training-free)", *dict(FAST, recovery=20).values(), api_name="/prune")
+    while job.status().code.name not in ("PROCESSING", "ITERATING", "FINISHED"):
+        time.sleep(0.1)
+    start = time.perf_counter()
+    client.predict("samsum", "gmacs", "relative", "method", True, True, api_name="/pareto")
+    answered = time.perf_counter() - start
+    assert not job.done(), f"the prune finished before the Pareto request was answered ({answered:.1f} s)"
+    assert "Run **" in job.result(timeout=300)
 
 
 def test_browser_prunes_sees_the_new_point_and_two_generations(app, tmp_path):

@@ -241,3 +241,16 @@ def test_classification_examples_are_scored_right_or_wrong():
     assert service.score_against_reference("sst2", "negative", example).endswith("wrong")
     with pytest.raises(ValueError, match="no gold label"):
         service.score_against_reference("sst2", "positive", Example(source="x", target=""))
+
+
+@needs_shared
+def test_a_second_budget_reuses_the_importance_scores_and_the_dense_quality(tiny_dir, tmp_path, cache):
+    first = service.start_prune(fast_settings(tiny_dir, sparsity=0.5, recovery_steps=0), tmp_path / "runs")
+    second = service.start_prune(fast_settings(tiny_dir, sparsity=0.25, layers=1, recovery_steps=0), tmp_path / "runs")
+    assert first.metrics["cache_hits"] == {"dense_finetune": False, "importance": False, "dense_quality": False}
+    assert second.metrics["cache_hits"] == {"dense_finetune": True, "importance": True, "dense_quality": True}
+    assert second.metrics["quality"]["dense"]["metrics"] == first.metrics["quality"]["dense"]["metrics"]
+    # the same scores: pruning the first budget again from the cache gives the same plan
+    third = service.start_prune(fast_settings(tiny_dir, sparsity=0.5, recovery_steps=0), tmp_path / "runs")
+    assert third.metrics["plan_summary"] == first.metrics["plan_summary"]
+    assert (third.path / "plan.json").read_text() == (first.path / "plan.json").read_text()

@@ -69,5 +69,5 @@ def render(runs: str | None) -> dict:
         except ValueError as err:
             raise gr.Error(str(err)) from None
 
-    zip_button.click(on_zip, [pick, runs_state], zipped, concurrency_limit=1)
+    zip_button.click(on_zip, [pick, runs_state], zipped, concurrency_limit=1, api_name="zip_run")
     return {"update": (update, inputs, outputs)}
