@@ -91,11 +91,16 @@ class PruneSettings:
 
 
 def calibration_batches(loaded: LoadedModel, task: str, examples, batch_size: int = 8) -> list[dict]:
-    """Padded tensors of (input_ids, attention_mask, labels) for importance scoring."""
+    """Padded tensors of (input_ids, attention_mask, labels) for importance scoring.
+
+    Examples are batched in order of source length, so a batch pads to similar lengths
+    (the scores sum over examples; padding only costs time).
+    """
     from transformers import DataCollatorForSeq2Seq
 
     spec = get_task(task)
     rows = tokenize_examples(loaded.tokenizer, examples, spec.max_source_tokens, spec.max_target_tokens)
+    rows = sorted(rows, key=lambda row: len(row["input_ids"]))
     collate = DataCollatorForSeq2Seq(loaded.tokenizer, model=loaded.model, label_pad_token_id=-100)
     batches = []
     for start in range(0, len(rows), batch_size):

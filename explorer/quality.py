@@ -27,17 +27,23 @@ def generate_texts(model, tokenizer, sources: list[str], *, max_source_tokens: i
         if not text or not text.strip():
             raise ValueError(f"Input {i} is empty; give some text to generate from.")
     model = model.to(device).eval()
-    outputs: list[str] = []
+    # Batches in order of input length, so each pads to similar lengths; outputs in the input order.
+    lengths = [len(ids) for ids in tokenizer(sources, max_length=max_source_tokens, truncation=True)["input_ids"]]
+    order = sorted(range(len(sources)), key=lambda i: lengths[i])
+    outputs: list[str] = [""] * len(sources)
     for start in range(0, len(sources), batch_size):
-        chunk = sources[start:start + batch_size]
-        enc = tokenizer(chunk, max_length=max_source_tokens, truncation=True, padding=True, return_tensors="pt")
+        index = order[start:start + batch_size]
+        enc = tokenizer([sources[i] for i in index], max_length=max_source_tokens, truncation=True, padding=True,
+                        return_tensors="pt")
         enc = {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
         with torch.inference_mode():
             ids = model.generate(**enc, max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=False,
                                  past_key_values=new_cache())
-        outputs.extend(t.strip() for t in tokenizer.batch_decode(ids, skip_special_tokens=True))
+        for i, text in zip(index, tokenizer.batch_decode(ids, skip_special_tokens=True)):
+            outputs[i] = text.strip()
         if progress:
-            progress(min(1.0, (start + len(chunk)) / len(sources)), f"generated {start + len(chunk)}/{len(sources)}")
+            done = start + len(index)
+            progress(min(1.0, done / len(sources)), f"generated {done}/{len(sources)}")
     return outputs
 
 
