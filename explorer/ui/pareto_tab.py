@@ -8,7 +8,8 @@ from explorer.pareto import COST_AXES
 
 INTRO = ("**Pareto front.** Each point is a model; the star is the dense model it was pruned from. A model is on "
          "the front (dotted line) when no other model is both at least as good and at least as cheap: the front is "
-         "the best trade-off found so far, and a point below it is wasted budget. Reference runs were measured by "
+         "the best trade-off found so far, and a point below it is wasted budget. Quality comes from the number of "
+         "evaluation examples in each point's hover (the reference runs: 200); compare like with like. Reference runs were measured by "
          "this project (see their hover for the machine and date); latencies from different machines only compare "
          "on the *relative* scale, which also shows the trade-offs reported in the "
          "[NASH](https://arxiv.org/abs/2310.10054) and EFTNAS (LREC-COLING 2024) papers as hollow diamonds, "
