@@ -1,0 +1,236 @@
+"""Learned NASH (first part): hard-concrete L0 gates on encoder heads and FFN neurons, the
+expected encoder sparsity they imply, and the Lagrangian that pulls it to a target.
+
+Sources:
+    * Hard concrete: Louizos, Welling and Kingma, "Learning Sparse Neural Networks through L0
+      Regularization", ICLR 2018, Sec. 2.3 (stretched, clamped binary concrete), Eq. 12 (the
+      probability that a gate is non-zero) and Eq. 13 (the test-time gate).
+    * Gates on heads and FFN neurons of the encoder, deterministic gates at the end with the
+      expected number of zeros removed, lowest first: NASH (Ko et al. 2023, Sec. 3.2), which
+      takes them from CoFi (Xia et al., ACL 2022, Sec. 3).
+    * Lagrangian lambda1 (s - t) + lambda2 (s - t)^2 with the multipliers trained by gradient
+      ascent and the target t ramped linearly: Wang, Wohlwend and Lei, "Structured Pruning of
+      Large Language Models", EMNLP 2020, Sec. 3.2, as CoFi uses it.
+
+Gates act through forward pre-hooks on the modules that read the units (an attention output
+projection sees heads x head_dim columns; an FFN output projection sees the neurons), the same
+places the Taylor importance masks (``pruning.importance``); no model file is forked. A gated
+run only produces a different :class:`~pruning.plan.PruningPlan`, applied by the same surgery.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .adapters import get_adapter
+from .plan import PruningPlan
+
+LIMITS = (-0.1, 1.1)  # stretch interval (l, r), Louizos et al. Sec. 2.3
+TEMPERATURE = 2.0 / 3.0  # beta
+LOG_ALPHA_RANGE = (math.log(1e-2), math.log(1e2))  # log alpha is clamped here after every update
+EPS = 1e-6
+
+
+class HardConcrete(nn.Module):
+    """``n`` hard-concrete gates z in [0, 1] with learnable location ``log_alpha`` (n,).
+
+    Training mode samples z = min(1, max(0, sigmoid((log u - log(1 - u) + log_alpha) / beta)
+    (r - l) + l)), u ~ U(0, 1); eval mode gives the test-time gate of Eq. 13,
+    min(1, max(0, sigmoid(log_alpha) (r - l) + l)).
+
+    Args:
+        n: Number of gates.
+        init_drop_rate: Initial probability p of dropping a unit; ``log_alpha`` starts at
+            log(1 - p) - log(p) (0 for p = 0.5) plus N(0, ``init_std``) noise.
+        temperature: beta.
+        limits: (l, r) with l < 0 < 1 < r.
+
+    Raises:
+        ValueError: For n < 1, p outside (0, 1) or limits not around [0, 1].
+    """
+
+    def __init__(self, n: int, init_drop_rate: float = 0.5, temperature: float = TEMPERATURE,
+                 limits: tuple[float, float] = LIMITS, init_std: float = 0.01):
+        super().__init__()
+        if n < 1 or not 0.0 < init_drop_rate < 1.0 or not limits[0] < 0.0 < 1.0 < limits[1]:
+            raise ValueError(f"HardConcrete needs n >= 1, 0 < init_drop_rate < 1 and l < 0 < 1 < r; got {n}, "
+                             f"{init_drop_rate}, {limits}.")
+        self.temperature, self.limits = temperature, limits
+        loc = math.log(1.0 - init_drop_rate) - math.log(init_drop_rate)
+        self.log_alpha = nn.Parameter(torch.full((n,), loc) + init_std * torch.randn(n))
+
+    def forward(self) -> torch.Tensor:
+        """Gate values, (n,): a sample in training mode, the test-time gate in eval mode."""
+        low, high = self.limits
+        if self.training:
+            u = torch.rand_like(self.log_alpha).clamp(EPS, 1.0 - EPS)
+            s = torch.sigmoid((torch.log(u) - torch.log1p(-u) + self.log_alpha) / self.temperature)
+        else:
+            s = torch.sigmoid(self.log_alpha)
+        return (s * (high - low) + low).clamp(0.0, 1.0)
+
+    def prob_nonzero(self) -> torch.Tensor:
+        """P(z > 0) per gate, (n,): sigmoid(log_alpha - beta log(-l / r)) (Louizos et al. Eq. 12);
+        its sum is the expected number of kept units (the expected L0 norm)."""
+        low, high = self.limits
+        return torch.sigmoid(self.log_alpha - self.temperature * math.log(-low / high))
+
+    def deterministic(self) -> torch.Tensor:
+        """Final gates, (n,): the round(n - E[L0]) gates with the lowest log_alpha are 0, the
+        others keep their test-time value (NASH / CoFi)."""
+        with torch.no_grad():
+            z = self.eval_values()
+            zeros = int(round(len(z) - float(self.prob_nonzero().sum())))
+            if zeros > 0:
+                z[torch.argsort(self.log_alpha, stable=True)[:zeros]] = 0.0
+            return z
+
+    def eval_values(self) -> torch.Tensor:
+        """The test-time gate (Eq. 13), (n,), without gradient."""
+        with torch.no_grad():
+            low, high = self.limits
+            return (torch.sigmoid(self.log_alpha) * (high - low) + low).clamp(0.0, 1.0)
+
+    def clamp_(self) -> None:
+        """Keep log_alpha in ``LOG_ALPHA_RANGE`` (call after each optimizer step)."""
+        with torch.no_grad():
+            self.log_alpha.clamp_(*LOG_ALPHA_RANGE)
+
+
+class EncoderGates(nn.Module):
+    """Hard-concrete gates on every encoder head and FFN neuron of a supported model.
+
+    ``attach(model)`` registers the hooks: each encoder forward draws one gate vector per
+    layer (shared by the batch; CoFi and NASH do the same) in training mode, or uses the
+    deterministic gates in eval mode; ``detach()`` removes them.
+
+    Args:
+        model: A dense model (T5 / FLAN-T5, BART, BERT2BERT or a BERT encoder).
+        init_drop_rate: See :class:`HardConcrete`.
+    """
+
+    def __init__(self, model: nn.Module, init_drop_rate: float = 0.5):
+        super().__init__()
+        adapter = get_adapter(model)
+        self.family = adapter.family
+        layers = adapter.encoder_layers(model)
+        self.num_heads, self.ffn_dim = adapter.num_heads(model), adapter.ffn_dim(model)
+        self.params_per_head = adapter.params_per_head(model)
+        self.params_per_neuron = adapter.params_per_neuron(model)
+        self.heads = nn.ModuleList(HardConcrete(self.num_heads, init_drop_rate) for _ in layers)
+        self.neurons = nn.ModuleList(HardConcrete(self.ffn_dim, init_drop_rate) for _ in layers)
+        self._handles: list = []
+        self._z: dict[str, list[torch.Tensor]] = {}
+
+    def _draw(self) -> None:
+        if self.training:
+            self._z = {"heads": [g() for g in self.heads], "neurons": [g() for g in self.neurons]}
+        else:
+            self._z = {"heads": [g.deterministic() for g in self.heads],
+                       "neurons": [g.deterministic() for g in self.neurons]}
+
+    def attach(self, model: nn.Module) -> EncoderGates:
+        """Register the gate hooks on ``model`` (the one the gates were built for); returns self."""
+        adapter = get_adapter(model)
+        self.detach()
+        layers = adapter.encoder_layers(model)
+        # One draw per encoder forward: at the first encoder layer, before any gated module runs.
+        self._handles.append(layers[0].register_forward_pre_hook(lambda *_: self._draw()))
+        for i, layer in enumerate(layers):
+            att = adapter.attention(layer)
+            self._handles.append(att.o.register_forward_pre_hook(self._head_hook(i, att.head_dim)))
+            self._handles.append(getattr(*adapter.ffn(layer).output).register_forward_pre_hook(self._neuron_hook(i)))
+        return self
+
+    def _head_hook(self, i: int, head_dim: int):
+        def hook(_module, args):
+            (x,) = args  # (B, T, heads * head_dim)
+            z = self._z["heads"][i].to(x.dtype)  # (heads,)
+            return (x * z.repeat_interleave(head_dim),)
+        return hook
+
+    def _neuron_hook(self, i: int):
+        def hook(_module, args):
+            (x,) = args  # (B, T, ffn_dim)
+            return (x * self._z["neurons"][i].to(x.dtype),)
+        return hook
+
+    def detach(self) -> None:
+        """Remove every hook this object registered."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def expected_sparsity(self) -> torch.Tensor:
+        """Expected fraction of encoder head + FFN parameters removed (scalar, differentiable):
+        1 - sum_l (E[heads kept]_l x params per head + E[neurons kept]_l x params per neuron)
+        / (L x (H x params per head + F x params per neuron)), with E[kept] the sum of
+        P(z > 0) (Eq. 12) and the per-unit counts of the family (a gated FFN counts three
+        matrices per neuron). The same definition as ``pruning.encoder_sparsity`` of a plan."""
+        kept = sum(g.prob_nonzero().sum() * self.params_per_head for g in self.heads)
+        kept = kept + sum(g.prob_nonzero().sum() * self.params_per_neuron for g in self.neurons)
+        total = len(self.heads) * (self.num_heads * self.params_per_head + self.ffn_dim * self.params_per_neuron)
+        return 1.0 - kept / total
+
+    def clamp_(self) -> None:
+        """Clamp every log_alpha (after each optimizer step)."""
+        for g in list(self.heads) + list(self.neurons):
+            g.clamp_()
+
+    def plan(self, model: nn.Module, decoder_layers: tuple[int, ...], notes: dict | None = None) -> PruningPlan:
+        """The plan of the deterministic gates: units whose gate is 0 are removed; every layer
+        keeps at least its one highest-scoring head and neuron (a layer cannot be empty).
+
+        Args:
+            model: The dense model the gates were built for.
+            decoder_layers: Kept decoder layer indices (from layer selection or decoder gates).
+        """
+        adapter = get_adapter(model)
+
+        def kept(gate: HardConcrete) -> tuple[int, ...]:
+            z = gate.deterministic()
+            idx = torch.nonzero(z > 0).flatten().tolist()
+            return tuple(idx) if idx else (int(torch.argmax(gate.log_alpha)),)
+
+        return PruningPlan(family=adapter.family, num_decoder_layers=adapter.num_decoder_layers(model),
+                           num_heads=self.num_heads, ffn_dim=self.ffn_dim, decoder_layers=tuple(decoder_layers),
+                           encoder_heads=tuple(kept(g) for g in self.heads),
+                           encoder_neurons=tuple(kept(g) for g in self.neurons),
+                           notes=dict(notes or {}, method="nash-learned-gates"))
+
+
+def target_sparsity(step: int, target: float, warmup_steps: int) -> float:
+    """The Lagrangian's target at ``step``: 0 at step 0, rising linearly to ``target`` at
+    ``warmup_steps``, then constant (Wang et al. 2020; CoFi's warm-up).
+
+    Raises:
+        ValueError: For a target outside [0, 1) or a negative warm-up.
+    """
+    if not 0.0 <= target < 1.0 or warmup_steps < 0:
+        raise ValueError(f"Target sparsity must be in [0, 1) and warm-up >= 0; got {target}, {warmup_steps}.")
+    if warmup_steps == 0:
+        return target
+    return target * min(1.0, step / warmup_steps)
+
+
+class Lagrangian(nn.Module):
+    """lambda1 (s - t) + lambda2 (s - t)^2, with lambda1 and lambda2 starting at 0.
+
+    The model and gates minimise it; the multipliers maximise it: give ``parameters()`` of
+    this module to an optimizer with ``maximize=True`` (gradient ascent). While the expected
+    sparsity s is below the target t, ascent drives lambda1 negative, so the term rewards a
+    larger s; lambda2 grows with every step the constraint is violated.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.lambda1 = nn.Parameter(torch.zeros(()))
+        self.lambda2 = nn.Parameter(torch.zeros(()))
+
+    def forward(self, expected: torch.Tensor, target: float) -> torch.Tensor:
+        """The Lagrangian term (scalar) for expected sparsity ``expected`` and target ``target``."""
+        gap = expected - target
+        return self.lambda1 * gap + self.lambda2 * gap * gap

@@ -1,0 +1,133 @@
+"""Hard-concrete gates, expected sparsity and the Lagrangian (the learned-NASH issue, items 1-2)."""
+
+import math
+
+import pytest
+import torch
+from tiny import FAMILIES, batch
+
+from pruning import apply_plan, encoder_sparsity
+from pruning.gates import LOG_ALPHA_RANGE, EncoderGates, HardConcrete, Lagrangian, target_sparsity
+
+
+def test_hard_concrete_distribution_matches_louizos_et_al():
+    torch.manual_seed(0)
+    gate = HardConcrete(200_000, init_drop_rate=0.5, init_std=0.0)
+    assert torch.all(gate.log_alpha == 0)  # log(1 - p) - log(p) at p = 0.5
+    z = gate()
+    assert z.min() == 0 and z.max() == 1  # stretched then clamped: exact zeros and ones occur
+    # With log_alpha = 0: P(z = 0) = P(s < 1/12) and P(z = 1) = P(s > 11/12), s = sigmoid(logit(u) / beta)
+    # => P(z = 0) = sigmoid(beta * logit(1/12)); by symmetry P(z = 1) is the same.
+    p_zero = 1 / (1 + math.exp(-(2 / 3) * math.log((1 / 12) / (11 / 12))))
+    assert (z == 0).float().mean().item() == pytest.approx(p_zero, abs=0.005)
+    assert (z == 1).float().mean().item() == pytest.approx(p_zero, abs=0.005)
+    # Eq. 12: P(z > 0) = sigmoid(log_alpha - beta log(-l / r)), against Monte Carlo
+    gate.log_alpha.data.fill_(1.3)
+    mc = (gate() > 0).float().mean().item()
+    assert gate.prob_nonzero()[0].item() == pytest.approx(mc, abs=0.005)
+    # eval mode: the test-time gate of Eq. 13, deterministic
+    gate.eval()
+    assert torch.equal(gate(), gate()) and gate()[0].item() == pytest.approx(
+        min(1.0, max(0.0, 1 / (1 + math.exp(-1.3)) * 1.2 - 0.1)))
+
+
+def test_deterministic_gates_drop_the_expected_number_of_zeros_lowest_first():
+    gate = HardConcrete(10, init_std=0.0)
+    gate.log_alpha.data = torch.tensor([3.0, -3.0, 2.0, -4.0, 1.0, 0.5, -2.0, 4.0, 3.5, -1.0])
+    expected_zeros = round(10 - gate.prob_nonzero().sum().item())
+    z = gate.deterministic()
+    assert (z == 0).sum().item() == expected_zeros > 0
+    assert set(torch.nonzero(z == 0).flatten().tolist()) == set(torch.argsort(gate.log_alpha)[:expected_zeros].tolist())
+    gate.log_alpha.data.fill_(50.0)
+    gate.clamp_()
+    assert torch.all(gate.log_alpha == LOG_ALPHA_RANGE[1])
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_expected_sparsity_equals_a_hand_count(family):
+    model = FAMILIES[family]()
+    gates = EncoderGates(model)
+    # Gates that are surely on (log_alpha large) or surely off (very negative): a hard count.
+    for i, (h, n) in enumerate(zip(gates.heads, gates.neurons)):
+        h.log_alpha.data.fill_(40.0)
+        n.log_alpha.data.fill_(40.0)
+        h.log_alpha.data[: i + 1] = -40.0  # layer i loses i + 1 heads
+        n.log_alpha.data[: 5 * (i + 1)] = -40.0  # and 5 (i + 1) neurons
+    L, H, F = len(gates.heads), gates.num_heads, gates.ffn_dim
+    per_head, per_neuron = gates.params_per_head, gates.params_per_neuron
+    removed = sum((i + 1) * per_head + 5 * (i + 1) * per_neuron for i in range(L))
+    hand = removed / (L * (H * per_head + F * per_neuron))
+    assert gates.expected_sparsity().item() == pytest.approx(hand, abs=1e-6)
+    # ... and it is the sparsity the resulting plan achieves
+    plan = gates.plan(model, decoder_layers=(0,))
+    assert encoder_sparsity(plan, model) == pytest.approx(hand, abs=1e-6)
+    # per-unit counts by hand for T5 (relu: wi, wo; gated: wi_0, wi_1, wo) and heads (q, k, v, o)
+    if family.startswith("t5"):
+        cfg = model.config
+        assert per_head == 4 * cfg.d_model * cfg.d_kv
+        assert per_neuron == (3 if family == "t5-gated" else 2) * cfg.d_model
+
+
+def test_gates_act_on_the_model_and_detach_cleanly():
+    model = FAMILIES["t5"]()
+    inputs = batch()
+    with torch.no_grad():
+        dense = model(**inputs).logits
+    gates = EncoderGates(model).attach(model)
+    for g in list(gates.heads) + list(gates.neurons):
+        g.log_alpha.data.fill_(LOG_ALPHA_RANGE[1])  # every deterministic gate fully open (value 1)
+    gates.eval()
+    with torch.no_grad():
+        assert torch.allclose(model(**inputs).logits, dense, atol=1e-6)
+        gates.heads[0].log_alpha.data[1] = LOG_ALPHA_RANGE[0]
+        changed = model(**inputs).logits
+    assert not torch.allclose(changed, dense, atol=1e-4)
+    gates.detach()
+    with torch.no_grad():
+        assert torch.allclose(model(**inputs).logits, dense, atol=1e-6)
+
+
+def test_closed_gates_equal_removing_the_units_by_surgery():
+    model = FAMILIES["bart"]()
+    gates = EncoderGates(model)
+    torch.manual_seed(3)
+    for g in list(gates.heads) + list(gates.neurons):
+        g.log_alpha.data = torch.where(torch.rand(len(g.log_alpha)) < 0.4, -40.0, 40.0)
+    plan = gates.plan(model, decoder_layers=(0, 1, 2, 3))
+    gates.attach(model).eval()
+    inputs = batch()
+    with torch.no_grad():
+        gated = model(**inputs).logits
+        gates.detach()
+        pruned = apply_plan(model, plan)(**inputs).logits
+    assert (gated - pruned).abs().max().item() <= 1e-4
+
+
+def test_gradients_reach_the_gates_in_training_mode():
+    model = FAMILIES["t5"]().train()
+    gates = EncoderGates(model).attach(model).train()
+    loss = model(**batch()).loss + gates.expected_sparsity()
+    loss.backward()
+    assert all(g.log_alpha.grad is not None and g.log_alpha.grad.abs().sum() > 0 for g in gates.heads)
+
+
+def test_target_ramps_linearly_over_the_warm_up():
+    assert [target_sparsity(s, 0.6, 10) for s in (0, 5, 10, 20)] == pytest.approx([0.0, 0.3, 0.6, 0.6])
+    assert target_sparsity(0, 0.6, 0) == 0.6
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        target_sparsity(0, 1.0, 10)
+
+
+def test_lagrangian_ascent_on_the_multipliers_pushes_sparsity_up_to_the_target():
+    lag = Lagrangian()
+    optimizer = torch.optim.SGD(lag.parameters(), lr=0.1, maximize=True)
+    expected = torch.tensor(0.1, requires_grad=True)  # below the target 0.5
+    for _ in range(3):
+        optimizer.zero_grad()
+        lag(expected, 0.5).backward()
+        optimizer.step()
+    assert lag.lambda1.item() < 0 and lag.lambda2.item() > 0  # ascent: lambda1 (s - t) grows when lambda1 < 0
+    # For the model/gates (which minimise), the gradient of the term w.r.t. s is negative: increasing s lowers it.
+    expected.grad = None
+    lag(expected, 0.5).backward()
+    assert expected.grad.item() < 0
