@@ -234,3 +234,27 @@ class Lagrangian(nn.Module):
         """The Lagrangian term (scalar) for expected sparsity ``expected`` and target ``target``."""
         gap = expected - target
         return self.lambda1 * gap + self.lambda2 * gap * gap
+
+
+def fold_gates(model: nn.Module, gates: EncoderGates) -> nn.Module:
+    """Multiply the deterministic gate values into the weights, in place, so that the model
+    without hooks computes what the gated model computes in eval mode (NASH / CoFi: the
+    remaining gate values are absorbed before the final fine-tune).
+
+    A head's gate scales its head_dim input columns of the attention output projection; a
+    neuron's gate scales its input column of the FFN output projection (biases are not
+    touched: they come after the gated product). Closed gates leave zero columns, which
+    :func:`pruning.apply_plan` with :meth:`EncoderGates.plan` then removes.
+
+    Returns:
+        ``model``, with the gates' hooks detached.
+    """
+    adapter = get_adapter(model)
+    gates.detach()
+    with torch.no_grad():
+        for layer, head_gate, neuron_gate in zip(adapter.encoder_layers(model), gates.heads, gates.neurons):
+            att = adapter.attention(layer)
+            att.o.weight.mul_(head_gate.deterministic().repeat_interleave(att.head_dim).to(att.o.weight.dtype))
+            out = getattr(*adapter.ffn(layer).output)
+            out.weight.mul_(neuron_gate.deterministic().to(out.weight.dtype))
+    return model
