@@ -182,7 +182,9 @@ class EncoderGates(nn.Module):
 
     def plan(self, model: nn.Module, decoder_layers: tuple[int, ...], notes: dict | None = None) -> PruningPlan:
         """The plan of the deterministic gates: units whose gate is 0 are removed; every layer
-        keeps at least its one highest-scoring head and neuron (a layer cannot be empty).
+        keeps at least its one highest-scoring head and neuron (a layer cannot be empty). Such a
+        unit may have gate 0: :func:`fold_gates` zeroes its weights, so fold, then surgery with
+        this plan, computes what the gated model computes.
 
         Args:
             model: The dense model the gates were built for.
