@@ -1,0 +1,234 @@
+"""Learned NASH: train hard-concrete encoder gates under a Lagrangian sparsity target, with
+distillation from the fine-tuned dense model, on the transformers ``Trainer``.
+
+Steps (NASH, Ko et al. 2023, Sec. 3; the gate machinery of CoFi, Xia et al. 2022, Sec. 3):
+    1. the decoder is shortened first: k of L layers kept by uniform / low / high selection;
+    2. gates on every encoder head and FFN neuron (``pruning.gates``) are trained together with
+       the weights: loss = task loss [+ KL(teacher || student) at temperature 2, times T^2]
+       [+ hidden-state MSE with CoFi's layer mapping] + lambda1 (s - t) + lambda2 (s - t)^2,
+       the target t ramped linearly over a warm-up, the multipliers trained by gradient ascent;
+       separate learning rates for weights, gates and multipliers;
+    3. deterministic gates give a plan; their values are folded into the weights, and surgery
+       builds the smaller model (which then gets the usual final fine-tune).
+
+Everything trains through ``Seq2SeqTrainer``, so ``accelerate launch`` runs it on several GPUs.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .finetune import resolve_device, tokenize_examples
+from .models import LoadedModel
+from .tasks import Example, get_task
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class LearnedSettings:
+    """Hyper-parameters of gate training (defaults are this project's choices; see the README)."""
+
+    target_sparsity: float  # encoder sparsity t to reach, in [0, 1)
+    max_steps: int = 300
+    warmup_steps: int | None = None  # steps of the linear target ramp (None: half of max_steps)
+    batch_size: int = 16
+    learning_rate: float = 1e-4  # weights
+    gate_learning_rate: float = 0.05  # log_alpha of the gates
+    lambda_learning_rate: float = 0.05  # Lagrange multipliers (ascent)
+    distill: bool = True  # KL on logits (T = 2) and hidden states from the dense teacher
+    temperature: float = 2.0
+    hidden_weight: float = 1.0  # weight of the hidden-state MSE
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.target_sparsity < 1.0:
+            raise ValueError(f"Target sparsity must be in [0, 1), got {self.target_sparsity}.")
+        if self.max_steps < 1 or self.batch_size < 1:
+            raise ValueError("Gate training needs max_steps >= 1 and batch_size >= 1.")
+
+
+class GatedModel(nn.Module):
+    """The student with its gates and Lagrange multipliers as one module, so the ``Trainer``
+    (and DDP under ``accelerate launch``) places, wraps and saves them together."""
+
+    def __init__(self, student: nn.Module, gates, lagrangian):
+        super().__init__()
+        self.student, self.gates, self.lagrangian = student, gates, lagrangian
+        gates.attach(student)
+
+    def forward(self, **batch):
+        """The student's forward (gates act through hooks)."""
+        return self.student(**batch)
+
+
+def layer_distillation_loss(student_states: tuple[torch.Tensor, ...], teacher_states: tuple[torch.Tensor, ...],
+                            mask: torch.Tensor) -> torch.Tensor:
+    """CoFi's layer distillation (Xia et al. 2022, Sec. 3.3): every teacher layer output is
+    matched to the student layer output closest to it in MSE, and the distances are summed.
+
+    Args:
+        student_states: Student layer outputs, each (B, T, d) (embeddings output excluded).
+        teacher_states: Teacher layer outputs, each (B, T, d).
+        mask: (B, T), 1 on real tokens.
+
+    Returns:
+        Scalar loss.
+    """
+    weight = mask[..., None].to(student_states[0].dtype)
+    denom = weight.sum() * student_states[0].shape[-1]
+    total = student_states[0].new_zeros(())
+    for teacher in teacher_states:
+        distances = torch.stack([(((s - teacher) ** 2) * weight).sum() / denom for s in student_states])
+        total = total + distances.min()
+    return total
+
+
+def _trainer_class():
+    from transformers import Seq2SeqTrainer
+
+    from pruning.gates import target_sparsity
+
+    class GateTrainer(Seq2SeqTrainer):
+        """``Seq2SeqTrainer`` whose loss adds distillation and the Lagrangian, and whose optimizer
+        has three parameter groups (weights; gates; multipliers, by ascent)."""
+
+        def __init__(self, *args, teacher=None, learned: LearnedSettings, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.teacher, self.learned = teacher, learned
+            self.last = {}
+
+        def create_optimizer(self, model=None):
+            wrapped = self.model
+            lr = self.learned
+            groups = [
+                {"params": [p for p in wrapped.student.parameters() if p.requires_grad],
+                 "lr": lr.learning_rate, "weight_decay": self.args.weight_decay},
+                {"params": list(wrapped.gates.parameters()), "lr": lr.gate_learning_rate, "weight_decay": 0.0},
+                {"params": list(wrapped.lagrangian.parameters()), "lr": lr.lambda_learning_rate, "weight_decay": 0.0,
+                 "maximize": True},
+            ]
+            self.optimizer = torch.optim.AdamW(groups)
+            return self.optimizer
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            wrapped = getattr(model, "module", model)
+            distill = self.learned.distill and self.teacher is not None
+            outputs = model(**inputs, output_hidden_states=distill)
+            task = outputs.loss
+            loss = task
+            parts = {"task": float(task.detach())}
+            if distill:
+                with torch.no_grad():
+                    teacher = self.teacher(**inputs, output_hidden_states=True)
+                temp = self.learned.temperature
+                keep = inputs["labels"] != -100  # (B, T_tgt)
+                kl = nn.functional.kl_div(
+                    nn.functional.log_softmax(outputs.logits[keep] / temp, -1),
+                    nn.functional.log_softmax(teacher.logits[keep] / temp, -1), log_target=True,
+                    reduction="batchmean") * temp * temp
+                hidden = layer_distillation_loss(outputs.encoder_hidden_states[1:], teacher.encoder_hidden_states[1:],
+                                                 inputs["attention_mask"])
+                hidden = hidden + layer_distillation_loss(outputs.decoder_hidden_states[1:],
+                                                          teacher.decoder_hidden_states[1:], keep)
+                loss = loss + kl + self.learned.hidden_weight * hidden
+                parts.update(kl=float(kl.detach()), hidden=float(hidden.detach()))
+            expected = wrapped.gates.expected_sparsity()
+            target = target_sparsity(self.state.global_step, self.learned.target_sparsity,
+                                     self.learned.warmup_steps if self.learned.warmup_steps is not None
+                                     else self.learned.max_steps // 2)
+            lagrangian = wrapped.lagrangian(expected, target)
+            loss = loss + lagrangian
+            self.last = dict(parts, expected_sparsity=float(expected.detach()), target=target,
+                             lagrangian=float(lagrangian.detach()),
+                             lambda1=float(wrapped.lagrangian.lambda1.detach()),
+                             lambda2=float(wrapped.lagrangian.lambda2.detach()))
+            return (loss, outputs) if return_outputs else loss
+
+    return GateTrainer
+
+
+def train_gates(dense: LoadedModel, examples: list[Example], settings: LearnedSettings, *, task: str,
+                decoder_layers: tuple[int, ...], device: str = "cpu", progress: Progress | None = None):
+    """Train encoder gates on a copy of ``dense`` shortened to ``decoder_layers``; return the plan
+    (in the dense model's indices), the folded and pruned student, and a summary.
+
+    Args:
+        dense: The fine-tuned dense model (also the distillation teacher); not modified.
+        examples: Training examples.
+        settings: Gate-training hyper-parameters.
+        task: Task name (lengths).
+        decoder_layers: Kept decoder layer indices of the dense model (NASH's selection).
+        device: ``cpu`` or ``cuda``.
+        progress: ``progress(fraction, message)`` after each step.
+
+    Returns:
+        ``(plan, pruned model, summary)``; the summary has the loss parts, expected sparsity,
+        target and multipliers of the last step, and the wall time.
+
+    Raises:
+        ValueError: For no examples or bad settings.
+    """
+    from datasets import Dataset
+    from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainingArguments, TrainerCallback
+
+    from pruning import PruningPlan, apply_plan, keep_all_plan
+    from pruning.gates import EncoderGates, Lagrangian, fold_gates
+
+    if not examples:
+        raise ValueError("No training examples for gate training.")
+    device = resolve_device(device)
+    spec = get_task(task)
+    base = keep_all_plan(dense.model)
+    shortened = PruningPlan(family=base.family, num_decoder_layers=base.num_decoder_layers, num_heads=base.num_heads,
+                            ffn_dim=base.ffn_dim, decoder_layers=tuple(decoder_layers),
+                            encoder_heads=base.encoder_heads, encoder_neurons=base.encoder_neurons)
+    torch.manual_seed(settings.seed)
+    student = apply_plan(dense.model, shortened)  # a new model; the dense one stays the teacher
+    teacher = dense.model.eval().to(device) if settings.distill else None  # read only, under no_grad
+    wrapped = GatedModel(student, EncoderGates(student), Lagrangian())
+    rows = tokenize_examples(dense.tokenizer, examples, spec.max_source_tokens, spec.max_target_tokens)
+
+    class Clamp(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            getattr(model, "module", model).gates.clamp_()
+            if progress:
+                last = trainer.last
+                progress(state.global_step / max(state.max_steps, 1),
+                         f"gate training: step {state.global_step}/{state.max_steps}, expected sparsity "
+                         f"{last.get('expected_sparsity', 0):.3f} -> target {last.get('target', 0):.3f}")
+
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="explorer-gates-") as tmp:
+        args = Seq2SeqTrainingArguments(
+            output_dir=tmp, max_steps=settings.max_steps, per_device_train_batch_size=settings.batch_size,
+            learning_rate=settings.learning_rate, lr_scheduler_type="constant", logging_steps=max(1, settings.max_steps // 20),
+            save_strategy="no", report_to=[], seed=settings.seed, use_cpu=device == "cpu", disable_tqdm=True,
+            dataloader_num_workers=0, remove_unused_columns=False)
+        trainer = _trainer_class()(
+            model=wrapped, args=args, train_dataset=Dataset.from_list(rows), teacher=teacher, learned=settings,
+            data_collator=DataCollatorForSeq2Seq(dense.tokenizer, model=dense.model, label_pad_token_id=-100),
+            callbacks=[Clamp()])
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
+        trainer.train()
+    wrapped.to("cpu").eval()
+    dense.model.to("cpu")
+    gates = wrapped.gates
+    student_plan = gates.plan(student, decoder_layers=tuple(range(len(decoder_layers))))
+    plan = PruningPlan(family=base.family, num_decoder_layers=base.num_decoder_layers, num_heads=base.num_heads,
+                       ffn_dim=base.ffn_dim, decoder_layers=tuple(decoder_layers),
+                       encoder_heads=student_plan.encoder_heads, encoder_neurons=student_plan.encoder_neurons,
+                       notes={"method": "nash-learned", "distill": settings.distill,
+                              "target_sparsity": settings.target_sparsity, "gate_steps": settings.max_steps})
+    pruned = apply_plan(fold_gates(student, gates), student_plan)
+    summary = dict(trainer.last, steps=settings.max_steps, wall_s=round(time.perf_counter() - start, 1),
+                   device=device, distill=settings.distill)
+    return plan, pruned, summary

@@ -1,0 +1,65 @@
+"""Gate training on the Trainer (the learned-NASH issue, items 2-3 and 5: the CPU single-process path)."""
+
+import pytest
+import torch
+from conftest import SHARED
+
+from explorer.learned import LearnedSettings, layer_distillation_loss, train_gates
+from explorer.models import LoadedModel
+from explorer.tasks import Example
+from pruning import encoder_sparsity
+
+T5_DIR = SHARED / "models" / "t5-small"
+pytestmark = pytest.mark.skipif(not T5_DIR.exists(), reason="../shared/models is not beside the project")
+
+
+@pytest.fixture(scope="module")
+def dense():
+    from transformers import AutoTokenizer
+    from tiny import tiny_t5
+
+    tokenizer = AutoTokenizer.from_pretrained(T5_DIR)
+    model = tiny_t5()
+    model.resize_token_embeddings(len(tokenizer))
+    model.config.decoder_start_token_id = tokenizer.pad_token_id
+    return LoadedModel(model, tokenizer, "tiny", "t5", "test")
+
+
+EXAMPLES = [Example(source=f"summarize: item {i} is on the table and {i % 3} more are in the box.",
+                    target=f"item {i} on table") for i in range(32)]
+
+
+@pytest.mark.parametrize("distill", [True, False])
+def test_gate_training_moves_expected_sparsity_to_the_target_and_yields_a_smaller_model(dense, distill):
+    settings = LearnedSettings(target_sparsity=0.5, max_steps=40, warmup_steps=10, batch_size=8,
+                               gate_learning_rate=0.2, lambda_learning_rate=0.5, distill=distill)
+    seen = []
+    plan, pruned, summary = train_gates(dense, EXAMPLES, settings, task="samsum", decoder_layers=(0, 3),
+                                        progress=lambda f, m: seen.append(m))
+    assert len(seen) == 40 and seen[-1].startswith("gate training: step 40/40")
+    assert summary["target"] == 0.5 and summary["lambda1"] != 0.0
+    assert ("kl" in summary) == distill and summary["expected_sparsity"] > 0.3  # started near 0 (drop rate 0.5 gates)
+    assert plan.decoder_layers == (0, 3) and plan.notes["distill"] == distill
+    achieved = encoder_sparsity(plan, dense.model)
+    assert 0.25 < achieved < 0.75
+    assert sum(p.numel() for p in pruned.parameters()) < sum(p.numel() for p in dense.model.parameters())
+    with torch.no_grad():
+        ids = dense.tokenizer(["summarize: item 3 is here"], return_tensors="pt")
+        out = pruned.generate(**ids, max_new_tokens=3)
+    assert out.shape[1] >= 2
+
+
+def test_layer_distillation_matches_each_teacher_layer_to_its_closest_student_layer():
+    torch.manual_seed(0)
+    teacher = tuple(torch.randn(2, 5, 4) for _ in range(3))
+    mask = torch.ones(2, 5)
+    assert layer_distillation_loss(teacher, teacher, mask).item() == pytest.approx(0.0)
+    # a student holding only teacher layer 1: layer 1 costs 0, layers 0 and 2 their distance to it
+    student = (teacher[1],)
+    expected = sum(((t - teacher[1]) ** 2).mean() for t in teacher)
+    assert layer_distillation_loss(student, teacher, mask).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_settings_are_checked():
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        LearnedSettings(target_sparsity=1.0)
