@@ -409,11 +409,6 @@ def run_zip(run_id: str, root: str | None = None) -> str:
     return str(zip_run(get_run(run_id, root), cache_root() / "downloads" / f"{run_id}.zip"))
 
 
-def runs_dataframe(root: str | None = None) -> pd.DataFrame:
-    """All runs as a table for display and CSV download."""
-    return runs_table([(r.run_id, r.metrics) for r in list_runs(root)])
-
-
 def prune_settings(model: str, task: str, sparsity: float, layers: int, selection: str, recovery_steps: int,
                    device: str, eval_samples: int, data_dir: str | None = None, finetune_steps: int = 250,
                    input_tokens: int = 256, new_tokens: int = 64, repeats: int = 5) -> PruneSettings:

@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 from conftest import ROOT, SHARED
 from tiny import save_tiny_t5
 
