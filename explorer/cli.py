@@ -55,7 +55,14 @@ def build_parser() -> argparse.ArgumentParser:
                                                                           "removed, in [0, 1)")
     p.add_argument("--decoder-layers", type=int, required=True, help="decoder layers to keep (1..L)")
     p.add_argument("--layer-selection", default="uniform", choices=["uniform", "low", "high"])
-    p.add_argument("--recovery-steps", type=int, default=0)
+    p.add_argument("--method", default="nash-training-free",
+                   choices=["nash-training-free", "nash-learned", "decoder-only"],
+                   help="how the encoder is pruned: Taylor importance (no training), learned hard-concrete gates, "
+                        "or not at all (decoder-only baseline, needs --encoder-sparsity 0)")
+    p.add_argument("--gate-steps", type=int, default=300, help="nash-learned: gate training steps")
+    p.add_argument("--no-distill", action="store_true", help="nash-learned: train gates without distillation")
+    p.add_argument("--recovery-steps", type=int, default=0, help="fine-tuning steps after pruning (the final "
+                                                                  "fine-tune of nash-learned)")
     p.add_argument("--eval-samples", type=int, default=64)
     p.add_argument("--calibration-samples", type=int, default=64)
     p.add_argument("--num-beams", type=int, default=1, help="beams for the quality evaluation")
@@ -116,7 +123,7 @@ def _progress(fraction: float, message: str) -> None:
 
 
 def cmd_prune(args) -> int:
-    """``prune``: training-free NASH end to end; prints the results table."""
+    """``prune``: NASH (training-free or learned) or decoder-only, end to end; prints the results table."""
     from .pipeline import PruneSettings, results_table, run_prune
 
     settings = PruneSettings(
@@ -124,7 +131,8 @@ def cmd_prune(args) -> int:
         decoder_layers=args.decoder_layers, layer_selection=args.layer_selection, recovery_steps=args.recovery_steps,
         eval_samples=args.eval_samples, calibration_samples=args.calibration_samples, device=args.device,
         num_beams=args.num_beams, finetune=_finetune_settings(args), timing=_timing(args),
-        dense_finetune=not args.no_dense_finetune)
+        dense_finetune=not args.no_dense_finetune, method=args.method, gate_steps=args.gate_steps,
+        distill=not args.no_distill)
     metrics = run_prune(settings, args.out, overwrite=args.overwrite, progress=_progress)
     print(results_table(metrics))
     print(f"\nwrote {args.out} (model, plan.json, metrics.json)")

@@ -19,7 +19,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -30,6 +30,13 @@ from .quality import evaluate_quality
 from .tasks import get_task, load_split
 
 Progress = Callable[[float, str], None]
+
+
+METHODS = {
+    "nash-training-free": "NASH, encoder units ranked by first-order Taylor importance (no training)",
+    "nash-learned": "NASH, hard-concrete encoder gates trained under a Lagrangian sparsity target",
+    "decoder-only": "decoder shortened to k layers, encoder kept whole (baseline)",
+}
 
 
 class Cancelled(Exception):
@@ -53,7 +60,7 @@ class TimingSettings:
 
 @dataclass(frozen=True)
 class PruneSettings:
-    """Everything that defines one training-free NASH run."""
+    """Everything that defines one pruning run (``method`` picks how the encoder plan is made)."""
 
     model: str  # model spec (see explorer.models)
     task: str  # task name (see explorer.tasks)
@@ -69,6 +76,9 @@ class PruneSettings:
     finetune: FinetuneSettings = field(default_factory=FinetuneSettings)  # dense fine-tuning
     timing: TimingSettings = field(default_factory=TimingSettings)
     dense_finetune: bool = True  # False: the model is already fine-tuned for the task
+    method: str = "nash-training-free"  # one of METHODS
+    gate_steps: int = 300  # nash-learned: gate training steps (then recovery_steps of final fine-tune)
+    distill: bool = True  # nash-learned: distillation from the dense model
 
     def check(self) -> None:
         """Validate what can be validated without loading the model.
@@ -84,6 +94,13 @@ class PruneSettings:
 
         if self.layer_selection not in LAYER_SELECTIONS:
             raise ValueError(f"Unknown layer selection {self.layer_selection!r}; use {', '.join(LAYER_SELECTIONS)}.")
+        if self.method not in METHODS:
+            raise ValueError(f"Unknown method {self.method!r}; use one of {', '.join(METHODS)}.")
+        if self.method == "decoder-only" and self.encoder_sparsity:
+            raise ValueError("decoder-only shortens the decoder and keeps the whole encoder: "
+                             "set encoder sparsity to 0 or choose a NASH method.")
+        if self.method == "nash-learned" and self.gate_steps < 1:
+            raise ValueError("nash-learned needs gate_steps >= 1.")
         if self.eval_samples < 1 or self.calibration_samples < 1 or self.recovery_steps < 0:
             raise ValueError("eval_samples and calibration_samples must be >= 1 and recovery_steps >= 0.")
         get_task(self.task)
@@ -186,7 +203,7 @@ def run_prune(settings: PruneSettings, out_dir: str | os.PathLike, *, overwrite:
         ValueError: Bad settings (sparsity, decoder layers, task, device), an unsupported
             model, unusable data, or a non-empty ``out_dir`` without ``overwrite``.
     """
-    from pruning import (apply_plan, encoder_sparsity, get_adapter, plan_from_scores, save_pruned,
+    from pruning import (apply_plan, encoder_sparsity, get_adapter, keep_all_plan, plan_from_scores, save_pruned,
                          select_decoder_layers)
 
     say = progress or (lambda fraction, message: None)
@@ -223,20 +240,39 @@ def run_prune(settings: PruneSettings, out_dir: str | os.PathLike, *, overwrite:
 
     t = time.perf_counter()
     identity = _dense_identity(settings, dense_summary)
-    say(0.3, "importance: scoring encoder heads and FFN neurons")
-    scores, importance_cached = cached_importance(dense, settings, identity, calib, device)
-    dense.model.to("cpu")
-    stage("importance", t)
-
-    t = time.perf_counter()
-    say(0.4, "surgery: building the smaller model")
     kept = select_decoder_layers(n_dec, settings.decoder_layers, settings.layer_selection)
-    plan = plan_from_scores(dense.model, scores.heads, scores.neurons, settings.encoder_sparsity, kept,
-                            notes={"method": "nash-training-free", "importance": scores.criterion,
-                                   "calibration_examples": scores.num_examples,
-                                   "layer_selection": settings.layer_selection})
-    pruned = LoadedModel(apply_plan(dense.model, plan), dense.tokenizer, settings.model, dense.family,
-                         dense.source, dense.random_weights, pruned=True)
+    notes = {"method": settings.method, "layer_selection": settings.layer_selection}
+    importance_cached, gate_summary = False, None
+    if settings.method == "nash-training-free":
+        say(0.3, "importance: scoring encoder heads and FFN neurons")
+        scores, importance_cached = cached_importance(dense, settings, identity, calib, device)
+        dense.model.to("cpu")
+        stage("importance", t)
+        t = time.perf_counter()
+        say(0.4, "surgery: building the smaller model")
+        plan = plan_from_scores(dense.model, scores.heads, scores.neurons, settings.encoder_sparsity, kept,
+                                notes=dict(notes, importance=scores.criterion,
+                                           calibration_examples=scores.num_examples))
+    elif settings.method == "nash-learned":
+        from .learned import LearnedSettings, train_gates
+
+        say(0.3, "gate training: encoder gates under the sparsity target")
+        learned = LearnedSettings(target_sparsity=settings.encoder_sparsity, max_steps=settings.gate_steps,
+                                  batch_size=settings.finetune.batch_size, learning_rate=settings.finetune.learning_rate,
+                                  distill=settings.distill, seed=settings.finetune.seed)
+        plan, pruned_model, gate_summary = train_gates(dense, train, learned, task=settings.task, decoder_layers=kept,
+                                                       device=device, progress=lambda f, m: say(0.3 + 0.15 * f, m))
+        plan = replace(plan, notes=dict(plan.notes, **notes))
+        stage("gate_training", t)
+        t = time.perf_counter()
+        say(0.45, "surgery: gates folded, smaller model built")
+    else:  # decoder-only
+        say(0.4, "surgery: shortening the decoder")
+        plan = replace(keep_all_plan(dense.model), decoder_layers=tuple(kept), notes=notes)
+    if settings.method != "nash-learned":
+        pruned_model = apply_plan(dense.model, plan)
+    pruned = LoadedModel(pruned_model, dense.tokenizer, settings.model, dense.family, dense.source,
+                         dense.random_weights, pruned=True)
     stage("surgery", t)
 
     recovery = None
@@ -277,7 +313,7 @@ def run_prune(settings: PruneSettings, out_dir: str | os.PathLike, *, overwrite:
     stage("timing", t)
 
     metrics = {
-        "method": "nash-training-free",
+        "method": settings.method,
         "model": settings.model, "task": settings.task, "family": dense.family,
         "weights": "random (quality is meaningless)" if dense.random_weights else "pretrained",
         "settings": asdict(settings),
@@ -289,7 +325,7 @@ def run_prune(settings: PruneSettings, out_dir: str | os.PathLike, *, overwrite:
         "speedup_end_to_end": round(measured["dense"]["latency"]["latency_ms"]
                                     / measured["pruned"]["latency"]["latency_ms"], 3),
         "device": device_description(device),
-        "dense_finetune": dense_summary, "recovery_finetune": recovery,
+        "dense_finetune": dense_summary, "recovery_finetune": recovery, "gate_training": gate_summary,
         "stage_wall_s": times, "started": started,
         "cache_hits": {"dense_finetune": bool(dense_summary.get("cached")), "importance": importance_cached,
                        "dense_quality": bool(quality["dense"].get("cached"))},

@@ -26,7 +26,8 @@ from .tasks import Example, compute_metrics, get_task, list_tasks, load_split, t
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 
-METHODS = {"NASH (training-free)": "nash-training-free"}
+METHODS = {"NASH (training-free)": "nash-training-free", "NASH (learned gates)": "nash-learned",
+           "Decoder only (baseline)": "decoder-only"}
 
 
 def model_choices() -> list[tuple[str, str]]:
@@ -79,7 +80,7 @@ CANCEL = CancelTokens()
 def start_prune(settings: PruneSettings, root: str | None = None,
                 progress: Callable[[float, str], None] | None = None,
                 cancel: threading.Event | None = None) -> Run:
-    """Run training-free NASH into a new run folder of the runs store and return the run.
+    """Run a prune (``settings.method``) into a new run folder of the runs store and return the run.
 
     Args:
         settings: What to run.
@@ -98,7 +99,7 @@ def start_prune(settings: PruneSettings, root: str | None = None,
             progress(fraction, message)
 
     store = runs_root(root)
-    label = f"s{settings.encoder_sparsity:g}-k{settings.decoder_layers}-{settings.layer_selection}"
+    label = f"{settings.method}-s{settings.encoder_sparsity:g}-k{settings.decoder_layers}-{settings.layer_selection}"
     folder = new_run_dir(store, settings.model, settings.task, label)
     run_prune(settings, folder, progress=say)
     return get_run(folder.name, store)
@@ -411,7 +412,8 @@ def run_zip(run_id: str, root: str | None = None) -> str:
 
 def prune_settings(model: str, task: str, sparsity: float, layers: int, selection: str, recovery_steps: int,
                    device: str, eval_samples: int, data_dir: str | None = None, finetune_steps: int = 250,
-                   input_tokens: int = 256, new_tokens: int = 64, repeats: int = 5) -> PruneSettings:
+                   input_tokens: int = 256, new_tokens: int = 64, repeats: int = 5,
+                   method: str = "nash-training-free", gate_steps: int = 300) -> PruneSettings:
     """Settings of one Prune-tab request (the UI's widgets map one to one onto these).
 
     Raises:
@@ -425,7 +427,8 @@ def prune_settings(model: str, task: str, sparsity: float, layers: int, selectio
         settings = PruneSettings(model=str(model).strip(), task=task, encoder_sparsity=float(sparsity),
                                  decoder_layers=int(layers), layer_selection=selection,
                                  recovery_steps=int(recovery_steps), eval_samples=int(eval_samples),
-                                 device=device, data_dir=data_dir or None, finetune=finetune, timing=timing)
+                                 device=device, data_dir=data_dir or None, finetune=finetune, timing=timing,
+                                 method=METHODS.get(method, method), gate_steps=int(gate_steps))
     except TypeError as err:  # None from an emptied number box
         raise ValueError("Fill in every number (sparsity, layers, steps, examples).") from err
     if min(timing.input_tokens, timing.new_tokens, timing.repeats) < 1:

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(not (SHARED / "data" / "SAMSum").exists() or not
                                 reason="../shared/data and ../shared/models are not beside the project")
 # Prune settings that finish in seconds on a tiny model (the order of the Prune tab's inputs).
 FAST = dict(sparsity=0.5, layers=2, selection="uniform", recovery=1, device="cpu", eval_samples=2, finetune_steps=1,
-            input_tokens=16, new_tokens=4, repeats=1)
+            input_tokens=16, new_tokens=4, repeats=1, gate_steps=2)
 
 
 def free_port() -> int:

@@ -89,7 +89,8 @@ def _gpt2_dir(tmp_path):
 
 @needs_shared
 @pytest.mark.parametrize("case", ["unknown-model", "unknown-task", "decoder-only", "sparsity-1", "sparsity-neg",
-                                  "layers-0", "layers-too-many", "empty-data", "malformed-data", "missing-split"])
+                                  "layers-0", "layers-too-many", "empty-data", "malformed-data", "missing-split",
+                                  "decoder-only-method-with-sparsity"])
 def test_bad_input_exits_nonzero_with_one_line_and_writes_nothing(case, tiny_t5_dir, tmp_path, capsys):
     model, task, data, sparsity, layers = str(tiny_t5_dir), "samsum", str(SAMSUM), "0.3", "2"
     if case == "unknown-model":
@@ -115,9 +116,10 @@ def test_bad_input_exits_nonzero_with_one_line_and_writes_nothing(case, tiny_t5_
         elif case == "malformed-data":
             (folder / "train.json").write_text('[{"id": "1", "dialogue": "A: hi"')
         data = str(folder)
+    method = ["--method", "decoder-only"] if case == "decoder-only-method-with-sparsity" else []
     out = tmp_path / "out"
     code, stdout, stderr = run(["prune", "--model", model, "--task", task, "--data-dir", data,
-                                "--encoder-sparsity", sparsity, "--decoder-layers", layers, *FAST,
+                                "--encoder-sparsity", sparsity, "--decoder-layers", layers, *method, *FAST,
                                 "--out", str(out)], capsys)
     assert code == 2
     lines = [line for line in stderr.splitlines() if line.strip()]
@@ -126,7 +128,7 @@ def test_bad_input_exits_nonzero_with_one_line_and_writes_nothing(case, tiny_t5_
     expected = {"unknown-model": "not reachable", "unknown-task": "Did you mean 'samsum'", "decoder-only": "decoder-only",
                 "sparsity-1": "[0, 1)", "sparsity-neg": "[0, 1)", "layers-0": "at least 1",
                 "layers-too-many": "4 decoder layers", "empty-data": "train.json", "malformed-data": "train.json",
-                "missing-split": "train"}[case]
+                "missing-split": "train", "decoder-only-method-with-sparsity": "keeps the whole encoder"}[case]
     assert expected in lines[0]
 
 
@@ -158,3 +160,16 @@ def test_module_entry_point_reports_errors_in_one_line():
                             env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: Encoder sparsity must be in [0, 1)")
+
+
+@needs_shared
+def test_prune_with_learned_gates(tiny_t5_dir, tmp_path, capsys):
+    out = tmp_path / "learned"
+    code, stdout, _ = run(["prune", "--model", str(tiny_t5_dir), "--task", "samsum", "--data-dir", str(SAMSUM),
+                           "--method", "nash-learned", "--gate-steps", "3", "--no-distill", "--encoder-sparsity", "0.5",
+                           "--decoder-layers", "2", "--recovery-steps", "1", *FAST, "--out", str(out)], capsys)
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["method"] == "nash-learned" and metrics["gate_training"]["distill"] is False
+    assert PruningPlan.load(out).notes["method"] == "nash-learned"
+    assert load_pruned(out).config.num_decoder_layers == 2

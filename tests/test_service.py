@@ -254,3 +254,28 @@ def test_a_second_budget_reuses_the_importance_scores_and_the_dense_quality(tiny
     third = service.start_prune(fast_settings(tiny_dir, sparsity=0.5, recovery_steps=0), tmp_path / "runs")
     assert third.metrics["plan_summary"] == first.metrics["plan_summary"]
     assert (third.path / "plan.json").read_text() == (first.path / "plan.json").read_text()
+
+
+@needs_shared
+@pytest.mark.parametrize("method", ["NASH (learned gates)", "Decoder only (baseline)"])
+def test_every_method_of_the_prune_tab_makes_a_run(method, tiny_dir, tmp_path, cache):
+    sparsity = 0.0 if method.startswith("Decoder") else 0.5
+    settings = fast_settings(tiny_dir, method=method, gate_steps=3, sparsity=sparsity, recovery_steps=1)
+    run = service.start_prune(settings, tmp_path / "runs")
+    m = run.metrics
+    assert m["method"] == service.METHODS[method] and m["decoder_layers_kept"] == [0, 3]
+    if method.startswith("Decoder"):
+        assert m["encoder_sparsity_achieved"] == 0.0 and m["gate_training"] is None
+    else:
+        assert m["gate_training"]["steps"] == 3 and "expected_sparsity" in m["gate_training"]
+        assert "gate_training" in m["stage_wall_s"]
+    from pruning import PruningPlan, load_pruned
+
+    assert PruningPlan.load(run.path).notes["method"] == service.METHODS[method]
+    assert load_pruned(run.path).config.num_decoder_layers == 2
+
+
+def test_decoder_only_refuses_encoder_sparsity():
+    with pytest.raises(ValueError, match="decoder-only"):
+        service.prune_settings("minilm2minilm", "samsum", 0.3, 2, "uniform", 0, "cpu", 8,
+                               method="Decoder only (baseline)")

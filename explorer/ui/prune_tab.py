@@ -11,12 +11,14 @@ INTRO = ("**Prune.** [NASH](https://arxiv.org/abs/2310.10054) (Ko et al., Findin
          "encoder-decoder model faster in two ways: it *narrows the encoder* (removes attention heads and FFN "
          "neurons) and *shortens the decoder* (keeps k of its L layers). Its two findings: decoder depth dominates "
          "generation latency, because the decoder runs once per generated token; and moderate encoder sparsity "
-         "keeps quality. Here the encoder units are ranked by a training-free first-order Taylor importance "
-         "([Michel et al., 2019](https://arxiv.org/abs/1905.10650)); every run is saved and appears on the Pareto tab.")
+         "keeps quality. Methods: *training-free* ranks encoder units by first-order Taylor importance "
+         "([Michel et al., 2019](https://arxiv.org/abs/1905.10650)) in seconds; *learned gates* trains hard-concrete "
+         "gates under a sparsity target, as NASH does (slower, usually better); *decoder only* keeps the whole "
+         "encoder (the baseline; set sparsity to 0). Every run is saved and appears on the Pareto tab.")
 
 
 def run(model, task, method, sparsity, layers, selection, recovery, device, eval_samples, finetune_steps,
-        input_tokens, new_tokens, repeats, runs, shared, progress, cancel):
+        input_tokens, new_tokens, repeats, gate_steps, runs, shared, progress, cancel):
     """One Prune request: settings -> run, with Gradio progress; errors become gr.Error.
 
     Returns:
@@ -25,7 +27,8 @@ def run(model, task, method, sparsity, layers, selection, recovery, device, eval
     try:
         settings = service.prune_settings(model, task, sparsity, layers, selection, recovery, device, eval_samples,
                                           data_dir=service.data_dir_for(task, shared), finetune_steps=finetune_steps,
-                                          input_tokens=input_tokens, new_tokens=new_tokens, repeats=repeats)
+                                          input_tokens=input_tokens, new_tokens=new_tokens, repeats=repeats,
+                                          method=method, gate_steps=gate_steps)
         result = service.start_prune(settings, runs, progress=lambda f, m: progress(f, desc=m), cancel=cancel)
     except service.Cancelled as err:
         raise gr.Error(str(err)) from None
@@ -83,6 +86,7 @@ def render(runs: str | None, shared: str | None) -> dict:
             input_tokens = gr.Number(256, precision=0, minimum=1, label="Timing: input tokens")
             new_tokens = gr.Number(64, precision=0, minimum=1, label="Timing: new tokens")
             repeats = gr.Number(5, precision=0, minimum=1, label="Timing: repeats (median)")
+            gate_steps = gr.Number(300, precision=0, minimum=1, label="Learned gates: training steps")
     estimate_box = gr.Markdown(elem_id="finetune-estimate")
     with gr.Row():
         go = gr.Button("Prune", variant="primary", elem_id="prune-button")
@@ -103,17 +107,18 @@ def render(runs: str | None, shared: str | None) -> dict:
         component.change(estimate, estimate_inputs, estimate_box)
 
     def on_run(model_, task_, method_, sparsity_, layers_, selection_, recovery_, device_, eval_, ft_, in_, new_,
-               rep_, runs_, shared_, request: gr.Request, progress=gr.Progress()):
+               rep_, gates_, runs_, shared_, request: gr.Request, progress=gr.Progress()):
         cancel = service.CANCEL.new(request.session_hash if request else "default")
         return run(model_, task_, method_, sparsity_, layers_, selection_, recovery_, device_, eval_, ft_, in_, new_,
-                   rep_, runs_, shared_, progress, cancel)
+                   rep_, gates_, runs_, shared_, progress, cancel)
 
     def on_cancel(request: gr.Request):
         if service.CANCEL.cancel(request.session_hash if request else "default"):
             gr.Info("Cancelling: the run stops at its next step; nothing of it is saved.")
 
     event = go.click(on_run, [model, task, method, sparsity, layers, selection, recovery, device, eval_samples,
-                              finetune_steps, input_tokens, new_tokens, repeats, runs_state, shared_state],
+                              finetune_steps, input_tokens, new_tokens, repeats, gate_steps, runs_state,
+                              shared_state],
                      result, concurrency_limit=1, api_name="prune")
     stop.click(on_cancel, None, None, queue=False, api_name="cancel")
     return {"event": event, "estimate": (estimate, estimate_inputs, estimate_box)}
