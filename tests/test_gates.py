@@ -10,6 +10,16 @@ from pruning import apply_plan, encoder_sparsity
 from pruning.gates import LOG_ALPHA_RANGE, EncoderGates, HardConcrete, Lagrangian, fold_gates, target_sparsity
 
 
+def loud(model, scale: float = 10.0):
+    """Scale every Linear weight: with BART / BERT's init (std 0.02) the encoder's units change the
+    logits by less than the 1e-4 the tests compare at, so a wrong gate could pass unnoticed."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear):
+                module.weight.mul_(scale)
+    return model
+
+
 def test_hard_concrete_distribution_matches_louizos_et_al():
     torch.manual_seed(0)
     gate = HardConcrete(200_000, init_drop_rate=0.5, init_std=0.0)
@@ -90,11 +100,7 @@ def test_gates_act_on_the_model_and_detach_cleanly():
 def test_closed_gates_equal_removing_the_units_by_surgery():
     """Also when every head of a layer is closed: the plan keeps one head (a layer cannot be
     empty) whose weights fold_gates zeroes, so fold + surgery still equals the gated model."""
-    model = FAMILIES["bart"]()
-    with torch.no_grad():  # BART's init (std 0.02) is too faint to tell at 1e-4: scale up
-        for module in model.modules():
-            if isinstance(module, torch.nn.Linear):
-                module.weight.mul_(10.0)
+    model = loud(FAMILIES["bart"]())
     gates = EncoderGates(model)
     torch.manual_seed(3)
     for g in list(gates.heads) + list(gates.neurons):
@@ -145,10 +151,8 @@ def test_lagrangian_ascent_on_the_multipliers_pushes_sparsity_up_to_the_target()
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_folded_and_pruned_model_computes_what_the_gated_model_computed(family):
     model = FAMILIES[family]()
-    with torch.no_grad():  # BART / BERT init (std 0.02) leaves the FFN too faint to tell at 1e-4: scale up
-        for module in model.modules():
-            if isinstance(module, torch.nn.Linear) and family in ("bart", "bert2bert"):
-                module.weight.mul_(10.0)
+    if family in ("bart", "bert2bert"):
+        loud(model)
     gates = EncoderGates(model)
     torch.manual_seed(7)
     for g in list(gates.heads) + list(gates.neurons):
