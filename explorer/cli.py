@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder-sparsity", type=float, required=True, help="fraction of encoder head+FFN parameters "
                                                                           "removed, in [0, 1)")
     p.add_argument("--decoder-layers", type=int, required=True, help="decoder layers to keep (1..L)")
-    p.add_argument("--layer-selection", default="uniform", choices=["uniform", "low", "high"])
+    p.add_argument("--layer-selection", default="uniform", choices=["uniform", "low", "high", "learned"],
+                   help="which decoder layers stay; learned: decoder layer gates (nash-learned only)")
     p.add_argument("--method", default="nash-training-free",
                    choices=["nash-training-free", "nash-learned", "decoder-only"],
                    help="how the encoder is pruned: Taylor importance (no training), learned hard-concrete gates, "
@@ -134,6 +135,8 @@ def cmd_prune(args) -> int:
         dense_finetune=not args.no_dense_finetune, method=args.method, gate_steps=args.gate_steps,
         distill=not args.no_distill)
     metrics = run_prune(settings, args.out, overwrite=args.overwrite, progress=_progress)
+    if "skipped" in metrics:  # another process of `accelerate launch` writes the run
+        return 0
     print(results_table(metrics))
     print(f"\nwrote {args.out} (model, plan.json, metrics.json)")
     return 0

@@ -2,14 +2,18 @@
 distillation from the fine-tuned dense model, on the transformers ``Trainer``.
 
 Steps (NASH, Ko et al. 2023, Sec. 3; the gate machinery of CoFi, Xia et al. 2022, Sec. 3):
-    1. the decoder is shortened first: k of L layers kept by uniform / low / high selection;
+    1. the decoder is shortened first: k of L layers kept by uniform / low / high selection, or,
+       with learned selection, the whole decoder is trained with one gate per layer under its
+       own Lagrangian with target 1 - k / L, and the k layers with the largest gates are kept;
     2. gates on every encoder head and FFN neuron (``pruning.gates``) are trained together with
        the weights: loss = task loss [+ KL(teacher || student) at temperature 2, times T^2]
        [+ hidden-state MSE with CoFi's layer mapping] + lambda1 (s - t) + lambda2 (s - t)^2,
        the target t ramped linearly over a warm-up, the multipliers trained by gradient ascent;
        separate learning rates for weights, gates and multipliers;
-    3. deterministic gates give a plan; their values are folded into the weights, and surgery
-       builds the smaller model (which then gets the usual final fine-tune).
+    3. deterministic gates give a plan (if training was too short for the expected sparsity to
+       reach the target, the lowest-scoring remaining units are removed until it is met, and the
+       run says so); their values are folded into the weights, and surgery builds the smaller
+       model (which then gets the usual final fine-tune).
 
 Everything trains through ``Seq2SeqTrainer``, so ``accelerate launch`` runs it on several GPUs.
 """
@@ -56,16 +60,44 @@ class LearnedSettings:
 
 class GatedModel(nn.Module):
     """The student with its gates and Lagrange multipliers as one module, so the ``Trainer``
-    (and DDP under ``accelerate launch``) places, wraps and saves them together."""
+    (and DDP under ``accelerate launch``) places, wraps and saves them together.
 
-    def __init__(self, student: nn.Module, gates, lagrangian):
+    Everything with a gradient runs inside :meth:`forward` (DDP only tracks parameters used
+    there): the trainer sets :attr:`targets` before each step, and the forward adds the
+    Lagrangian term and the expected sparsities to the student's output."""
+
+    def __init__(self, student: nn.Module, gates, lagrangian, decoder_gates=None, decoder_lagrangian=None):
         super().__init__()
         self.student, self.gates, self.lagrangian = student, gates, lagrangian
+        self.decoder_gates, self.decoder_lagrangian = decoder_gates, decoder_lagrangian
+        self.targets = (0.0, 0.0)  # (encoder, decoder) sparsity targets of the current step
         gates.attach(student)
+        if decoder_gates is not None:
+            decoder_gates.attach(student)
+
+    def gate_parameters(self) -> list[nn.Parameter]:
+        """log alpha of every gate (encoder units and, when learned, decoder layers)."""
+        return list(self.gates.parameters()) + (list(self.decoder_gates.parameters()) if self.decoder_gates else [])
+
+    def multipliers(self) -> list[nn.Parameter]:
+        """The Lagrange multipliers (trained by ascent)."""
+        extra = list(self.decoder_lagrangian.parameters()) if self.decoder_lagrangian is not None else []
+        return list(self.lagrangian.parameters()) + extra
 
     def forward(self, **batch):
-        """The student's forward (gates act through hooks)."""
-        return self.student(**batch)
+        """The student's forward (gates act through hooks) as a plain dict (DDP rebuilds its
+        output type, and a model output class refuses new fields), with ``lagrangian`` (scalar),
+        ``expected_sparsity`` and, for learned decoder layers, ``decoder_expected_sparsity`` added."""
+        outputs = dict(self.student(**batch).items())
+        expected = self.gates.expected_sparsity()
+        term = self.lagrangian(expected, self.targets[0])
+        outputs["expected_sparsity"] = expected
+        if self.decoder_gates is not None:
+            dec_expected = self.decoder_gates.expected_sparsity()
+            term = term + self.decoder_lagrangian(dec_expected, self.targets[1])
+            outputs["decoder_expected_sparsity"] = dec_expected
+        outputs["lagrangian"] = term
+        return outputs
 
 
 def layer_distillation_loss(student_states: tuple[torch.Tensor, ...], teacher_states: tuple[torch.Tensor, ...],
@@ -110,8 +142,8 @@ def _trainer_class():
             groups = [
                 {"params": [p for p in wrapped.student.parameters() if p.requires_grad],
                  "lr": lr.learning_rate, "weight_decay": self.args.weight_decay},
-                {"params": list(wrapped.gates.parameters()), "lr": lr.gate_learning_rate, "weight_decay": 0.0},
-                {"params": list(wrapped.lagrangian.parameters()), "lr": lr.lambda_learning_rate, "weight_decay": 0.0,
+                {"params": wrapped.gate_parameters(), "lr": lr.gate_learning_rate, "weight_decay": 0.0},
+                {"params": wrapped.multipliers(), "lr": lr.lambda_learning_rate, "weight_decay": 0.0,
                  "maximize": True},
             ]
             self.optimizer = torch.optim.AdamW(groups)
@@ -120,8 +152,13 @@ def _trainer_class():
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             wrapped = getattr(model, "module", model)
             distill = self.learned.distill and self.teacher is not None
+            warmup = self.learned.warmup_steps if self.learned.warmup_steps is not None else self.learned.max_steps // 2
+            target = target_sparsity(self.state.global_step, self.learned.target_sparsity, warmup)
+            dec_target = (target_sparsity(self.state.global_step, wrapped.decoder_gates.target, warmup)
+                          if wrapped.decoder_gates is not None else 0.0)
+            wrapped.targets = (target, dec_target)
             outputs = model(**inputs, output_hidden_states=distill)
-            task = outputs.loss
+            task = outputs["loss"]
             loss = task
             parts = {"task": float(task.detach())}
             if distill:
@@ -130,34 +167,37 @@ def _trainer_class():
                 temp = self.learned.temperature
                 keep = inputs["labels"] != -100  # (B, T_tgt)
                 kl = nn.functional.kl_div(
-                    nn.functional.log_softmax(outputs.logits[keep] / temp, -1),
+                    nn.functional.log_softmax(outputs["logits"][keep] / temp, -1),
                     nn.functional.log_softmax(teacher.logits[keep] / temp, -1), log_target=True,
                     reduction="batchmean") * temp * temp
-                hidden = layer_distillation_loss(outputs.encoder_hidden_states[1:], teacher.encoder_hidden_states[1:],
+                hidden = layer_distillation_loss(outputs["encoder_hidden_states"][1:], teacher.encoder_hidden_states[1:],
                                                  inputs["attention_mask"])
-                hidden = hidden + layer_distillation_loss(outputs.decoder_hidden_states[1:],
+                hidden = hidden + layer_distillation_loss(outputs["decoder_hidden_states"][1:],
                                                           teacher.decoder_hidden_states[1:], keep)
                 loss = loss + kl + self.learned.hidden_weight * hidden
                 parts.update(kl=float(kl.detach()), hidden=float(hidden.detach()))
-            expected = wrapped.gates.expected_sparsity()
-            target = target_sparsity(self.state.global_step, self.learned.target_sparsity,
-                                     self.learned.warmup_steps if self.learned.warmup_steps is not None
-                                     else self.learned.max_steps // 2)
-            lagrangian = wrapped.lagrangian(expected, target)
-            loss = loss + lagrangian
-            self.last = dict(parts, expected_sparsity=float(expected.detach()), target=target,
-                             lagrangian=float(lagrangian.detach()),
+            lagrangian = outputs["lagrangian"]
+            self.last = dict(parts, expected_sparsity=float(outputs["expected_sparsity"].detach()), target=target,
                              lambda1=float(wrapped.lagrangian.lambda1.detach()),
                              lambda2=float(wrapped.lagrangian.lambda2.detach()))
+            if wrapped.decoder_gates is not None:
+                self.last.update(decoder_expected_sparsity=float(outputs["decoder_expected_sparsity"].detach()),
+                                 decoder_target=dec_target,
+                                 decoder_lambda1=float(wrapped.decoder_lagrangian.lambda1.detach()),
+                                 decoder_lambda2=float(wrapped.decoder_lagrangian.lambda2.detach()))
+            loss = loss + lagrangian
+            self.last["lagrangian"] = float(lagrangian.detach())
             return (loss, outputs) if return_outputs else loss
 
     return GateTrainer
 
 
 def train_gates(dense: LoadedModel, examples: list[Example], settings: LearnedSettings, *, task: str,
-                decoder_layers: tuple[int, ...], device: str = "cpu", progress: Progress | None = None):
-    """Train encoder gates on a copy of ``dense`` shortened to ``decoder_layers``; return the plan
-    (in the dense model's indices), the folded and pruned student, and a summary.
+                decoder_layers: tuple[int, ...] | None = None, learned_decoder_layers: int | None = None,
+                device: str = "cpu", progress: Progress | None = None):
+    """Train encoder gates on a copy of ``dense`` shortened to ``decoder_layers`` (or, with
+    ``learned_decoder_layers`` = k, on the whole model with decoder layer gates that keep k);
+    return the plan (in the dense model's indices), the folded and pruned student, and a summary.
 
     Args:
         dense: The fine-tuned dense model (also the distillation teacher); not modified.
@@ -165,6 +205,8 @@ def train_gates(dense: LoadedModel, examples: list[Example], settings: LearnedSe
         settings: Gate-training hyper-parameters.
         task: Task name (lengths).
         decoder_layers: Kept decoder layer indices of the dense model (NASH's selection).
+        learned_decoder_layers: Instead of ``decoder_layers``: k, learned by decoder layer gates
+            (``pruning.gates.DecoderLayerGates``).
         device: ``cpu`` or ``cuda``.
         progress: ``progress(fraction, message)`` after each step.
 
@@ -173,26 +215,33 @@ def train_gates(dense: LoadedModel, examples: list[Example], settings: LearnedSe
         target and multipliers of the last step, and the wall time.
 
     Raises:
-        ValueError: For no examples or bad settings.
+        ValueError: For no examples, bad settings, or not exactly one of ``decoder_layers`` and
+            ``learned_decoder_layers``.
     """
     from datasets import Dataset
     from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainingArguments, TrainerCallback
 
     from pruning import PruningPlan, apply_plan, keep_all_plan
-    from pruning.gates import EncoderGates, Lagrangian, fold_gates
+    from pruning.gates import DecoderLayerGates, EncoderGates, Lagrangian, fold_gates
 
     if not examples:
         raise ValueError("No training examples for gate training.")
+    if (decoder_layers is None) == (learned_decoder_layers is None):
+        raise ValueError("Give either the kept decoder layers or the number of decoder layers to learn, not both.")
     device = resolve_device(device)
     spec = get_task(task)
     base = keep_all_plan(dense.model)
+    if decoder_layers is None:
+        decoder_layers = base.decoder_layers  # the student keeps every layer; its gates choose k
     shortened = PruningPlan(family=base.family, num_decoder_layers=base.num_decoder_layers, num_heads=base.num_heads,
                             ffn_dim=base.ffn_dim, decoder_layers=tuple(decoder_layers),
                             encoder_heads=base.encoder_heads, encoder_neurons=base.encoder_neurons)
     torch.manual_seed(settings.seed)
     student = apply_plan(dense.model, shortened)  # a new model; the dense one stays the teacher
-    teacher = dense.model.eval().to(device) if settings.distill else None  # read only, under no_grad
-    wrapped = GatedModel(student, EncoderGates(student), Lagrangian())
+    teacher = dense.model.eval() if settings.distill else None  # read only, under no_grad; placed below
+    decoder_gates = DecoderLayerGates(student, learned_decoder_layers) if learned_decoder_layers else None
+    wrapped = GatedModel(student, EncoderGates(student), Lagrangian(), decoder_gates,
+                         Lagrangian() if decoder_gates is not None else None)
     rows = tokenize_examples(dense.tokenizer, examples, spec.max_source_tokens, spec.max_target_tokens)
 
     class Clamp(TrainerCallback):
@@ -218,17 +267,31 @@ def train_gates(dense: LoadedModel, examples: list[Example], settings: LearnedSe
         from transformers.trainer_callback import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)
+        if teacher is not None:
+            teacher.to(trainer.args.device)  # this process's device (cuda:LOCAL_RANK under accelerate launch)
         trainer.train()
     wrapped.to("cpu").eval()
     dense.model.to("cpu")
     gates = wrapped.gates
-    student_plan = gates.plan(student, decoder_layers=tuple(range(len(decoder_layers))))
+    if decoder_gates is not None:  # the student has every decoder layer: its indices are the dense ones
+        decoder_gates.detach()
+        student_kept = decoder_layers = decoder_gates.kept_layers()
+    else:
+        student_kept = tuple(range(len(decoder_layers)))
+    student_plan = gates.plan(student, decoder_layers=student_kept, target=settings.target_sparsity)
     plan = PruningPlan(family=base.family, num_decoder_layers=base.num_decoder_layers, num_heads=base.num_heads,
                        ffn_dim=base.ffn_dim, decoder_layers=tuple(decoder_layers),
                        encoder_heads=student_plan.encoder_heads, encoder_neurons=student_plan.encoder_neurons,
                        notes={"method": "nash-learned", "distill": settings.distill,
-                              "target_sparsity": settings.target_sparsity, "gate_steps": settings.max_steps})
+                              "target_sparsity": settings.target_sparsity, "gate_steps": settings.max_steps,
+                              "decoder_layers_learned": decoder_gates is not None,
+                              "target_enforced": student_plan.notes["target_enforced"]})
+    gate_values = {"heads": [g.deterministic().tolist() for g in gates.heads],
+                   "neurons_kept": [int((g.deterministic() > 0).sum()) for g in gates.neurons]}
+    if decoder_gates is not None:
+        gate_values["decoder_log_alpha"] = decoder_gates.layers.log_alpha.detach().tolist()
     pruned = apply_plan(fold_gates(student, gates), student_plan)
     summary = dict(trainer.last, steps=settings.max_steps, wall_s=round(time.perf_counter() - start, 1),
-                   device=device, distill=settings.distill)
+                   device=device, distill=settings.distill, gates=gate_values,
+                   target_enforced=student_plan.notes["target_enforced"])
     return plan, pruned, summary

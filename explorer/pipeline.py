@@ -1,11 +1,12 @@
-"""The training-free NASH pipeline as one function the CLI, the UI and the tests call.
+"""The pruning pipeline (every method) as one function the CLI, the UI and the tests call.
 
-Stages (NASH, arXiv 2310.10054, Sec. 4, with the learned encoder gates replaced by a
-training-free Taylor importance until learned gates land):
+Stages (NASH, arXiv 2310.10054, Sec. 4):
     1. dense model fine-tuned on the task (cached);
-    2. importance of every encoder head and FFN neuron from calibration batches;
-    3. plan: least important encoder units removed to the target sparsity, k of L
-       decoder layers kept (uniform / low / high);
+    2. the encoder plan, by method: training-free Taylor importance of every encoder head and
+       FFN neuron from calibration batches (``nash-training-free``), learned hard-concrete gates
+       (``nash-learned``, ``explorer.learned``), or none (``decoder-only``);
+    3. plan: encoder units removed to the target sparsity, k of L decoder layers kept
+       (uniform / low / high, or learned by decoder layer gates);
     4. surgery: a physically smaller model;
     5. optional recovery fine-tuning of the pruned model;
     6. quality of dense and pruned models on the task's evaluation split;
@@ -66,7 +67,7 @@ class PruneSettings:
     task: str  # task name (see explorer.tasks)
     encoder_sparsity: float  # fraction of encoder head + FFN parameters removed, in [0, 1)
     decoder_layers: int  # k decoder layers kept, 1 <= k <= L
-    layer_selection: str = "uniform"  # uniform | low | high
+    layer_selection: str = "uniform"  # uniform | low | high | learned (decoder layer gates; nash-learned only)
     data_dir: str | None = None  # local dataset folder; None: offline package or Hub
     recovery_steps: int = 0  # fine-tuning steps after pruning (0: none)
     eval_samples: int = 64  # examples of the evaluation split scored
@@ -92,13 +93,17 @@ class PruneSettings:
             raise ValueError(f"Decoder layers to keep must be at least 1, got {self.decoder_layers}.")
         from pruning import LAYER_SELECTIONS
 
-        if self.layer_selection not in LAYER_SELECTIONS:
-            raise ValueError(f"Unknown layer selection {self.layer_selection!r}; use {', '.join(LAYER_SELECTIONS)}.")
+        if self.layer_selection not in (*LAYER_SELECTIONS, "learned"):
+            raise ValueError(f"Unknown layer selection {self.layer_selection!r}; use {', '.join(LAYER_SELECTIONS)} "
+                             "or learned.")
         if self.method not in METHODS:
             raise ValueError(f"Unknown method {self.method!r}; use one of {', '.join(METHODS)}.")
         if self.method == "decoder-only" and self.encoder_sparsity:
             raise ValueError("decoder-only shortens the decoder and keeps the whole encoder: "
                              "set encoder sparsity to 0 or choose a NASH method.")
+        if self.layer_selection == "learned" and self.method != "nash-learned":
+            raise ValueError("Learned decoder layer selection trains decoder layer gates: choose the nash-learned "
+                             "method, or uniform / low / high selection.")
         if self.method == "nash-learned" and self.gate_steps < 1:
             raise ValueError("nash-learned needs gate_steps >= 1.")
         if self.eval_samples < 1 or self.calibration_samples < 1 or self.recovery_steps < 0:
@@ -190,8 +195,9 @@ def measure_all(model, timing: TimingSettings, device: str) -> dict:
 
 def run_prune(settings: PruneSettings, out_dir: str | os.PathLike, *, overwrite: bool = False,
               progress: Progress | None = None) -> dict:
-    """Run training-free NASH end to end and write the pruned model, ``plan.json`` and
-    ``metrics.json`` into ``out_dir``.
+    """Run one method end to end and write the pruned model, ``plan.json`` and ``metrics.json``
+    into ``out_dir``. Under ``accelerate launch`` (several processes) every process trains, and
+    only the main process evaluates, times and writes; the others return ``{"skipped": ...}``.
 
     Nothing is written to ``out_dir`` until everything succeeded; then the folder
     appears at once (temporary sibling + rename).
@@ -240,7 +246,8 @@ def run_prune(settings: PruneSettings, out_dir: str | os.PathLike, *, overwrite:
 
     t = time.perf_counter()
     identity = _dense_identity(settings, dense_summary)
-    kept = select_decoder_layers(n_dec, settings.decoder_layers, settings.layer_selection)
+    learn_layers = settings.layer_selection == "learned"
+    kept = None if learn_layers else select_decoder_layers(n_dec, settings.decoder_layers, settings.layer_selection)
     notes = {"method": settings.method, "layer_selection": settings.layer_selection}
     importance_cached, gate_summary = False, None
     if settings.method == "nash-training-free":
@@ -260,9 +267,12 @@ def run_prune(settings: PruneSettings, out_dir: str | os.PathLike, *, overwrite:
         learned = LearnedSettings(target_sparsity=settings.encoder_sparsity, max_steps=settings.gate_steps,
                                   batch_size=settings.finetune.batch_size, learning_rate=settings.finetune.learning_rate,
                                   distill=settings.distill, seed=settings.finetune.seed)
-        plan, pruned_model, gate_summary = train_gates(dense, train, learned, task=settings.task, decoder_layers=kept,
-                                                       device=device, progress=lambda f, m: say(0.3 + 0.15 * f, m))
+        plan, pruned_model, gate_summary = train_gates(
+            dense, train, learned, task=settings.task, decoder_layers=kept,
+            learned_decoder_layers=settings.decoder_layers if learn_layers else None, device=device,
+            progress=lambda f, m: say(0.3 + 0.15 * f, m))
         plan = replace(plan, notes=dict(plan.notes, **notes))
+        kept = plan.decoder_layers
         stage("gate_training", t)
         t = time.perf_counter()
         say(0.45, "surgery: gates folded, smaller model built")
@@ -283,6 +293,12 @@ def run_prune(settings: PruneSettings, out_dir: str | os.PathLike, *, overwrite:
                             progress=lambda f, m: say(0.45 + 0.25 * f, m), label="recovery fine-tune")
         stage("recovery", t)
 
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:
+        # Under `accelerate launch` / torchrun every process trains (the Trainer shards the batches);
+        # evaluation, timing and writing the run happen once, on the main process.
+        return {"skipped": "not the main process: evaluation, timing and the run folder are the main process's"}
     t = time.perf_counter()
     say(0.7, f"evaluation on {settings.eval_samples} {spec.eval_split} examples")
     quality = {}

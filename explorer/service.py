@@ -195,19 +195,66 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
+def reference_folders() -> list[Path]:
+    """The folders of shipped reference runs: ``assets/reference_runs`` (rotten_tomatoes, made by
+    ``scripts/reference_runs.sh``) and ``assets/reference_runs_*`` (e.g. the SAMSum method
+    comparison of ``scripts/samsum_comparison.sh``), each with its own ``provenance.json``."""
+    return sorted(f for f in ASSETS.glob("reference_runs*") if f.is_dir())
+
+
 def reference_table(task: str | None = None) -> pd.DataFrame:
-    """The reference runs shipped in ``assets/reference_runs`` (measured by this project with
-    ``scripts/reference_runs.sh``), their provenance in the ``source`` column."""
-    folder = ASSETS / "reference_runs"
-    if not folder.is_dir():
-        return runs_table([])
-    try:
-        prov = json.loads((folder / "provenance.json").read_text())
-        source = f"reference run: {prov['command']}, {prov['date']}, commit {prov['commit']}"
-    except (OSError, json.JSONDecodeError, KeyError):
-        source = "reference run (assets/reference_runs)"
-    table = runs_table([(r.run_id, r.metrics) for r in list_runs(folder)], reference=source)
+    """The reference runs shipped in ``assets/`` (measured by this project's scripts; see
+    :func:`reference_folders`), their provenance in the ``source`` column."""
+    tables = []
+    for folder in reference_folders():
+        try:
+            prov = json.loads((folder / "provenance.json").read_text())
+            source = f"reference run: {prov['command']}, {prov['date']}, commit {prov['commit']}"
+        except (OSError, json.JSONDecodeError, KeyError):
+            source = f"reference run (assets/{folder.name})"
+        tables.append(runs_table([(r.run_id, r.metrics) for r in list_runs(folder)], reference=source))
+    tables = [t for t in tables if not t.empty]
+    table = pd.concat(tables, ignore_index=True) if tables else runs_table([])
     return table if task is None else table[table["task"] == task].reset_index(drop=True)
+
+
+def find_run(run_id: str, root: str | None = None) -> Run:
+    """A run of the user's runs folder or a shipped reference run, by its folder name.
+
+    Raises:
+        ValueError: If neither has it.
+    """
+    for folder in [runs_root(root), *reference_folders()]:
+        for run in list_runs(folder):
+            if run.run_id == run_id:
+                return run
+    raise ValueError(f"No run named {run_id!r}: pick one from the list (your runs and the reference runs).")
+
+
+def plan_runs(task: str, root: str | None = None) -> list[str]:
+    """Run ids on ``task`` whose plan can be drawn: the user's (newest first), then reference runs."""
+    own = [r.run_id for r in list_runs_for_ui(root) if r.metrics.get("task") == task]
+    return own + reference_table(task)["run_id"].tolist()
+
+
+def plan_view(run_id: str, root: str | None = None):
+    """(figure, caption) of what run ``run_id`` removed: encoder heads x layers (with gate values
+    for learned runs), FFN neurons kept per layer, decoder layers kept.
+
+    Raises:
+        ValueError: For an unknown run or a broken ``plan.json``.
+    """
+    from .planview import plan_figure
+
+    run = find_run(run_id, root)
+    try:
+        plan = json.loads((run.path / "plan.json").read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{run_id}: plan.json cannot be read ({err}).") from None
+    gates = (run.metrics.get("gate_training") or {}).get("gates")
+    caption = (f"{_explain(run)}. Method: {run.metrics.get('method', 'nash-training-free')}"
+               + ("; cells show each kept head's learned gate value, folded into its weights." if gates else "."))
+    return plan_figure(plan, run.metrics, title=run_id), caption
 
 
 def reported_points() -> pd.DataFrame:
@@ -444,7 +491,7 @@ def data_dir_for(task: str, shared: str | None) -> str | None:
 
 
 def list_runs_for_ui(root: str | None = None) -> list[Run]:
-    """Runs, newest first."""
+    """The user's runs, newest first."""
     return list(reversed(list_runs(root)))
 
 

@@ -11,6 +11,10 @@ Sources:
     * Lagrangian lambda1 (s - t) + lambda2 (s - t)^2 with the multipliers trained by gradient
       ascent and the target t ramped linearly: Wang, Wohlwend and Lei, "Structured Pruning of
       Large Language Models", EMNLP 2020, Sec. 3.2, as CoFi uses it.
+    * Learned decoder layers (the NASH issue's fourth selection, next to uniform / low / high):
+      one hard-concrete gate per decoder layer with target sparsity 1 - k / L, the layer's
+      output mixed as x + z (f(x) - x) (a closed gate skips the layer, as CoFi's layer gates
+      do), and the k layers with the largest log alpha kept at the end.
 
 Gates act through forward pre-hooks on the modules that read the units (an attention output
 projection sees heads x head_dim columns; an FFN output projection sees the neurons), the same
@@ -180,7 +184,8 @@ class EncoderGates(nn.Module):
         for g in list(self.heads) + list(self.neurons):
             g.clamp_()
 
-    def plan(self, model: nn.Module, decoder_layers: tuple[int, ...], notes: dict | None = None) -> PruningPlan:
+    def plan(self, model: nn.Module, decoder_layers: tuple[int, ...], notes: dict | None = None,
+             target: float | None = None) -> PruningPlan:
         """The plan of the deterministic gates: units whose gate is 0 are removed; every layer
         keeps at least its one highest-scoring head and neuron (a layer cannot be empty). Such a
         unit may have gate 0: :func:`fold_gates` zeroes its weights, so fold, then surgery with
@@ -189,19 +194,140 @@ class EncoderGates(nn.Module):
         Args:
             model: The dense model the gates were built for.
             decoder_layers: Kept decoder layer indices (from layer selection or decoder gates).
+            notes: Provenance stored in the plan.
+            target: When given and the deterministic gates remove a smaller fraction of heads or
+                of neurons than ``target`` (training too short for the Lagrangian to reach it),
+                the remaining units with the lowest log alpha are removed too, globally across
+                layers, until each family's removed fraction reaches ``target``; the plan's notes
+                say so (``target_enforced``). This is our addition, so that a budget is always met;
+                the units it removes had non-zero gates, so the equivalence above no longer holds
+                for them (the final fine-tune follows). Without ``target``: NASH / CoFi exactly.
         """
         adapter = get_adapter(model)
 
-        def kept(gate: HardConcrete) -> tuple[int, ...]:
+        def kept(gate: HardConcrete) -> set[int]:
             z = gate.deterministic()
             idx = torch.nonzero(z > 0).flatten().tolist()
-            return tuple(idx) if idx else (int(torch.argmax(gate.log_alpha)),)
+            return set(idx) if idx else {int(torch.argmax(gate.log_alpha))}
 
+        heads = [kept(g) for g in self.heads]
+        neurons = [kept(g) for g in self.neurons]
+        enforced = False
+        if target is not None:
+            enforced = _remove_lowest(self.heads, heads, target) | _remove_lowest(self.neurons, neurons, target)
+        extra = {"target_enforced": enforced} if target is not None else {}
         return PruningPlan(family=adapter.family, num_decoder_layers=adapter.num_decoder_layers(model),
                            num_heads=self.num_heads, ffn_dim=self.ffn_dim, decoder_layers=tuple(decoder_layers),
-                           encoder_heads=tuple(kept(g) for g in self.heads),
-                           encoder_neurons=tuple(kept(g) for g in self.neurons),
-                           notes=dict(notes or {}, method="nash-learned-gates"))
+                           encoder_heads=tuple(tuple(sorted(k)) for k in heads),
+                           encoder_neurons=tuple(tuple(sorted(k)) for k in neurons),
+                           notes=dict(notes or {}, method="nash-learned-gates", **extra))
+
+
+def _remove_lowest(gates, kept: list[set[int]], target: float) -> bool:
+    """Remove kept units (in place) lowest log alpha first, at least one left per layer, until
+    round(target x all units) are removed. Returns whether any unit was removed."""
+    total = sum(len(g.log_alpha) for g in gates)
+    need = int(round(target * total)) - (total - sum(len(k) for k in kept))
+    if need <= 0:
+        return False
+    candidates = sorted((float(g.log_alpha.detach()[i]), layer, i) for layer, g in enumerate(gates) for i in kept[layer])
+    removed = 0
+    for _, layer, i in candidates:
+        if removed == need:
+            break
+        if len(kept[layer]) > 1:
+            kept[layer].discard(i)
+            removed += 1
+    return removed > 0
+
+
+class DecoderLayerGates(nn.Module):
+    """One hard-concrete gate per decoder layer; ``keep`` = k layers survive.
+
+    A gated layer computes x + z (f(x) - x), with x its input hidden states (B, T, d) and f(x)
+    its output: z = 0 skips the layer, z = 1 runs it. This works for pre-LN (T5, BART) and
+    post-LN (BERT) layers alike, where scaling a sublayer's output would not make a closed
+    layer the identity. The deterministic gates are binary: 1 for the k layers with the
+    largest log alpha, 0 for the rest, so the gated model in eval mode computes exactly
+    what the model with the other layers removed computes (test: ``tests/test_gates.py``).
+
+    Args:
+        model: A dense encoder-decoder model.
+        keep: k, decoder layers to keep, 1 <= k <= L.
+        init_drop_rate: See :class:`HardConcrete`.
+
+    Raises:
+        ValueError: For a model without a decoder or k outside [1, L].
+    """
+
+    def __init__(self, model: nn.Module, keep: int, init_drop_rate: float = 0.5):
+        super().__init__()
+        n = len(get_adapter(model).decoder_layers(model))
+        if n == 0:
+            raise ValueError("Decoder layer gates need an encoder-decoder model; this model has no decoder.")
+        if not 1 <= keep <= n:
+            raise ValueError(f"Decoder layers to keep must be between 1 and {n} (the model's count), got {keep}.")
+        self.keep, self.num_layers = keep, n
+        self.layers = HardConcrete(n, init_drop_rate)
+        self._handles: list = []
+        self._z: torch.Tensor | None = None
+        self._inputs: dict[int, torch.Tensor] = {}
+
+    @property
+    def target(self) -> float:
+        """The sparsity target 1 - k / L of the decoder gates."""
+        return 1.0 - self.keep / self.num_layers
+
+    def kept_layers(self) -> tuple[int, ...]:
+        """The k layers with the largest log alpha, increasing."""
+        order = torch.argsort(self.layers.log_alpha.detach(), descending=True, stable=True)
+        return tuple(sorted(int(i) for i in order[:self.keep]))
+
+    def deterministic(self) -> torch.Tensor:
+        """Binary final gates, (L,): 1 on :meth:`kept_layers`, 0 elsewhere."""
+        z = torch.zeros(self.num_layers)
+        z[list(self.kept_layers())] = 1.0
+        return z
+
+    def expected_sparsity(self) -> torch.Tensor:
+        """Expected fraction of decoder layers removed, 1 - sum P(z > 0) / L (scalar,
+        differentiable; every decoder layer owns the same parameters)."""
+        return 1.0 - self.layers.prob_nonzero().sum() / self.num_layers
+
+    def clamp_(self) -> None:
+        """Clamp log alpha (after each optimizer step)."""
+        self.layers.clamp_()
+
+    def attach(self, model: nn.Module) -> DecoderLayerGates:
+        """Register the hooks on ``model``'s decoder layers; returns self."""
+        self.detach()
+        layers = get_adapter(model).decoder_layers(model)
+        for i, layer in enumerate(layers):
+            self._handles.append(layer.register_forward_pre_hook(self._pre_hook(i), with_kwargs=True))
+            self._handles.append(layer.register_forward_hook(self._post_hook(i)))
+        return self
+
+    def _pre_hook(self, i: int):
+        def hook(_module, args, kwargs):
+            if i == 0:  # one draw per decoder forward (per generated token in generation)
+                self._z = self.layers() if self.training else self.deterministic().to(self.layers.log_alpha.device)
+            self._inputs[i] = args[0] if args else kwargs["hidden_states"]  # (B, T, d)
+        return hook
+
+    def _post_hook(self, i: int):
+        def hook(_module, _args, output):
+            x = self._inputs.pop(i)
+            z = self._z[i].to(x.dtype)
+            hidden = output[0] if isinstance(output, tuple) else output
+            mixed = x + z * (hidden - x)
+            return (mixed, *output[1:]) if isinstance(output, tuple) else mixed
+        return hook
+
+    def detach(self) -> None:
+        """Remove every hook this object registered."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles, self._inputs = [], {}
 
 
 def target_sparsity(step: int, target: float, warmup_steps: int) -> float:

@@ -96,11 +96,14 @@ def test_gradio_client_prunes_a_tiny_model_and_reads_the_run_back(app, tmp_path)
     run_id = summary.split("Run **")[1].split("**")[0]
     assert (runs / run_id / "metrics.json").exists() and (runs / run_id / "plan.json").exists()
     # Read it back through the Pareto tab's endpoint: the run is in the table of samsum runs.
-    fig, note, table, csv, pick = client.predict("samsum", "latency_ms", "absolute", "kind", True, False,
-                                                 api_name="/pareto")
+    fig, note, table, csv, pick, plan_pick = client.predict("samsum", "latency_ms", "absolute", "kind", True, False,
+                                                            api_name="/pareto")
     rows = [(row[0], row[1]) for row in table["data"]]
     assert (run_id, "measured") in rows and (run_id, "dense") in rows  # the pruned run and its dense model
     assert Path(csv).read_text().count(run_id) == 2
+    # ... and its plan draws in the plan view.
+    plan_fig, caption = client.predict(run_id, api_name="/plan")
+    assert "Method: nash-training-free" in caption and plan_fig
     # Its model downloads as a zip that loads with the documented loader.
     import zipfile
 

@@ -1,6 +1,7 @@
 """The command line (issue: NASH core, items 8 and 10) on tiny models and real data files."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -172,4 +173,26 @@ def test_prune_with_learned_gates(tiny_t5_dir, tmp_path, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["method"] == "nash-learned" and metrics["gate_training"]["distill"] is False
     assert PruningPlan.load(out).notes["method"] == "nash-learned"
+    assert load_pruned(out).config.num_decoder_layers == 2
+
+
+@needs_shared
+def test_learned_nash_trains_in_two_processes_like_accelerate_launch(tiny_t5_dir, tmp_path):
+    """The multi-process path that `accelerate launch` takes on several GPUs, here with two CPU
+    processes (torchrun, gloo): the dense fine-tune, gate training with learned decoder layers
+    (DDP over the gated model) and the final fine-tune run in both; only the main process
+    evaluates and writes the run."""
+    out = tmp_path / "two-proc"
+    env = dict(os.environ, EXPLORER_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "explorer", "prune",
+         "--model", str(tiny_t5_dir), "--task", "samsum", "--data-dir", str(SAMSUM), "--method", "nash-learned",
+         "--layer-selection", "learned", "--gate-steps", "3", "--encoder-sparsity", "0.5", "--decoder-layers", "2",
+         "--recovery-steps", "2", *FAST, "--out", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("wrote ") == 1  # one process wrote the run
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["gate_training"]["steps"] == 3 and len(metrics["decoder_layers_kept"]) == 2
+    assert PruningPlan.load(out).notes["decoder_layers_learned"] is True
     assert load_pruned(out).config.num_decoder_layers == 2

@@ -1,13 +1,15 @@
 """Hard-concrete gates, expected sparsity and the Lagrangian (the learned-NASH issue, items 1-2)."""
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 from tiny import FAMILIES, batch
 
-from pruning import apply_plan, encoder_sparsity
-from pruning.gates import LOG_ALPHA_RANGE, EncoderGates, HardConcrete, Lagrangian, fold_gates, target_sparsity
+from pruning import apply_plan, encoder_sparsity, keep_all_plan
+from pruning.gates import (LOG_ALPHA_RANGE, DecoderLayerGates, EncoderGates, HardConcrete, Lagrangian, fold_gates,
+                           target_sparsity)
 
 
 def loud(model, scale: float = 10.0):
@@ -76,6 +78,29 @@ def test_expected_sparsity_equals_a_hand_count(family):
         cfg = model.config
         assert per_head == 4 * cfg.d_model * cfg.d_kv
         assert per_neuron == (3 if family == "t5-gated" else 2) * cfg.d_model
+
+
+def test_plan_meets_the_target_when_training_fell_short_lowest_log_alpha_first():
+    model = FAMILIES["t5"]()
+    gates = EncoderGates(model)
+    torch.manual_seed(5)
+    for g in list(gates.heads) + list(gates.neurons):
+        g.log_alpha.data = torch.empty(len(g.log_alpha)).uniform_(2.0, 4.0)  # all surely kept: sparsity 0
+    gates.heads[1].log_alpha.data[:] = torch.linspace(-0.5, 0.5, gates.num_heads)  # layer 1: the weakest heads
+    plain = gates.plan(model, decoder_layers=(0,))
+    assert encoder_sparsity(plain, model) < 0.1 and "target_enforced" not in plain.notes  # expected zeros only
+    plan = gates.plan(model, decoder_layers=(0,), target=0.5)
+    assert plan.notes["target_enforced"] is True
+    assert encoder_sparsity(plan, model) == pytest.approx(0.5, abs=0.05)
+    total_heads = len(gates.heads) * gates.num_heads
+    assert total_heads - sum(len(h) for h in plan.encoder_heads) == round(0.5 * total_heads)
+    assert len(plan.encoder_heads[1]) == 1  # layer 1 lost its heads first, but keeps one
+    all_log_alpha = sorted(float(a) for g in gates.heads for a in g.log_alpha)
+    removed = [float(gates.heads[l].log_alpha[h]) for l, kept in enumerate(plan.encoder_heads)
+               for h in range(gates.num_heads) if h not in kept]
+    assert max(removed) <= all_log_alpha[len(removed)]  # lowest first (one layer-1 head had to stay)
+    # A target already met changes nothing.
+    assert gates.plan(model, decoder_layers=(0,), target=0.0).notes["target_enforced"] is False
 
 
 def test_gates_act_on_the_model_and_detach_cleanly():
@@ -170,3 +195,48 @@ def test_folded_and_pruned_model_computes_what_the_gated_model_computed(family):
         assert (unfolded - gated).abs().max().item() > 1e-2  # the gate values matter: the test can fail
         pruned = apply_plan(fold_gates(model, gates), plan)
         assert (pruned(**inputs).logits - gated).abs().max().item() <= 1e-4
+
+
+DECODER_FAMILIES = ("t5", "bart", "bert2bert")
+
+
+@pytest.mark.parametrize("family", DECODER_FAMILIES)
+def test_binary_decoder_layer_gates_equal_removing_the_layers(family):
+    """Closed layer gates skip their layers exactly (also T5's layer 0, which owns the relative
+    position bias, and BERT's post-LN layers): the gated model equals the plan's surgery."""
+    model = loud(FAMILIES[family](), 3.0)
+    gates = DecoderLayerGates(model, keep=2)
+    gates.layers.log_alpha.data = torch.tensor([-2.0, 1.5, -1.0, 2.0])  # keeps layers 1 and 3
+    assert gates.kept_layers() == (1, 3) and gates.deterministic().tolist() == [0.0, 1.0, 0.0, 1.0]
+    inputs = batch()
+    with torch.no_grad():
+        dense = model(**inputs).logits
+        gates.attach(model).eval()
+        gated = model(**inputs).logits
+        gates.detach()
+        assert torch.allclose(model(**inputs).logits, dense, atol=1e-6)  # detached: the dense model again
+        full = apply_plan(model, replace(keep_all_plan(model), decoder_layers=gates.kept_layers()))
+        shortened = full(**inputs).logits
+    assert (gated - dense).abs().max().item() > 1e-2  # the gates did act
+    assert (gated - shortened).abs().max().item() <= 1e-4
+
+
+def test_decoder_layer_gates_sparsity_target_and_gradients():
+    model = FAMILIES["t5"]().train()
+    gates = DecoderLayerGates(model, keep=1)
+    assert gates.target == pytest.approx(0.75)  # 1 - k / L with L = 4
+    gates.layers.log_alpha.data = torch.tensor([40.0, -40.0, -40.0, 40.0])  # 2 of 4 surely kept
+    assert gates.expected_sparsity().item() == pytest.approx(0.5, abs=1e-6)
+    gates.layers.log_alpha.data = torch.zeros(4)
+    gates.attach(model).train()
+    loss = model(**batch()).loss + gates.expected_sparsity()
+    loss.backward()
+    assert gates.layers.log_alpha.grad is not None and torch.all(gates.layers.log_alpha.grad != 0)
+    gates.detach()
+    with pytest.raises(ValueError, match="between 1 and 4"):
+        DecoderLayerGates(model, keep=5)
+    with pytest.raises(ValueError, match="no decoder"):
+        from transformers import BertConfig, BertModel
+
+        DecoderLayerGates(BertModel(BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                               intermediate_size=64)), keep=1)

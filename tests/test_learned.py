@@ -41,12 +41,35 @@ def test_gate_training_moves_expected_sparsity_to_the_target_and_yields_a_smalle
     assert ("kl" in summary) == distill and summary["expected_sparsity"] > 0.3  # started near 0 (drop rate 0.5 gates)
     assert plan.decoder_layers == (0, 3) and plan.notes["distill"] == distill
     achieved = encoder_sparsity(plan, dense.model)
-    assert 0.25 < achieved < 0.75
+    assert 0.45 < achieved < 0.75 and isinstance(plan.notes["target_enforced"], bool)
     assert sum(p.numel() for p in pruned.parameters()) < sum(p.numel() for p in dense.model.parameters())
     with torch.no_grad():
         ids = dense.tokenizer(["summarize: item 3 is here"], return_tensors="pt")
         out = pruned.generate(**ids, max_new_tokens=3)
     assert out.shape[1] >= 2
+
+
+def test_learned_decoder_layers_keep_k_layers_chosen_by_their_gates(dense):
+    settings = LearnedSettings(target_sparsity=0.3, max_steps=30, warmup_steps=10, batch_size=8,
+                               gate_learning_rate=0.2, lambda_learning_rate=0.5)
+    plan, pruned, summary = train_gates(dense, EXAMPLES, settings, task="samsum", learned_decoder_layers=2)
+    assert summary["decoder_target"] == 0.5  # 1 - 2 / 4
+    assert summary["decoder_expected_sparsity"] > 0.2 and summary["decoder_lambda1"] != 0.0  # started near 0
+    log_alpha = torch.tensor(summary["gates"]["decoder_log_alpha"])
+    assert plan.decoder_layers == tuple(sorted(torch.argsort(log_alpha, descending=True)[:2].tolist()))
+    assert plan.notes["decoder_layers_learned"] is True
+    n_dec = len(pruned.decoder.block)
+    assert n_dec == 2
+    with pytest.raises(ValueError, match="not both"):
+        train_gates(dense, EXAMPLES, settings, task="samsum", decoder_layers=(0, 1), learned_decoder_layers=2)
+
+
+def test_learned_layer_selection_needs_the_learned_method():
+    from explorer.pipeline import PruneSettings
+
+    with pytest.raises(ValueError, match="nash-learned"):
+        PruneSettings(model="x", task="samsum", encoder_sparsity=0.3, decoder_layers=2, layer_selection="learned",
+                      method="nash-training-free").check()
 
 
 def test_layer_distillation_matches_each_teacher_layer_to_its_closest_student_layer():

@@ -182,6 +182,33 @@ def test_shipped_reference_runs_are_real_measurements_with_provenance():
     assert provenance["date"] and provenance["commit"]
 
 
+def test_plan_view_draws_what_a_run_removed_with_gate_values_for_learned_runs(tmp_path):
+    import json
+    import shutil
+
+    run_id = service.reference_table("rotten_tomatoes")["run_id"].iloc[0]
+    assert run_id in service.plan_runs("rotten_tomatoes", tmp_path)
+    fig, caption = service.plan_view(run_id, tmp_path)
+    plan = json.loads((service.find_run(run_id).path / "plan.json").read_text())
+    heads, neurons, decoder = fig.data
+    assert [sum(row) for row in heads.z] == [len(kept) for kept in plan["encoder_heads"]]  # 1 = kept, 0 = removed
+    assert list(neurons.x) == [len(kept) for kept in plan["encoder_neurons"]]
+    assert [i for i, v in enumerate(decoder.z[0]) if v] == plan["decoder_layers"] and "gate value" not in caption
+    # A learned run of one's own: cells carry the gate values stored in metrics.json.
+    own = tmp_path / "learned-run"
+    shutil.copytree(service.find_run(run_id).path, own)
+    metrics = json.loads((own / "metrics.json").read_text())
+    values = [[0.5] * plan["num_heads"] for _ in plan["encoder_heads"]]
+    metrics["gate_training"] = {"gates": {"heads": values}}
+    (own / "metrics.json").write_text(json.dumps(metrics))
+    fig, caption = service.plan_view("learned-run", tmp_path)
+    assert "gate value" in caption
+    assert [sum(row) for row in fig.data[0].z] == [0.5 * len(kept) for kept in plan["encoder_heads"]]
+    assert service.plan_runs("rotten_tomatoes", tmp_path)[0] == "learned-run"
+    with pytest.raises(ValueError, match="No run named"):
+        service.plan_view("nope", tmp_path)
+
+
 def test_first_look_is_not_empty_and_reported_points_only_on_the_relative_scale(tmp_path):
     fig, table, note = service.pareto_view("rotten_tomatoes", root=tmp_path)  # no runs of one's own
     assert fig is not None and "reference" in set(table["kind"])

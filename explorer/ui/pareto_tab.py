@@ -19,7 +19,7 @@ TABLE_COLUMNS = ["run_id", "kind", "method", "model", "metric", "quality", "late
 
 
 def update(task, axis, scale, colour, references, reported, root):
-    """(figure, note, table, CSV path, run choices) for the tab's current settings."""
+    """(figure, note, table, CSV path, run choices, plan-view run choices) for the tab's current settings."""
     try:
         fig, frame, note = service.pareto_view(task, axis, colour, root, scale=scale, references=references,
                                                reported=reported)
@@ -27,8 +27,20 @@ def update(task, axis, scale, colour, references, reported, root):
         raise gr.Error(str(err).splitlines()[0]) from None
     path = service.export_csv(frame, name=f"runs-{task}") if not frame.empty else None
     own = [r.run_id for r in service.list_runs_for_ui(root)]
+    planned = service.plan_runs(task, root)
     return (fig, note, frame[TABLE_COLUMNS] if not frame.empty else frame, path,
-            gr.Dropdown(choices=own, value=own[0] if own else None))
+            gr.Dropdown(choices=own, value=own[0] if own else None),
+            gr.Dropdown(choices=planned, value=planned[0] if planned else None))
+
+
+def show_plan(run_id, root):
+    """(figure, caption) of what ``run_id`` removed."""
+    if not run_id:
+        return None, "Pick a run to see what it removed."
+    try:
+        return service.plan_view(run_id, root)
+    except ValueError as err:
+        raise gr.Error(str(err)) from None
 
 
 def render(runs: str | None) -> dict:
@@ -55,9 +67,16 @@ def render(runs: str | None) -> dict:
         pick = gr.Dropdown([], label="One of your runs")
         zip_button = gr.Button("Zip its model for download")
         zipped = gr.File(label="Model zip (unzip, then pruning.load_pruned(folder))")
+    gr.Markdown("**What a run removed.** Encoder heads by layer (for learned NASH, the gate value folded into "
+                "each kept head), FFN neurons kept per encoder layer, and the decoder layers kept. Decoder depth "
+                "sets most of the latency; the encoder's width sets most of the quality (NASH's two findings).")
+    plan_pick = gr.Dropdown([], label="Run", elem_id="plan-run")
+    plan_plot = gr.Plot(label="Plan", elem_id="plan-plot")
+    plan_note = gr.Markdown()
     runs_state = gr.State(runs)
     inputs = [task, axis, scale, colour, references, reported, runs_state]
-    outputs = [plot, note, table, csv, pick]
+    outputs = [plot, note, table, csv, pick, plan_pick]
+    plan_pick.change(show_plan, [plan_pick, runs_state], [plan_plot, plan_note], api_name="plan")
     refresh.click(update, inputs, outputs, api_name="pareto")
     for event in (task.change, axis.change, scale.change, colour.change, references.change, reported.change):
         event(update, inputs, outputs, api_name=False)

@@ -74,7 +74,8 @@ def render(runs: str | None, shared: str | None) -> dict:
         sparsity = gr.Slider(0.0, 0.95, value=0.3, step=0.05, label="Encoder sparsity (fraction of encoder head "
                                                                      "and FFN parameters removed)")
         layers = gr.Slider(1, 6, value=2, step=1, label="Decoder layers kept")
-        selection = gr.Radio(["uniform", "low", "high"], value="uniform", label="Decoder layer selection")
+        selection = gr.Radio(["uniform", "low", "high", "learned"], value="uniform", label="Decoder layer selection",
+                             info="learned: decoder layer gates, with NASH (learned gates) only")
     with gr.Row():
         recovery = gr.Number(100, precision=0, minimum=0, label="Recovery fine-tuning steps (0: none)")
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

@@ -1,0 +1,66 @@
+"""What a run removed, drawn: encoder heads x layers, FFN neurons kept per encoder layer, and the
+decoder layers kept (the learned-NASH issue, item 7: "a view of the learned gates").
+
+For a learned run whose ``metrics.json`` carries the deterministic gate values
+(``gate_training.gates``, written by ``explorer.learned.train_gates``), each kept head's cell shows
+its gate value (the factor folded into its weights); otherwise cells are 1 (kept) or 0 (removed),
+which is all a training-free or decoder-only plan has.
+"""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+
+def plan_figure(plan: dict, metrics: dict | None = None, title: str = "") -> go.Figure:
+    """Three panels for one run's plan.
+
+    Args:
+        plan: A ``plan.json`` (``pruning.PruningPlan`` as a dict): ``num_heads`` H, ``ffn_dim`` F,
+            ``encoder_heads`` / ``encoder_neurons`` (kept indices per encoder layer),
+            ``num_decoder_layers`` L and ``decoder_layers`` (kept indices).
+        metrics: The run's ``metrics.json``, for gate values when there are any.
+        title: Figure title.
+
+    Returns:
+        A plotly figure: a heatmap of encoder layers x heads (gate value, 0 = removed), bars of
+        FFN neurons kept per encoder layer (of F), and a one-row map of the decoder layers kept.
+
+    Raises:
+        ValueError: If ``plan`` lacks the fields above.
+    """
+    try:
+        heads_kept, neurons_kept = plan["encoder_heads"], plan["encoder_neurons"]
+        n_heads, ffn_dim = int(plan["num_heads"]), int(plan["ffn_dim"])
+        n_dec, dec_kept = int(plan["num_decoder_layers"]), set(plan["decoder_layers"])
+    except (KeyError, TypeError) as err:
+        raise ValueError(f"Not a pruning plan (missing {err}); pick a run folder that has plan.json.") from None
+    gates = ((metrics or {}).get("gate_training") or {}).get("gates") or {}
+    values = gates.get("heads")
+    grid = []
+    for layer, kept in enumerate(heads_kept):
+        kept = set(kept)
+        if values and layer < len(values) and len(values[layer]) == n_heads:
+            grid.append([values[layer][h] if h in kept else 0.0 for h in range(n_heads)])
+        else:
+            grid.append([1.0 if h in kept else 0.0 for h in range(n_heads)])
+    label = "gate value" if values else "kept"
+    fig = make_subplots(rows=2, cols=2, column_widths=[0.62, 0.38], row_heights=[0.8, 0.2], vertical_spacing=0.18,
+                        horizontal_spacing=0.12,
+                        subplot_titles=(f"Encoder heads ({label}; 0 = removed)", f"FFN neurons kept (of {ffn_dim})",
+                                        f"Decoder layers kept ({len(dec_kept)} of {n_dec})", ""))
+    layers = [f"enc {i}" for i in range(len(heads_kept))]
+    fig.add_trace(go.Heatmap(z=grid, x=[f"h{h}" for h in range(n_heads)], y=layers, zmin=0, zmax=1,
+                             colorscale="Blues", showscale=False,
+                             hovertemplate="%{y}, %{x}: %{z:.2f}<extra></extra>"), row=1, col=1)
+    fig.add_trace(go.Bar(x=[len(n) for n in neurons_kept], y=layers, orientation="h", marker_color="#4c78a8",
+                         hovertemplate="%{y}: %{x} neurons<extra></extra>", showlegend=False), row=1, col=2)
+    fig.update_xaxes(range=[0, ffn_dim], row=1, col=2)
+    fig.add_trace(go.Heatmap(z=[[1.0 if i in dec_kept else 0.0 for i in range(n_dec)]],
+                             x=[f"dec {i}" for i in range(n_dec)], y=["kept"], zmin=0, zmax=1, colorscale="Greens",
+                             showscale=False, hovertemplate="%{x}: %{z:.0f}<extra></extra>"), row=2, col=1)
+    fig.update_yaxes(autorange="reversed", row=1, col=1)
+    fig.update_yaxes(autorange="reversed", row=1, col=2)
+    fig.update_layout(title=title, height=460, margin=dict(l=50, r=20, t=70, b=30), template="plotly_white")
+    return fig
