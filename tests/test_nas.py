@@ -1,0 +1,107 @@
+"""EFTNAS pieces without NNCF: the search-space generator and importance reordering (the EFTNAS
+issue, items 2-3)."""
+
+import pytest
+import torch
+from transformers import BertConfig, BertModel
+from torch.utils.flop_counter import FlopCounterMode
+
+from nas import (SearchSpace, encoder_macs, generate_search_space, reorder_by_importance, search_space_figure,
+                 widths_at_threshold)
+
+
+def tiny_bert(layers=3, heads=4, hidden=32, ffn=64, seed=0):
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=100, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                        intermediate_size=ffn, max_position_embeddings=64, hidden_dropout_prob=0.0,
+                        attention_probs_dropout_prob=0.0, attn_implementation="eager")
+    model = BertModel(config, add_pooling_layer=False).eval()
+    with torch.no_grad():  # larger weights than BERT's init, so a wrong permutation shows at 1e-5
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear):
+                module.weight.mul_(5.0)
+    return model
+
+
+def test_encoder_macs_formula_matches_torch_flop_counter():
+    model = tiny_bert()
+    ids = torch.randint(0, 100, (1, 16))
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(input_ids=ids)
+    assert counter.get_total_flops() // 2 == encoder_macs(32, 8, [4] * 3, [64] * 3, seq_len=16)
+
+
+def test_search_space_hits_each_macs_target_and_takes_the_union_of_widths():
+    torch.manual_seed(0)
+    layers, heads, ffn = 6, 12, 256
+    head_scores = [torch.rand(heads) * (i + 1) for i in range(layers)]  # upper layers more important
+    neuron_scores = [torch.rand(ffn) * (i + 1) for i in range(layers)]
+    neuron_scores[2] = torch.full((ffn,), 1e-6)  # a layer whose FFN is unimportant
+    space = generate_search_space(head_scores, neuron_scores, hidden=64, head_dim=16,
+                                  targets=[0.3, 0.5, 0.7, 0.9], seq_len=128, tolerance=0.01)
+    assert space.achieved == pytest.approx([0.3, 0.5, 0.7, 0.9], abs=0.01)
+    dense = encoder_macs(64, 16, [heads] * layers, [ffn] * layers)
+    for target, threshold in zip(space.targets, space.thresholds):
+        h, n = widths_at_threshold(head_scores, neuron_scores, threshold)
+        assert encoder_macs(64, 16, h, n) / dense == pytest.approx(target, abs=0.01)
+        for layer in range(layers):  # every target's widths are choices (the union; < 2% of full -> 0)
+            assert (h[layer] if h[layer] >= 0.02 * heads else 0) in space.heads[layer]
+            assert (n[layer] if n[layer] >= 0.02 * ffn else 0) in space.neurons[layer]
+    for layer in range(layers):
+        assert space.heads[layer][-1] == heads and space.neurons[layer][-1] == ffn  # full width always a choice
+        assert list(space.heads[layer]) == sorted(set(space.heads[layer]))
+    assert space.neurons[2][0] == 0  # under 2% of full at a low target: skippable
+    assert all(len(c) > 2 for c in space.neurons[3:])  # several widths per layer
+    fig = search_space_figure(space)
+    assert sorted(fig.data[1].y) == sorted(v for c in space.neurons for v in c)
+
+
+def test_widths_at_threshold_and_bad_input():
+    heads, neurons = widths_at_threshold([torch.tensor([0.0, 1.0, 2.0])], [torch.tensor([0.0, 4.0])], 0.5)
+    assert heads == [2] and neurons == [1]
+    assert widths_at_threshold([torch.tensor([0.0, 1.0])], [torch.tensor([0.0, 1.0])], 0.0) == ([2], [2])
+    with pytest.raises(ValueError, match=r"\(0, 1\)"):
+        generate_search_space([torch.rand(4)], [torch.rand(8)], hidden=8, head_dim=2, targets=[1.2])
+    with pytest.raises(ValueError, match="same, non-empty"):
+        generate_search_space([torch.rand(4)], [], hidden=8, head_dim=2)
+
+
+def test_search_space_json_round_trip(tmp_path):
+    space = generate_search_space([torch.rand(4) for _ in range(2)], [torch.rand(16) for _ in range(2)], hidden=16,
+                                  head_dim=4, targets=[0.5])
+    space.to_json(tmp_path / "space.json")
+    assert SearchSpace.from_json(tmp_path / "space.json") == space
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(ValueError, match="not a search space"):
+        SearchSpace.from_json(tmp_path / "bad.json")
+
+
+def test_reordered_model_computes_the_same_outputs_most_important_first():
+    model = tiny_bert()
+    torch.manual_seed(1)
+    head_scores = [torch.rand(4) for _ in range(3)]
+    neuron_scores = [torch.rand(64) for _ in range(3)]
+    reordered, head_orders, neuron_orders = reorder_by_importance(model, head_scores, neuron_scores)
+    ids = torch.randint(0, 100, (2, 12))
+    mask = torch.ones_like(ids)
+    mask[1, 8:] = 0
+    with torch.no_grad():
+        before = model(input_ids=ids, attention_mask=mask).last_hidden_state
+        after = reordered(input_ids=ids, attention_mask=mask).last_hidden_state
+    assert torch.allclose(before, after, atol=1e-5)
+    for layer in range(3):
+        assert head_orders[layer] == torch.argsort(head_scores[layer], descending=True).tolist()
+        best = head_orders[layer][0]
+        old_q = model.encoder.layer[layer].attention.self.query.weight
+        new_q = reordered.encoder.layer[layer].attention.self.query.weight
+        assert torch.equal(new_q[:8], old_q[best * 8:(best + 1) * 8])  # head 0 is now the most important
+        best_n = neuron_orders[layer][0]
+        assert torch.equal(reordered.encoder.layer[layer].intermediate.dense.weight[0],
+                           model.encoder.layer[layer].intermediate.dense.weight[best_n])
+    # A wrong order breaks equivalence (the test can fail): permute only Q's heads.
+    broken, _, _ = reorder_by_importance(model, head_scores, neuron_scores)
+    with torch.no_grad():
+        broken.encoder.layer[0].attention.self.query.weight.copy_(model.encoder.layer[0].attention.self.query.weight)
+        assert not torch.allclose(broken(input_ids=ids, attention_mask=mask).last_hidden_state, before, atol=1e-3)
+    with pytest.raises(ValueError, match="layers"):
+        reorder_by_importance(model, head_scores[:2], neuron_scores)
