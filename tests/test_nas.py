@@ -10,11 +10,11 @@ from nas import (SearchSpace, encoder_macs, generate_search_space, reorder_by_im
                  widths_at_threshold)
 
 
-def tiny_bert(layers=3, heads=4, hidden=32, ffn=64, seed=0):
+def tiny_bert(layers=3, heads=4, hidden=32, ffn=64, seed=0, attn="eager"):
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=100, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
                         intermediate_size=ffn, max_position_embeddings=64, hidden_dropout_prob=0.0,
-                        attention_probs_dropout_prob=0.0, attn_implementation="eager")
+                        attention_probs_dropout_prob=0.0, attn_implementation=attn)
     model = BertModel(config, add_pooling_layer=False).eval()
     with torch.no_grad():  # larger weights than BERT's init, so a wrong permutation shows at 1e-5
         for module in model.modules():
@@ -105,3 +105,35 @@ def test_reordered_model_computes_the_same_outputs_most_important_first():
         assert not torch.allclose(broken(input_ids=ids, attention_mask=mask).last_hidden_state, before, atol=1e-3)
     with pytest.raises(ValueError, match="layers"):
         reorder_by_importance(model, head_scores[:2], neuron_scores)
+
+
+def test_extracted_subnetwork_round_trips_through_save_and_load(tmp_path):
+    import time
+
+    from transformers import BertForSequenceClassification
+
+    from nas.extract import extract_subnetwork
+    from pruning import load_pruned, save_pruned
+
+    model = BertForSequenceClassification(tiny_bert(attn="sdpa").config).eval()  # with pooler and classifier, as EFTNAS ships
+    reordered, _, _ = reorder_by_importance(model, [torch.rand(4) for _ in range(3)],
+                                            [torch.rand(64) for _ in range(3)])
+    start = time.perf_counter()
+    sub, plan = extract_subnetwork(reordered, [1, 4, 2], [16, 64, 40])
+    assert time.perf_counter() - start < 5.0  # generous; the benchmark reports the real number
+    assert [layer.attention.self.query.out_features for layer in sub.bert.encoder.layer] == [8, 32, 16]
+    assert [layer.intermediate.dense.out_features for layer in sub.bert.encoder.layer] == [16, 64, 40]
+    ids = torch.randint(0, 100, (2, 10))
+    with torch.no_grad():
+        out = sub(input_ids=ids).logits
+    save_pruned(sub, plan, tmp_path / "sub")
+    loaded = load_pruned(tmp_path / "sub").eval()
+    with torch.no_grad():
+        assert loaded.config._attn_implementation == sub.config._attn_implementation, "attention kernel changed"
+        assert torch.equal(loaded(input_ids=ids).logits, out)
+    # The full-width configuration is the reordered (= dense) model.
+    full, _ = extract_subnetwork(reordered, [4, 4, 4], [64, 64, 64])
+    with torch.no_grad():
+        assert torch.allclose(full(input_ids=ids).logits, model(input_ids=ids).logits, atol=1e-5)
+    with pytest.raises(ValueError, match="between 1 and the full width"):
+        extract_subnetwork(reordered, [0, 4, 4], [64, 64, 64])
