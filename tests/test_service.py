@@ -182,6 +182,15 @@ def test_shipped_reference_runs_are_real_measurements_with_provenance():
     assert provenance["date"] and provenance["commit"]
 
 
+def test_samsum_method_comparison_ships_as_reference_runs_of_every_method(tmp_path):
+    table = service.reference_table("samsum")
+    measured = table[table["kind"] == "reference"]
+    assert {"nash-learned", "nash-training-free", "decoder-only"} <= set(measured["method"])
+    assert table["source"].str.contains("scripts/samsum_comparison.sh").all() and (table["weights"] == "pretrained").all()
+    fig, _, _ = service.pareto_view("samsum", root=tmp_path, color="method")
+    assert {"nash-learned", "nash-training-free", "decoder-only"} <= {t.name for t in fig.data}
+
+
 def test_plan_view_draws_what_a_run_removed_with_gate_values_for_learned_runs(tmp_path):
     import json
     import shutil
