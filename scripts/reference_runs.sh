@@ -23,27 +23,5 @@ for budget in "${BUDGETS[@]}"; do
         --recovery-steps 100 --eval-samples 200 --input-tokens 256 --new-tokens 64 --repeats 5 \
         --device "$DEVICE" --out "$WORK/$name"
 done
-STAGE="$(mktemp -d "$(dirname "$DEST")/.reference_runs.XXXX")"
-for run in "$WORK"/*/; do
-    name="$(basename "$run")"
-    mkdir -p "$STAGE/$name"
-    cp "$run/metrics.json" "$run/plan.json" "$STAGE/$name/"
-done
-.venv/bin/python - "$STAGE" "$DEVICE" <<'PY'
-import json, subprocess, sys
-from datetime import datetime, timezone
-from explorer.measure import device_description
-stage, device = sys.argv[1], sys.argv[2]
-commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True).stdout.strip()
-json.dump({"command": f"DEVICE={device} bash scripts/reference_runs.sh",
-           "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "commit": commit or "unknown",
-           "machine": device_description(device),
-           "note": "measured by this project; each run's metrics.json records its device, settings and wall times"},
-          open(f"{stage}/provenance.json", "w"), indent=1)
-PY
-rm -rf "$DEST.old"
-[ -d "$DEST" ] && mv "$DEST" "$DEST.old"
-mv "$STAGE" "$DEST"
-rm -rf "$DEST.old"
-echo "wrote $DEST" >&2
+bash scripts/ship_runs.sh "$WORK" "$DEST" "$DEVICE" "DEVICE=$DEVICE bash scripts/reference_runs.sh"
 .venv/bin/python scripts/reference_table.py "$DEST"

@@ -43,27 +43,5 @@ for run in $RUNS; do
     esac
     HF_HUB_OFFLINE=1 .venv/bin/python -m explorer prune "${common[@]}" "${args[@]}" --out "$out"
 done
-STAGE="$(mktemp -d "$(dirname "$DEST")/.reference_runs_samsum.XXXX")"
-for run in "$WORK"/*/; do
-    [ -f "$run/metrics.json" ] || continue
-    mkdir -p "$STAGE/$(basename "$run")"
-    cp "$run/metrics.json" "$run/plan.json" "$STAGE/$(basename "$run")/"
-done
-.venv/bin/python - "$STAGE" "$DEVICE" <<'PY'
-import json, subprocess, sys
-from datetime import datetime, timezone
-from explorer.measure import device_description
-stage, device = sys.argv[1], sys.argv[2]
-commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True).stdout.strip()
-json.dump({"command": f"DEVICE={device} bash scripts/samsum_comparison.sh",
-           "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "commit": commit or "unknown",
-           "machine": device_description(device),
-           "note": "measured by this project; each run's metrics.json records its device, settings and wall times"},
-          open(f"{stage}/provenance.json", "w"), indent=1)
-PY
-rm -rf "$DEST.old"
-[ -d "$DEST" ] && mv "$DEST" "$DEST.old"
-mv "$STAGE" "$DEST"
-rm -rf "$DEST.old"
-echo "wrote $DEST" >&2
-.venv/bin/python scripts/reference_table.py "$DEST"
+bash scripts/ship_runs.sh "$WORK" "$DEST" "$DEVICE" "DEVICE=$DEVICE bash scripts/samsum_comparison.sh"
+.venv/bin/python scripts/comparison_table.py "$DEST"
