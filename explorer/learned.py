@@ -79,6 +79,12 @@ class GatedModel(nn.Module):
         """log alpha of every gate (encoder units and, when learned, decoder layers)."""
         return list(self.gates.parameters()) + (list(self.decoder_gates.parameters()) if self.decoder_gates else [])
 
+    def clamp_(self) -> None:
+        """Clamp the log alpha of every gate, encoder and decoder (after each optimizer step)."""
+        self.gates.clamp_()
+        if self.decoder_gates is not None:
+            self.decoder_gates.clamp_()
+
     def multipliers(self) -> list[nn.Parameter]:
         """The Lagrange multipliers (trained by ascent)."""
         extra = list(self.decoder_lagrangian.parameters()) if self.decoder_lagrangian is not None else []
@@ -246,7 +252,7 @@ def train_gates(dense: LoadedModel, examples: list[Example], settings: LearnedSe
 
     class Clamp(TrainerCallback):
         def on_step_end(self, args, state, control, model=None, **kwargs):
-            getattr(model, "module", model).gates.clamp_()
+            getattr(model, "module", model).clamp_()
             if progress:
                 last = trainer.last
                 progress(state.global_step / max(state.max_steps, 1),
@@ -286,8 +292,7 @@ def train_gates(dense: LoadedModel, examples: list[Example], settings: LearnedSe
                               "target_sparsity": settings.target_sparsity, "gate_steps": settings.max_steps,
                               "decoder_layers_learned": decoder_gates is not None,
                               "target_enforced": student_plan.notes["target_enforced"]})
-    gate_values = {"heads": [g.deterministic().tolist() for g in gates.heads],
-                   "neurons_kept": [int((g.deterministic() > 0).sum()) for g in gates.neurons]}
+    gate_values = {"heads": [g.deterministic().tolist() for g in gates.heads]}  # kept neurons: see the plan
     if decoder_gates is not None:
         gate_values["decoder_log_alpha"] = decoder_gates.layers.log_alpha.detach().tolist()
     pruned = apply_plan(fold_gates(student, gates), student_plan)

@@ -56,12 +56,30 @@ def test_learned_decoder_layers_keep_k_layers_chosen_by_their_gates(dense):
     assert summary["decoder_target"] == 0.5  # 1 - 2 / 4
     assert summary["decoder_expected_sparsity"] > 0.2 and summary["decoder_lambda1"] != 0.0  # started near 0
     log_alpha = torch.tensor(summary["gates"]["decoder_log_alpha"])
+    from pruning.gates import LOG_ALPHA_RANGE
+
+    assert LOG_ALPHA_RANGE[0] <= log_alpha.min() and log_alpha.max() <= LOG_ALPHA_RANGE[1]  # clamped every step
     assert plan.decoder_layers == tuple(sorted(torch.argsort(log_alpha, descending=True)[:2].tolist()))
     assert plan.notes["decoder_layers_learned"] is True
     n_dec = len(pruned.decoder.block)
     assert n_dec == 2
     with pytest.raises(ValueError, match="not both"):
         train_gates(dense, EXAMPLES, settings, task="samsum", decoder_layers=(0, 1), learned_decoder_layers=2)
+
+
+def test_clamping_after_a_step_covers_encoder_and_decoder_gates():
+    from tiny import tiny_t5
+
+    from explorer.learned import GatedModel
+    from pruning.gates import LOG_ALPHA_RANGE, DecoderLayerGates, EncoderGates, Lagrangian
+
+    student = tiny_t5()
+    wrapped = GatedModel(student, EncoderGates(student), Lagrangian(), DecoderLayerGates(student, 2), Lagrangian())
+    for p in wrapped.gate_parameters():
+        p.data.fill_(50.0)
+    wrapped.clamp_()
+    assert [p.max().item() for p in wrapped.gate_parameters()] == pytest.approx(
+        [LOG_ALPHA_RANGE[1]] * len(wrapped.gate_parameters()))
 
 
 def test_learned_layer_selection_needs_the_learned_method():
