@@ -65,7 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recovery-steps", type=int, default=0, help="fine-tuning steps after pruning (the final "
                                                                   "fine-tune of nash-learned)")
     p.add_argument("--eval-samples", type=int, default=64)
-    p.add_argument("--calibration-samples", type=int, default=64)
+    p.add_argument("--calibration-samples", type=int, default=256,
+                   help="at most this many training examples for the training-free importance scores")
+    p.add_argument("--calibration-tokens", type=int, default=4096,
+                   help="... and no more once their source tokens reach this")
     p.add_argument("--num-beams", type=int, default=1, help="beams for the quality evaluation")
     p.add_argument("--no-dense-finetune", action="store_true", help="the model is already fine-tuned for the task")
     _finetune_args(p)
@@ -130,7 +133,8 @@ def cmd_prune(args) -> int:
     settings = PruneSettings(
         model=args.model, task=args.task, data_dir=args.data_dir, encoder_sparsity=args.encoder_sparsity,
         decoder_layers=args.decoder_layers, layer_selection=args.layer_selection, recovery_steps=args.recovery_steps,
-        eval_samples=args.eval_samples, calibration_samples=args.calibration_samples, device=args.device,
+        eval_samples=args.eval_samples, calibration_samples=args.calibration_samples,
+        calibration_tokens=args.calibration_tokens, device=args.device,
         num_beams=args.num_beams, finetune=_finetune_settings(args), timing=_timing(args),
         dense_finetune=not args.no_dense_finetune, method=args.method, gate_steps=args.gate_steps,
         distill=not args.no_distill)

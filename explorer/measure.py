@@ -161,7 +161,8 @@ def measure_latency(model: nn.Module, *, batch_size: int = 1, input_tokens: int 
     )
 
 
-def count_macs(model: nn.Module, *, batch_size: int = 1, input_tokens: int = 256, new_tokens: int = 64) -> dict:
+def count_macs(model: nn.Module, *, batch_size: int = 1, input_tokens: int = 256, new_tokens: int = 64,
+               direct: bool = False) -> dict:
     """Multiply-accumulates of one encoder pass and of greedy generation, in GMACs.
 
     Counted with ``torch.utils.flop_counter.FlopCounterMode`` while the model runs on
@@ -173,11 +174,20 @@ def count_macs(model: nn.Module, *, batch_size: int = 1, input_tokens: int = 256
     is invisible to the counter. Inputs and generation settings are those of
     :func:`measure_latency` with ``num_beams=1`` (KV cache included).
 
+    Generation is counted for 1, 2 and 3 new tokens and extrapolated to ``new_tokens``
+    (unless ``direct``): with a KV cache, step p costs a constant (projections, FFNs,
+    cross-attention, LM head) plus a part linear in p (self-attention over p cached
+    keys and values), so the total over n steps is a quadratic in n, fixed exactly by
+    three points. Counting under ``FlopCounterMode`` is several times slower than
+    running, so this saves most of the cost (``tests/test_measure.py`` checks the
+    extrapolation against a direct count for every family).
+
     Args:
         model: A Hugging Face encoder-decoder model, possibly pruned.
         batch_size: Sequences per batch, >= 1.
         input_tokens: Encoder input length, >= 1.
         new_tokens: Tokens to generate greedily, >= 1.
+        direct: Count a full ``new_tokens`` generation instead of extrapolating.
 
     Returns:
         ``{"encoder_gmacs": one encoder pass, "decoder_gmacs": all decoder steps of
@@ -197,18 +207,28 @@ def count_macs(model: nn.Module, *, batch_size: int = 1, input_tokens: int = 256
         device = _model_device(model)
         input_ids = _random_input_ids(model, batch_size, input_tokens, device)
         attention_mask = torch.ones_like(input_ids)
-        generation_config = _exact_length_generation_config(model, new_tokens, num_beams=1)
+
+        def generate_flops(n: int) -> int:
+            config = _exact_length_generation_config(model, n, num_beams=1)
+            with FlopCounterMode(display=False) as counter:
+                output = model.generate(input_ids=input_ids, attention_mask=attention_mask,
+                                        generation_config=config, past_key_values=new_cache())
+            _check_generated_length(output, batch_size, n)
+            return counter.get_total_flops()
+
         with torch.inference_mode(), sdpa_kernel(SDPBackend.MATH):
             with FlopCounterMode(display=False) as encoder_counter:
                 model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask)
-            with FlopCounterMode(display=False) as total_counter:
-                output = model.generate(input_ids=input_ids, attention_mask=attention_mask,
-                                        generation_config=generation_config, past_key_values=new_cache())
-        _check_generated_length(output, batch_size, new_tokens)
+            if direct or new_tokens <= 3:
+                total = generate_flops(new_tokens)
+            else:
+                f1, f2, f3 = (generate_flops(n) for n in (1, 2, 3))
+                n = new_tokens
+                total = f1 + (n - 1) * (f2 - f1) + (n - 1) * (n - 2) // 2 * (f3 - 2 * f2 + f1)
     finally:
         model.train(was_training)
     encoder_gmacs = encoder_counter.get_total_flops() / 2 / 1e9
-    gmacs = total_counter.get_total_flops() / 2 / 1e9
+    gmacs = total / 2 / 1e9
     return {"encoder_gmacs": encoder_gmacs, "decoder_gmacs": gmacs - encoder_gmacs, "gmacs": gmacs}
 
 

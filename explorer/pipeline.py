@@ -71,7 +71,8 @@ class PruneSettings:
     data_dir: str | None = None  # local dataset folder; None: offline package or Hub
     recovery_steps: int = 0  # fine-tuning steps after pruning (0: none)
     eval_samples: int = 64  # examples of the evaluation split scored
-    calibration_samples: int = 64  # first training examples (of the fine-tuning subset) for importance scores
+    calibration_samples: int = 256  # at most this many first training examples for importance scores ...
+    calibration_tokens: int = 4096  # ... and no more once their source tokens reach this (README: calibration)
     device: str = "cpu"  # cpu | cuda | auto
     num_beams: int = 1  # beams for the quality evaluation
     finetune: FinetuneSettings = field(default_factory=FinetuneSettings)  # dense fine-tuning
@@ -106,10 +107,30 @@ class PruneSettings:
                              "method, or uniform / low / high selection.")
         if self.method == "nash-learned" and self.gate_steps < 1:
             raise ValueError("nash-learned needs gate_steps >= 1.")
-        if self.eval_samples < 1 or self.calibration_samples < 1 or self.recovery_steps < 0:
-            raise ValueError("eval_samples and calibration_samples must be >= 1 and recovery_steps >= 0.")
+        if self.eval_samples < 1 or self.calibration_samples < 1 or self.calibration_tokens < 1 or self.recovery_steps < 0:
+            raise ValueError("eval_samples, calibration_samples and calibration_tokens must be >= 1 and "
+                             "recovery_steps >= 0.")
         get_task(self.task)
         resolve_device(self.device)
+
+
+def calibration_examples(tokenizer, task: str, examples, max_examples: int, token_budget: int) -> list:
+    """The first training examples whose source tokens (truncated as the task truncates them)
+    reach ``token_budget``, at most ``max_examples`` of them and at least one.
+
+    The Taylor scores average over tokens, so a token budget gives long-input tasks (SAMSum,
+    ~160 source tokens per dialogue) and short ones (rotten_tomatoes, ~30) a similar amount of
+    signal for a similar cost: 4096 tokens are ~26 dialogues or ~128 sentences.
+    ``scripts/calibration_stability.py`` measures how stable the resulting plans are.
+    """
+    spec = get_task(task)
+    chosen, tokens = [], 0
+    for example in examples[:max_examples]:
+        if tokens >= token_budget:
+            break
+        chosen.append(example)
+        tokens += len(tokenizer(example.source, max_length=spec.max_source_tokens, truncation=True)["input_ids"])
+    return chosen
 
 
 def calibration_batches(loaded: LoadedModel, task: str, examples, batch_size: int = 8) -> list[dict]:
@@ -171,6 +192,7 @@ def cached_importance(dense: LoadedModel, settings: PruneSettings, identity: dic
 
     path = _cached("importance", {**identity, "task": settings.task, "data": settings.data_dir,
                                   "calibration": settings.calibration_samples,
+                                  "calibration_tokens": settings.calibration_tokens,
                                   "max_train": settings.finetune.train_samples}, ".pt")
     if path.exists():
         saved = torch.load(path, map_location="cpu", weights_only=True)
@@ -225,7 +247,6 @@ def run_prune(settings: PruneSettings, out_dir: str | os.PathLike, *, overwrite:
     spec = get_task(settings.task)
     train = load_split(settings.task, "train", data_dir=settings.data_dir, limit=settings.finetune.train_samples)
     examples = load_split(settings.task, spec.eval_split, data_dir=settings.data_dir, limit=settings.eval_samples)
-    calib = train[:settings.calibration_samples]
     times: dict[str, float] = {}
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -252,6 +273,8 @@ def run_prune(settings: PruneSettings, out_dir: str | os.PathLike, *, overwrite:
     importance_cached, gate_summary = False, None
     if settings.method == "nash-training-free":
         say(0.3, "importance: scoring encoder heads and FFN neurons")
+        calib = calibration_examples(dense.tokenizer, settings.task, train, settings.calibration_samples,
+                                     settings.calibration_tokens)
         scores, importance_cached = cached_importance(dense, settings, identity, calib, device)
         dense.model.to("cpu")
         stage("importance", t)

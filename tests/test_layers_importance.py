@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from conftest import SHARED
 from tiny import FAMILIES, batch
 
 from pruning import LAYER_SELECTIONS, get_adapter, plan_from_scores, select_decoder_layers, taylor_importance
@@ -73,3 +74,21 @@ def test_ranking_keeps_one_unit_per_layer_even_at_high_sparsity():
     plan = plan_from_scores(model, heads, [torch.rand(48) for _ in range(3)], 0.9, (0,))
     assert all(len(h) >= 1 for h in plan.encoder_heads)
     assert all(len(n) >= 1 for n in plan.encoder_neurons)
+
+
+def test_calibration_stops_at_the_token_budget_and_the_example_cap():
+    from transformers import AutoTokenizer
+
+    from explorer.pipeline import calibration_examples
+    from explorer.tasks import Example
+
+    t5_dir = SHARED / "models" / "t5-small"
+    if not t5_dir.exists():
+        pytest.skip("../shared/models is not beside the project")
+    tokenizer = AutoTokenizer.from_pretrained(t5_dir)
+    examples = [Example(source="one two three four five six seven eight nine", target="x")] * 50
+    per = len(tokenizer(examples[0].source)["input_ids"])
+    chosen = calibration_examples(tokenizer, "samsum", examples, max_examples=40, token_budget=5 * per)
+    assert len(chosen) == 5  # stops as soon as the budget is reached
+    assert len(calibration_examples(tokenizer, "samsum", examples, max_examples=3, token_budget=10**6)) == 3
+    assert len(calibration_examples(tokenizer, "samsum", examples, max_examples=40, token_budget=1)) == 1

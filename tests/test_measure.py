@@ -222,3 +222,13 @@ def test_measure_latency_on_cuda_moves_the_model():
     assert result.device.startswith("cuda (") and result.latency_ms > 0
     assert next(model.parameters()).device.type == "cuda"
     assert count_macs(model, **SMALL)["gmacs"] > 0
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_extrapolated_generation_macs_equal_a_direct_count(family):
+    """count_macs counts 1, 2 and 3 new tokens and extrapolates the quadratic; a pruned decoder
+    (one layer) and batch 2 included. Must equal counting the whole generation."""
+    for model in (BUILDERS[family](decoder_layers=2), BUILDERS[family](decoder_layers=1)):
+        fast = count_macs(model, batch_size=2, input_tokens=8, new_tokens=9)
+        slow = count_macs(model, batch_size=2, input_tokens=8, new_tokens=9, direct=True)
+        assert fast == slow
