@@ -23,11 +23,26 @@ def encoder_sparsity(plan: PruningPlan, dense_model: nn.Module) -> float:
     return 1.0 - kept / total
 
 
+def params_of_one_head(att) -> int:
+    """Parameters one head of an attention block owns: its head_dim rows of Q, K and V (with
+    their biases) and head_dim columns of the output projection (cross-attention included:
+    K and V read the encoder's hidden size)."""
+    per = att.head_dim * (att.q.in_features + att.k.in_features + att.v.in_features + att.o.out_features)
+    return per + sum(att.head_dim for lin in (att.q, att.k, att.v) if lin.bias is not None)
+
+
+def params_of_one_neuron(ffn) -> int:
+    """Parameters one FFN neuron owns: a row (and bias) of each input Linear, a column of the output one."""
+    per = sum(getattr(*inp).in_features + (getattr(*inp).bias is not None) for inp in ffn.inputs)
+    return per + getattr(*ffn.output).out_features
+
+
 def expected_num_parameters(dense_model: nn.Module, plan: PruningPlan) -> int:
     """Parameters the pruned model must have, counted analytically from the dense model:
     dense count - removed heads x params per head - removed neurons x params per neuron
-    - parameters of the dropped decoder layers (counted from the dense layers).
-    Tied parameters are counted once, as ``nn.Module.parameters()`` does.
+    (encoder, and decoder widths of kept layers when the plan narrows them) - parameters of
+    the dropped decoder layers (counted from the dense layers). Tied parameters are counted
+    once, as ``nn.Module.parameters()`` does.
     """
     adapter = get_adapter(dense_model)
     total = sum(p.numel() for p in dense_model.parameters())
@@ -40,6 +55,13 @@ def expected_num_parameters(dense_model: nn.Module, plan: PruningPlan) -> int:
     for i, layer in enumerate(decoder):
         if i not in kept:
             total -= sum(p.numel() for p in layer.parameters())
+            continue
+        for per_layer, att in ((plan.decoder_heads, adapter.attention(layer)),
+                               (plan.decoder_cross_heads, adapter.cross_attention(layer))):
+            if per_layer:
+                total -= (plan.decoder_num_heads - len(per_layer[i])) * params_of_one_head(att)
+        if plan.decoder_neurons:
+            total -= (plan.decoder_ffn_dim - len(plan.decoder_neurons[i])) * params_of_one_neuron(adapter.ffn(layer))
     if adapter.family == "t5" and decoder and 0 not in kept:
         # Block 0's relative position bias table moves to the new block 0 instead of going away.
         total += decoder[0].layer[0].SelfAttention.relative_attention_bias.weight.numel()

@@ -69,7 +69,20 @@ class FamilyAdapter:
         raise NotImplementedError
 
     def ffn(self, layer: nn.Module) -> FFN:
-        """The FFN Linears of one encoder layer."""
+        """The FFN Linears of one encoder or decoder layer."""
+        raise NotImplementedError
+
+    def cross_attention(self, layer: nn.Module) -> Attention:
+        """The cross-attention projections of one decoder layer (q from the decoder, k and v
+        from the encoder output). ``attention(layer)`` of a decoder layer is its self-attention."""
+        raise NotImplementedError
+
+    def decoder_num_heads(self, model: nn.Module) -> int:
+        """Heads per decoder self- and cross-attention of the dense model (from the config)."""
+        raise NotImplementedError
+
+    def decoder_ffn_dim(self, model: nn.Module) -> int:
+        """FFN intermediate size per decoder layer of the dense model (from the config)."""
         raise NotImplementedError
 
     def encoder_config(self, model: nn.Module):
@@ -146,10 +159,20 @@ class T5Adapter(FamilyAdapter):
         names = ("wi_0", "wi_1") if hasattr(dense, "wi_0") else ("wi",)
         return FFN(tuple((dense, n) for n in names), (dense, "wo"))
 
+    def cross_attention(self, layer):
+        att = layer.layer[1].EncDecAttention
+        return Attention(att, att.q, att.k, att.v, att.o, att.key_value_proj_dim, "n_heads")
+
     def num_heads(self, model):
         return model.config.num_heads
 
     def ffn_dim(self, model):
+        return model.config.d_ff
+
+    def decoder_num_heads(self, model):
+        return model.config.num_heads
+
+    def decoder_ffn_dim(self, model):
         return model.config.d_ff
 
     def set_num_decoder_layers(self, model, k):
@@ -189,11 +212,21 @@ class BartAdapter(FamilyAdapter):
     def ffn(self, layer):
         return FFN(((layer, "fc1"),), (layer, "fc2"))
 
+    def cross_attention(self, layer):
+        att = layer.encoder_attn
+        return Attention(att, att.q_proj, att.k_proj, att.v_proj, att.out_proj, att.head_dim, "num_heads")
+
     def num_heads(self, model):
         return model.config.encoder_attention_heads
 
     def ffn_dim(self, model):
         return model.config.encoder_ffn_dim
+
+    def decoder_num_heads(self, model):
+        return model.config.decoder_attention_heads
+
+    def decoder_ffn_dim(self, model):
+        return model.config.decoder_ffn_dim
 
     def set_num_decoder_layers(self, model, k):
         model.config.decoder_layers = k
@@ -212,6 +245,12 @@ class _BertLayers:
     @staticmethod
     def ffn(layer):
         return FFN(((layer.intermediate, "dense"),), (layer.output, "dense"))
+
+    @staticmethod
+    def cross_attention(layer):
+        att = layer.crossattention.self
+        return Attention(att, att.query, att.key, att.value, layer.crossattention.output.dense,
+                         att.attention_head_size, "num_attention_heads")
 
 
 class Bert2BertAdapter(FamilyAdapter):
@@ -233,6 +272,15 @@ class Bert2BertAdapter(FamilyAdapter):
 
     def ffn(self, layer):
         return _BertLayers.ffn(layer)
+
+    def cross_attention(self, layer):
+        return _BertLayers.cross_attention(layer)
+
+    def decoder_num_heads(self, model):
+        return model.config.decoder.num_attention_heads
+
+    def decoder_ffn_dim(self, model):
+        return model.config.decoder.intermediate_size
 
     def encoder_config(self, model):
         return model.config.encoder
@@ -270,6 +318,12 @@ class BertEncoderAdapter(Bert2BertAdapter):
 
     def ffn_dim(self, model):
         return model.config.intermediate_size
+
+    def decoder_num_heads(self, model):
+        return 0
+
+    def decoder_ffn_dim(self, model):
+        return 0
 
     def set_num_decoder_layers(self, model, k):
         if k:

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 PLAN_FILE = "plan.json"
-PLAN_FORMAT_VERSION = 1
+PLAN_FORMAT_VERSION = 2  # 2 added the optional decoder widths; version 1 files still load
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,15 @@ class PruningPlan:
             strictly increasing.
         encoder_neurons: For each encoder layer, the kept FFN neuron indices in
             [0, ffn_dim), strictly increasing.
+        decoder_num_heads: Heads per decoder self- and cross-attention of the dense
+            model (0 when the plan leaves decoder widths alone).
+        decoder_ffn_dim: FFN intermediate size per decoder layer of the dense model (0
+            likewise).
+        decoder_heads: Empty (every decoder self-attention head kept), or for each
+            dense decoder layer the kept self-attention head indices in
+            [0, decoder_num_heads); only the entries of kept layers are used.
+        decoder_cross_heads: The same for the cross-attention heads.
+        decoder_neurons: The same for the decoder FFN neurons, in [0, decoder_ffn_dim).
         notes: Free-form provenance (method, importance criterion, seed). Not used
             by surgery.
 
@@ -52,12 +61,19 @@ class PruningPlan:
     encoder_heads: tuple[tuple[int, ...], ...]
     encoder_neurons: tuple[tuple[int, ...], ...]
     notes: dict = field(default_factory=dict, compare=False, hash=False)
+    decoder_num_heads: int = 0
+    decoder_ffn_dim: int = 0
+    decoder_heads: tuple[tuple[int, ...], ...] = ()
+    decoder_cross_heads: tuple[tuple[int, ...], ...] = ()
+    decoder_neurons: tuple[tuple[int, ...], ...] = ()
 
     def __post_init__(self) -> None:
         # Normalise lists from JSON into tuples so plans compare and hash by value.
         object.__setattr__(self, "decoder_layers", tuple(int(i) for i in self.decoder_layers))
         object.__setattr__(self, "encoder_heads", tuple(tuple(int(i) for i in h) for h in self.encoder_heads))
         object.__setattr__(self, "encoder_neurons", tuple(tuple(int(i) for i in n) for n in self.encoder_neurons))
+        for name in ("decoder_heads", "decoder_cross_heads", "decoder_neurons"):
+            object.__setattr__(self, name, tuple(tuple(int(i) for i in units) for units in getattr(self, name)))
         _check_indices("decoder_layers", self.decoder_layers, self.num_decoder_layers)
         if self.num_decoder_layers > 0 and not self.decoder_layers:
             raise ValueError("A plan must keep at least one decoder layer.")
@@ -70,6 +86,21 @@ class PruningPlan:
             _check_indices(f"encoder_heads[{i}]", heads, self.num_heads)
         for i, neurons in enumerate(self.encoder_neurons):
             _check_indices(f"encoder_neurons[{i}]", neurons, self.ffn_dim)
+        for name, upper in (("decoder_heads", self.decoder_num_heads), ("decoder_cross_heads", self.decoder_num_heads),
+                            ("decoder_neurons", self.decoder_ffn_dim)):
+            per_layer = getattr(self, name)
+            if not per_layer:
+                continue
+            if upper < 1:
+                raise ValueError(f"{name} is given, so the plan needs decoder_num_heads and decoder_ffn_dim of the "
+                                 f"dense decoder.")
+            if len(per_layer) != self.num_decoder_layers:
+                raise ValueError(f"{name} has {len(per_layer)} entries; give one per dense decoder layer "
+                                 f"({self.num_decoder_layers}).")
+            for i in self.decoder_layers:
+                _check_indices(f"{name}[{i}]", per_layer[i], upper)
+                if not per_layer[i]:
+                    raise ValueError(f"{name}[{i}] is empty: a kept decoder layer keeps at least one unit of each kind.")
 
     @property
     def num_encoder_layers(self) -> int:
@@ -85,8 +116,15 @@ class PruningPlan:
 
     @property
     def decoder_is_dense(self) -> bool:
-        """True when every decoder layer is kept."""
+        """True when every decoder layer is kept (whatever their widths)."""
         return len(self.decoder_layers) == self.num_decoder_layers
+
+    @property
+    def narrows_decoder(self) -> bool:
+        """True when the plan removes heads or FFN neurons inside kept decoder layers."""
+        full = ((self.decoder_heads, self.decoder_num_heads), (self.decoder_cross_heads, self.decoder_num_heads),
+                (self.decoder_neurons, self.decoder_ffn_dim))
+        return any(per_layer and any(len(per_layer[i]) < upper for i in self.decoder_layers) for per_layer, upper in full)
 
     def describe(self) -> str:
         """One line a person can read, e.g. ``decoder 6 -> 2 layers, encoder heads 72 -> 50, FFN 9216 -> 6451``."""
@@ -97,6 +135,13 @@ class PruningPlan:
             parts.append(f"decoder {self.num_decoder_layers} -> {len(self.decoder_layers)} layers {list(self.decoder_layers)}")
         parts.append(f"encoder heads {self.num_heads * self.num_encoder_layers} -> {heads}")
         parts.append(f"FFN neurons {self.ffn_dim * self.num_encoder_layers} -> {neurons}")
+        if self.narrows_decoder:
+            k = len(self.decoder_layers)
+            for label, per_layer, upper in (("self-attention heads", self.decoder_heads, self.decoder_num_heads),
+                                            ("cross-attention heads", self.decoder_cross_heads, self.decoder_num_heads),
+                                            ("FFN neurons", self.decoder_neurons, self.decoder_ffn_dim)):
+                kept = sum(len(per_layer[i]) for i in self.decoder_layers) if per_layer else upper * k
+                parts.append(f"decoder {label} {upper * k} -> {kept}")
         return ", ".join(parts)
 
     def to_dict(self) -> dict:
@@ -114,8 +159,9 @@ class PruningPlan:
         """
         data = dict(data)
         version = data.pop("format_version", PLAN_FORMAT_VERSION)
-        if version != PLAN_FORMAT_VERSION:
-            raise ValueError(f"Unsupported plan format version {version}; this code reads version {PLAN_FORMAT_VERSION}.")
+        if version not in (1, PLAN_FORMAT_VERSION):
+            raise ValueError(f"Unsupported plan format version {version}; this code reads versions 1 to "
+                             f"{PLAN_FORMAT_VERSION}.")
         try:
             return cls(**data)
         except TypeError as err:

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .adapters import FamilyAdapter, get_adapter
+from .adapters import Attention, FamilyAdapter, get_adapter
 from .atomic import atomic_directory
 from .plan import PruningPlan
 
@@ -68,8 +68,11 @@ def head_index(heads: tuple[int, ...], head_dim: int) -> torch.Tensor:
     return torch.cat([torch.arange(h * head_dim, (h + 1) * head_dim) for h in heads])
 
 
-def prune_heads(adapter: FamilyAdapter, layer: nn.Module, heads: tuple[int, ...], current_heads: int) -> None:
-    """Keep ``heads`` (indices into the layer's current heads) of one encoder layer, in place.
+def prune_heads(adapter: FamilyAdapter, layer: nn.Module, heads: tuple[int, ...], current_heads: int,
+                attention: Attention | None = None) -> None:
+    """Keep ``heads`` (indices into the block's current heads) of one attention block of
+    ``layer``, in place: its self-attention, or the block ``attention`` names (a decoder
+    layer's cross-attention, ``adapter.cross_attention(layer)``).
 
     Raises:
         ValueError: If ``heads`` is empty: an attention block with zero heads is not
@@ -78,8 +81,8 @@ def prune_heads(adapter: FamilyAdapter, layer: nn.Module, heads: tuple[int, ...]
     if len(heads) == current_heads:
         return
     if not heads:
-        raise ValueError("Removing every head of an encoder layer is not supported; keep at least one head per layer.")
-    att = adapter.attention(layer)
+        raise ValueError("Removing every head of an attention block is not supported; keep at least one head per layer.")
+    att = attention or adapter.attention(layer)
     index = head_index(heads, att.head_dim)
     for name, lin, dim in (("q", att.q, 0), ("k", att.k, 0), ("v", att.v, 0)):
         _replace_linear(att.module, lin, prune_linear(lin, index, dim))
@@ -121,6 +124,42 @@ def narrow_encoder(model: nn.Module, plan: PruningPlan) -> None:
     for layer, heads, neurons in zip(adapter.encoder_layers(model), plan.encoder_heads, plan.encoder_neurons):
         prune_heads(adapter, layer, heads, plan.num_heads)
         prune_neurons(adapter, layer, neurons, plan.ffn_dim)
+
+
+def narrow_decoder(model: nn.Module, plan: PruningPlan) -> None:
+    """Apply the decoder widths of ``plan`` (self-attention heads, cross-attention heads, FFN
+    neurons of each kept decoder layer) in place, before or after :func:`select_decoder`: a
+    decoder with all L dense layers is narrowed at the kept indices, one with exactly the k
+    kept layers layer by layer. Nothing happens for a plan without decoder widths.
+
+    Raises:
+        ValueError: If the decoder has neither L nor k layers, or a layer is already narrowed
+            or of another size than the plan's dense decoder.
+    """
+    if not plan.narrows_decoder:
+        return
+    adapter = get_adapter(model)
+    layers = adapter.decoder_layers(model)
+    if len(layers) == plan.num_decoder_layers:
+        pairs = [(layers[i], i) for i in plan.decoder_layers]
+    elif len(layers) == len(plan.decoder_layers):
+        pairs = list(zip(layers, plan.decoder_layers))
+    else:
+        raise ValueError(f"The decoder has {len(layers)} layers; the plan is for {plan.num_decoder_layers} "
+                         f"(keeping {len(plan.decoder_layers)}).")
+    heads, ffn_dim = plan.decoder_num_heads, plan.decoder_ffn_dim
+    for layer, i in pairs:
+        self_att, cross_att = adapter.attention(layer), adapter.cross_attention(layer)
+        if (self_att.q.out_features != heads * self_att.head_dim or cross_att.q.out_features != heads * cross_att.head_dim
+                or getattr(*adapter.ffn(layer).output).in_features != ffn_dim):
+            raise ValueError(f"Decoder layer {i} is already narrowed or not of the plan's dense size "
+                             f"({heads} heads, FFN {ffn_dim}).")
+        if plan.decoder_heads:
+            prune_heads(adapter, layer, plan.decoder_heads[i], heads)
+        if plan.decoder_cross_heads:
+            prune_heads(adapter, layer, plan.decoder_cross_heads[i], heads, attention=cross_att)
+        if plan.decoder_neurons:
+            prune_neurons(adapter, layer, plan.decoder_neurons[i], ffn_dim)
 
 
 def select_decoder(model: nn.Module, kept: tuple[int, ...]) -> None:
@@ -167,6 +206,7 @@ def apply_plan(model: nn.Module, plan: PruningPlan, *, inplace: bool = False) ->
     """
     target = model if inplace else copy.deepcopy(model)
     narrow_encoder(target, plan)
+    narrow_decoder(target, plan)
     select_decoder(target, plan.decoder_layers)
     target.config.pruning_plan_summary = plan.describe()
     return target
@@ -200,8 +240,9 @@ def save_pruned(model: nn.Module, plan: PruningPlan, directory: str | os.PathLik
 def load_pruned(directory: str | os.PathLike, *, device: str | torch.device = "cpu") -> nn.Module:
     """Load a model written by :func:`save_pruned` (the project's documented loader).
 
-    The saved config already has the reduced decoder layer count; the encoder's
-    per-layer widths are rebuilt from ``plan.json`` before the weights are loaded.
+    The saved config already has the reduced decoder layer count; the encoder's (and, for
+    plans that narrow it, the decoder's) per-layer widths are rebuilt from ``plan.json``
+    before the weights are loaded.
 
     Raises:
         FileNotFoundError: If ``directory`` has no ``plan.json`` or no weights.
@@ -221,6 +262,7 @@ def load_pruned(directory: str | os.PathLike, *, device: str | torch.device = "c
     else:
         model = AutoModelForSeq2SeqLM.from_config(config)
     narrow_encoder(model, plan)
+    narrow_decoder(model, plan)
     files = sorted(directory.glob("*.safetensors"))
     if not files:
         raise FileNotFoundError(f"No *.safetensors weights in {directory}.")
@@ -283,38 +325,52 @@ def _check_plan_fits(adapter: FamilyAdapter, model: nn.Module, plan: PruningPlan
             f"The plan is for {plan.num_heads} heads / FFN {plan.ffn_dim}; the model has "
             f"{adapter.num_heads(model)} heads / FFN {adapter.ffn_dim(model)}."
         )
+    if plan.narrows_decoder and (plan.decoder_num_heads, plan.decoder_ffn_dim) != (
+            adapter.decoder_num_heads(model), adapter.decoder_ffn_dim(model)):
+        raise ValueError(
+            f"The plan's decoder has {plan.decoder_num_heads} heads / FFN {plan.decoder_ffn_dim}; the model's has "
+            f"{adapter.decoder_num_heads(model)} heads / FFN {adapter.decoder_ffn_dim(model)}."
+        )
 
 
 if T5Attention is not None:
 
     class HeadSubsetT5Attention(T5Attention):
-        """T5 self-attention that keeps a subset of the original heads.
+        """T5 attention (encoder or decoder, self or cross) that keeps a subset of the original heads.
 
-        T5 computes the relative position bias once, in block 0, as a tensor of shape
-        (1, H, q_len, k_len) for all H original heads, and passes it to every later
-        block (``T5Stack.forward``). A block with fewer heads must add only its kept
-        heads' slice, and must hand the *full* bias on to the next block. This
-        subclass does exactly that and nothing else; its parameters and their names
-        are those of ``T5Attention``, so checkpoints are unchanged.
-        Only used in the encoder (no cache; ``past_seen_tokens`` is 0).
+        T5 computes the relative position bias once, in block 0 of each stack, as a tensor of
+        shape (1, H, q_len, k_len) for all H original heads, and passes it to every later
+        block (``T5Stack.forward``). A self-attention with fewer heads must add only its kept
+        heads' slice, and must hand the *full* bias on to the next block; in the decoder the
+        bias of block 0 covers the cached positions too (queries start after
+        ``past_seen_tokens``, keys span cache + new tokens). Cross-attention has no position
+        bias (T5 adds zeros of its own head count), so a narrowed one computes its own zeros
+        and passes on what it received. This subclass does exactly that and nothing else; its
+        parameters and their names are those of ``T5Attention``, so checkpoints are unchanged.
         """
 
         kept_heads: tuple[int, ...] = ()
 
         def forward(self, hidden_states, mask=None, key_value_states=None, position_bias=None,
                     past_key_values=None, **kwargs):
+            if key_value_states is not None:
+                out, _, weights = super().forward(hidden_states, mask, key_value_states, None, past_key_values,
+                                                  **kwargs)
+                return out, position_bias, weights
             if position_bias is None:
                 if not self.has_relative_attention_bias:
-                    return super().forward(hidden_states, mask, key_value_states, None, past_key_values, **kwargs)
+                    return super().forward(hidden_states, mask, None, None, past_key_values, **kwargs)
                 length = hidden_states.shape[1]
-                position_bias = self.compute_bias(length, length, device=hidden_states.device)  # (1, H, T, T)
+                past = past_key_values.get_seq_length(self.layer_idx) if past_key_values is not None else 0
+                position_bias = self.compute_bias(length, past + length, device=hidden_states.device,
+                                                  past_seen_tokens=past)  # (1, H, T, past + T)
             index = torch.tensor(self.kept_heads, device=position_bias.device)
-            own = position_bias.index_select(1, index)  # (1 or B, kept, T, T)
-            out, _, weights = super().forward(hidden_states, mask, key_value_states, own, past_key_values, **kwargs)
+            own = position_bias.index_select(1, index)  # (1 or B, kept, T, K)
+            out, _, weights = super().forward(hidden_states, mask, None, own, past_key_values, **kwargs)
             return out, position_bias, weights
 
 
 def _use_head_subset_of_position_bias(att: nn.Module, heads: tuple[int, ...]) -> None:
-    """Turn a T5 encoder self-attention into :class:`HeadSubsetT5Attention` (see there)."""
+    """Turn a T5 attention into :class:`HeadSubsetT5Attention` (see there)."""
     att.__class__ = HeadSubsetT5Attention
     att.kept_heads = tuple(heads)

@@ -189,3 +189,111 @@ def test_decoder_only_model_is_rejected_with_supported_list():
     model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50))
     with pytest.raises(ValueError, match="decoder-only.*Supported: T5"):
         get_adapter(model)
+
+
+# -- decoder widths (plan format 2: what CoFi's decoder pruning needs) ------------------------
+
+def narrow_decoder_plan(model, decoder_layers, seed=3):
+    """``mixed_plan`` plus random decoder widths: each dense decoder layer keeps a random
+    non-empty subset of its self-attention heads, cross-attention heads and FFN neurons."""
+    import dataclasses
+
+    g = torch.Generator().manual_seed(seed)
+    adapter = get_adapter(model)
+    n, heads, ffn = adapter.num_decoder_layers(model), adapter.decoder_num_heads(model), adapter.decoder_ffn_dim(model)
+
+    def subset(size, keep):
+        return tuple(sorted(torch.randperm(size, generator=g)[:keep].tolist()))
+
+    return dataclasses.replace(
+        mixed_plan(model, decoder_layers=decoder_layers), decoder_num_heads=heads, decoder_ffn_dim=ffn,
+        decoder_heads=tuple(subset(heads, 1 + i % heads) for i in range(n)),
+        decoder_cross_heads=tuple(subset(heads, max(1, heads - 1 - i % heads)) for i in range(n)),
+        decoder_neurons=tuple(subset(ffn, ffn // 2 + i) for i in range(n)))
+
+
+def zero_removed_units(model, plan):
+    """The dense model with every unit the plan removes silenced (output-projection columns of
+    removed heads and neurons set to zero), encoder and decoder; decoder layers are not dropped."""
+    adapter = get_adapter(model)
+    with torch.no_grad():
+        blocks = [(adapter.attention(layer), adapter.ffn(layer), heads, neurons, plan.num_heads, plan.ffn_dim)
+                  for layer, heads, neurons in zip(adapter.encoder_layers(model), plan.encoder_heads,
+                                                   plan.encoder_neurons)]
+        for i, layer in enumerate(adapter.decoder_layers(model)):
+            blocks.append((adapter.attention(layer), adapter.ffn(layer), plan.decoder_heads[i],
+                           plan.decoder_neurons[i], plan.decoder_num_heads, plan.decoder_ffn_dim))
+            cross = adapter.cross_attention(layer)
+            for h in set(range(plan.decoder_num_heads)) - set(plan.decoder_cross_heads[i]):
+                cross.o.weight[:, h * cross.head_dim:(h + 1) * cross.head_dim] = 0
+        for att, ffn, heads, neurons, n_heads, ffn_dim in blocks:
+            for h in set(range(n_heads)) - set(heads):
+                att.o.weight[:, h * att.head_dim:(h + 1) * att.head_dim] = 0
+            out = getattr(*ffn.output)
+            for j in set(range(ffn_dim)) - set(neurons):
+                out.weight[:, j] = 0
+    return model
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_narrowing_the_decoder_equals_zeroing_its_units_in_training_and_cached_generation(family):
+    model = FAMILIES[family]()
+    full = tuple(range(get_adapter(model).num_decoder_layers(model)))
+    plan = narrow_decoder_plan(model, full)
+    assert plan.narrows_decoder and "decoder cross-attention heads" in plan.describe()
+    pruned = apply_plan(model, plan)
+    reference = zero_removed_units(FAMILIES[family](), plan)
+    b = batch()
+    assert (logits(pruned, b) - logits(reference, b)).abs().max().item() <= 1e-4
+    from explorer.measure import new_cache  # a lazily grown cache (T5's config counts encoder layers)
+
+    kwargs = dict(max_new_tokens=6, min_new_tokens=6, do_sample=False, output_scores=True, return_dict_in_generate=True)
+    with torch.no_grad():
+        got = pruned.generate(b["input_ids"], attention_mask=b["attention_mask"], past_key_values=new_cache(), **kwargs)
+        want = reference.generate(b["input_ids"], attention_mask=b["attention_mask"], past_key_values=new_cache(),
+                                  **kwargs)
+    assert torch.equal(got.sequences, want.sequences)
+    for a, c in zip(got.scores, want.scores):
+        assert torch.allclose(a, c, atol=1e-4)
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_decoder_widths_with_dropped_layers_save_and_load(family, tmp_path):
+    model = FAMILIES[family]()
+    plan = narrow_decoder_plan(model, (1, 3))
+    pruned = apply_plan(model, plan)
+    assert sum(p.numel() for p in pruned.parameters()) == expected_num_parameters(model, plan)
+    decoder = get_adapter(pruned).decoder_layers(pruned)
+    assert len(decoder) == 2
+    assert get_adapter(pruned).cross_attention(decoder[0]).q.out_features == \
+        len(plan.decoder_cross_heads[1]) * get_adapter(pruned).cross_attention(decoder[0]).head_dim
+    out = save_pruned(pruned, plan, tmp_path / "m")
+    assert PruningPlan.load(out) == plan
+    loaded = load_pruned(out)
+    b = batch()
+    assert torch.equal(logits(loaded, b), logits(pruned, b))
+    with torch.no_grad():
+        cached = loaded.generate(b["input_ids"], max_new_tokens=5, min_new_tokens=5, do_sample=False)
+        uncached = loaded.generate(b["input_ids"], max_new_tokens=5, min_new_tokens=5, do_sample=False, use_cache=False)
+    assert torch.equal(cached, uncached)
+
+
+def test_decoder_widths_are_validated_and_version_1_plans_still_load():
+    base = dict(family="t5", num_decoder_layers=2, num_heads=4, ffn_dim=48, decoder_layers=(0,),
+                encoder_heads=((0,),), encoder_neurons=((0,),))
+    with pytest.raises(ValueError, match="one per dense decoder layer"):
+        PruningPlan(**base, decoder_num_heads=4, decoder_ffn_dim=48, decoder_heads=((0,),))
+    with pytest.raises(ValueError, match="at least one unit"):
+        PruningPlan(**base, decoder_num_heads=4, decoder_ffn_dim=48, decoder_heads=((), (1,)))
+    with pytest.raises(ValueError, match="outside"):
+        PruningPlan(**base, decoder_num_heads=4, decoder_ffn_dim=48, decoder_neurons=((48,), (1,)))
+    with pytest.raises(ValueError, match="decoder_num_heads"):
+        PruningPlan(**base, decoder_heads=((0,), (1,)))
+    PruningPlan(**base, decoder_num_heads=4, decoder_ffn_dim=48, decoder_heads=((0,), ()))  # layer 1 is dropped
+    old = PruningPlan.from_dict({**base, "notes": {}, "format_version": 1})
+    assert not old.narrows_decoder and old.decoder_heads == ()
+    with pytest.raises(ValueError, match="decoder has 2 heads"):
+        model = tiny_t5()
+        import dataclasses
+        apply_plan(model, dataclasses.replace(narrow_decoder_plan(model, (0, 1)), decoder_num_heads=2,
+                                              decoder_heads=((0,),) * 4, decoder_cross_heads=((0,),) * 4))
