@@ -386,3 +386,194 @@ def fold_gates(model: nn.Module, gates: EncoderGates) -> nn.Module:
             out = getattr(*adapter.ffn(layer).output)
             out.weight.mul_(neuron_gate.deterministic().to(out.weight.dtype))
     return model
+
+
+class CoFiGates(nn.Module):
+    """CoFi's coarse- and fine-grained gates on encoder and decoder (the NASH issue's CoFi baseline).
+
+    Fine-grained: one hard-concrete gate per head of every attention block (encoder
+    self-attention; decoder self- and cross-attention) and per FFN neuron of every layer.
+    Coarse-grained: one gate per attention block and per FFN (CoFi's z_MHA and z_FFN), which
+    multiplies its units' gates, so a closed block silences the whole sublayer (Xia et al.,
+    ACL 2022, Sec. 3.1). NASH compares with CoFi applied to encoder and decoder alike.
+
+    Expected sparsity (Sec. 3.2, over encoder and decoder attention and FFN parameters):
+    1 - sum_blocks P(z_block > 0) sum_units P(z_unit > 0) params_per_unit / all such
+    parameters. Deterministic gates (Sec. 3.4): each vector has its expected number of zeros,
+    lowest log alpha first, and a unit's final gate is z_unit z_block.
+
+    Not implemented: CoFi's hidden-dimension gates (plans cannot express hidden-dimension
+    surgery yet), and removing a sublayer outright: a plan keeps at least one unit per block,
+    so a closed block keeps its best unit with its weights folded to zero (it computes
+    nothing; it costs that one unit). Decoder layers are never dropped.
+
+    Args:
+        model: A dense encoder-decoder model (T5 / FLAN-T5, BART, BERT2BERT).
+        init_drop_rate: See :class:`HardConcrete`.
+
+    Raises:
+        ValueError: For a model without a decoder.
+    """
+
+    def __init__(self, model: nn.Module, init_drop_rate: float = 0.5):
+        super().__init__()
+        from .accounting import params_of_one_head, params_of_one_neuron
+
+        adapter = get_adapter(model)
+        encoder, decoder = adapter.encoder_layers(model), adapter.decoder_layers(model)
+        if not decoder:
+            raise ValueError("CoFi gates here cover an encoder-decoder model; this model has no decoder.")
+        self.family = adapter.family
+        self.num_heads, self.ffn_dim = adapter.num_heads(model), adapter.ffn_dim(model)
+        self.decoder_num_heads, self.decoder_ffn_dim = adapter.decoder_num_heads(model), adapter.decoder_ffn_dim(model)
+        self.blocks = [("encoder", i, kind) for i in range(len(encoder)) for kind in ("self", "ffn")]
+        self.blocks += [("decoder", i, kind) for i in range(len(decoder)) for kind in ("self", "cross", "ffn")]
+        sizes, per_unit = [], []
+        for stack, i, kind in self.blocks:
+            layer = (encoder if stack == "encoder" else decoder)[i]
+            if kind == "ffn":
+                sizes.append(getattr(*adapter.ffn(layer).output).in_features)
+                per_unit.append(params_of_one_neuron(adapter.ffn(layer)))
+            else:
+                att = adapter.attention(layer) if kind == "self" else adapter.cross_attention(layer)
+                sizes.append(att.o.in_features // att.head_dim)
+                per_unit.append(params_of_one_head(att))
+        self.per_unit = per_unit
+        self.units = nn.ModuleList(HardConcrete(n, init_drop_rate) for n in sizes)
+        counts = {"encoder": len(encoder), "decoder": len(decoder)}
+        self.sublayers = nn.ModuleDict({f"{stack}_{kind}": HardConcrete(counts[stack], init_drop_rate)
+                                        for stack, kinds in (("encoder", ("self", "ffn")),
+                                                             ("decoder", ("self", "cross", "ffn")))
+                                        for kind in kinds})
+        self._handles: list = []
+        self._z: list[torch.Tensor] = []
+        self._drawn_in_training: bool | None = None
+
+    def _sublayer(self, block: tuple[str, int, str]) -> tuple[HardConcrete, int]:
+        stack, i, kind = block
+        return self.sublayers[f"{stack}_{kind}"], i
+
+    def final_gates(self) -> list[torch.Tensor]:
+        """Deterministic z_unit z_block per block (no gradient), in ``self.blocks`` order."""
+        subs = {key: gate.deterministic() for key, gate in self.sublayers.items()}
+        return [units.deterministic() * subs[f"{stack}_{kind}"][i]
+                for (stack, i, kind), units in zip(self.blocks, self.units)]
+
+    def _draw(self) -> None:
+        if self.training:
+            subs = {key: gate() for key, gate in self.sublayers.items()}
+            self._z = [units() * subs[f"{stack}_{kind}"][i] for (stack, i, kind), units in zip(self.blocks, self.units)]
+        else:
+            self._z = [z.to(self.units[0].log_alpha.device) for z in self.final_gates()]
+        self._drawn_in_training = self.training
+
+    def _linear(self, adapter, model, block) -> tuple[nn.Linear, int]:
+        """The Linear whose input carries the block's units, and the width of one unit."""
+        stack, i, kind = block
+        layer = (adapter.encoder_layers(model) if stack == "encoder" else adapter.decoder_layers(model))[i]
+        if kind == "ffn":
+            return getattr(*adapter.ffn(layer).output), 1
+        att = adapter.attention(layer) if kind == "self" else adapter.cross_attention(layer)
+        return att.o, att.head_dim
+
+    def attach(self, model: nn.Module) -> CoFiGates:
+        """Register the gate hooks on ``model`` (the one the gates were built for); returns self.
+        One draw per model forward, at the first encoder layer; in generation the decoder steps
+        reuse the deterministic gates."""
+        adapter = get_adapter(model)
+        self.detach()
+        self._handles.append(adapter.encoder_layers(model)[0].register_forward_pre_hook(lambda *_: self._draw()))
+        for b, block in enumerate(self.blocks):
+            linear, width = self._linear(adapter, model, block)
+            self._handles.append(linear.register_forward_pre_hook(self._hook(b, width)))
+        return self
+
+    def _hook(self, b: int, width: int):
+        def hook(_module, args):
+            if self._drawn_in_training is not self.training:
+                self._draw()
+            (x,) = args  # (B, T, units * width)
+            z = self._z[b].to(x.dtype)
+            return (x * (z.repeat_interleave(width) if width > 1 else z),)
+        return hook
+
+    def detach(self) -> None:
+        """Remove every hook this object registered."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles, self._drawn_in_training = [], None
+
+    def total_params(self) -> int:
+        """Parameters the gates govern: every head and FFN neuron of encoder and decoder."""
+        return sum(len(u.log_alpha) * p for u, p in zip(self.units, self.per_unit))
+
+    def expected_sparsity(self) -> torch.Tensor:
+        """Expected fraction of the governed parameters removed (scalar, differentiable), see the class."""
+        kept = 0.0
+        for block, units, per in zip(self.blocks, self.units, self.per_unit):
+            sub, i = self._sublayer(block)
+            kept = kept + sub.prob_nonzero()[i] * units.prob_nonzero().sum() * per
+        return 1.0 - kept / self.total_params()
+
+    def clamp_(self) -> None:
+        """Clamp every log alpha (after each optimizer step)."""
+        for gate in list(self.units) + list(self.sublayers.values()):
+            gate.clamp_()
+
+    def plan(self, model: nn.Module, decoder_layers: tuple[int, ...] | None = None, notes: dict | None = None,
+             target: float | None = None) -> PruningPlan:
+        """The plan of the deterministic gates (every decoder layer kept, narrowed).
+
+        Units with final gate 0 are removed; a block left empty keeps its highest-log-alpha unit
+        (folded to zero by :func:`fold_cofi_gates` when its gate is 0). With ``target``, as in
+        :meth:`EncoderGates.plan`: if fewer parameters are removed than ``target`` of
+        :meth:`total_params`, the remaining units with the lowest log alpha go too (at least one
+        per block), and ``target_enforced`` says so; our addition, not CoFi's.
+        """
+        adapter = get_adapter(model)
+        kept = []
+        for z, units in zip(self.final_gates(), self.units):
+            idx = set(torch.nonzero(z > 0).flatten().tolist())
+            kept.append(idx or {int(torch.argmax(units.log_alpha))})
+        enforced = False
+        if target is not None:
+            need = target * self.total_params() - sum((len(u.log_alpha) - len(k)) * p
+                                                       for u, k, p in zip(self.units, kept, self.per_unit))
+            candidates = sorted((float(u.log_alpha.detach()[j]), b, j) for b, u in enumerate(self.units) for j in kept[b])
+            for _, b, j in candidates:
+                if need <= 0:
+                    break
+                if len(kept[b]) > 1:
+                    kept[b].discard(j)
+                    need -= self.per_unit[b]
+                    enforced = True
+        by = {block: tuple(sorted(k)) for block, k in zip(self.blocks, kept)}
+        n_enc = sum(1 for stack, _, kind in self.blocks if stack == "encoder" and kind == "self")
+        n_dec = sum(1 for stack, _, kind in self.blocks if stack == "decoder" and kind == "self")
+        extra = {"target_enforced": enforced} if target is not None else {}
+        return PruningPlan(
+            family=adapter.family, num_decoder_layers=n_dec, num_heads=self.num_heads, ffn_dim=self.ffn_dim,
+            decoder_layers=tuple(range(n_dec)) if decoder_layers is None else tuple(decoder_layers),
+            encoder_heads=tuple(by["encoder", i, "self"] for i in range(n_enc)),
+            encoder_neurons=tuple(by["encoder", i, "ffn"] for i in range(n_enc)),
+            decoder_num_heads=self.decoder_num_heads, decoder_ffn_dim=self.decoder_ffn_dim,
+            decoder_heads=tuple(by["decoder", i, "self"] for i in range(n_dec)),
+            decoder_cross_heads=tuple(by["decoder", i, "cross"] for i in range(n_dec)),
+            decoder_neurons=tuple(by["decoder", i, "ffn"] for i in range(n_dec)),
+            notes=dict(notes or {}, method="cofi-gates", **extra))
+
+
+def fold_cofi_gates(model: nn.Module, gates: CoFiGates) -> nn.Module:
+    """:func:`fold_gates` for :class:`CoFiGates`: each unit's final gate z_unit z_block scales its
+    input columns of the block's output projection, in place; the hooks are detached first.
+
+    Returns:
+        ``model``.
+    """
+    adapter = get_adapter(model)
+    gates.detach()
+    with torch.no_grad():
+        for block, z in zip(gates.blocks, gates.final_gates()):
+            linear, width = gates._linear(adapter, model, block)
+            linear.weight.mul_((z.repeat_interleave(width) if width > 1 else z).to(linear.weight.dtype))
+    return model

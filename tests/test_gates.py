@@ -240,3 +240,81 @@ def test_decoder_layer_gates_sparsity_target_and_gradients():
 
         DecoderLayerGates(BertModel(BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                                                intermediate_size=64)), keep=1)
+
+
+# -- CoFi gates (encoder and decoder, fine- and coarse-grained) -------------------------------
+
+def cofi_with_random_gates(model, seed=0):
+    from pruning.gates import CoFiGates
+
+    g = torch.Generator().manual_seed(seed)
+    gates = CoFiGates(model)
+    with torch.no_grad():
+        for gate in list(gates.units) + list(gates.sublayers.values()):
+            gate.log_alpha.copy_(torch.randn(len(gate.log_alpha), generator=g) * 3)
+        gates.sublayers["decoder_cross"].log_alpha[0] = -50.0  # one whole sublayer closed
+        gates.sublayers["encoder_ffn"].log_alpha[1] = -50.0
+    return gates
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_cofi_gates_fold_into_a_smaller_model_that_computes_the_same(family):
+    from pruning.gates import fold_cofi_gates
+
+    model = loud(FAMILIES[family]())
+    gates = cofi_with_random_gates(model).attach(model)
+    gates.eval()
+    b = batch()
+    with torch.no_grad():
+        want = model(**b).logits
+    plan = gates.plan(model)
+    assert plan.narrows_decoder and not plan.encoder_is_dense
+    assert all(len(h) >= 1 for h in plan.decoder_cross_heads)  # the closed block keeps one unit, folded to zero
+    pruned = apply_plan(fold_cofi_gates(model, gates), plan)
+    with torch.no_grad():
+        got = pruned(**b).logits
+    assert (got - want).abs().max().item() <= 1e-4 * max(1.0, want.abs().max().item())
+
+
+def test_cofi_expected_sparsity_matches_a_hand_count():
+    from pruning import get_adapter
+
+    model = FAMILIES["bart"]()
+    gates = cofi_with_random_gates(model)
+    with torch.no_grad():
+        for gate in list(gates.units) + list(gates.sublayers.values()):
+            gate.log_alpha.fill_(100.0)  # P(z > 0) = 1 everywhere
+    assert gates.expected_sparsity().item() == pytest.approx(0.0, abs=1e-6)
+    with torch.no_grad():
+        gates.sublayers["encoder_ffn"].log_alpha[0] = -100.0  # P = 0: encoder layer 0's FFN expected removed
+    adapter = get_adapter(model)
+    layer0 = adapter.encoder_layers(model)[0]
+    ffn_params = layer0.fc1.weight.numel() + layer0.fc1.bias.numel() + layer0.fc2.weight.numel()
+    per_layer = lambda layer, atts: (sum(a.q.weight.numel() + a.k.weight.numel() + a.v.weight.numel()  # noqa: E731
+                                         + a.q.bias.numel() + a.k.bias.numel() + a.v.bias.numel() + a.o.weight.numel()
+                                         for a in atts)
+                                     + layer.fc1.weight.numel() + layer.fc1.bias.numel() + layer.fc2.weight.numel())
+    total = sum(per_layer(l, [adapter.attention(l)]) for l in adapter.encoder_layers(model))
+    total += sum(per_layer(l, [adapter.attention(l), adapter.cross_attention(l)]) for l in adapter.decoder_layers(model))
+    assert gates.total_params() == total
+    assert gates.expected_sparsity().item() == pytest.approx(ffn_params / total, rel=1e-5)
+
+
+def test_cofi_gates_learn_and_the_plan_meets_the_target():
+    from pruning.gates import CoFiGates
+
+    model = FAMILIES["t5"]()
+    gates = CoFiGates(model).attach(model)
+    gates.train()
+    loss = model(**batch()).loss + gates.expected_sparsity()
+    loss.backward()
+    assert all(g.log_alpha.grad is not None for g in gates.units)
+    assert all(g.log_alpha.grad is not None for g in gates.sublayers.values())
+    gates.detach()
+    plan = gates.plan(model, target=0.6)
+    kept_params = sum(len(k) * p for k, p in zip(
+        [*[plan.encoder_heads[i] if kind == "self" else plan.encoder_neurons[i] for s, i, kind in gates.blocks if s == "encoder"],
+         *[{"self": plan.decoder_heads, "cross": plan.decoder_cross_heads, "ffn": plan.decoder_neurons}[kind][i]
+           for s, i, kind in gates.blocks if s == "decoder"]], gates.per_unit))
+    assert 1.0 - kept_params / gates.total_params() >= 0.6 - 1e-9
+    assert plan.notes["target_enforced"] is True  # untrained gates remove far less than 0.6 by themselves
