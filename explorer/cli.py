@@ -57,10 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer-selection", default="uniform", choices=["uniform", "low", "high", "learned"],
                    help="which decoder layers stay; learned: decoder layer gates (nash-learned only)")
     p.add_argument("--method", default="nash-training-free",
-                   choices=["nash-training-free", "nash-learned", "decoder-only"],
+                   choices=["nash-training-free", "nash-learned", "decoder-only", "cofi"],
                    help="how the encoder is pruned: Taylor importance (no training), learned hard-concrete gates, "
-                        "or not at all (decoder-only baseline, needs --encoder-sparsity 0)")
-    p.add_argument("--gate-steps", type=int, default=300, help="nash-learned: gate training steps")
+                        "or not at all (decoder-only baseline, needs --encoder-sparsity 0); cofi: the CoFi baseline, "
+                        "gates on encoder and decoder widths (keeps all decoder layers; --encoder-sparsity is then "
+                        "its target over encoder and decoder)")
+    p.add_argument("--gate-steps", type=int, default=300, help="nash-learned and cofi: gate training steps")
     p.add_argument("--no-distill", action="store_true", help="nash-learned: train gates without distillation")
     p.add_argument("--recovery-steps", type=int, default=0, help="fine-tuning steps after pruning (the final "
                                                                   "fine-tune of nash-learned)")

@@ -23,7 +23,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -50,6 +50,7 @@ class LearnedSettings:
     temperature: float = 2.0
     hidden_weight: float = 1.0  # weight of the hidden-state MSE
     seed: int = 0
+    cofi: bool = False  # CoFi baseline: gates on encoder and decoder units and sublayers, every decoder layer kept
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.target_sparsity < 1.0:
@@ -228,12 +229,15 @@ def train_gates(dense: LoadedModel, examples: list[Example], settings: LearnedSe
     from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainingArguments, TrainerCallback
 
     from pruning import PruningPlan, apply_plan, keep_all_plan
-    from pruning.gates import DecoderLayerGates, EncoderGates, Lagrangian, fold_gates
+    from pruning.gates import CoFiGates, DecoderLayerGates, EncoderGates, Lagrangian, fold_cofi_gates, fold_gates
 
     if not examples:
         raise ValueError("No training examples for gate training.")
     if (decoder_layers is None) == (learned_decoder_layers is None):
         raise ValueError("Give either the kept decoder layers or the number of decoder layers to learn, not both.")
+    n_dec = len(keep_all_plan(dense.model).decoder_layers)
+    if settings.cofi and (learned_decoder_layers is not None or tuple(decoder_layers) != tuple(range(n_dec))):
+        raise ValueError(f"CoFi keeps every decoder layer (its gates narrow them instead); keep all {n_dec}.")
     device = resolve_device(device)
     spec = get_task(task)
     base = keep_all_plan(dense.model)
@@ -246,7 +250,8 @@ def train_gates(dense: LoadedModel, examples: list[Example], settings: LearnedSe
     student = apply_plan(dense.model, shortened)  # a new model; the dense one stays the teacher
     teacher = dense.model.eval() if settings.distill else None  # read only, under no_grad; placed below
     decoder_gates = DecoderLayerGates(student, learned_decoder_layers) if learned_decoder_layers else None
-    wrapped = GatedModel(student, EncoderGates(student), Lagrangian(), decoder_gates,
+    unit_gates = CoFiGates(student) if settings.cofi else EncoderGates(student)
+    wrapped = GatedModel(student, unit_gates, Lagrangian(), decoder_gates,
                          Lagrangian() if decoder_gates is not None else None)
     rows = tokenize_examples(dense.tokenizer, examples, spec.max_source_tokens, spec.max_target_tokens)
 
@@ -285,17 +290,24 @@ def train_gates(dense: LoadedModel, examples: list[Example], settings: LearnedSe
     else:
         student_kept = tuple(range(len(decoder_layers)))
     student_plan = gates.plan(student, decoder_layers=student_kept, target=settings.target_sparsity)
-    plan = PruningPlan(family=base.family, num_decoder_layers=base.num_decoder_layers, num_heads=base.num_heads,
-                       ffn_dim=base.ffn_dim, decoder_layers=tuple(decoder_layers),
-                       encoder_heads=student_plan.encoder_heads, encoder_neurons=student_plan.encoder_neurons,
-                       notes={"method": "nash-learned", "distill": settings.distill,
-                              "target_sparsity": settings.target_sparsity, "gate_steps": settings.max_steps,
-                              "decoder_layers_learned": decoder_gates is not None,
-                              "target_enforced": student_plan.notes["target_enforced"]})
-    gate_values = {"heads": [g.deterministic().tolist() for g in gates.heads]}  # kept neurons: see the plan
+    method = "cofi" if settings.cofi else "nash-learned"
+    if settings.cofi:  # the student is the dense model's shape: its plan is the plan
+        plan = replace(student_plan, notes={"method": method})
+        gate_values = {"heads": [z.tolist() for (stack, _, kind), z in zip(gates.blocks, gates.final_gates())
+                                 if stack == "encoder" and kind == "self"]}
+    else:
+        plan = PruningPlan(family=base.family, num_decoder_layers=base.num_decoder_layers, num_heads=base.num_heads,
+                           ffn_dim=base.ffn_dim, decoder_layers=tuple(decoder_layers),
+                           encoder_heads=student_plan.encoder_heads, encoder_neurons=student_plan.encoder_neurons,
+                           notes={"method": method})
+        gate_values = {"heads": [g.deterministic().tolist() for g in gates.heads]}  # kept neurons: see the plan
+    plan = replace(plan, notes=dict(plan.notes, distill=settings.distill, target_sparsity=settings.target_sparsity,
+                                    gate_steps=settings.max_steps, decoder_layers_learned=decoder_gates is not None,
+                                    target_enforced=student_plan.notes["target_enforced"]))
     if decoder_gates is not None:
         gate_values["decoder_log_alpha"] = decoder_gates.layers.log_alpha.detach().tolist()
-    pruned = apply_plan(fold_gates(student, gates), student_plan)
+    folded = fold_cofi_gates(student, gates) if settings.cofi else fold_gates(student, gates)
+    pruned = apply_plan(folded, student_plan)
     summary = dict(trainer.last, steps=settings.max_steps, wall_s=round(time.perf_counter() - start, 1),
                    device=device, distill=settings.distill, gates=gate_values,
                    target_enforced=student_plan.notes["target_enforced"])

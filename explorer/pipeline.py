@@ -37,6 +37,8 @@ METHODS = {
     "nash-training-free": "NASH, encoder units ranked by first-order Taylor importance (no training)",
     "nash-learned": "NASH, hard-concrete encoder gates trained under a Lagrangian sparsity target",
     "decoder-only": "decoder shortened to k layers, encoder kept whole (baseline)",
+    "cofi": "CoFi (baseline): head, neuron and sublayer gates on encoder and decoder under one sparsity target, "
+            "every decoder layer kept",
 }
 
 
@@ -105,8 +107,8 @@ class PruneSettings:
         if self.layer_selection == "learned" and self.method != "nash-learned":
             raise ValueError("Learned decoder layer selection trains decoder layer gates: choose the nash-learned "
                              "method, or uniform / low / high selection.")
-        if self.method == "nash-learned" and self.gate_steps < 1:
-            raise ValueError("nash-learned needs gate_steps >= 1.")
+        if self.method in ("nash-learned", "cofi") and self.gate_steps < 1:
+            raise ValueError(f"{self.method} needs gate_steps >= 1.")
         if self.eval_samples < 1 or self.calibration_samples < 1 or self.calibration_tokens < 1 or self.recovery_steps < 0:
             raise ValueError("eval_samples, calibration_samples and calibration_tokens must be >= 1 and "
                              "recovery_steps >= 0.")
@@ -243,6 +245,9 @@ def run_prune(settings: PruneSettings, out_dir: str | os.PathLike, *, overwrite:
     n_dec = peek_decoder_layers(settings.model)
     if settings.decoder_layers > n_dec:
         raise ValueError(f"The model has {n_dec} decoder layers; cannot keep {settings.decoder_layers}.")
+    if settings.method == "cofi" and settings.decoder_layers != n_dec:
+        raise ValueError(f"CoFi keeps every decoder layer and narrows them instead; set decoder layers to {n_dec} "
+                         f"(its sparsity target covers encoder and decoder).")
     # Read the data once, before any long work, so a bad file fails at once.
     spec = get_task(settings.task)
     train = load_split(settings.task, "train", data_dir=settings.data_dir, limit=settings.finetune.train_samples)
@@ -283,13 +288,14 @@ def run_prune(settings: PruneSettings, out_dir: str | os.PathLike, *, overwrite:
         plan = plan_from_scores(dense.model, scores.heads, scores.neurons, settings.encoder_sparsity, kept,
                                 notes=dict(notes, importance=scores.criterion,
                                            calibration_examples=scores.num_examples))
-    elif settings.method == "nash-learned":
+    elif settings.method in ("nash-learned", "cofi"):
         from .learned import LearnedSettings, train_gates
 
         say(0.3, "gate training: encoder gates under the sparsity target")
         learned = LearnedSettings(target_sparsity=settings.encoder_sparsity, max_steps=settings.gate_steps,
                                   batch_size=settings.finetune.batch_size, learning_rate=settings.finetune.learning_rate,
-                                  distill=settings.distill, seed=settings.finetune.seed)
+                                  distill=settings.distill, seed=settings.finetune.seed,
+                                  cofi=settings.method == "cofi")
         plan, pruned_model, gate_summary = train_gates(
             dense, train, learned, task=settings.task, decoder_layers=kept,
             learned_decoder_layers=settings.decoder_layers if learn_layers else None, device=device,
@@ -302,7 +308,7 @@ def run_prune(settings: PruneSettings, out_dir: str | os.PathLike, *, overwrite:
     else:  # decoder-only
         say(0.4, "surgery: shortening the decoder")
         plan = replace(keep_all_plan(dense.model), decoder_layers=tuple(kept), notes=notes)
-    if settings.method != "nash-learned":
+    if settings.method not in ("nash-learned", "cofi"):
         pruned_model = apply_plan(dense.model, plan)
     pruned = LoadedModel(pruned_model, dense.tokenizer, settings.model, dense.family, dense.source,
                          dense.random_weights, pruned=True)

@@ -27,7 +27,7 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 
 METHODS = {"NASH (training-free)": "nash-training-free", "NASH (learned gates)": "nash-learned",
-           "Decoder only (baseline)": "decoder-only"}
+           "Decoder only (baseline)": "decoder-only", "CoFi (baseline, encoder and decoder widths)": "cofi"}
 
 
 def model_choices() -> list[tuple[str, str]]:

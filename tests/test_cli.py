@@ -177,6 +177,22 @@ def test_prune_with_learned_gates(tiny_t5_dir, tmp_path, capsys):
 
 
 @needs_shared
+def test_prune_with_cofi_narrows_encoder_and_decoder_and_keeps_every_decoder_layer(tiny_t5_dir, tmp_path, capsys):
+    out = tmp_path / "cofi"
+    args = ["prune", "--model", str(tiny_t5_dir), "--task", "samsum", "--data-dir", str(SAMSUM), "--method", "cofi",
+            "--gate-steps", "3", "--encoder-sparsity", "0.5", "--recovery-steps", "1", *FAST]
+    code, _, err = run([*args, "--decoder-layers", "2", "--out", str(tmp_path / "bad")], capsys)
+    assert code == 2 and "CoFi keeps every decoder layer" in err and not (tmp_path / "bad").exists()
+    code, _, _ = run([*args, "--decoder-layers", "4", "--out", str(out)], capsys)
+    assert code == 0
+    plan = PruningPlan.load(out)
+    assert plan.notes["method"] == "cofi" and plan.narrows_decoder and plan.decoder_layers == (0, 1, 2, 3)
+    loaded = load_pruned(out)
+    assert loaded.decoder.block[0].layer[1].EncDecAttention.q.out_features == \
+        len(plan.decoder_cross_heads[0]) * loaded.config.d_kv
+
+
+@needs_shared
 def test_learned_nash_trains_in_two_processes_like_accelerate_launch(tiny_t5_dir, tmp_path):
     """The multi-process path that `accelerate launch` takes on several GPUs, here with two CPU
     processes (torchrun, gloo): the dense fine-tune, gate training with learned decoder layers

@@ -104,3 +104,22 @@ def test_layer_distillation_matches_each_teacher_layer_to_its_closest_student_la
 def test_settings_are_checked():
     with pytest.raises(ValueError, match=r"\[0, 1\)"):
         LearnedSettings(target_sparsity=1.0)
+
+
+def test_cofi_trains_gates_on_encoder_and_decoder_and_keeps_every_decoder_layer(dense):
+    from pruning import expected_num_parameters
+
+    settings = LearnedSettings(target_sparsity=0.5, max_steps=20, warmup_steps=5, batch_size=8,
+                               gate_learning_rate=0.2, lambda_learning_rate=0.5, cofi=True)
+    plan, pruned, summary = train_gates(dense, EXAMPLES, settings, task="samsum", decoder_layers=(0, 1, 2, 3))
+    assert plan.notes["method"] == "cofi" and plan.decoder_layers == (0, 1, 2, 3)
+    assert plan.narrows_decoder and not plan.encoder_is_dense
+    assert len(summary["gates"]["heads"]) == 3  # encoder self-attention gate values per layer
+    assert sum(p.numel() for p in pruned.parameters()) == expected_num_parameters(dense.model, plan)
+    with torch.no_grad():
+        ids = dense.tokenizer(["summarize: item 3 is here"], return_tensors="pt")
+        from explorer.measure import new_cache  # T5's config counts 3 (encoder) layers; the decoder has 4
+
+        assert pruned.generate(**ids, max_new_tokens=3, past_key_values=new_cache()).shape[1] >= 2
+    with pytest.raises(ValueError, match="CoFi keeps every decoder layer"):
+        train_gates(dense, EXAMPLES, settings, task="samsum", decoder_layers=(0, 3))
