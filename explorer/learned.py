@@ -15,6 +15,10 @@ Steps (NASH, Ko et al. 2023, Sec. 3; the gate machinery of CoFi, Xia et al. 2022
        run says so); their values are folded into the weights, and surgery builds the smaller
        model (which then gets the usual final fine-tune).
 
+With ``LearnedSettings(cofi=True)`` the same loop trains the CoFi baseline instead
+(``pruning.gates.CoFiGates``: head, neuron and sublayer gates on encoder and decoder, every decoder
+layer kept; Xia et al. 2022, Sec. 3).
+
 Everything trains through ``Seq2SeqTrainer``, so ``accelerate launch`` runs it on several GPUs.
 """
 
@@ -235,12 +239,12 @@ def train_gates(dense: LoadedModel, examples: list[Example], settings: LearnedSe
         raise ValueError("No training examples for gate training.")
     if (decoder_layers is None) == (learned_decoder_layers is None):
         raise ValueError("Give either the kept decoder layers or the number of decoder layers to learn, not both.")
-    n_dec = len(keep_all_plan(dense.model).decoder_layers)
-    if settings.cofi and (learned_decoder_layers is not None or tuple(decoder_layers) != tuple(range(n_dec))):
-        raise ValueError(f"CoFi keeps every decoder layer (its gates narrow them instead); keep all {n_dec}.")
+    base = keep_all_plan(dense.model)
+    if settings.cofi and (learned_decoder_layers is not None or tuple(decoder_layers) != base.decoder_layers):
+        raise ValueError(f"CoFi keeps every decoder layer (its gates narrow them instead); keep all "
+                         f"{base.num_decoder_layers}.")
     device = resolve_device(device)
     spec = get_task(task)
-    base = keep_all_plan(dense.model)
     if decoder_layers is None:
         decoder_layers = base.decoder_layers  # the student keeps every layer; its gates choose k
     shortened = PruningPlan(family=base.family, num_decoder_layers=base.num_decoder_layers, num_heads=base.num_heads,

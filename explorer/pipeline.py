@@ -4,7 +4,8 @@ Stages (NASH, arXiv 2310.10054, Sec. 4):
     1. dense model fine-tuned on the task (cached);
     2. the encoder plan, by method: training-free Taylor importance of every encoder head and
        FFN neuron from calibration batches (``nash-training-free``), learned hard-concrete gates
-       (``nash-learned``, ``explorer.learned``), or none (``decoder-only``);
+       (``nash-learned``, ``explorer.learned``), none (``decoder-only``), or the CoFi baseline's
+       gates on encoder and decoder widths (``cofi``, every decoder layer kept);
     3. plan: encoder units removed to the target sparsity, k of L decoder layers kept
        (uniform / low / high, or learned by decoder layer gates);
     4. surgery: a physically smaller model;
