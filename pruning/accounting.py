@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .adapters import get_adapter
+from .adapters import get_adapter, params_of_one_head, params_of_one_neuron
 from .plan import PruningPlan
 
 
@@ -21,20 +21,6 @@ def encoder_sparsity(plan: PruningPlan, dense_model: nn.Module) -> float:
     total = n_layers * (plan.num_heads * per_head + plan.ffn_dim * per_neuron)
     kept = sum(len(h) for h in plan.encoder_heads) * per_head + sum(len(n) for n in plan.encoder_neurons) * per_neuron
     return 1.0 - kept / total
-
-
-def params_of_one_head(att) -> int:
-    """Parameters one head of an attention block owns: its head_dim rows of Q, K and V (with
-    their biases) and head_dim columns of the output projection (cross-attention included:
-    K and V read the encoder's hidden size)."""
-    per = att.head_dim * (att.q.in_features + att.k.in_features + att.v.in_features + att.o.out_features)
-    return per + sum(att.head_dim for lin in (att.q, att.k, att.v) if lin.bias is not None)
-
-
-def params_of_one_neuron(ffn) -> int:
-    """Parameters one FFN neuron owns: a row (and bias) of each input Linear, a column of the output one."""
-    per = sum(getattr(*inp).in_features + (getattr(*inp).bias is not None) for inp in ffn.inputs)
-    return per + getattr(*ffn.output).out_features
 
 
 def expected_num_parameters(dense_model: nn.Module, plan: PruningPlan) -> int:

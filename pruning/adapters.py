@@ -118,22 +118,26 @@ class FamilyAdapter:
     def params_per_head(self, model: nn.Module) -> int:
         """Parameters one encoder head owns: its rows of Q, K, V (with biases) and its
         columns of the output projection (NASH, Sec. 3: sparsity counts these)."""
-        att = self.attention(self.encoder_layers(model)[0])
-        hidden = att.q.in_features
-        per = 4 * hidden * att.head_dim
-        per += sum(att.head_dim for lin in (att.q, att.k, att.v) if lin.bias is not None)
-        return per
+        return params_of_one_head(self.attention(self.encoder_layers(model)[0]))
 
     def params_per_neuron(self, model: nn.Module) -> int:
         """Parameters one encoder FFN neuron owns: a row (and bias) of each input
         Linear (two for gated FFN) and a column of the output Linear."""
-        ffn = self.ffn(self.encoder_layers(model)[0])
-        per = 0
-        for parent, name in ffn.inputs:
-            lin = getattr(parent, name)
-            per += lin.in_features + (1 if lin.bias is not None else 0)
-        per += getattr(*ffn.output).out_features
-        return per
+        return params_of_one_neuron(self.ffn(self.encoder_layers(model)[0]))
+
+
+def params_of_one_head(att: Attention) -> int:
+    """Parameters one head of an attention block owns: its head_dim rows of Q, K and V (with
+    their biases) and head_dim columns of the output projection (cross-attention included:
+    K and V read the encoder's hidden size)."""
+    per = att.head_dim * (att.q.in_features + att.k.in_features + att.v.in_features + att.o.out_features)
+    return per + sum(att.head_dim for lin in (att.q, att.k, att.v) if lin.bias is not None)
+
+
+def params_of_one_neuron(ffn: FFN) -> int:
+    """Parameters one FFN neuron owns: a row (and bias) of each input Linear, a column of the output one."""
+    per = sum(getattr(*inp).in_features + (getattr(*inp).bias is not None) for inp in ffn.inputs)
+    return per + getattr(*ffn.output).out_features
 
 
 class T5Adapter(FamilyAdapter):

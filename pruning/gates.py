@@ -29,7 +29,7 @@ import math
 import torch
 from torch import nn
 
-from .adapters import get_adapter
+from .adapters import get_adapter, params_of_one_head, params_of_one_neuron
 from .plan import PruningPlan
 
 LIMITS = (-0.1, 1.1)  # stretch interval (l, r), Louizos et al. Sec. 2.3
@@ -417,8 +417,6 @@ class CoFiGates(nn.Module):
 
     def __init__(self, model: nn.Module, init_drop_rate: float = 0.5):
         super().__init__()
-        from .accounting import params_of_one_head, params_of_one_neuron
-
         adapter = get_adapter(model)
         encoder, decoder = adapter.encoder_layers(model), adapter.decoder_layers(model)
         if not decoder:

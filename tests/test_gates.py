@@ -312,6 +312,232 @@ def test_cofi_gates_learn_and_the_plan_meets_the_target():
     assert all(g.log_alpha.grad is not None for g in gates.sublayers.values())
     gates.detach()
     plan = gates.plan(model, target=0.6)
+    from pruning import expected_num_parameters
+
+    removed = sum(p.numel() for p in model.parameters()) - expected_num_parameters(model, plan)
+    assert removed / gates.total_params() >= 0.6 - 1e-9
+    assert plan.notes["target_enforced"] is True
+    assert encoder_sparsity(plan, model) == pytest.approx(0.5, abs=0.05)
+    total_heads = len(gates.heads) * gates.num_heads
+    assert total_heads - sum(len(h) for h in plan.encoder_heads) == round(0.5 * total_heads)
+    assert len(plan.encoder_heads[1]) == 1  # layer 1 lost its heads first, but keeps one
+    all_log_alpha = sorted(float(a) for g in gates.heads for a in g.log_alpha.detach())
+    removed = [float(gates.heads[l].log_alpha.detach()[h]) for l, kept in enumerate(plan.encoder_heads)
+               for h in range(gates.num_heads) if h not in kept]
+    assert max(removed) <= all_log_alpha[len(removed)]  # lowest first (one layer-1 head had to stay)
+    # A target already met changes nothing.
+    assert gates.plan(model, decoder_layers=(0,), target=0.0).notes["target_enforced"] is False
+
+
+def test_gates_act_on_the_model_and_detach_cleanly():
+    model = FAMILIES["t5"]()
+    inputs = batch()
+    with torch.no_grad():
+        dense = model(**inputs).logits
+    gates = EncoderGates(model).attach(model)
+    for g in list(gates.heads) + list(gates.neurons):
+        g.log_alpha.data.fill_(LOG_ALPHA_RANGE[1])  # every deterministic gate fully open (value 1)
+    gates.eval()
+    with torch.no_grad():
+        assert torch.allclose(model(**inputs).logits, dense, atol=1e-6)
+        gates.heads[0].log_alpha.data[1] = LOG_ALPHA_RANGE[0]
+        changed = model(**inputs).logits
+    assert not torch.allclose(changed, dense, atol=1e-4)
+    gates.detach()
+    with torch.no_grad():
+        assert torch.allclose(model(**inputs).logits, dense, atol=1e-6)
+
+
+def test_closed_gates_equal_removing_the_units_by_surgery():
+    """Also when every head of a layer is closed: the plan keeps one head (a layer cannot be
+    empty) whose weights fold_gates zeroes, so fold + surgery still equals the gated model."""
+    model = loud(FAMILIES["bart"]())
+    gates = EncoderGates(model)
+    torch.manual_seed(3)
+    for g in list(gates.heads) + list(gates.neurons):
+        g.log_alpha.data = torch.where(torch.rand(len(g.log_alpha)) < 0.4, -40.0, 40.0)
+    plan = gates.plan(model, decoder_layers=(0, 1, 2, 3))
+    gates.attach(model).eval()
+    inputs = batch()
+    with torch.no_grad():
+        gated = model(**inputs).logits
+        gates.detach()
+        dense = model(**inputs).logits
+        pruned = apply_plan(fold_gates(model, gates), plan)(**inputs).logits
+    assert any(len(h) == 1 and gates.heads[i].deterministic().sum() == 0 for i, h in enumerate(plan.encoder_heads))
+    assert (gated - dense).abs().max().item() > 1e-2  # the gates did act
+    assert (gated - pruned).abs().max().item() <= 1e-4
+
+
+def test_gradients_reach_the_gates_in_training_mode():
+    model = FAMILIES["t5"]().train()
+    gates = EncoderGates(model).attach(model).train()
+    loss = model(**batch()).loss + gates.expected_sparsity()
+    loss.backward()
+    assert all(g.log_alpha.grad is not None and g.log_alpha.grad.abs().sum() > 0 for g in gates.heads)
+
+
+def test_target_ramps_linearly_over_the_warm_up():
+    assert [target_sparsity(s, 0.6, 10) for s in (0, 5, 10, 20)] == pytest.approx([0.0, 0.3, 0.6, 0.6])
+    assert target_sparsity(0, 0.6, 0) == 0.6
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        target_sparsity(0, 1.0, 10)
+
+
+def test_lagrangian_ascent_on_the_multipliers_pushes_sparsity_up_to_the_target():
+    lag = Lagrangian()
+    optimizer = torch.optim.SGD(lag.parameters(), lr=0.1, maximize=True)
+    expected = torch.tensor(0.1, requires_grad=True)  # below the target 0.5
+    for _ in range(3):
+        optimizer.zero_grad()
+        lag(expected, 0.5).backward()
+        optimizer.step()
+    assert lag.lambda1.item() < 0 and lag.lambda2.item() > 0  # ascent: lambda1 (s - t) grows when lambda1 < 0
+    # For the model/gates (which minimise), the gradient of the term w.r.t. s is negative: increasing s lowers it.
+    expected.grad = None
+    lag(expected, 0.5).backward()
+    assert expected.grad.item() < 0
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_folded_and_pruned_model_computes_what_the_gated_model_computed(family):
+    model = FAMILIES[family]()
+    if family in ("bart", "bert2bert"):
+        loud(model)
+    gates = EncoderGates(model)
+    torch.manual_seed(7)
+    for g in list(gates.heads) + list(gates.neurons):
+        g.log_alpha.data = torch.empty(len(g.log_alpha)).uniform_(-3.0, 3.0)  # many partly open gates
+    assert any(0 < v < 1 for g in gates.heads for v in g.deterministic().tolist())
+    decoder = tuple(range(model.config.num_decoder_layers if family.startswith("t5") else
+                          (model.config.decoder_layers if family == "bart" else model.config.decoder.num_hidden_layers)))
+    plan = gates.plan(model, decoder_layers=decoder)
+    gates.attach(model).eval()
+    inputs = batch()
+    with torch.no_grad():
+        gated = model(**inputs).logits
+        gates.detach()
+        unfolded = apply_plan(model, plan)(**inputs).logits
+        assert (unfolded - gated).abs().max().item() > 1e-2  # the gate values matter: the test can fail
+        pruned = apply_plan(fold_gates(model, gates), plan)
+        assert (pruned(**inputs).logits - gated).abs().max().item() <= 1e-4
+
+
+DECODER_FAMILIES = ("t5", "bart", "bert2bert")
+
+
+@pytest.mark.parametrize("family", DECODER_FAMILIES)
+def test_binary_decoder_layer_gates_equal_removing_the_layers(family):
+    """Closed layer gates skip their layers exactly (also T5's layer 0, which owns the relative
+    position bias, and BERT's post-LN layers): the gated model equals the plan's surgery."""
+    model = loud(FAMILIES[family](), 3.0)
+    gates = DecoderLayerGates(model, keep=2)
+    gates.layers.log_alpha.data = torch.tensor([-2.0, 1.5, -1.0, 2.0])  # keeps layers 1 and 3
+    assert gates.kept_layers() == (1, 3) and gates.deterministic().tolist() == [0.0, 1.0, 0.0, 1.0]
+    inputs = batch()
+    with torch.no_grad():
+        dense = model(**inputs).logits
+        gates.attach(model).eval()
+        gated = model(**inputs).logits
+        gates.detach()
+        assert torch.allclose(model(**inputs).logits, dense, atol=1e-6)  # detached: the dense model again
+        full = apply_plan(model, replace(keep_all_plan(model), decoder_layers=gates.kept_layers()))
+        shortened = full(**inputs).logits
+    assert (gated - dense).abs().max().item() > 1e-2  # the gates did act
+    assert (gated - shortened).abs().max().item() <= 1e-4
+
+
+def test_decoder_layer_gates_sparsity_target_and_gradients():
+    model = FAMILIES["t5"]().train()
+    gates = DecoderLayerGates(model, keep=1)
+    assert gates.target == pytest.approx(0.75)  # 1 - k / L with L = 4
+    gates.layers.log_alpha.data = torch.tensor([40.0, -40.0, -40.0, 40.0])  # 2 of 4 surely kept
+    assert gates.expected_sparsity().item() == pytest.approx(0.5, abs=1e-6)
+    gates.layers.log_alpha.data = torch.zeros(4)
+    gates.attach(model).train()
+    loss = model(**batch()).loss + gates.expected_sparsity()
+    loss.backward()
+    assert gates.layers.log_alpha.grad is not None and torch.all(gates.layers.log_alpha.grad != 0)
+    gates.detach()
+    with pytest.raises(ValueError, match="between 1 and 4"):
+        DecoderLayerGates(model, keep=5)
+    with pytest.raises(ValueError, match="no decoder"):
+        from transformers import BertConfig, BertModel
+
+        DecoderLayerGates(BertModel(BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                               intermediate_size=64)), keep=1)
+
+
+# -- CoFi gates (encoder and decoder, fine- and coarse-grained) -------------------------------
+
+def cofi_with_random_gates(model, seed=0):
+    from pruning.gates import CoFiGates
+
+    g = torch.Generator().manual_seed(seed)
+    gates = CoFiGates(model)
+    with torch.no_grad():
+        for gate in list(gates.units) + list(gates.sublayers.values()):
+            gate.log_alpha.copy_(torch.randn(len(gate.log_alpha), generator=g) * 3)
+        gates.sublayers["decoder_cross"].log_alpha[0] = -50.0  # one whole sublayer closed
+        gates.sublayers["encoder_ffn"].log_alpha[1] = -50.0
+    return gates
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_cofi_gates_fold_into_a_smaller_model_that_computes_the_same(family):
+    from pruning.gates import fold_cofi_gates
+
+    model = loud(FAMILIES[family]())
+    gates = cofi_with_random_gates(model).attach(model)
+    gates.eval()
+    b = batch()
+    with torch.no_grad():
+        want = model(**b).logits
+    plan = gates.plan(model)
+    assert plan.narrows_decoder and not plan.encoder_is_dense
+    assert all(len(h) >= 1 for h in plan.decoder_cross_heads)  # the closed block keeps one unit, folded to zero
+    pruned = apply_plan(fold_cofi_gates(model, gates), plan)
+    with torch.no_grad():
+        got = pruned(**b).logits
+    assert (got - want).abs().max().item() <= 1e-4 * max(1.0, want.abs().max().item())
+
+
+def test_cofi_expected_sparsity_matches_a_hand_count():
+    from pruning import get_adapter
+
+    model = FAMILIES["bart"]()
+    gates = cofi_with_random_gates(model)
+    with torch.no_grad():
+        for gate in list(gates.units) + list(gates.sublayers.values()):
+            gate.log_alpha.fill_(100.0)  # P(z > 0) = 1 everywhere
+    assert gates.expected_sparsity().item() == pytest.approx(0.0, abs=1e-6)
+    with torch.no_grad():
+        gates.sublayers["encoder_ffn"].log_alpha[0] = -100.0  # P = 0: encoder layer 0's FFN expected removed
+    adapter = get_adapter(model)
+    layer0 = adapter.encoder_layers(model)[0]
+    ffn_params = layer0.fc1.weight.numel() + layer0.fc1.bias.numel() + layer0.fc2.weight.numel()
+    per_layer = lambda layer, atts: (sum(a.q.weight.numel() + a.k.weight.numel() + a.v.weight.numel()  # noqa: E731
+                                         + a.q.bias.numel() + a.k.bias.numel() + a.v.bias.numel() + a.o.weight.numel()
+                                         for a in atts)
+                                     + layer.fc1.weight.numel() + layer.fc1.bias.numel() + layer.fc2.weight.numel())
+    total = sum(per_layer(l, [adapter.attention(l)]) for l in adapter.encoder_layers(model))
+    total += sum(per_layer(l, [adapter.attention(l), adapter.cross_attention(l)]) for l in adapter.decoder_layers(model))
+    assert gates.total_params() == total
+    assert gates.expected_sparsity().item() == pytest.approx(ffn_params / total, rel=1e-5)
+
+
+def test_cofi_gates_learn_and_the_plan_meets_the_target():
+    from pruning.gates import CoFiGates
+
+    model = FAMILIES["t5"]()
+    gates = CoFiGates(model).attach(model)
+    gates.train()
+    loss = model(**batch()).loss + gates.expected_sparsity()
+    loss.backward()
+    assert all(g.log_alpha.grad is not None for g in gates.units)
+    assert all(g.log_alpha.grad is not None for g in gates.sublayers.values())
+    gates.detach()
+    plan = gates.plan(model, target=0.6)
     kept_params = sum(len(k) * p for k, p in zip(
         [*[plan.encoder_heads[i] if kind == "self" else plan.encoder_neurons[i] for s, i, kind in gates.blocks if s == "encoder"],
          *[{"self": plan.decoder_heads, "cross": plan.decoder_cross_heads, "ffn": plan.decoder_neurons}[kind][i]
