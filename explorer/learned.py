@@ -16,8 +16,8 @@ Steps (NASH, Ko et al. 2023, Sec. 3; the gate machinery of CoFi, Xia et al. 2022
        model (which then gets the usual final fine-tune).
 
 With ``LearnedSettings(cofi=True)`` the same loop trains the CoFi baseline instead
-(``pruning.gates.CoFiGates``: head, neuron and sublayer gates on encoder and decoder, every decoder
-layer kept; Xia et al. 2022, Sec. 3).
+(``pruning.gates.CoFiGates``: head, neuron and sublayer gates on encoder and decoder, and hidden-dimension
+gates, every decoder layer kept; Xia et al. 2022, Sec. 3).
 
 Everything trains through ``Seq2SeqTrainer``, so ``accelerate launch`` runs it on several GPUs.
 """
@@ -55,6 +55,7 @@ class LearnedSettings:
     hidden_weight: float = 1.0  # weight of the hidden-state MSE
     seed: int = 0
     cofi: bool = False  # CoFi baseline: gates on encoder and decoder units and sublayers, every decoder layer kept
+    cofi_hidden: bool = True  # CoFi's hidden-dimension gates (with cofi)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.target_sparsity < 1.0:
@@ -112,7 +113,7 @@ class GatedModel(nn.Module):
 
 
 def layer_distillation_loss(student_states: tuple[torch.Tensor, ...], teacher_states: tuple[torch.Tensor, ...],
-                            mask: torch.Tensor) -> torch.Tensor:
+                            mask: torch.Tensor, dims: torch.Tensor | None = None) -> torch.Tensor:
     """CoFi's layer distillation (Xia et al. 2022, Sec. 3.3): every teacher layer output is
     matched to the student layer output closest to it in MSE, and the distances are summed.
 
@@ -120,12 +121,19 @@ def layer_distillation_loss(student_states: tuple[torch.Tensor, ...], teacher_st
         student_states: Student layer outputs, each (B, T, d) (embeddings output excluded).
         teacher_states: Teacher layer outputs, each (B, T, d).
         mask: (B, T), 1 on real tokens.
+        dims: Optional (d,) bool, the hidden dimensions the student still has (CoFi's hidden
+            gates): the MSE is taken over those only. CoFi instead learns a d x d map from the
+            student's states to the teacher's; ours compares the kept dimensions directly.
 
     Returns:
         Scalar loss.
     """
     weight = mask[..., None].to(student_states[0].dtype)
-    denom = weight.sum() * student_states[0].shape[-1]
+    if dims is not None:
+        weight = weight * dims.to(weight.dtype)  # (B, T, d)
+        denom = mask.sum() * dims.sum()
+    else:
+        denom = weight.sum() * student_states[0].shape[-1]
     total = student_states[0].new_zeros(())
     for teacher in teacher_states:
         distances = torch.stack([(((s - teacher) ** 2) * weight).sum() / denom for s in student_states])
@@ -181,10 +189,11 @@ def _trainer_class():
                     nn.functional.log_softmax(outputs["logits"][keep] / temp, -1),
                     nn.functional.log_softmax(teacher.logits[keep] / temp, -1), log_target=True,
                     reduction="batchmean") * temp * temp
+                dims = wrapped.gates.hidden_mask() if hasattr(wrapped.gates, "hidden_mask") else None
                 hidden = layer_distillation_loss(outputs["encoder_hidden_states"][1:], teacher.encoder_hidden_states[1:],
-                                                 inputs["attention_mask"])
+                                                 inputs["attention_mask"], dims)
                 hidden = hidden + layer_distillation_loss(outputs["decoder_hidden_states"][1:],
-                                                          teacher.decoder_hidden_states[1:], keep)
+                                                          teacher.decoder_hidden_states[1:], keep, dims)
                 loss = loss + kl + self.learned.hidden_weight * hidden
                 parts.update(kl=float(kl.detach()), hidden=float(hidden.detach()))
             lagrangian = outputs["lagrangian"]
@@ -254,7 +263,7 @@ def train_gates(dense: LoadedModel, examples: list[Example], settings: LearnedSe
     student = apply_plan(dense.model, shortened)  # a new model; the dense one stays the teacher
     teacher = dense.model.eval() if settings.distill else None  # read only, under no_grad; placed below
     decoder_gates = DecoderLayerGates(student, learned_decoder_layers) if learned_decoder_layers else None
-    unit_gates = CoFiGates(student) if settings.cofi else EncoderGates(student)
+    unit_gates = CoFiGates(student, hidden=settings.cofi_hidden) if settings.cofi else EncoderGates(student)
     wrapped = GatedModel(student, unit_gates, Lagrangian(), decoder_gates,
                          Lagrangian() if decoder_gates is not None else None)
     rows = tokenize_examples(dense.tokenizer, examples, spec.max_source_tokens, spec.max_target_tokens)

@@ -234,8 +234,8 @@ def run_prune(settings: PruneSettings, out_dir: str | os.PathLike, *, overwrite:
         ValueError: Bad settings (sparsity, decoder layers, task, device), an unsupported
             model, unusable data, or a non-empty ``out_dir`` without ``overwrite``.
     """
-    from pruning import (apply_plan, encoder_sparsity, get_adapter, keep_all_plan, plan_from_scores, save_pruned,
-                         select_decoder_layers)
+    from pruning import (apply_plan, encoder_decoder_sparsity, encoder_sparsity, get_adapter, keep_all_plan,
+                         plan_from_scores, save_pruned, select_decoder_layers)
 
     say = progress or (lambda fraction, message: None)
     settings.check()
@@ -365,6 +365,7 @@ def run_prune(settings: PruneSettings, out_dir: str | os.PathLike, *, overwrite:
         "settings": asdict(settings),
         "plan_summary": plan.describe(),
         "encoder_sparsity_achieved": round(encoder_sparsity(plan, dense.model), 4),
+        "encoder_decoder_sparsity_achieved": round(encoder_decoder_sparsity(plan, dense.model), 4),
         "decoder_layers_kept": list(kept),
         "quality": quality,
         "measurements": measured,

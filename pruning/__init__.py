@@ -8,7 +8,7 @@ the transformers model classes that surgery needs.
 import importlib
 
 _WHERE = {
-    "encoder_sparsity": "accounting", "expected_num_parameters": "accounting",
+    "encoder_sparsity": "accounting", "expected_num_parameters": "accounting", "encoder_decoder_sparsity": "accounting",
     "get_adapter": "adapters", "family_of_config": "adapters", "SUPPORTED_ENCODER_DECODER": "adapters",
     "ImportanceScores": "importance", "keep_all_plan": "importance", "plan_from_scores": "importance",
     "taylor_importance": "importance",

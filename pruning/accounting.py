@@ -7,6 +7,8 @@ decoder are not part of it).
 
 from __future__ import annotations
 
+import math
+
 from torch import nn
 
 from .adapters import get_adapter, params_of_one_head, params_of_one_neuron
@@ -23,12 +25,45 @@ def encoder_sparsity(plan: PruningPlan, dense_model: nn.Module) -> float:
     return 1.0 - kept / total
 
 
+def encoder_decoder_sparsity(plan: PruningPlan, dense_model: nn.Module) -> float:
+    """Fraction in [0, 1] of all head + FFN parameters of encoder *and* decoder that the plan
+    removes: CoFi's sparsity (Xia et al. 2022, Sec. 3.2), the one its target sets. Dropped decoder
+    layers count as removed; with hidden dims cut, each kept unit counts at the kept hidden size
+    (embeddings and norms are not counted, as in CoFi). For an encoder-only model: the encoder's.
+    """
+    adapter = get_adapter(dense_model)
+    r = plan.hidden_size - len(plan.hidden_dims) if plan.narrows_hidden else 0
+
+    def at_kept_width(per_unit: int, per_dim: int) -> int:
+        return per_unit - per_dim * r
+
+    total = kept = 0
+    for layer, heads, neurons in zip(adapter.encoder_layers(dense_model), plan.encoder_heads, plan.encoder_neurons):
+        att, ffn = adapter.attention(layer), adapter.ffn(layer)
+        total += plan.num_heads * params_of_one_head(att) + plan.ffn_dim * params_of_one_neuron(ffn)
+        kept += len(heads) * at_kept_width(params_of_one_head(att), 4 * att.head_dim)
+        kept += len(neurons) * at_kept_width(params_of_one_neuron(ffn), len(ffn.inputs) + 1)
+    n_heads, ffn_dim = adapter.decoder_num_heads(dense_model), adapter.decoder_ffn_dim(dense_model)
+    for i, layer in enumerate(adapter.decoder_layers(dense_model)):
+        atts = ((adapter.attention(layer), plan.decoder_heads), (adapter.cross_attention(layer), plan.decoder_cross_heads))
+        ffn = adapter.ffn(layer)
+        total += sum(n_heads * params_of_one_head(att) for att, _ in atts) + ffn_dim * params_of_one_neuron(ffn)
+        if i not in plan.decoder_layers:
+            continue
+        for att, per_layer in atts:
+            kept += (len(per_layer[i]) if per_layer else n_heads) * at_kept_width(params_of_one_head(att), 4 * att.head_dim)
+        kept += (len(plan.decoder_neurons[i]) if plan.decoder_neurons else ffn_dim) * at_kept_width(
+            params_of_one_neuron(ffn), len(ffn.inputs) + 1)
+    return 1.0 - kept / total
+
+
 def expected_num_parameters(dense_model: nn.Module, plan: PruningPlan) -> int:
     """Parameters the pruned model must have, counted analytically from the dense model:
     dense count - removed heads x params per head - removed neurons x params per neuron
     (encoder, and decoder widths of kept layers when the plan narrows them) - parameters of
-    the dropped decoder layers (counted from the dense layers). Tied parameters are counted
-    once, as ``nn.Module.parameters()`` does.
+    the dropped decoder layers (counted from the dense layers) - what cutting hidden dims takes
+    from every table on the residual stream. Tied parameters are counted once, as
+    ``nn.Module.parameters()`` does.
     """
     adapter = get_adapter(dense_model)
     total = sum(p.numel() for p in dense_model.parameters())
@@ -51,4 +86,52 @@ def expected_num_parameters(dense_model: nn.Module, plan: PruningPlan) -> int:
     if adapter.family == "t5" and decoder and 0 not in kept:
         # Block 0's relative position bias table moves to the new block 0 instead of going away.
         total += decoder[0].layer[0].SelfAttention.relative_attention_bias.weight.numel()
+    if plan.narrows_hidden:
+        total -= _hidden_removed(adapter, dense_model, plan)
     return total
+
+
+def _hidden_removed(adapter, dense_model: nn.Module, plan: PruningPlan) -> int:
+    """Parameters that removing hidden dimensions takes away from the model the rest of the plan
+    leaves: r = d - d' entries per kept head dimension of Q, K, V and the output projection, per
+    kept FFN neuron of each FFN Linear, per bias of a Linear that writes hidden, and per row of
+    every other table on the residual stream (embeddings, norms, LM head, pooler), tied ones once."""
+    r = plan.hidden_size - len(plan.hidden_dims)
+    removed = 0
+
+    def layer_part(att_widths, ffn, neurons: int) -> int:
+        part = 0
+        for att, heads in att_widths:
+            part += r * heads * att.head_dim * 4 + (r if att.o.bias is not None else 0)
+        out = getattr(*ffn.output)
+        return part + r * neurons * (len(ffn.inputs) + 1) + (r if out.bias is not None else 0)
+
+    for layer, heads, neurons in zip(adapter.encoder_layers(dense_model), plan.encoder_heads, plan.encoder_neurons):
+        removed += layer_part([(adapter.attention(layer), len(heads))], adapter.ffn(layer), len(neurons))
+    decoder = adapter.decoder_layers(dense_model)
+    width = lambda per_layer, i, full: len(per_layer[i]) if per_layer else full  # noqa: E731
+    for i in plan.decoder_layers:
+        layer = decoder[i]
+        atts = [(adapter.attention(layer), width(plan.decoder_heads, i, adapter.decoder_num_heads(dense_model))),
+                (adapter.cross_attention(layer), width(plan.decoder_cross_heads, i, adapter.decoder_num_heads(dense_model)))]
+        removed += layer_part(atts, adapter.ffn(layer), width(plan.decoder_neurons, i, adapter.decoder_ffn_dim(dense_model)))
+    sites = adapter.hidden_sites(dense_model)
+    kept = set(plan.decoder_layers)
+    dropped = {id(p) for i, layer in enumerate(decoder) if i not in kept for p in layer.parameters()}
+    marks: dict[int, tuple[nn.Parameter, set[int]]] = {}
+
+    def mark(param, dim: int) -> None:
+        if param is not None and id(param) not in dropped:
+            marks.setdefault(id(param), (param, set()))[1].add(dim)
+
+    for lin in list(sites.reads) + list(sites.embeddings):
+        mark(lin.weight, 1)
+    for lin in sites.writes:
+        mark(lin.weight, 0)
+        mark(lin.bias, 0)
+    for norm in sites.norms:
+        mark(norm.weight, 0)
+        mark(getattr(norm, "bias", None), 0)
+    for param, which in marks.values():
+        removed += param.numel() - math.prod(s - r if i in which else s for i, s in enumerate(param.shape))
+    return removed

@@ -51,6 +51,46 @@ class FFN:
     output: tuple[nn.Module, str]
 
 
+@dataclass(frozen=True)
+class HiddenSites:
+    """Where the hidden dimension d (the residual stream) lives outside the attention and FFN
+    Linears of the layers (those come from :meth:`FamilyAdapter.layer_hidden_linears`), for
+    CoFi's hidden-dimension pruning (Xia et al., ACL 2022, Sec. 3.1).
+
+    Attributes:
+        entries: Modules whose output starts the residual stream: the token embedding (T5) or
+            the embedding LayerNorm (BART, BERT). A hidden gate scales their output.
+        reads: Other Linears whose input is hidden (LM head, pooler, BERT's LM-head transform).
+        writes: Other Linears whose output is hidden (BERT's LM-head transform, whose LayerNorm
+            and tied vocabulary projection are sized d).
+        embeddings: Every embedding table of width d (columns are hidden dims); tables shared by
+            several modules appear once per module.
+        norms: Every LayerNorm / RMS norm over d.
+        output_norm: The norm right before the LM head (T5), which compensates a gate folded into
+            a token embedding the LM head is tied to; None where entries are norms.
+    """
+
+    entries: tuple[nn.Module, ...]
+    reads: tuple[nn.Linear, ...]
+    writes: tuple[nn.Linear, ...]
+    embeddings: tuple[nn.Embedding, ...]
+    norms: tuple[nn.Module, ...]
+    output_norm: nn.Module | None = None
+
+
+def _hidden_tables(model: nn.Module, d: int) -> tuple[tuple[nn.Embedding, ...], tuple[nn.Module, ...]]:
+    """Embeddings of width d (not T5's relative position bias, whose width is the head count) and
+    norms over d (``nn.LayerNorm``, T5's RMS ``T5LayerNorm``) anywhere in ``model``."""
+    embeddings, norms = [], []
+    for name, module in model.named_modules(remove_duplicate=False):
+        if isinstance(module, nn.Embedding) and module.embedding_dim == d and "relative_attention_bias" not in name:
+            embeddings.append(module)
+        elif "LayerNorm" in type(module).__name__ and getattr(module, "weight", None) is not None \
+                and tuple(module.weight.shape) == (d,):
+            norms.append(module)
+    return tuple(embeddings), tuple(norms)
+
+
 class FamilyAdapter:
     """Interface of a family adapter. See module docstring."""
 
@@ -115,6 +155,35 @@ class FamilyAdapter:
         container = self.decoder_container(model)
         return [] if container is None else list(getattr(*container))
 
+    def hidden_size(self, model: nn.Module) -> int:
+        """d, the hidden size of the dense model (from the config).
+
+        Raises:
+            ValueError: Where encoder and decoder have different hidden sizes (one hidden mask
+                cannot cover both).
+        """
+        raise NotImplementedError
+
+    def hidden_sites(self, model: nn.Module) -> HiddenSites:
+        """Where d lives outside the layers' attention and FFN Linears (see :class:`HiddenSites`)."""
+        raise NotImplementedError
+
+    def layer_hidden_linears(self, model: nn.Module) -> tuple[list[nn.Linear], list[nn.Linear]]:
+        """``(reads, writes)``: every attention and FFN Linear of the encoder and decoder layers
+        that reads hidden (Q, K, V of self- and cross-attention, FFN inputs) or writes it
+        (attention output projections, FFN outputs)."""
+        reads, writes = [], []
+        decoder = self.decoder_layers(model)
+        for layer in self.encoder_layers(model) + decoder:
+            atts = [self.attention(layer)] + ([self.cross_attention(layer)] if any(layer is d for d in decoder) else [])
+            for att in atts:
+                reads += [att.q, att.k, att.v]
+                writes.append(att.o)
+            ffn = self.ffn(layer)
+            reads += [getattr(*inp) for inp in ffn.inputs]
+            writes.append(getattr(*ffn.output))
+        return reads, writes
+
     def params_per_head(self, model: nn.Module) -> int:
         """Parameters one encoder head owns: its rows of Q, K, V (with biases) and its
         columns of the output projection (NASH, Sec. 3: sparsity counts these)."""
@@ -173,6 +242,16 @@ class T5Adapter(FamilyAdapter):
     def ffn_dim(self, model):
         return model.config.d_ff
 
+    def hidden_size(self, model):
+        return model.config.d_model
+
+    def hidden_sites(self, model):
+        # T5 scales the decoder output by d_model ** -0.5 before a tied LM head (``model_dim``, set
+        # at construction); surgery keeps that attribute, so the pruned model scales as the dense one.
+        embeddings, norms = _hidden_tables(model, self.hidden_size(model))
+        return HiddenSites(entries=(model.encoder.embed_tokens, model.decoder.embed_tokens), reads=(model.lm_head,),
+                           writes=(), embeddings=embeddings, norms=norms, output_norm=model.decoder.final_layer_norm)
+
     def decoder_num_heads(self, model):
         return model.config.num_heads
 
@@ -229,6 +308,14 @@ class BartAdapter(FamilyAdapter):
     def decoder_num_heads(self, model):
         return model.config.decoder_attention_heads
 
+    def hidden_size(self, model):
+        return model.config.d_model
+
+    def hidden_sites(self, model):
+        embeddings, norms = _hidden_tables(model, self.hidden_size(model))
+        return HiddenSites(entries=(model.model.encoder.layernorm_embedding, model.model.decoder.layernorm_embedding),
+                           reads=(model.lm_head,), writes=(), embeddings=embeddings, norms=norms)
+
     def decoder_ffn_dim(self, model):
         return model.config.decoder_ffn_dim
 
@@ -283,6 +370,30 @@ class Bert2BertAdapter(FamilyAdapter):
     def decoder_num_heads(self, model):
         return model.config.decoder.num_attention_heads
 
+    def hidden_size(self, model):
+        enc, dec = model.config.encoder.hidden_size, model.config.decoder.hidden_size
+        if enc != dec:
+            raise ValueError(f"Encoder hidden size {enc} and decoder hidden size {dec} differ; hidden-dimension "
+                             f"pruning needs one hidden size.")
+        return enc
+
+    def hidden_sites(self, model):
+        decoder_base = getattr(model.decoder, model.decoder.base_model_prefix)
+        reads, writes = [], []
+        for base in (model.encoder, decoder_base):
+            if getattr(base, "pooler", None) is not None:
+                reads.append(base.pooler.dense)  # its output (tanh) is not the residual stream: input only
+        head = getattr(model.decoder, "cls", None)
+        if head is not None:  # BertLMHeadModel: transform (dense d -> d, LayerNorm) then the tied projection
+            reads += [head.predictions.transform.dense, head.predictions.decoder]
+            writes.append(head.predictions.transform.dense)
+        else:
+            raise ValueError("This BERT-style decoder has no BERT LM head (cls.predictions); hidden-dimension "
+                             "pruning knows BertLMHeadModel only.")
+        embeddings, norms = _hidden_tables(model, self.hidden_size(model))
+        return HiddenSites(entries=(model.encoder.embeddings.LayerNorm, decoder_base.embeddings.LayerNorm),
+                           reads=tuple(reads), writes=tuple(writes), embeddings=embeddings, norms=norms)
+
     def decoder_ffn_dim(self, model):
         return model.config.decoder.intermediate_size
 
@@ -325,6 +436,16 @@ class BertEncoderAdapter(Bert2BertAdapter):
 
     def decoder_num_heads(self, model):
         return 0
+
+    def hidden_size(self, model):
+        return model.config.hidden_size
+
+    def hidden_sites(self, model):
+        base = self._base(model)
+        reads = (base.pooler.dense,) if getattr(base, "pooler", None) is not None else ()
+        embeddings, norms = _hidden_tables(model, self.hidden_size(model))
+        return HiddenSites(entries=(base.embeddings.LayerNorm,), reads=reads, writes=(), embeddings=embeddings,
+                           norms=norms)
 
     def decoder_ffn_dim(self, model):
         return 0

@@ -392,30 +392,42 @@ class CoFiGates(nn.Module):
     """CoFi's coarse- and fine-grained gates on encoder and decoder (the NASH issue's CoFi baseline).
 
     Fine-grained: one hard-concrete gate per head of every attention block (encoder
-    self-attention; decoder self- and cross-attention) and per FFN neuron of every layer.
-    Coarse-grained: one gate per attention block and per FFN (CoFi's z_MHA and z_FFN), which
-    multiplies its units' gates, so a closed block silences the whole sublayer (Xia et al.,
+    self-attention; decoder self- and cross-attention), per FFN neuron of every layer, and (with
+    ``hidden=True``, CoFi's default) per hidden dimension, one vector shared by encoder and
+    decoder. Coarse-grained: one gate per attention block and per FFN (CoFi's z_MHA and z_FFN),
+    which multiplies its units' gates, so a closed block silences the whole sublayer (Xia et al.,
     ACL 2022, Sec. 3.1). NASH compares with CoFi applied to encoder and decoder alike.
 
-    Expected sparsity (Sec. 3.2, over encoder and decoder attention and FFN parameters):
-    1 - sum_blocks P(z_block > 0) sum_units P(z_unit > 0) params_per_unit / all such
-    parameters. Deterministic gates (Sec. 3.4): each vector has its expected number of zeros,
-    lowest log alpha first, and a unit's final gate is z_unit z_block.
+    The hidden gate z_h (d,) scales the residual stream where it starts (the token embedding of
+    T5, the embedding LayerNorm of BART and BERT) and every output on it (attention output
+    projections, FFN outputs), and every norm then normalises over the dimensions whose gate is
+    non-zero only (CoFi's ``CoFiLayerNorm``), with zeros elsewhere; so the closed dimensions are
+    exactly zero throughout and the model with them cut (``pruning.surgery.narrow_hidden``)
+    computes the same.
 
-    Not implemented: CoFi's hidden-dimension gates (plans cannot express hidden-dimension
-    surgery yet), and removing a sublayer outright: a plan keeps at least one unit per block,
-    so a closed block keeps its best unit with its weights folded to zero (it computes
-    nothing; it costs that one unit). Decoder layers are never dropped.
+    Expected sparsity (Sec. 3.2, over encoder and decoder attention and FFN parameters):
+    1 - sum_blocks P(z_block > 0) sum_units P(z_unit > 0) (a_unit E[d kept] + b_unit) / all such
+    parameters, where a unit owns a_unit parameters per hidden dimension (4 x head_dim for a head:
+    Q, K, V rows and output columns; one per FFN Linear for a neuron) and b_unit biases, and
+    E[d kept] = sum P(z_h > 0) (d without hidden gates); embeddings and norms are not counted, as
+    in CoFi. Deterministic gates (Sec. 3.4): each vector has its expected number of zeros, lowest
+    log alpha first, and a unit's final gate is z_unit z_block.
+
+    Not implemented: removing a sublayer outright: a plan keeps at least one unit per block, so a
+    closed block keeps its best unit with its weights folded to zero (it computes nothing; it costs
+    that one unit). Decoder layers are never dropped.
 
     Args:
         model: A dense encoder-decoder model (T5 / FLAN-T5, BART, BERT2BERT).
         init_drop_rate: See :class:`HardConcrete`.
+        hidden: Also gate the hidden dimensions (CoFi's default).
 
     Raises:
-        ValueError: For a model without a decoder.
+        ValueError: For a model without a decoder, or hidden gates on a model whose encoder and
+            decoder hidden sizes differ.
     """
 
-    def __init__(self, model: nn.Module, init_drop_rate: float = 0.5):
+    def __init__(self, model: nn.Module, init_drop_rate: float = 0.5, hidden: bool = True):
         super().__init__()
         adapter = get_adapter(model)
         encoder, decoder = adapter.encoder_layers(model), adapter.decoder_layers(model)
@@ -424,27 +436,33 @@ class CoFiGates(nn.Module):
         self.family = adapter.family
         self.num_heads, self.ffn_dim = adapter.num_heads(model), adapter.ffn_dim(model)
         self.decoder_num_heads, self.decoder_ffn_dim = adapter.decoder_num_heads(model), adapter.decoder_ffn_dim(model)
+        self.hidden_size = adapter.hidden_size(model)
         self.blocks = [("encoder", i, kind) for i in range(len(encoder)) for kind in ("self", "ffn")]
         self.blocks += [("decoder", i, kind) for i in range(len(decoder)) for kind in ("self", "cross", "ffn")]
-        sizes, per_unit = [], []
+        sizes, per_unit, per_dim = [], [], []
         for stack, i, kind in self.blocks:
             layer = (encoder if stack == "encoder" else decoder)[i]
             if kind == "ffn":
                 sizes.append(getattr(*adapter.ffn(layer).output).in_features)
                 per_unit.append(params_of_one_neuron(adapter.ffn(layer)))
+                per_dim.append(len(adapter.ffn(layer).inputs) + 1)
             else:
                 att = adapter.attention(layer) if kind == "self" else adapter.cross_attention(layer)
                 sizes.append(att.o.in_features // att.head_dim)
                 per_unit.append(params_of_one_head(att))
-        self.per_unit = per_unit
+                per_dim.append(4 * att.head_dim)
+        self.per_unit = per_unit  # parameters of one unit at the dense hidden size
+        self.per_dim = per_dim  # of which per hidden dimension (the rest are biases)
         self.units = nn.ModuleList(HardConcrete(n, init_drop_rate) for n in sizes)
         counts = {"encoder": len(encoder), "decoder": len(decoder)}
         self.sublayers = nn.ModuleDict({f"{stack}_{kind}": HardConcrete(counts[stack], init_drop_rate)
                                         for stack, kinds in (("encoder", ("self", "ffn")),
                                                              ("decoder", ("self", "cross", "ffn")))
                                         for kind in kinds})
+        self.hidden = HardConcrete(self.hidden_size, init_drop_rate) if hidden else None
         self._handles: list = []
         self._z: list[torch.Tensor] = []
+        self._zh: torch.Tensor | None = None
         self._drawn_in_training: bool | None = None
 
     def _sublayer(self, block: tuple[str, int, str]) -> tuple[HardConcrete, int]:
@@ -457,13 +475,34 @@ class CoFiGates(nn.Module):
         return [units.deterministic() * subs[f"{stack}_{kind}"][i]
                 for (stack, i, kind), units in zip(self.blocks, self.units)]
 
+    def final_hidden(self) -> torch.Tensor | None:
+        """Deterministic hidden gates, (d,), at least one non-zero; None without hidden gates."""
+        if self.hidden is None:
+            return None
+        z = self.hidden.deterministic()
+        if not bool((z > 0).any()):
+            z[int(torch.argmax(self.hidden.log_alpha))] = 1.0
+        return z
+
     def _draw(self) -> None:
         if self.training:
             subs = {key: gate() for key, gate in self.sublayers.items()}
             self._z = [units() * subs[f"{stack}_{kind}"][i] for (stack, i, kind), units in zip(self.blocks, self.units)]
+            self._zh = self.hidden() if self.hidden is not None else None
         else:
-            self._z = [z.to(self.units[0].log_alpha.device) for z in self.final_gates()]
+            device = self.units[0].log_alpha.device
+            self._z = [z.to(device) for z in self.final_gates()]
+            self._zh = self.final_hidden().to(device) if self.hidden is not None else None
         self._drawn_in_training = self.training
+
+    def _current(self) -> None:
+        if self._drawn_in_training is not self.training:
+            self._draw()
+
+    def hidden_mask(self) -> torch.Tensor | None:
+        """(d,) bool, the hidden dimensions open in the current draw; None without hidden gates."""
+        self._current()
+        return None if self._zh is None else (self._zh > 0).detach()
 
     def _linear(self, adapter, model, block) -> tuple[nn.Linear, int]:
         """The Linear whose input carries the block's units, and the width of one unit."""
@@ -476,23 +515,42 @@ class CoFiGates(nn.Module):
 
     def attach(self, model: nn.Module) -> CoFiGates:
         """Register the gate hooks on ``model`` (the one the gates were built for); returns self.
-        One draw per model forward, at the first encoder layer; in generation the decoder steps
-        reuse the deterministic gates."""
+        One draw per model forward (a forward pre-hook on ``model``); in eval mode (generation
+        too, whose encoder runs outside the model's forward) the deterministic gates."""
         adapter = get_adapter(model)
         self.detach()
-        self._handles.append(adapter.encoder_layers(model)[0].register_forward_pre_hook(lambda *_: self._draw()))
+        self._handles.append(model.register_forward_pre_hook(lambda *_: self._draw()))
         for b, block in enumerate(self.blocks):
             linear, width = self._linear(adapter, model, block)
             self._handles.append(linear.register_forward_pre_hook(self._hook(b, width)))
+        if self.hidden is not None:
+            sites = adapter.hidden_sites(model)
+            writes = adapter.layer_hidden_linears(model)[1] + list(sites.writes)
+            entries = {id(e) for e in sites.entries}
+            for module in writes + [e for e in sites.entries if isinstance(e, nn.Embedding)]:
+                self._handles.append(module.register_forward_hook(self._scale_hook))
+            for norm in sites.norms:
+                self._handles.append(norm.register_forward_hook(self._norm_hook(id(norm) in entries)))
         return self
 
     def _hook(self, b: int, width: int):
         def hook(_module, args):
-            if self._drawn_in_training is not self.training:
-                self._draw()
+            self._current()
             (x,) = args  # (B, T, units * width)
             z = self._z[b].to(x.dtype)
             return (x * (z.repeat_interleave(width) if width > 1 else z),)
+        return hook
+
+    def _scale_hook(self, _module, _args, output):
+        self._current()
+        return output * self._zh.to(output.dtype)  # (B, T, d) * (d,)
+
+    def _norm_hook(self, entry: bool):
+        def hook(module, args, _output):
+            self._current()
+            (x,) = args  # (B, T, d), exactly zero on the closed dimensions
+            out = norm_over(module, x, torch.nonzero(self._zh).flatten())
+            return out * self._zh.to(out.dtype) if entry else out
         return hook
 
     def detach(self) -> None:
@@ -508,42 +566,49 @@ class CoFiGates(nn.Module):
     def expected_sparsity(self) -> torch.Tensor:
         """Expected fraction of the governed parameters removed (scalar, differentiable), see the class."""
         kept = 0.0
-        for block, units, per in zip(self.blocks, self.units, self.per_unit):
+        dims = self.hidden.prob_nonzero().sum() if self.hidden is not None else float(self.hidden_size)
+        for block, units, per, per_dim in zip(self.blocks, self.units, self.per_unit, self.per_dim):
             sub, i = self._sublayer(block)
-            kept = kept + sub.prob_nonzero()[i] * units.prob_nonzero().sum() * per
+            unit = per_dim * dims + (per - per_dim * self.hidden_size)
+            kept = kept + sub.prob_nonzero()[i] * units.prob_nonzero().sum() * unit
         return 1.0 - kept / self.total_params()
 
     def clamp_(self) -> None:
         """Clamp every log alpha (after each optimizer step)."""
-        for gate in list(self.units) + list(self.sublayers.values()):
+        for gate in list(self.units) + list(self.sublayers.values()) + ([self.hidden] if self.hidden else []):
             gate.clamp_()
 
     def plan(self, model: nn.Module, decoder_layers: tuple[int, ...] | None = None, notes: dict | None = None,
              target: float | None = None) -> PruningPlan:
-        """The plan of the deterministic gates (every decoder layer kept, narrowed).
+        """The plan of the deterministic gates (every decoder layer kept, narrowed; hidden dims cut
+        where the hidden gate is 0).
 
         Units with final gate 0 are removed; a block left empty keeps its highest-log-alpha unit
         (folded to zero by :func:`fold_cofi_gates` when its gate is 0). With ``target``, as in
-        :meth:`EncoderGates.plan`: if fewer parameters are removed than ``target`` of
-        :meth:`total_params`, the remaining units with the lowest log alpha go too (at least one
-        per block), and ``target_enforced`` says so; our addition, not CoFi's.
+        :meth:`EncoderGates.plan`: if fewer governed parameters are removed than ``target`` of
+        :meth:`total_params` (counted at the kept hidden size), the remaining units with the lowest
+        log alpha go too (at least one per block), and ``target_enforced`` says so; our addition,
+        not CoFi's.
         """
         adapter = get_adapter(model)
         kept = []
         for z, units in zip(self.final_gates(), self.units):
             idx = set(torch.nonzero(z > 0).flatten().tolist())
             kept.append(idx or {int(torch.argmax(units.log_alpha))})
+        zh = self.final_hidden()
+        hidden_dims = tuple(torch.nonzero(zh > 0).flatten().tolist()) if zh is not None else ()
+        d_kept = len(hidden_dims) if hidden_dims else self.hidden_size
+        unit_params = [per - a * (self.hidden_size - d_kept) for per, a in zip(self.per_unit, self.per_dim)]
         enforced = False
         if target is not None:
-            need = target * self.total_params() - sum((len(u.log_alpha) - len(k)) * p
-                                                       for u, k, p in zip(self.units, kept, self.per_unit))
+            need = target * self.total_params() - (self.total_params() - sum(len(k) * p for k, p in zip(kept, unit_params)))
             candidates = sorted((float(u.log_alpha.detach()[j]), b, j) for b, u in enumerate(self.units) for j in kept[b])
             for _, b, j in candidates:
                 if need <= 0:
                     break
                 if len(kept[b]) > 1:
                     kept[b].discard(j)
-                    need -= self.per_unit[b]
+                    need -= unit_params[b]
                     enforced = True
         by = {block: tuple(sorted(k)) for block, k in zip(self.blocks, kept)}
         n_enc = sum(1 for stack, _, kind in self.blocks if stack == "encoder" and kind == "self")
@@ -558,12 +623,50 @@ class CoFiGates(nn.Module):
             decoder_heads=tuple(by["decoder", i, "self"] for i in range(n_dec)),
             decoder_cross_heads=tuple(by["decoder", i, "cross"] for i in range(n_dec)),
             decoder_neurons=tuple(by["decoder", i, "ffn"] for i in range(n_dec)),
+            hidden_size=self.hidden_size if hidden_dims else 0, hidden_dims=hidden_dims,
             notes=dict(notes or {}, method="cofi-gates", **extra))
 
 
+def norm_over(module: nn.Module, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """``module`` (an ``nn.LayerNorm`` or T5's RMS norm) applied to the dimensions ``keep`` of x
+    only, zeros elsewhere: what the norm of a model cut to those dimensions computes (CoFi's
+    ``CoFiLayerNorm``).
+
+    Args:
+        module: The norm, with weight (and bias) of shape (d,).
+        x: (..., d).
+        keep: 1-D long tensor of kept dimensions.
+
+    Returns:
+        (..., d), differentiable in x and the norm's parameters.
+
+    Raises:
+        TypeError: For a norm that is neither.
+    """
+    keep = keep.to(x.device)
+    part = x.index_select(-1, keep)
+    if isinstance(module, nn.LayerNorm):
+        bias = module.bias[keep] if module.bias is not None else None
+        weight = module.weight[keep] if module.weight is not None else None
+        normed = nn.functional.layer_norm(part, (len(keep),), weight, bias, module.eps)
+    elif hasattr(module, "variance_epsilon"):  # T5LayerNorm: no mean, no bias, variance in float32
+        variance = part.to(torch.float32).pow(2).mean(-1, keepdim=True)
+        normed = part * torch.rsqrt(variance + module.variance_epsilon)
+        if module.weight.dtype in (torch.float16, torch.bfloat16):
+            normed = normed.to(module.weight.dtype)
+        normed = module.weight[keep] * normed
+    else:
+        raise TypeError(f"Cannot normalise over kept dimensions with {type(module).__name__}.")
+    return torch.zeros(*x.shape[:-1], x.shape[-1], dtype=normed.dtype, device=x.device).index_copy(-1, keep, normed)
+
+
 def fold_cofi_gates(model: nn.Module, gates: CoFiGates) -> nn.Module:
-    """:func:`fold_gates` for :class:`CoFiGates`: each unit's final gate z_unit z_block scales its
-    input columns of the block's output projection, in place; the hooks are detached first.
+    """:func:`fold_gates` for :class:`CoFiGates`, in place, hooks detached first: each unit's final
+    gate z_unit z_block scales its input columns of the block's output projection; the hidden gate
+    z_h scales the rows and biases of every Linear that writes the residual stream, and its start:
+    the embedding LayerNorm's weight and bias (BART, BERT) or the token embedding's columns (T5,
+    whose LM head, when tied to that embedding, gets 1 / z_h in the final decoder norm instead).
+    Closed dimensions become zero; surgery with :meth:`CoFiGates.plan` cuts them.
 
     Returns:
         ``model``.
@@ -574,4 +677,26 @@ def fold_cofi_gates(model: nn.Module, gates: CoFiGates) -> nn.Module:
         for block, z in zip(gates.blocks, gates.final_gates()):
             linear, width = gates._linear(adapter, model, block)
             linear.weight.mul_((z.repeat_interleave(width) if width > 1 else z).to(linear.weight.dtype))
+        zh = gates.final_hidden()
+        if zh is None:
+            return model
+        sites = adapter.hidden_sites(model)
+        for lin in adapter.layer_hidden_linears(model)[1] + list(sites.writes):
+            lin.weight.mul_(zh[:, None].to(lin.weight.dtype))
+            if lin.bias is not None:
+                lin.bias.mul_(zh.to(lin.bias.dtype))
+        done: set[int] = set()
+        for entry in sites.entries:
+            if id(entry.weight) in done:
+                continue
+            done.add(id(entry.weight))
+            if isinstance(entry, nn.Embedding):
+                entry.weight.mul_(zh[None, :].to(entry.weight.dtype))
+                if any(r.weight is entry.weight for r in sites.reads) and sites.output_norm is not None:
+                    safe = torch.where(zh > 0, zh, torch.ones_like(zh))
+                    sites.output_norm.weight.div_(safe.to(sites.output_norm.weight.dtype))
+            else:
+                entry.weight.mul_(zh.to(entry.weight.dtype))
+                if getattr(entry, "bias", None) is not None:
+                    entry.bias.mul_(zh.to(entry.bias.dtype))
     return model

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 PLAN_FILE = "plan.json"
-PLAN_FORMAT_VERSION = 2  # 2 added the optional decoder widths; version 1 files still load
+PLAN_FORMAT_VERSION = 3  # 2 added the optional decoder widths, 3 the hidden dims; older files still load
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,11 @@ class PruningPlan:
             [0, decoder_num_heads); only the entries of kept layers are used.
         decoder_cross_heads: The same for the cross-attention heads.
         decoder_neurons: The same for the decoder FFN neurons, in [0, decoder_ffn_dim).
+        hidden_size: d, the dense model's hidden size (0 when the plan leaves it alone).
+        hidden_dims: Empty (every hidden dimension kept), or the kept hidden dimensions in
+            [0, hidden_size), strictly increasing, non-empty: CoFi's hidden-dimension pruning,
+            one set for every embedding, norm and Linear on the residual stream of encoder
+            and decoder.
         notes: Free-form provenance (method, importance criterion, seed). Not used
             by surgery.
 
@@ -66,6 +71,8 @@ class PruningPlan:
     decoder_heads: tuple[tuple[int, ...], ...] = ()
     decoder_cross_heads: tuple[tuple[int, ...], ...] = ()
     decoder_neurons: tuple[tuple[int, ...], ...] = ()
+    hidden_size: int = 0
+    hidden_dims: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         # Normalise lists from JSON into tuples so plans compare and hash by value.
@@ -74,7 +81,12 @@ class PruningPlan:
         object.__setattr__(self, "encoder_neurons", tuple(tuple(int(i) for i in n) for n in self.encoder_neurons))
         for name in ("decoder_heads", "decoder_cross_heads", "decoder_neurons"):
             object.__setattr__(self, name, tuple(tuple(int(i) for i in units) for units in getattr(self, name)))
+        object.__setattr__(self, "hidden_dims", tuple(int(i) for i in self.hidden_dims))
         _check_indices("decoder_layers", self.decoder_layers, self.num_decoder_layers)
+        if self.hidden_dims:
+            if self.hidden_size < 1:
+                raise ValueError("hidden_dims is given, so the plan needs hidden_size, the dense model's hidden size.")
+            _check_indices("hidden_dims", self.hidden_dims, self.hidden_size)
         if self.num_decoder_layers > 0 and not self.decoder_layers:
             raise ValueError("A plan must keep at least one decoder layer.")
         if len(self.encoder_heads) != len(self.encoder_neurons):
@@ -126,6 +138,11 @@ class PruningPlan:
                 (self.decoder_neurons, self.decoder_ffn_dim))
         return any(per_layer and any(len(per_layer[i]) < upper for i in self.decoder_layers) for per_layer, upper in full)
 
+    @property
+    def narrows_hidden(self) -> bool:
+        """True when the plan removes hidden dimensions."""
+        return bool(self.hidden_dims) and len(self.hidden_dims) < self.hidden_size
+
     def describe(self) -> str:
         """One line a person can read, e.g. ``decoder 6 -> 2 layers, encoder heads 72 -> 50, FFN 9216 -> 6451``."""
         heads = sum(len(h) for h in self.encoder_heads)
@@ -142,6 +159,8 @@ class PruningPlan:
                                             ("FFN neurons", self.decoder_neurons, self.decoder_ffn_dim)):
                 kept = sum(len(per_layer[i]) for i in self.decoder_layers) if per_layer else upper * k
                 parts.append(f"decoder {label} {upper * k} -> {kept}")
+        if self.narrows_hidden:
+            parts.append(f"hidden {self.hidden_size} -> {len(self.hidden_dims)}")
         return ", ".join(parts)
 
     def to_dict(self) -> dict:
@@ -159,7 +178,7 @@ class PruningPlan:
         """
         data = dict(data)
         version = data.pop("format_version", PLAN_FORMAT_VERSION)
-        if version not in (1, PLAN_FORMAT_VERSION):
+        if version not in range(1, PLAN_FORMAT_VERSION + 1):
             raise ValueError(f"Unsupported plan format version {version}; this code reads versions 1 to "
                              f"{PLAN_FORMAT_VERSION}.")
         try:

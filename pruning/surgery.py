@@ -162,6 +162,63 @@ def narrow_decoder(model: nn.Module, plan: PruningPlan) -> None:
             prune_neurons(adapter, layer, plan.decoder_neurons[i], ffn_dim)
 
 
+def narrow_hidden(model: nn.Module, plan: PruningPlan) -> None:
+    """Keep only the hidden dimensions ``plan.hidden_dims`` everywhere on the residual stream, in
+    place (CoFi's hidden-dimension pruning, Xia et al. 2022, Sec. 3.1; CoFi's ``prune_hidden``):
+    columns of every embedding table of width d and of every Linear that reads hidden (Q, K, V,
+    FFN inputs, LM head, pooler), rows and bias entries of every Linear that writes it (attention
+    output projections, FFN outputs, BERT's LM-head transform), and entries of every norm, which
+    then normalises over the kept dimensions only. Works at any point of :func:`apply_plan`
+    (heads, neurons and decoder layers are independent of it). Tied tables (T5's and BART's shared
+    embedding and LM head, BERT's decoder embedding and projection) stay tied: each parameter is
+    cut once and handed to every module that holds it. T5's tied-head scale ``model_dim`` is kept
+    at the dense d, as in the gated model. Nothing happens for a plan without hidden dims.
+
+    Raises:
+        ValueError: If the model's hidden size is not the plan's dense one, or it is already narrowed.
+    """
+    if not plan.narrows_hidden:
+        return
+    adapter = get_adapter(model)
+    sites = adapter.hidden_sites(model)
+    d = plan.hidden_size
+    if adapter.hidden_size(model) != d:
+        raise ValueError(f"The plan is for hidden size {d}; the model has {adapter.hidden_size(model)}.")
+    reads, writes = adapter.layer_hidden_linears(model)
+    if any(lin.in_features != d for lin in reads):
+        raise ValueError("The model's hidden dimensions are already narrowed; apply the plan to the dense model.")
+    marks: dict[int, tuple[nn.Parameter, set[int]]] = {}
+
+    def mark(param: nn.Parameter | None, dim: int) -> None:
+        if param is not None:
+            marks.setdefault(id(param), (param, set()))[1].add(dim)
+
+    for lin in reads + list(sites.reads) + list(sites.embeddings):
+        mark(lin.weight, 1)
+    for lin in writes + list(sites.writes):
+        mark(lin.weight, 0)
+        mark(lin.bias, 0)
+    for norm in sites.norms:
+        mark(norm.weight, 0)
+        mark(getattr(norm, "bias", None), 0)
+    new: dict[int, nn.Parameter] = {}
+    for key, (param, dims) in marks.items():
+        data = param.detach()
+        for dim in sorted(dims):
+            data = data.index_select(dim, torch.tensor(plan.hidden_dims, device=data.device))
+        new[key] = nn.Parameter(data.clone(), requires_grad=param.requires_grad)
+    for module in model.modules():
+        for name, param in list(module._parameters.items()):
+            if param is not None and id(param) in new:
+                module._parameters[name] = new[id(param)]
+        if isinstance(module, nn.Linear):
+            module.out_features, module.in_features = module.weight.shape
+        elif isinstance(module, nn.Embedding):
+            module.embedding_dim = module.weight.shape[1]
+        elif isinstance(module, nn.LayerNorm):
+            module.normalized_shape = (module.weight.shape[0],)
+
+
 def select_decoder(model: nn.Module, kept: tuple[int, ...]) -> None:
     """Keep only decoder layers ``kept`` (indices into the dense decoder), in place.
 
@@ -208,6 +265,7 @@ def apply_plan(model: nn.Module, plan: PruningPlan, *, inplace: bool = False) ->
     narrow_encoder(target, plan)
     narrow_decoder(target, plan)
     select_decoder(target, plan.decoder_layers)
+    narrow_hidden(target, plan)
     target.config.pruning_plan_summary = plan.describe()
     return target
 
@@ -241,8 +299,9 @@ def load_pruned(directory: str | os.PathLike, *, device: str | torch.device = "c
     """Load a model written by :func:`save_pruned` (the project's documented loader).
 
     The saved config already has the reduced decoder layer count; the encoder's (and, for
-    plans that narrow it, the decoder's) per-layer widths are rebuilt from ``plan.json``
-    before the weights are loaded.
+    plans that narrow them, the decoder's) per-layer widths and the hidden dimensions are
+    rebuilt from ``plan.json`` before the weights are loaded (the config keeps the dense
+    hidden size, which BART and BERT also use to derive the head size).
 
     Raises:
         FileNotFoundError: If ``directory`` has no ``plan.json`` or no weights.
@@ -263,6 +322,7 @@ def load_pruned(directory: str | os.PathLike, *, device: str | torch.device = "c
         model = AutoModelForSeq2SeqLM.from_config(config)
     narrow_encoder(model, plan)
     narrow_decoder(model, plan)
+    narrow_hidden(model, plan)
     files = sorted(directory.glob("*.safetensors"))
     if not files:
         raise FileNotFoundError(f"No *.safetensors weights in {directory}.")
@@ -325,6 +385,8 @@ def _check_plan_fits(adapter: FamilyAdapter, model: nn.Module, plan: PruningPlan
             f"The plan is for {plan.num_heads} heads / FFN {plan.ffn_dim}; the model has "
             f"{adapter.num_heads(model)} heads / FFN {adapter.ffn_dim(model)}."
         )
+    if plan.hidden_dims and plan.hidden_size != adapter.hidden_size(model):
+        raise ValueError(f"The plan is for hidden size {plan.hidden_size}; the model has {adapter.hidden_size(model)}.")
     if plan.narrows_decoder and (plan.decoder_num_heads, plan.decoder_ffn_dim) != (
             adapter.decoder_num_heads(model), adapter.decoder_ffn_dim(model)):
         raise ValueError(

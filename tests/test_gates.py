@@ -7,6 +7,8 @@ import pytest
 import torch
 from tiny import FAMILIES, batch
 
+from explorer.measure import new_cache
+
 from pruning import apply_plan, encoder_sparsity, expected_num_parameters, keep_all_plan
 from pruning.gates import (LOG_ALPHA_RANGE, DecoderLayerGates, EncoderGates, HardConcrete, Lagrangian, fold_gates,
                            target_sparsity)
@@ -250,7 +252,7 @@ def cofi_with_random_gates(model, seed=0):
     g = torch.Generator().manual_seed(seed)
     gates = CoFiGates(model)
     with torch.no_grad():
-        for gate in list(gates.units) + list(gates.sublayers.values()):
+        for gate in list(gates.units) + list(gates.sublayers.values()) + [gates.hidden]:
             gate.log_alpha.copy_(torch.randn(len(gate.log_alpha), generator=g) * 3)
         gates.sublayers["decoder_cross"].log_alpha[0] = -50.0  # one whole sublayer closed
         gates.sublayers["encoder_ffn"].log_alpha[1] = -50.0
@@ -267,13 +269,21 @@ def test_cofi_gates_fold_into_a_smaller_model_that_computes_the_same(family):
     b = batch()
     with torch.no_grad():
         want = model(**b).logits
+        want_tokens = model.generate(b["input_ids"], attention_mask=b["attention_mask"], max_new_tokens=6,
+                                     do_sample=False, past_key_values=new_cache())
     plan = gates.plan(model)
-    assert plan.narrows_decoder and not plan.encoder_is_dense
+    assert plan.narrows_decoder and not plan.encoder_is_dense and plan.narrows_hidden
     assert all(len(h) >= 1 for h in plan.decoder_cross_heads)  # the closed block keeps one unit, folded to zero
+    zh = gates.final_hidden()
+    assert 0 < (zh == 0).sum() < len(zh) and ((zh > 0) & (zh < 1)).any()  # cut and scaled hidden dims
     pruned = apply_plan(fold_cofi_gates(model, gates), plan)
+    assert sum(p.numel() for p in pruned.parameters()) == expected_num_parameters(model, plan)
     with torch.no_grad():
         got = pruned(**b).logits
+        got_tokens = pruned.generate(b["input_ids"], attention_mask=b["attention_mask"], max_new_tokens=6,
+                                     do_sample=False, past_key_values=new_cache())
     assert (got - want).abs().max().item() <= 1e-4 * max(1.0, want.abs().max().item())
+    assert torch.equal(got_tokens, want_tokens)
 
 
 def test_cofi_expected_sparsity_matches_a_hand_count():
@@ -282,7 +292,7 @@ def test_cofi_expected_sparsity_matches_a_hand_count():
     model = FAMILIES["bart"]()
     gates = cofi_with_random_gates(model)
     with torch.no_grad():
-        for gate in list(gates.units) + list(gates.sublayers.values()):
+        for gate in list(gates.units) + list(gates.sublayers.values()) + [gates.hidden]:
             gate.log_alpha.fill_(100.0)  # P(z > 0) = 1 everywhere
     assert gates.expected_sparsity().item() == pytest.approx(0.0, abs=1e-6)
     with torch.no_grad():
@@ -298,6 +308,16 @@ def test_cofi_expected_sparsity_matches_a_hand_count():
     total += sum(per_layer(l, [adapter.attention(l), adapter.cross_attention(l)]) for l in adapter.decoder_layers(model))
     assert gates.total_params() == total
     assert gates.expected_sparsity().item() == pytest.approx(ffn_params / total, rel=1e-5)
+    # Half the hidden dimensions expected closed: every weight matrix of a head or neuron loses half its
+    # hidden-sized side; biases of Q, K, V and of the FFN input stay. Encoder layer 0's FFN is closed anyway.
+    with torch.no_grad():
+        gates.hidden.log_alpha[::2] = -100.0
+    biases = lambda layer, atts: (sum(a.q.bias.numel() + a.k.bias.numel() + a.v.bias.numel() for a in atts)  # noqa: E731
+                                  + layer.fc1.bias.numel())
+    bias_total = sum(biases(l, [adapter.attention(l)]) for l in adapter.encoder_layers(model))
+    bias_total += sum(biases(l, [adapter.attention(l), adapter.cross_attention(l)]) for l in adapter.decoder_layers(model))
+    kept = (total - bias_total - (ffn_params - layer0.fc1.bias.numel())) / 2 + bias_total - layer0.fc1.bias.numel()
+    assert gates.expected_sparsity().item() == pytest.approx(1 - kept / total, rel=1e-5)
 
 
 def test_cofi_gates_learn_and_the_plan_meets_the_target():
@@ -315,3 +335,23 @@ def test_cofi_gates_learn_and_the_plan_meets_the_target():
     removed = sum(p.numel() for p in model.parameters()) - expected_num_parameters(model, plan)
     assert removed / gates.total_params() >= 0.6 - 1e-9
     assert plan.notes["target_enforced"] is True  # untrained gates remove far less than 0.6 by themselves
+
+
+def test_cofi_sparsity_of_a_plan_matches_what_the_gates_count():
+    """encoder_decoder_sparsity(plan) is the sparsity CoFi's target sets: with binary gates (P(z > 0)
+    is 0 or 1) the expected sparsity equals the plan's, hidden dims included."""
+    from pruning import encoder_decoder_sparsity
+
+    model = FAMILIES["t5-gated"]()
+    gates = cofi_with_random_gates(model)
+    with torch.no_grad():
+        for gate in list(gates.units) + list(gates.sublayers.values()) + [gates.hidden]:
+            gate.log_alpha.copy_(torch.where(gate.log_alpha > 0, 100.0, -100.0))
+        for gate in list(gates.units) + [gates.hidden]:
+            gate.log_alpha[0] = 100.0  # no vector closes completely (a plan keeps one unit)
+        for gate in gates.sublayers.values():
+            gate.log_alpha.fill_(100.0)
+    plan = gates.plan(model)
+    assert plan.narrows_hidden and plan.narrows_decoder
+    assert encoder_decoder_sparsity(plan, model) == pytest.approx(gates.expected_sparsity().item(), abs=1e-6)
+    assert encoder_decoder_sparsity(keep_all_plan(model), model) == 0.0

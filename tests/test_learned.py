@@ -99,6 +99,12 @@ def test_layer_distillation_matches_each_teacher_layer_to_its_closest_student_la
     student = (teacher[1],)
     expected = sum(((t - teacher[1]) ** 2).mean() for t in teacher)
     assert layer_distillation_loss(student, teacher, mask).item() == pytest.approx(expected.item(), rel=1e-5)
+    # with hidden gates only the student's open dimensions count: a student that equals the teacher
+    # there and is zero on the cut dimension costs nothing
+    dims = torch.tensor([True, True, False, True])
+    cut = tuple(t * dims for t in teacher)
+    assert layer_distillation_loss(cut, teacher, mask, dims).item() == pytest.approx(0.0)
+    assert layer_distillation_loss(cut, teacher, mask).item() > 0.01
 
 
 def test_settings_are_checked():
@@ -114,6 +120,7 @@ def test_cofi_trains_gates_on_encoder_and_decoder_and_keeps_every_decoder_layer(
     plan, pruned, summary = train_gates(dense, EXAMPLES, settings, task="samsum", decoder_layers=(0, 1, 2, 3))
     assert plan.notes["method"] == "cofi" and plan.decoder_layers == (0, 1, 2, 3)
     assert plan.narrows_decoder and not plan.encoder_is_dense
+    assert plan.narrows_hidden  # CoFi's hidden-dimension gates cut some of the 32 dimensions
     assert len(summary["gates"]["heads"]) == 3  # encoder self-attention gate values per layer
     assert sum(p.numel() for p in pruned.parameters()) == expected_num_parameters(dense.model, plan)
     with torch.no_grad():

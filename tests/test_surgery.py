@@ -297,3 +297,59 @@ def test_decoder_widths_are_validated_and_version_1_plans_still_load():
         import dataclasses
         apply_plan(model, dataclasses.replace(narrow_decoder_plan(model, (0, 1)), decoder_num_heads=2,
                                               decoder_heads=((0,),) * 4, decoder_cross_heads=((0,),) * 4))
+
+
+def hidden_plan(model, decoder_layers, keep=20, seed=5):
+    """``narrow_decoder_plan`` plus a random subset of ``keep`` hidden dimensions."""
+    import dataclasses
+
+    g = torch.Generator().manual_seed(seed)
+    d = get_adapter(model).hidden_size(model)
+    dims = tuple(sorted(torch.randperm(d, generator=g)[:keep].tolist()))
+    return dataclasses.replace(narrow_decoder_plan(model, decoder_layers), hidden_size=d, hidden_dims=dims)
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_hidden_dims_cut_every_table_on_the_residual_stream_and_save_and_load(family, tmp_path):
+    model = FAMILIES[family]()
+    plan = hidden_plan(model, (1, 3))
+    assert plan.narrows_hidden and "hidden 32 -> 20" in plan.describe()
+    pruned = apply_plan(model, plan)
+    assert sum(p.numel() for p in pruned.parameters()) == expected_num_parameters(model, plan)
+    widths = {p.shape[-1] for name, p in pruned.named_parameters() if "embed" in name or "shared" in name
+              if "relative_attention_bias" not in name}
+    assert widths == {20}
+    adapter = get_adapter(pruned)
+    reads, writes = adapter.layer_hidden_linears(pruned)
+    assert {lin.in_features for lin in reads} == {20} and {lin.out_features for lin in writes} == {20}
+    tied = [(n, p) for n, p in pruned.named_parameters(remove_duplicate=False) if n.endswith(("lm_head.weight",
+                                                                                              "predictions.decoder.weight"))]
+    assert all(p.shape[1] == 20 for _, p in tied)
+    out = save_pruned(pruned, plan, tmp_path / "m")
+    assert PruningPlan.load(out) == plan
+    loaded = load_pruned(out)
+    b = batch()
+    assert torch.equal(logits(loaded, b), logits(pruned, b))
+    with torch.no_grad():
+        cached = loaded.generate(b["input_ids"], max_new_tokens=5, min_new_tokens=5, do_sample=False)
+        uncached = loaded.generate(b["input_ids"], max_new_tokens=5, min_new_tokens=5, do_sample=False, use_cache=False)
+    assert torch.equal(cached, uncached)
+
+
+def test_hidden_dims_are_validated():
+    base = dict(family="t5", num_decoder_layers=2, num_heads=4, ffn_dim=48, decoder_layers=(0,),
+                encoder_heads=((0,),) * 3, encoder_neurons=((0,),) * 3)
+    with pytest.raises(ValueError, match="hidden_size"):
+        PruningPlan(**base, hidden_dims=(0, 1))
+    with pytest.raises(ValueError, match="outside"):
+        PruningPlan(**base, hidden_size=32, hidden_dims=(0, 32))
+    with pytest.raises(ValueError, match="strictly increasing"):
+        PruningPlan(**base, hidden_size=32, hidden_dims=(3, 1))
+    assert not PruningPlan(**base, hidden_size=32, hidden_dims=tuple(range(32))).narrows_hidden
+    model = tiny_t5()
+    with pytest.raises(ValueError, match="hidden size 16"):
+        apply_plan(model, PruningPlan(**dict(base, num_decoder_layers=4), hidden_size=16, hidden_dims=(0,)))
+    plan = hidden_plan(model, (0, 1))
+    with pytest.raises(ValueError, match="already narrowed"):
+        from pruning.surgery import narrow_hidden
+        narrow_hidden(apply_plan(model, plan), plan)
