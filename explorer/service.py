@@ -147,16 +147,21 @@ def _tokens_per_step(task: str, ft: dict) -> int:
 
 
 def finetune_estimate(settings: PruneSettings) -> dict:
-    """Whether a Prune request must fine-tune the dense model first, and for about how long.
+    """How long a Prune request will train, and on what that guess rests: the dense fine-tune
+    (unless cached), then gate training (``nash-learned``, ``cofi``) and recovery fine-tuning.
 
-    The time is, in order of preference: the measured seconds per step of an earlier dense
-    fine-tune of the same model on the same device, scaled by tokens per step (batch x the
-    task's source + target lengths); else 6 x (Linear weights) x (tokens per step) training
-    FLOPs (Kaplan et al. 2020, Sec. 2.1) over this device's measured fp32 matmul speed at
-    50% utilisation, a rough figure and said to be one.
+    Seconds per step come, in order of preference, from the measured seconds per step of an
+    earlier dense fine-tune of the same model on the same device, scaled by tokens per step
+    (batch x the task's source + target lengths); else from 6 x (Linear weights) x (tokens per
+    step) training FLOPs (Kaplan et al. 2020, Sec. 2.1) over this device's measured fp32 matmul
+    speed at 50% utilisation, a rough figure and said to be one. A gate-training step with
+    distillation also runs the teacher's forward, counted as a third of a training step; recovery
+    steps are counted at the dense model's cost (the pruned model is faster: an upper bound).
 
     Returns:
-        ``{"cached": bool, "steps": int, "seconds": float, "basis": str, "text": str}``.
+        ``{"cached": bool, "steps": int, "seconds": float, "training_steps": int,
+        "training_seconds": float, "basis": str, "text": str}``: ``steps`` / ``seconds`` of the
+        dense fine-tune (0 when cached), ``training_*`` of gate training plus recovery.
 
     Raises:
         ValueError: For an unknown model, task or device.
@@ -164,11 +169,14 @@ def finetune_estimate(settings: PruneSettings) -> dict:
     from dataclasses import asdict
 
     ft = settings.finetune
-    if (dense_cache_dir(settings.model, settings.task, settings.data_dir, ft) / DONE_FILE).exists():
-        return {"cached": True, "steps": 0, "seconds": 0.0, "basis": "cache",
-                "text": f"The dense {settings.model} is already fine-tuned for {settings.task} (cached): "
-                        "the run starts with pruning."}
+    cached = (dense_cache_dir(settings.model, settings.task, settings.data_dir, ft) / DONE_FILE).exists()
+    gate_steps = settings.gate_steps if settings.method in ("nash-learned", "cofi") else 0
+    after = gate_steps + settings.recovery_steps
     device = resolve_device(settings.device)
+    if cached and not after:
+        return {"cached": True, "steps": 0, "seconds": 0.0, "training_steps": 0, "training_seconds": 0.0,
+                "basis": "cache", "text": f"The dense {settings.model} is already fine-tuned for {settings.task} "
+                                          "(cached): the run starts with pruning."}
     tokens = _tokens_per_step(settings.task, asdict(ft))
     history = []
     for summary_file in sorted((cache_root() / "finetuned").glob(f"*/{DONE_FILE}")):
@@ -180,15 +188,29 @@ def finetune_estimate(settings: PruneSettings) -> dict:
         except (OSError, ValueError, KeyError, TypeError):
             continue
     if history:
-        seconds = min(history)[1] * ft.max_steps
+        per_step = min(history)[1]
         basis = "an earlier fine-tune of this model on this device"
     else:
-        seconds = 6 * _linear_params(settings.model) * tokens / (0.5 * _matmul_flops_per_s(device)) * ft.max_steps
+        per_step = 6 * _linear_params(settings.model) * tokens / (0.5 * _matmul_flops_per_s(device))
         basis = "6 x weights x tokens FLOPs over this machine's measured matmul speed; rough"
-    return {"cached": False, "steps": ft.max_steps, "seconds": seconds, "basis": basis,
-            "text": f"{settings.model} is not yet fine-tuned for {settings.task}: the run first fine-tunes it for "
-                    f"{ft.max_steps} steps on {device}, about {_duration(seconds)} (estimated from {basis}); "
-                    "the result is cached for every later run."}
+    seconds = 0.0 if cached else per_step * ft.max_steps
+    teacher = 4 / 3 if settings.distill else 1.0
+    training = per_step * (gate_steps * teacher + settings.recovery_steps)
+    if cached:
+        text = f"The dense {settings.model} is already fine-tuned for {settings.task} (cached)."
+    else:
+        text = (f"{settings.model} is not yet fine-tuned for {settings.task}: the run first fine-tunes it for "
+                f"{ft.max_steps} steps on {device}, about {_duration(seconds)}; the result is cached for every later "
+                "run.")
+    if after:
+        plural = lambda n, what: f"{n} {what}" + ("" if n == 1 else "s")  # noqa: E731
+        parts = ([plural(gate_steps, "gate-training step") + (" with distillation" if settings.distill else "")]
+                 if gate_steps else []) + ([plural(settings.recovery_steps, "recovery step")] if settings.recovery_steps
+                                           else [])
+        text += f" Then {' and '.join(parts)}: about {_duration(training)}."
+    text += f" (Estimated from {basis}.)"
+    return {"cached": cached, "steps": 0 if cached else ft.max_steps, "seconds": seconds, "training_steps": after,
+            "training_seconds": training, "basis": basis, "text": text}
 
 
 def _duration(seconds: float) -> str:

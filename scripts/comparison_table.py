@@ -21,7 +21,17 @@ def _label(m: dict) -> str:
         if m["settings"]["layer_selection"] == "learned":
             label += ", learned decoder layers"
         return label
+    if method == "cofi":
+        return "CoFi (encoder + decoder widths, hidden dims)"
     return {"nash-training-free": "NASH training-free", "decoder-only": "decoder-only shortening"}.get(method, method)
+
+
+def _sparsity(m: dict) -> str:
+    """Encoder sparsity; for CoFi, whose target covers encoder and decoder, that one too."""
+    text = f"{m['encoder_sparsity_achieved']:.2f}"
+    if m["method"] == "cofi" and "encoder_decoder_sparsity_achieved" in m:
+        text += f" (enc + dec {m['encoder_decoder_sparsity_achieved']:.2f})"
+    return text
 
 
 def main() -> None:
@@ -47,7 +57,7 @@ def main() -> None:
         steps = (m["gate_training"] or {}).get("steps", 0) + (m["recovery_finetune"] or {}).get("steps", 0)
         wall = sum(v for k, v in m["stage_wall_s"].items() if k != "dense") / 60
         enforced = " *" if (m["gate_training"] or {}).get("target_enforced") else ""
-        print(f"| {_label(m)} | {m['decoder_layers_kept']} | {m['encoder_sparsity_achieved']:.2f}{enforced} | "
+        print(f"| {_label(m)} | {m['decoder_layers_kept']} | {_sparsity(m)}{enforced} | "
               f"{q['rouge1']:.2f} | {q['rouge2']:.2f} | {q['rougeL']:.2f} | {100 * q['rougeL'] / dense_l:.1f} | "
               f"{m['measurements']['pruned']['latency']['latency_ms']:.0f} | {m['speedup_end_to_end']:.2f}x | "
               f"{steps} | {wall:.1f} |")

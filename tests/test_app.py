@@ -177,6 +177,7 @@ def test_browser_prunes_sees_the_new_point_and_two_generations(app, tmp_path):
         # The estimate follows the settings (the dense model may be cached by the gradio_client test).
         expect(page.locator("#finetune-estimate")).to_contain_text(
             re.compile(r"tiny-t5 is already fine-tuned for samsum|fine-tunes it for 1 steps"))
+        expect(page.locator("#finetune-estimate")).to_contain_text("Then 1 recovery step:")
         page.locator("#prune-button").click()
         expect(page.locator("#prune-result")).to_contain_text("speed-up", timeout=240_000)
         new = {p.name for p in runs.iterdir()} - before

@@ -157,6 +157,15 @@ def test_finetune_estimate_uses_the_cache_then_history_then_flops(cache):
     done.mkdir(parents=True)
     (done / "finetune.json").write_text("{}")
     assert service.finetune_estimate(settings)["cached"]
+    # Training after the dense model: gate steps (a third more with the teacher's forward) and recovery steps.
+    from dataclasses import replace
+
+    learned = service.finetune_estimate(replace(settings, method="nash-learned", gate_steps=30, recovery_steps=10))
+    assert learned["cached"] and learned["seconds"] == 0.0 and learned["training_steps"] == 40
+    assert learned["training_seconds"] == pytest.approx(2.0 * (30 * 4 / 3 + 10))
+    assert "30 gate-training steps with distillation and 10 recovery steps" in learned["text"]
+    plain = service.finetune_estimate(replace(settings, method="nash-training-free", gate_steps=30, recovery_steps=0))
+    assert plain["training_steps"] == 0 and "Then" not in plain["text"]
 
 
 def test_prune_settings_reject_empty_model_and_missing_numbers():
@@ -214,6 +223,22 @@ def test_plan_view_draws_what_a_run_removed_with_gate_values_for_learned_runs(tm
     assert "gate value" in caption
     assert [sum(row) for row in fig.data[0].z] == [0.5 * len(kept) for kept in plan["encoder_heads"]]
     assert service.plan_runs("rotten_tomatoes", tmp_path)[0] == "learned-run"
+    # A CoFi run: decoder widths per kept layer and the hidden dimensions kept are drawn too.
+    cofi = tmp_path / "cofi-run"
+    shutil.copytree(own, cofi)
+    n_dec, heads, ffn = plan["num_decoder_layers"], plan["num_heads"], plan["ffn_dim"]
+    plan_c = dict(plan, decoder_layers=list(range(n_dec)), decoder_num_heads=heads, decoder_ffn_dim=ffn,
+                  decoder_heads=[list(range(1 + i % heads)) for i in range(n_dec)],
+                  decoder_cross_heads=[list(range(heads)) for _ in range(n_dec)],
+                  decoder_neurons=[list(range(ffn // 2)) for _ in range(n_dec)], hidden_size=384,
+                  hidden_dims=list(range(300)))
+    (cofi / "plan.json").write_text(json.dumps(plan_c))
+    fig, _ = service.plan_view("cofi-run", tmp_path)
+    decoder, hidden = fig.data[2], fig.data[3]
+    assert list(decoder.y) == ["layer kept", f"self-attn heads (of {heads})", f"cross-attn heads (of {heads})",
+                               f"FFN neurons (of {ffn})"]
+    assert list(decoder.z[1]) == [(1 + i % heads) / heads for i in range(n_dec)] and list(decoder.z[3]) == [0.5] * n_dec
+    assert list(hidden.x) == [300] and "of 384" in fig.layout.annotations[3].text
     with pytest.raises(ValueError, match="No run named"):
         service.plan_view("nope", tmp_path)
 

@@ -47,11 +47,12 @@ def run(model, task, method, sparsity, layers, selection, recovery, device, eval
     return text
 
 
-def estimate(model, task, device, finetune_steps, shared):
-    """Markdown: will the run fine-tune the dense model first, and for about how long."""
+def estimate(model, task, device, finetune_steps, method, recovery, gate_steps, shared):
+    """Markdown: how long the run will train (dense fine-tune unless cached, gate training, recovery)."""
     try:
-        settings = service.prune_settings(model, task, 0.0, 1, "uniform", 0, device, 1,
-                                          data_dir=service.data_dir_for(task, shared), finetune_steps=finetune_steps)
+        settings = service.prune_settings(model, task, 0.0, 1, "uniform", recovery, device, 1,
+                                          data_dir=service.data_dir_for(task, shared), finetune_steps=finetune_steps,
+                                          method=method, gate_steps=gate_steps)
         return service.finetune_estimate(settings)["text"]
     except (ValueError, FileNotFoundError, OSError) as err:
         return f"*{str(err).splitlines()[0]}*"
@@ -103,8 +104,8 @@ def render(runs: str | None, shared: str | None) -> dict:
         return gr.Slider(maximum=count, value=min(2, count))
 
     model.change(on_model, model, layers)
-    estimate_inputs = [model, task, device, finetune_steps, shared_state]
-    for component in (model, task, device, finetune_steps):
+    estimate_inputs = [model, task, device, finetune_steps, method, recovery, gate_steps, shared_state]
+    for component in (model, task, device, finetune_steps, method, recovery, gate_steps):
         component.change(estimate, estimate_inputs, estimate_box)
 
     def on_run(model_, task_, method_, sparsity_, layers_, selection_, recovery_, device_, eval_, ft_, in_, new_,
