@@ -257,6 +257,20 @@ def test_narrowing_the_decoder_equals_zeroing_its_units_in_training_and_cached_g
         assert torch.allclose(a, c, atol=1e-4)
 
 
+def assert_saves_and_loads(pruned, plan, folder):
+    """save_pruned then load_pruned gives the same plan, identical logits, and cached generation
+    equal to uncached generation."""
+    out = save_pruned(pruned, plan, folder)
+    assert PruningPlan.load(out) == plan
+    loaded = load_pruned(out)
+    b = batch()
+    assert torch.equal(logits(loaded, b), logits(pruned, b))
+    with torch.no_grad():
+        cached = loaded.generate(b["input_ids"], max_new_tokens=5, min_new_tokens=5, do_sample=False)
+        uncached = loaded.generate(b["input_ids"], max_new_tokens=5, min_new_tokens=5, do_sample=False, use_cache=False)
+    assert torch.equal(cached, uncached)
+
+
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_decoder_widths_with_dropped_layers_save_and_load(family, tmp_path):
     model = FAMILIES[family]()
@@ -267,15 +281,7 @@ def test_decoder_widths_with_dropped_layers_save_and_load(family, tmp_path):
     assert len(decoder) == 2
     assert get_adapter(pruned).cross_attention(decoder[0]).q.out_features == \
         len(plan.decoder_cross_heads[1]) * get_adapter(pruned).cross_attention(decoder[0]).head_dim
-    out = save_pruned(pruned, plan, tmp_path / "m")
-    assert PruningPlan.load(out) == plan
-    loaded = load_pruned(out)
-    b = batch()
-    assert torch.equal(logits(loaded, b), logits(pruned, b))
-    with torch.no_grad():
-        cached = loaded.generate(b["input_ids"], max_new_tokens=5, min_new_tokens=5, do_sample=False)
-        uncached = loaded.generate(b["input_ids"], max_new_tokens=5, min_new_tokens=5, do_sample=False, use_cache=False)
-    assert torch.equal(cached, uncached)
+    assert_saves_and_loads(pruned, plan, tmp_path / "m")
 
 
 def test_decoder_widths_are_validated_and_version_1_plans_still_load():
@@ -325,15 +331,7 @@ def test_hidden_dims_cut_every_table_on_the_residual_stream_and_save_and_load(fa
     tied = [(n, p) for n, p in pruned.named_parameters(remove_duplicate=False) if n.endswith(("lm_head.weight",
                                                                                               "predictions.decoder.weight"))]
     assert all(p.shape[1] == 20 for _, p in tied)
-    out = save_pruned(pruned, plan, tmp_path / "m")
-    assert PruningPlan.load(out) == plan
-    loaded = load_pruned(out)
-    b = batch()
-    assert torch.equal(logits(loaded, b), logits(pruned, b))
-    with torch.no_grad():
-        cached = loaded.generate(b["input_ids"], max_new_tokens=5, min_new_tokens=5, do_sample=False)
-        uncached = loaded.generate(b["input_ids"], max_new_tokens=5, min_new_tokens=5, do_sample=False, use_cache=False)
-    assert torch.equal(cached, uncached)
+    assert_saves_and_loads(pruned, plan, tmp_path / "m")
 
 
 def test_hidden_dims_are_validated():
