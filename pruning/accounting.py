@@ -11,7 +11,8 @@ import math
 
 from torch import nn
 
-from .adapters import get_adapter, params_of_one_head, params_of_one_neuron
+from .adapters import (get_adapter, hidden_axes, params_of_one_head, params_of_one_neuron, per_hidden_dim_of_head,
+                       per_hidden_dim_of_neuron)
 from .plan import PruningPlan
 
 
@@ -41,8 +42,8 @@ def encoder_decoder_sparsity(plan: PruningPlan, dense_model: nn.Module) -> float
     for layer, heads, neurons in zip(adapter.encoder_layers(dense_model), plan.encoder_heads, plan.encoder_neurons):
         att, ffn = adapter.attention(layer), adapter.ffn(layer)
         total += plan.num_heads * params_of_one_head(att) + plan.ffn_dim * params_of_one_neuron(ffn)
-        kept += len(heads) * at_kept_width(params_of_one_head(att), 4 * att.head_dim)
-        kept += len(neurons) * at_kept_width(params_of_one_neuron(ffn), len(ffn.inputs) + 1)
+        kept += len(heads) * at_kept_width(params_of_one_head(att), per_hidden_dim_of_head(att))
+        kept += len(neurons) * at_kept_width(params_of_one_neuron(ffn), per_hidden_dim_of_neuron(ffn))
     n_heads, ffn_dim = adapter.decoder_num_heads(dense_model), adapter.decoder_ffn_dim(dense_model)
     for i, layer in enumerate(adapter.decoder_layers(dense_model)):
         atts = ((adapter.attention(layer), plan.decoder_heads), (adapter.cross_attention(layer), plan.decoder_cross_heads))
@@ -51,9 +52,9 @@ def encoder_decoder_sparsity(plan: PruningPlan, dense_model: nn.Module) -> float
         if i not in plan.decoder_layers:
             continue
         for att, per_layer in atts:
-            kept += (len(per_layer[i]) if per_layer else n_heads) * at_kept_width(params_of_one_head(att), 4 * att.head_dim)
+            kept += (len(per_layer[i]) if per_layer else n_heads) * at_kept_width(params_of_one_head(att), per_hidden_dim_of_head(att))
         kept += (len(plan.decoder_neurons[i]) if plan.decoder_neurons else ffn_dim) * at_kept_width(
-            params_of_one_neuron(ffn), len(ffn.inputs) + 1)
+            params_of_one_neuron(ffn), per_hidden_dim_of_neuron(ffn))
     return 1.0 - kept / total
 
 
@@ -102,9 +103,9 @@ def _hidden_removed(adapter, dense_model: nn.Module, plan: PruningPlan) -> int:
     def layer_part(att_widths, ffn, neurons: int) -> int:
         part = 0
         for att, heads in att_widths:
-            part += r * heads * att.head_dim * 4 + (r if att.o.bias is not None else 0)
+            part += r * heads * per_hidden_dim_of_head(att) + (r if att.o.bias is not None else 0)
         out = getattr(*ffn.output)
-        return part + r * neurons * (len(ffn.inputs) + 1) + (r if out.bias is not None else 0)
+        return part + r * neurons * per_hidden_dim_of_neuron(ffn) + (r if out.bias is not None else 0)
 
     for layer, heads, neurons in zip(adapter.encoder_layers(dense_model), plan.encoder_heads, plan.encoder_neurons):
         removed += layer_part([(adapter.attention(layer), len(heads))], adapter.ffn(layer), len(neurons))
@@ -118,20 +119,7 @@ def _hidden_removed(adapter, dense_model: nn.Module, plan: PruningPlan) -> int:
     sites = adapter.hidden_sites(dense_model)
     kept = set(plan.decoder_layers)
     dropped = {id(p) for i, layer in enumerate(decoder) if i not in kept for p in layer.parameters()}
-    marks: dict[int, tuple[nn.Parameter, set[int]]] = {}
-
-    def mark(param, dim: int) -> None:
-        if param is not None and id(param) not in dropped:
-            marks.setdefault(id(param), (param, set()))[1].add(dim)
-
-    for lin in list(sites.reads) + list(sites.embeddings):
-        mark(lin.weight, 1)
-    for lin in sites.writes:
-        mark(lin.weight, 0)
-        mark(lin.bias, 0)
-    for norm in sites.norms:
-        mark(norm.weight, 0)
-        mark(getattr(norm, "bias", None), 0)
+    marks = hidden_axes(sites.reads, sites.writes, sites.embeddings, sites.norms, skip=frozenset(dropped))
     for param, which in marks.values():
         removed += param.numel() - math.prod(s - r if i in which else s for i, s in enumerate(param.shape))
     return removed

@@ -209,6 +209,39 @@ def params_of_one_neuron(ffn: FFN) -> int:
     return per + getattr(*ffn.output).out_features
 
 
+def per_hidden_dim_of_head(att: Attention) -> int:
+    """Of :func:`params_of_one_head`, the parameters per hidden dimension: head_dim in each of
+    Q, K, V (a column) and the output projection (a row); the rest are Q, K, V biases."""
+    return 4 * att.head_dim
+
+
+def per_hidden_dim_of_neuron(ffn: FFN) -> int:
+    """Of :func:`params_of_one_neuron`, the parameters per hidden dimension: one per FFN Linear."""
+    return len(ffn.inputs) + 1
+
+
+def hidden_axes(reads, writes, embeddings, norms, skip: frozenset[int] = frozenset()) -> dict:
+    """Which axes of which parameters are hidden-sized: ``{id(param): (param, {axes})}``, each
+    parameter once however many modules hold it (tied tables). Columns (axis 1) of the weights
+    of Linears in ``reads`` and of ``embeddings``; rows and bias entries (axis 0) of ``writes``;
+    weight and bias of ``norms``. Parameters whose id is in ``skip`` are left out."""
+    axes: dict[int, tuple[nn.Parameter, set[int]]] = {}
+
+    def mark(param, axis: int) -> None:
+        if param is not None and id(param) not in skip:
+            axes.setdefault(id(param), (param, set()))[1].add(axis)
+
+    for module in list(reads) + list(embeddings):
+        mark(module.weight, 1)
+    for lin in writes:
+        mark(lin.weight, 0)
+        mark(lin.bias, 0)
+    for norm in norms:
+        mark(norm.weight, 0)
+        mark(getattr(norm, "bias", None), 0)
+    return axes
+
+
 class T5Adapter(FamilyAdapter):
     """T5 and T5 v1.1 / FLAN-T5 (``modeling_t5.py``): blocks in ``encoder.block`` /
     ``decoder.block``; ``layer[0].SelfAttention`` (q, k, v, o, no biases);

@@ -29,7 +29,8 @@ import math
 import torch
 from torch import nn
 
-from .adapters import get_adapter, params_of_one_head, params_of_one_neuron
+from .adapters import (get_adapter, params_of_one_head, params_of_one_neuron, per_hidden_dim_of_head,
+                       per_hidden_dim_of_neuron)
 from .plan import PruningPlan
 
 LIMITS = (-0.1, 1.1)  # stretch interval (l, r), Louizos et al. Sec. 2.3
@@ -445,12 +446,12 @@ class CoFiGates(nn.Module):
             if kind == "ffn":
                 sizes.append(getattr(*adapter.ffn(layer).output).in_features)
                 per_unit.append(params_of_one_neuron(adapter.ffn(layer)))
-                per_dim.append(len(adapter.ffn(layer).inputs) + 1)
+                per_dim.append(per_hidden_dim_of_neuron(adapter.ffn(layer)))
             else:
                 att = adapter.attention(layer) if kind == "self" else adapter.cross_attention(layer)
                 sizes.append(att.o.in_features // att.head_dim)
                 per_unit.append(params_of_one_head(att))
-                per_dim.append(4 * att.head_dim)
+                per_dim.append(per_hidden_dim_of_head(att))
         self.per_unit = per_unit  # parameters of one unit at the dense hidden size
         self.per_dim = per_dim  # of which per hidden dimension (the rest are biases)
         self.units = nn.ModuleList(HardConcrete(n, init_drop_rate) for n in sizes)

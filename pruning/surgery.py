@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .adapters import Attention, FamilyAdapter, get_adapter
+from .adapters import Attention, FamilyAdapter, get_adapter, hidden_axes
 from .atomic import atomic_directory
 from .plan import PruningPlan
 
@@ -187,20 +187,7 @@ def narrow_hidden(model: nn.Module, plan: PruningPlan) -> None:
     reads, writes = adapter.layer_hidden_linears(model)
     if any(lin.in_features != d for lin in reads):
         raise ValueError("The model's hidden dimensions are already narrowed; apply the plan to the dense model.")
-    marks: dict[int, tuple[nn.Parameter, set[int]]] = {}
-
-    def mark(param: nn.Parameter | None, dim: int) -> None:
-        if param is not None:
-            marks.setdefault(id(param), (param, set()))[1].add(dim)
-
-    for lin in reads + list(sites.reads) + list(sites.embeddings):
-        mark(lin.weight, 1)
-    for lin in writes + list(sites.writes):
-        mark(lin.weight, 0)
-        mark(lin.bias, 0)
-    for norm in sites.norms:
-        mark(norm.weight, 0)
-        mark(getattr(norm, "bias", None), 0)
+    marks = hidden_axes(reads + list(sites.reads), writes + list(sites.writes), sites.embeddings, sites.norms)
     new: dict[int, nn.Parameter] = {}
     for key, (param, dims) in marks.items():
         data = param.detach()
