@@ -97,6 +97,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="print the results table of a finished prune run folder")
     p.add_argument("run", help="a folder written by prune (holds metrics.json)")
 
+    p = sub.add_parser("eftnas", help="EFTNAS for a BERT classifier: fine-tune, movement importance, search space, "
+                                      "super-network, NSGA-II search, Pareto front")
+    p.add_argument("--model", default="minilm", help="minilm (offline), a local folder, or random:<config folder>")
+    p.add_argument("--task", default="rotten_tomatoes", help="a classification task (rotten_tomatoes offline; "
+                                                             "sst2, mrpc, rte, cola with --data-dir)")
+    p.add_argument("--data-dir", default=None, help="local data root, e.g. ../shared/data")
+    p.add_argument("--out", required=True, help="run folder to write (must not exist unless --overwrite)")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--train-samples", type=int, default=2000, help="training examples (0: all)")
+    p.add_argument("--eval-samples", type=int, default=500, help="examples the metric is reported on (0: all)")
+    p.add_argument("--search-samples", type=int, default=300)
+    p.add_argument("--max-tokens", type=int, default=128)
+    p.add_argument("--finetune-steps", type=int, default=300)
+    p.add_argument("--movement-steps", type=int, default=200)
+    p.add_argument("--supernet-steps", type=int, default=300)
+    p.add_argument("--stages", type=int, default=2, help="progressive-shrinking stages")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--population", type=int, default=16)
+    p.add_argument("--generations", type=int, default=8)
+    p.add_argument("--device", default="auto", choices=["cpu", "cuda", "auto"])
+
     p = sub.add_parser("demo", help="the offline default end to end: MiniLM2MiniLM on rotten_tomatoes")
     p.add_argument("--device", default="auto", choices=["cpu", "cuda", "auto"])
     p.add_argument("--out", default=None, help="output folder (default: inside the cache)")
@@ -220,6 +241,25 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_eftnas(args) -> int:
+    """``eftnas``: EFTNAS end to end (``explorer.eftnas.run_eftnas``); prints the Pareto front."""
+    from .eftnas import EftnasSettings, front_table, run_eftnas
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise ValueError(f"{out} exists; pass --overwrite to replace it (it is replaced only when the run finishes).")
+    settings = EftnasSettings(
+        model=args.model, task=args.task, data_dir=args.data_dir, train_samples=args.train_samples or None,
+        eval_samples=args.eval_samples or None, search_samples=args.search_samples, max_tokens=args.max_tokens,
+        finetune_steps=args.finetune_steps, movement_steps=args.movement_steps, supernet_steps=args.supernet_steps,
+        stages=args.stages, batch_size=args.batch_size, population=args.population, generations=args.generations,
+        device=args.device)
+    summary = run_eftnas(settings, out, progress=_progress)
+    print(front_table(summary))
+    print(f"\nwrote {out}")
+    return 0
+
+
 def cmd_report(args) -> int:
     """``report``: the results table of a finished run, from its metrics.json."""
     from .pipeline import results_table
@@ -232,7 +272,7 @@ def cmd_report(args) -> int:
 
 
 COMMANDS = {"prune": cmd_prune, "finetune": cmd_finetune, "measure": cmd_measure, "evaluate": cmd_evaluate,
-            "report": cmd_report, "demo": cmd_demo}
+            "report": cmd_report, "eftnas": cmd_eftnas, "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:

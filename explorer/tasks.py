@@ -45,6 +45,9 @@ class Example:
     source: str  # model input text in T5 text-to-text form, e.g. "sst2 sentence: a great film"
     target: str  # target text, e.g. "positive", or the reference summary; "" when the label is hidden
     label: float | int | None = None  # class id (classification), score 0-5 (regression), None otherwise
+    # The raw input fields in order, e.g. (sentence1, sentence2), for encoder classifiers (EFTNAS); not
+    # part of equality, which stays that of the text-to-text example.
+    texts: tuple[str, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -230,15 +233,16 @@ def _example(spec: TaskSpec, fmt: _Format, row: Row, origin: str, split: str) ->
     target = _text(values[fmt.target]) if fmt.target is not None else None
     if split == "train" and (not any(text for _, text in texts) or target == ""):
         return None
+    raw = tuple(text for _, text in texts)
     if target is not None:
-        return Example(source, target)
+        return Example(source, target, texts=raw)
     label = _label(spec, values.get("label"), where)
     if label is None:
         if split != "test":
             raise ValueError(f"{where} has no label, which only the hidden-label test split may lack.")
-        return Example(source, "", None)
+        return Example(source, "", None, raw)
     target = _stsb_target(label) if spec.kind == "regression" else spec.label_words[label]
-    return Example(source, target, label)
+    return Example(source, target, label, raw)
 
 
 def _local_rows(spec: TaskSpec, fmt: _Format, split: str, data_dir: str | os.PathLike) -> tuple[Iterator[Row], str]:

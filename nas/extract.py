@@ -17,8 +17,9 @@ def subnetwork_plan(model: nn.Module, heads: list[int], neurons: list[int], note
     encoder layer l of an importance-reordered model (``nas.reorder_by_importance``).
 
     Raises:
-        ValueError: For a wrong number of layers, a width outside [1, full] (a skipped sublayer,
-            width 0, cannot be extracted yet), or a model with a decoder.
+        ValueError: For a wrong number of layers, a width outside [0, full], or a model with a
+            decoder. Width 0 removes the sublayer (a skipped attention keeps only its output
+            projection's bias, ``pruning.surgery.SkippedSelfAttention``; a skipped FFN likewise).
     """
     adapter = get_adapter(model)
     if adapter.decoder_container(model) is not None:
@@ -27,9 +28,9 @@ def subnetwork_plan(model: nn.Module, heads: list[int], neurons: list[int], note
     if len(heads) != n_layers or len(neurons) != n_layers:
         raise ValueError(f"The configuration has {len(heads)} / {len(neurons)} layers; the encoder has {n_layers}.")
     for i, (h, f) in enumerate(zip(heads, neurons)):
-        if not (1 <= h <= n_heads and 1 <= f <= ffn):
-            raise ValueError(f"Layer {i}: {h} heads and {f} neurons; each must be between 1 and the full width "
-                             f"({n_heads} heads, {ffn} neurons). Skipping a whole sublayer is not supported yet.")
+        if not (0 <= h <= n_heads and 0 <= f <= ffn):
+            raise ValueError(f"Layer {i}: {h} heads and {f} neurons; each must be between 0 (skip the sublayer) and "
+                             f"the full width ({n_heads} heads, {ffn} neurons).")
     return PruningPlan(family=adapter.family, num_decoder_layers=0, num_heads=n_heads, ffn_dim=ffn,
                        decoder_layers=(), encoder_heads=tuple(tuple(range(h)) for h in heads),
                        encoder_neurons=tuple(tuple(range(f)) for f in neurons),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -46,7 +47,9 @@ def prune_linear(layer: nn.Linear, index: torch.Tensor, dim: int) -> nn.Linear:
     if layer.bias is not None:
         bias = (layer.bias.index_select(0, index) if dim == 0 else layer.bias).detach().clone()
     out_features, in_features = weight.shape
-    new = nn.Linear(in_features, out_features, bias=bias is not None, device=weight.device, dtype=weight.dtype)
+    with warnings.catch_warnings():  # a skipped sublayer's Linear has 0 inputs or outputs: nothing to initialise
+        warnings.filterwarnings("ignore", "Initializing zero-element tensors is a no-op")
+        new = nn.Linear(in_features, out_features, bias=bias is not None, device=weight.device, dtype=weight.dtype)
     with torch.no_grad():
         new.weight.copy_(weight)
         if bias is not None:
@@ -74,15 +77,26 @@ def prune_heads(adapter: FamilyAdapter, layer: nn.Module, heads: tuple[int, ...]
     ``layer``, in place: its self-attention, or the block ``attention`` names (a decoder
     layer's cross-attention, ``adapter.cross_attention(layer)``).
 
+    An empty ``heads`` removes the block's attention entirely (EFTNAS's skipped sublayer): this
+    is supported for BERT self-attention (``BertSelfAttention``), which becomes a
+    :class:`SkippedSelfAttention` with no parameters, while the output projection keeps its bias
+    (a Linear with 0 inputs), so the layer computes LayerNorm(x + bias) exactly as a zero-head
+    attention would.
+
     Raises:
-        ValueError: If ``heads`` is empty: an attention block with zero heads is not
-            supported (keep at least one head per layer).
+        ValueError: If ``heads`` is empty for any other attention (T5, BART, a decoder's
+            blocks): keep at least one head per layer there.
     """
     if len(heads) == current_heads:
         return
-    if not heads:
-        raise ValueError("Removing every head of an attention block is not supported; keep at least one head per layer.")
     att = attention or adapter.attention(layer)
+    if not heads:
+        if attention is not None or type(att.module).__name__ != "BertSelfAttention":
+            raise ValueError("Removing every head of an attention block is supported only for a BERT encoder's "
+                             "self-attention; keep at least one head per layer.")
+        _replace_module(layer, att.module, SkippedSelfAttention())
+        _replace_linear(_parent_of(layer, att.o), att.o, prune_linear(att.o, head_index((), att.head_dim), 1))
+        return
     index = head_index(heads, att.head_dim)
     for name, lin, dim in (("q", att.q, 0), ("k", att.k, 0), ("v", att.v, 0)):
         _replace_linear(att.module, lin, prune_linear(lin, index, dim))
@@ -94,6 +108,19 @@ def prune_heads(adapter: FamilyAdapter, layer: nn.Module, heads: tuple[int, ...]
             setattr(att.module, size_attr, len(heads) * att.head_dim)
     if adapter.family == "t5":
         _use_head_subset_of_position_bias(att.module, heads)
+
+
+class SkippedSelfAttention(nn.Module):
+    """A BERT self-attention with every head removed (EFTNAS's skipped attention sublayer,
+    Munoz et al. 2024, Sec. 3.1: a layer under 2% of its width may be skipped).
+
+    It has no parameters and returns a (B, T, 0) tensor, which the output projection (a Linear
+    with 0 inputs, bias kept) turns into its bias; no attention is computed.
+    """
+
+    def forward(self, hidden_states: torch.Tensor, *args, **kwargs) -> tuple[torch.Tensor, None]:
+        """(B, T, d) -> ((B, T, 0) zeros, no attention weights)."""
+        return hidden_states.new_zeros(*hidden_states.shape[:-1], 0), None
 
 
 def prune_neurons(adapter: FamilyAdapter, layer: nn.Module, neurons: tuple[int, ...], current_dim: int) -> None:
@@ -351,6 +378,15 @@ def _parent_of(root: nn.Module, child: nn.Module) -> nn.Module:
             if sub is child:
                 return module
     raise ValueError("Linear layer not found under the given layer.")
+
+
+def _replace_module(root: nn.Module, old: nn.Module, new: nn.Module) -> None:
+    parent = _parent_of(root, old)
+    for name, child in parent.named_children():
+        if child is old:
+            setattr(parent, name, new)
+            return
+    raise ValueError("Module not found in its parent.")  # pragma: no cover - _parent_of found it
 
 
 def _replace_linear(parent: nn.Module, old: nn.Linear, new: nn.Linear) -> None:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 HEADER = ("# Compression Explorer\nMake encoder-decoder transformers smaller and faster, and see the trade-off. "
           "**Prune** a model with [NASH](https://arxiv.org/abs/2310.10054) (narrow encoder, shallow decoder), "
-          "see every run on the **Pareto** front of quality against cost, and **Compare** the dense and pruned "
-          "models' generations live. The Pareto tab opens with reference runs measured by this project.")
+          "search a BERT classifier's subnetworks with **EFTNAS** (a super-network you extract from by MACs or "
+          "latency budget), see every run on the **Pareto** front of quality against cost, and **Compare** the dense "
+          "and pruned models' generations live. The Pareto tab opens with reference runs measured by this project.")
 
 
 def build_app(runs: str | None = None, shared_data: str | None = None):
-    """The ``gr.Blocks`` app with the Prune, Pareto and Compare tabs.
+    """The ``gr.Blocks`` app with the Prune, EFTNAS, Pareto and Compare tabs.
 
     Args:
         runs: Runs folder (default: ``EXPLORER_RUNS`` or ``<cache>/runs``).
@@ -24,13 +25,15 @@ def build_app(runs: str | None = None, shared_data: str | None = None):
     """
     import gradio as gr
 
-    from . import compare_tab, pareto_tab, prune_tab
+    from . import compare_tab, eftnas_tab, pareto_tab, prune_tab
 
     with gr.Blocks(title="Compression Explorer") as app:
         gr.Markdown(HEADER)
         with gr.Tabs():
             with gr.Tab("Prune", id="prune"):
                 prune = prune_tab.render(runs, shared_data)
+            with gr.Tab("EFTNAS", id="eftnas"):
+                eft = eftnas_tab.render(runs, shared_data)
             with gr.Tab("Pareto", id="pareto"):
                 pareto = pareto_tab.render(runs)
             with gr.Tab("Compare", id="compare"):
@@ -41,4 +44,5 @@ def build_app(runs: str | None = None, shared_data: str | None = None):
         app.load(*pareto["update"], api_name=False)
         app.load(*compare["refresh"], api_name=False)
         app.load(*prune["estimate"], api_name=False)
+        app.load(*eft["refresh"], api_name=False)
     return app

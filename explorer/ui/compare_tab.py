@@ -75,7 +75,9 @@ def render(runs: str | None, shared: str | None) -> dict:
                 outputs.append(gr.Textbox(lines=4, label="output", elem_id=f"compare-out-{i}"))
 
     def list_choices(root):
-        return gr.Dropdown(choices=[r.run_id for r in service.list_runs_for_ui(root)])
+        # Generation is for encoder-decoder runs; EFTNAS classifiers are compared in the EFTNAS tab.
+        return gr.Dropdown(choices=[r.run_id for r in service.list_runs_for_ui(root)
+                                    if r.metrics.get("method") != "eftnas"])
 
     def on_pick(task_name, shared_dir):
         try:
