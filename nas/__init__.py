@@ -1,12 +1,16 @@
 """EFTNAS for BERT-style encoders (Munoz et al., LREC-COLING 2024): importance, search space
 generation, weight reordering, super-network and search. NNCF is imported only inside this package
-(``nas.movement``, inside its functions).
+(``nas.movement`` and ``nas.supernet``, inside their functions).
 
-Done so far: movement-sparsity importance through NNCF 2.19 reduced to heads and neurons
-(``nas.movement``), the search-space generator (``nas.search_space``), importance-ordered weight
-reordering (``nas.reorder``), NSGA-II search over a search space with pymoo (``nas.search``) and
-subnetwork extraction (``nas.extract``). The super-network and its training, ONNX export and the
-explorer tab are not written yet (see the EFTNAS issue).
+- ``nas.movement``: movement-sparsity importance through NNCF 2.19, reduced to heads and neurons;
+- ``nas.search_space``: the search-space generator (MACs targets, binary-searched thresholds);
+- ``nas.reorder``: importance-ordered weight reordering;
+- ``nas.supernet``: the super-network on NNCF BootstrapNAS elastic width, trained with the sandwich
+  rule and distillation;
+- ``nas.search``: NSGA-II over a search space (pymoo);
+- ``nas.extract`` / ``nas.export``: subnetworks as standalone Hugging Face models, and as ONNX.
+
+The product around them (data, fine-tuning, the run folder, the tab) is ``explorer.eftnas``.
 """
 
 from .extract import extract_subnetwork, subnetwork_plan

@@ -135,8 +135,10 @@ def test_extracted_subnetwork_round_trips_through_save_and_load(tmp_path):
     full, _ = extract_subnetwork(reordered, [4, 4, 4], [64, 64, 64])
     with torch.no_grad():
         assert torch.allclose(full(input_ids=ids).logits, model(input_ids=ids).logits, atol=1e-5)
-    with pytest.raises(ValueError, match="between 1 and the full width"):
-        extract_subnetwork(reordered, [0, 4, 4], [64, 64, 64])
+    with pytest.raises(ValueError, match="between 0 .skip the sublayer. and the full width"):
+        extract_subnetwork(reordered, [5, 4, 4], [64, 64, 64])
+    with pytest.raises(ValueError, match="between 0"):
+        extract_subnetwork(reordered, [4, 4, 4], [64, -1, 64])
 
 
 def test_nsga2_finds_the_pareto_front_of_a_synthetic_metric():
