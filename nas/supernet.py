@@ -456,17 +456,16 @@ def load_classifier_weights(directory: str | os.PathLike) -> nn.Module:
     Raises:
         ValueError: If the weights do not match the config.
     """
-    from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from pruning.surgery import read_safetensors
 
     directory = Path(directory)
     model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(directory))
-    files = sorted(directory.glob("*.safetensors"))
-    if not files:
-        raise ValueError(f"No *.safetensors weights in {directory}.")
-    state = {}
-    for f in files:
-        state.update(load_file(f))
+    try:
+        state = read_safetensors(directory)
+    except FileNotFoundError as err:
+        raise ValueError(str(err)) from None
     missing, unexpected = model.load_state_dict(state, strict=False)
     buffers = {name for name, _ in model.named_buffers()}
     if [k for k in missing if k not in buffers] or unexpected:

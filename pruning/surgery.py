@@ -321,7 +321,6 @@ def load_pruned(directory: str | os.PathLike, *, device: str | torch.device = "c
         FileNotFoundError: If ``directory`` has no ``plan.json`` or no weights.
         ValueError: If the weights do not match the shapes the plan describes.
     """
-    from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification, AutoModel
 
     directory = Path(directory)
@@ -337,12 +336,7 @@ def load_pruned(directory: str | os.PathLike, *, device: str | torch.device = "c
     narrow_encoder(model, plan)
     narrow_decoder(model, plan)
     narrow_hidden(model, plan)
-    files = sorted(directory.glob("*.safetensors"))
-    if not files:
-        raise FileNotFoundError(f"No *.safetensors weights in {directory}.")
-    state = {}
-    for f in files:
-        state.update(load_file(f))
+    state = read_safetensors(directory)
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as err:
@@ -354,6 +348,23 @@ def load_pruned(directory: str | os.PathLike, *, device: str | torch.device = "c
                          f"unexpected {unexpected[:5]}.")
     model.tie_weights()
     return model.to(device).eval()
+
+
+def read_safetensors(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Every tensor of every ``*.safetensors`` file in ``directory`` (a sharded checkpoint too).
+
+    Raises:
+        FileNotFoundError: If there are none.
+    """
+    from safetensors.torch import load_file
+
+    files = sorted(Path(directory).glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"No *.safetensors weights in {directory}.")
+    state = {}
+    for f in files:
+        state.update(load_file(f))
+    return state
 
 
 # -- helpers ----------------------------------------------------------------------------
