@@ -267,3 +267,20 @@ def test_examples_keep_their_raw_input_fields_for_encoder_classifiers():
     assert all(len(ex.texts) == 2 and ex.texts[0] in ex.source and ex.texts[1] in ex.source for ex in mrpc)
     (sst2,) = load_split("sst2", "validation", SHARED / "data", limit=1)
     assert sst2.source == "sst2 sentence: " + sst2.texts[0]
+
+
+def test_the_shipped_sst2_reference_run_opens_without_weights():
+    from explorer import eftnas
+    from nas.search_space import SearchSpace
+
+    label = next(l for l in eftnas.list_eftnas_runs() if l.startswith("minilm-sst2"))
+    folder = eftnas.list_eftnas_runs()[label]
+    summary = eftnas.load_run(folder)
+    assert summary["weights"] == "pretrained" and summary["eval_examples"] == 872
+    point = eftnas.choose(summary, "macs", 50.0)
+    assert point["macs_fraction"] <= 0.5 and point["eval"]["accuracy"] > 50
+    assert not eftnas.has_supernetwork(folder)
+    with pytest.raises(ValueError, match="no super-network weights"):
+        eftnas.add_to_pareto(folder, point)
+    space = SearchSpace.from_json(folder / "supernet" / "search_space.json")
+    assert len(space.heads) == 6 and eftnas.importance_figure(folder).data
