@@ -109,7 +109,7 @@ def render(runs: str | None, shared: str | None) -> dict:
     with gr.Row():
         budget = gr.Radio([("% of dense MACs", "macs"), ("latency (ms)", "latency")], value="macs", label="Budget")
         value = gr.Slider(1, 100, value=50, step=0.5, label="Budget value", elem_id="eftnas-budget")
-        extract = gr.Button("Extract best subnetwork", variant="primary")
+        extract = gr.Button("Choose the best subnetwork for the budget", variant="primary")
     chosen = gr.Markdown(elem_id="eftnas-chosen")
     front = gr.Plot(label="Pareto front")
     with gr.Row():
