@@ -21,7 +21,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -58,7 +58,7 @@ class EftnasSettings:
         max_tokens: Input truncation, tokens.
         finetune_steps, movement_steps, supernet_steps: Optimizer steps of each training stage.
         stages: Progressive-shrinking stages of the super-network training.
-        batch_size: Training batch size; ``learning_rate``: dense fine-tune and movement.
+        batch_size: Training batch size; ``learning_rate``: the dense fine-tune's.
         targets: MACs targets (fractions of dense) of the search-space generator.
         population, generations: NSGA-II.
         device: ``auto``, ``cpu`` or ``cuda``.
@@ -83,7 +83,6 @@ class EftnasSettings:
     generations: int = 8
     device: str = "auto"
     seed: int = 0
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("finetune_steps", "movement_steps", "supernet_steps", "batch_size", "max_tokens", "stages"):

@@ -290,7 +290,6 @@ class SuperNetwork:
             config[2 * i + 1] = max(f, 1)
             self._skip[i] = [h == 0, f == 0]
         self._width.activate_subnet_for_config(config)
-        self.active = (heads, neurons)
 
     def dense_model(self) -> nn.Module:
         """A plain Hugging Face copy of the reordered dense model holding the super-network's current

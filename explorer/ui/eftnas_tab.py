@@ -31,10 +31,11 @@ def open_run(label, root):
     if folder is None:
         raise gr.Error(f"No EFTNAS run {label!r}.")
     from nas.search_space import SearchSpace, search_space_figure
+    from nas.supernet import SPACE_FILE
 
     summary = eftnas.load_run(folder)
-    space = SearchSpace.from_json(folder / "supernet" / "search_space.json") if (
-        folder / "supernet" / "search_space.json").is_file() else None
+    path = folder / "supernet" / SPACE_FILE
+    space = SearchSpace.from_json(path) if path.is_file() else None
     weights = "with super-network weights" if eftnas.has_supernetwork(folder) else "results only (no weights)"
     note = (f"{summary['model']} on {summary['task']}, {weights}; dense {summary['metric']} "
             f"{summary['dense']['eval'][summary['metric']]:.2f} at {summary['dense']['gmacs']:.3f} GMACs; "
@@ -62,9 +63,13 @@ def pick(state, budget, value):
     return point, eftnas.front_figure(summary, point), text
 
 
-def add(state, point, root):
+def _chosen(state, point) -> None:
     if not state or not point:
         raise gr.Error("Open a run and choose a budget first.")
+
+
+def add(state, point, root):
+    _chosen(state, point)
     try:
         folder = eftnas.add_to_pareto(state["folder"], point, root)
     except ValueError as err:
@@ -73,8 +78,7 @@ def add(state, point, root):
 
 
 def classify(state, point, text):
-    if not state or not point:
-        raise gr.Error("Open a run and choose a budget first.")
+    _chosen(state, point)
     try:
         rows = eftnas.classify_side_by_side(state["folder"], point, text)
     except ValueError as err:
