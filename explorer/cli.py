@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -104,16 +105,26 @@ def build_parser() -> argparse.ArgumentParser:
                                                              "sst2, mrpc, rte, cola with --data-dir)")
     p.add_argument("--data-dir", default=None, help="local data root, e.g. ../shared/data")
     p.add_argument("--out", required=True, help="run folder to write (must not exist unless --overwrite)")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder when this run finishes")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run with the same settings from its last finished stage / checkpoint")
     p.add_argument("--train-samples", type=int, default=2000, help="training examples (0: all)")
     p.add_argument("--eval-samples", type=int, default=500, help="examples the metric is reported on (0: all)")
-    p.add_argument("--search-samples", type=int, default=300)
+    p.add_argument("--search-samples", type=int, default=300,
+                   help="held-out examples the search ranks on (0: 10%% of the training split, 250 to 1000)")
     p.add_argument("--max-tokens", type=int, default=128)
     p.add_argument("--finetune-steps", type=int, default=300)
     p.add_argument("--movement-steps", type=int, default=200)
     p.add_argument("--supernet-steps", type=int, default=300)
+    p.add_argument("--finetune-epochs", type=float, default=None, help="replaces --finetune-steps")
+    p.add_argument("--movement-epochs", type=float, default=None, help="replaces --movement-steps")
+    p.add_argument("--supernet-epochs", type=float, default=None, help="replaces --supernet-steps")
+    p.add_argument("--learning-rate", type=float, default=5e-5, help="the dense fine-tune's")
+    p.add_argument("--supernet-learning-rate", type=float, default=5e-5)
+    p.add_argument("--save-steps", type=int, default=500, help="checkpoint interval of the training stages")
     p.add_argument("--stages", type=int, default=2, help="progressive-shrinking stages")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--population", type=int, default=16)
     p.add_argument("--generations", type=int, default=8)
     p.add_argument("--device", default="auto", choices=["cpu", "cuda", "auto"])
@@ -144,8 +155,10 @@ _LAST = {"fraction": -1.0, "stage": ""}
 def _progress(fraction: float, message: str) -> None:
     """Print progress to stderr: each new stage, then at most every 2.5%."""
     stage = message.split(":")[0]
-    if stage != _LAST["stage"] or fraction - _LAST["fraction"] >= 0.025 or fraction >= 1.0:
-        _LAST.update(fraction=fraction, stage=stage)
+    now = time.monotonic()
+    if stage != _LAST["stage"] or fraction - _LAST["fraction"] >= 0.025 or fraction >= 1.0 \
+            or now - _LAST.get("time", now) >= 60:
+        _LAST.update(fraction=fraction, stage=stage, time=now)
         print(f"[{fraction * 100:5.1f}%] {message}", file=sys.stderr, flush=True)
 
 
@@ -245,16 +258,27 @@ def cmd_eftnas(args) -> int:
     """``eftnas``: EFTNAS end to end (``explorer.eftnas.run_eftnas``); prints the Pareto front."""
     from .eftnas import EftnasSettings, front_table, run_eftnas
 
+    from .eftnas import load_run
+    from .stages import RunFolder
+
     out = Path(args.out)
-    if out.exists() and not args.overwrite:
+    partial = RunFolder.work_folder(out)
+    if args.resume and out.exists() and not partial.exists():
+        print(f"{out} is already finished; nothing to resume.")
+        print(front_table(load_run(out)))
+        return 0
+    if out.exists() and not (args.overwrite or args.resume):
         raise ValueError(f"{out} exists; pass --overwrite to replace it (it is replaced only when the run finishes).")
     settings = EftnasSettings(
         model=args.model, task=args.task, data_dir=args.data_dir, train_samples=args.train_samples or None,
-        eval_samples=args.eval_samples or None, search_samples=args.search_samples, max_tokens=args.max_tokens,
-        finetune_steps=args.finetune_steps, movement_steps=args.movement_steps, supernet_steps=args.supernet_steps,
-        stages=args.stages, batch_size=args.batch_size, population=args.population, generations=args.generations,
-        device=args.device)
-    summary = run_eftnas(settings, out, progress=_progress)
+        eval_samples=args.eval_samples or None, search_samples=args.search_samples or None,
+        max_tokens=args.max_tokens, finetune_steps=args.finetune_steps, movement_steps=args.movement_steps,
+        supernet_steps=args.supernet_steps, finetune_epochs=args.finetune_epochs,
+        movement_epochs=args.movement_epochs, supernet_epochs=args.supernet_epochs, learning_rate=args.learning_rate,
+        supernet_learning_rate=args.supernet_learning_rate, save_steps=args.save_steps, stages=args.stages,
+        batch_size=args.batch_size, population=args.population, generations=args.generations, device=args.device,
+        seed=args.seed)
+    summary = run_eftnas(settings, out, progress=_progress, resume=args.resume)
     print(front_table(summary))
     print(f"\nwrote {out}")
     return 0

@@ -16,8 +16,12 @@ subnetwork from a saved run (:func:`extract_for_budget`) needs neither NNCF nor 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
+import random
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -43,22 +47,28 @@ RUN_FILE = "eftnas.json"
 
 @dataclass(frozen=True)
 class EftnasSettings:
-    """One EFTNAS run. Defaults are sized for a CPU in minutes; the paper trains for epochs on a GPU.
+    """One EFTNAS run. Defaults are sized for a CPU in minutes; ``scripts/eftnas_glue.sh`` sets the
+    full-data runs (every training example, epochs).
 
     Attributes:
         model: ``minilm`` (offline), a local Hugging Face folder, or ``random:<config folder>``
             (random weights: for tests and timing only, never quality).
-        task: A classification task (``rotten_tomatoes`` offline; GLUE tasks from ``data_dir``).
+        task: A GLUE classification task or STS-B (regression), or ``rotten_tomatoes`` offline.
         data_dir: Local data root (e.g. ``../shared/data``); None: offline default or the Hub.
-        train_samples: Training examples used (None: all).
-        eval_samples: Examples the reported metric is computed on (None: all).
+        train_samples: Training examples used (None: all but the search examples).
+        eval_samples: Examples the reported metric is computed on (None: the whole split).
         search_samples: Examples the search ranks subnetworks on: the validation split when the task
-            reports on test (rotten_tomatoes), else the training examples after ``train_samples``
-            (held out), so the reported metric never selected the subnetwork.
+            reports on test (rotten_tomatoes), else training examples held out of every training
+            stage, so the reported metric never selected a subnetwork. None: 10% of the training
+            split, at least 250 and at most 1000.
         max_tokens: Input truncation, tokens.
-        finetune_steps, movement_steps, supernet_steps: Optimizer steps of each training stage.
+        finetune_steps, movement_steps, supernet_steps: Optimizer steps of each training stage;
+        finetune_epochs, movement_epochs, supernet_epochs: when set, they replace the steps
+            (epochs x training examples / batch size, rounded up).
         stages: Progressive-shrinking stages of the super-network training.
-        batch_size: Training batch size; ``learning_rate``: the dense fine-tune's.
+        batch_size: Training batch size; ``learning_rate``: the dense fine-tune's;
+            ``supernet_learning_rate``: the super-network's.
+        save_steps: Checkpoint interval of the training stages (resumable runs).
         targets: MACs targets (fractions of dense) of the search-space generator.
         population, generations: NSGA-II.
         device: ``auto``, ``cpu`` or ``cuda``.
@@ -70,14 +80,19 @@ class EftnasSettings:
     data_dir: str | None = None
     train_samples: int | None = 2000
     eval_samples: int | None = 500
-    search_samples: int = 300
+    search_samples: int | None = 300
     max_tokens: int = 128
     finetune_steps: int = 300
     movement_steps: int = 200
     supernet_steps: int = 300
+    finetune_epochs: float | None = None
+    movement_epochs: float | None = None
+    supernet_epochs: float | None = None
     stages: int = 2
     batch_size: int = 32
     learning_rate: float = 5e-5
+    supernet_learning_rate: float = 5e-5
+    save_steps: int = 500
     targets: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
     population: int = 16
     generations: int = 8
@@ -85,16 +100,31 @@ class EftnasSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("finetune_steps", "movement_steps", "supernet_steps", "batch_size", "max_tokens", "stages"):
+        for name in ("finetune_steps", "movement_steps", "supernet_steps", "batch_size", "max_tokens", "stages",
+                     "save_steps", "population", "generations"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
-        if self.search_samples < 1:
+        for name in ("finetune_epochs", "movement_epochs", "supernet_epochs"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
+        if self.search_samples is not None and self.search_samples < 1:
             raise ValueError("search_samples must be at least 1.")
+        if self.learning_rate <= 0 or self.supernet_learning_rate <= 0:
+            raise ValueError("Learning rates must be positive.")
         object.__setattr__(self, "targets", tuple(float(t) for t in self.targets))
+
+    def steps(self, stage: str, train_examples: int) -> int:
+        """Optimizer steps of ``stage`` (``finetune``, ``movement``, ``supernet``) for a training set
+        of ``train_examples``."""
+        epochs = getattr(self, f"{stage}_epochs")
+        if epochs is None:
+            return getattr(self, f"{stage}_steps")
+        return max(1, math.ceil(epochs * train_examples / self.batch_size))
 
 
 def load_classifier(spec: str, num_labels: int):
-    """``(model, tokenizer, weights)`` for a classifier spec (see :class:`EftnasSettings`).
+    """``(model, tokenizer, weights)`` for a classifier spec (see :class:`EftnasSettings`);
+    ``num_labels`` = 1 builds a regression head (MSE, as STS-B needs).
 
     Raises:
         ValueError: For an unknown spec, a folder that is not a BERT-style model, or the offline
@@ -114,6 +144,8 @@ def load_classifier(spec: str, num_labels: int):
         raise ValueError(f"Unknown classifier {spec!r}: use 'minilm' (offline), a local Hugging Face folder, or "
                          f"random:<config folder> (e.g. random:../shared/models/bert-mini).")
     config = AutoConfig.from_pretrained(path, num_labels=num_labels)
+    if num_labels == 1:
+        config.problem_type = "regression"
     if config.model_type != "bert":
         raise ValueError(f"EFTNAS here supports BERT-style encoders; {spec} is a {config.model_type!r} model. "
                          f"Use NASH (the Prune tab) for encoder-decoder models.")
@@ -139,44 +171,80 @@ def _reset_embedding_buffers(model: nn.Module) -> None:
             embeddings.token_type_ids.zero_()
 
 
-def tokenize(tokenizer, examples: list[Example], max_tokens: int) -> list[dict]:
-    """Examples -> rows with ``input_ids``, ``attention_mask`` (and ``token_type_ids``) and ``labels``;
-    sentence pairs are encoded as pairs (BERT's [SEP] between them).
+def _label(example: Example, i: int, regression: bool):
+    if not example.texts or example.label is None:
+        raise ValueError(f"Example {i} has no input texts or no label; EFTNAS needs a labelled classification or "
+                         f"regression split.")
+    return float(example.label) if regression else int(example.label)
+
+
+def tokenize(tokenizer, examples: list[Example], max_tokens: int, *, regression: bool = False) -> list[dict]:
+    """Examples -> rows with ``input_ids``, ``attention_mask`` (and ``token_type_ids``) and ``labels``
+    (class ids, or float scores with ``regression``); sentence pairs are encoded as pairs (BERT's
+    [SEP] between them). For evaluation sets; training sets go through :func:`training_dataset`.
 
     Raises:
         ValueError: For an example without raw input texts or without a label.
     """
     rows = []
     for i, ex in enumerate(examples):
-        if not ex.texts or ex.label is None:
-            raise ValueError(f"Example {i} has no input texts or no label; EFTNAS needs a labelled classification split.")
+        label = _label(ex, i, regression)
         encoded = tokenizer(*ex.texts[:2], truncation=True, max_length=max_tokens)
-        rows.append({**{k: list(v) for k, v in encoded.items()}, "labels": int(ex.label)})
+        rows.append({**{k: list(v) for k, v in encoded.items()}, "labels": label})
     return rows
 
 
+def training_dataset(tokenizer, examples: list[Example], max_tokens: int, *, regression: bool = False,
+                     cache_dir: str | os.PathLike | None = None):
+    """The training examples tokenized once (``pruning.training.tokenized_dataset``: a batched
+    ``Dataset.map`` cached under a fingerprint of the examples and the tokenizer) with a ``length``
+    column for length-grouped batches.
+
+    Raises:
+        ValueError: For no examples, or one without input texts or label.
+    """
+    from pruning import training
+
+    records = [{"a": ex.texts[0], "b": ex.texts[1] if len(ex.texts) > 1 else None, "labels": _label(ex, i, regression)}
+               for i, ex in enumerate(examples)]
+    pairs = any(r["b"] is not None for r in records)
+
+    def encode(batch: dict) -> dict:
+        encoded = tokenizer(batch["a"], batch["b"] if pairs else None, truncation=True, max_length=max_tokens)
+        return {**{k: list(v) for k, v in encoded.items()}, "labels": batch["labels"]}
+
+    key = training.fingerprint(records, getattr(tokenizer, "name_or_path", ""), len(tokenizer), max_tokens, regression)
+    return training.tokenized_dataset(records, encode, key=key, cache_dir=cache_dir)
+
+
 @torch.no_grad()
-def predict(model: nn.Module, tokenizer, rows: list[dict], *, batch_size: int = 64, device: str = "cpu") -> list[int]:
-    """Predicted class ids for tokenized rows (padding per batch)."""
+def predict(model: nn.Module, tokenizer, rows: list[dict], *, batch_size: int = 64, device: str = "cpu") -> list:
+    """Predicted class ids (or scores, for a one-output regression head) for tokenized rows
+    (padding per batch, batches of similar length)."""
     from transformers import DataCollatorWithPadding
 
     collate = DataCollatorWithPadding(tokenizer)
     model = model.to(device).eval()
-    out = []
-    for start in range(0, len(rows), batch_size):
-        batch = collate([{k: v for k, v in r.items() if k != "labels"} for r in rows[start:start + batch_size]])
-        out += model(**{k: v.to(device) for k, v in batch.items()}).logits.argmax(-1).tolist()
-    return out
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]["input_ids"]))
+    out: dict[int, float | int] = {}
+    for start in range(0, len(order), batch_size):
+        index = order[start:start + batch_size]
+        batch = collate([{k: v for k, v in rows[i].items() if k != "labels"} for i in index])
+        logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
+        values = logits[:, 0].float().tolist() if logits.shape[-1] == 1 else logits.argmax(-1).tolist()
+        out.update(zip(index, values))
+    return [out[i] for i in range(len(rows))]
 
 
 def score(task: str, model: nn.Module, tokenizer, rows: list[dict], *, device: str = "cpu") -> dict[str, float]:
-    """The task's metrics (in %, as the NASH runs report them) of ``model`` on ``rows``."""
+    """The task's metrics (in %, as the NASH runs report them; correlations x100 for STS-B) of
+    ``model`` on ``rows``."""
     from . import metrics as m
 
     spec = get_task(task)
     predictions = predict(model, tokenizer, rows, device=device)
     labels = [r["labels"] for r in rows]
-    functions = {"accuracy": m.accuracy, "mcc": m.mcc, "f1": m.f1}
+    functions = {"accuracy": m.accuracy, "mcc": m.mcc, "f1": m.f1, "pearson": m.pearson, "spearman": m.spearman}
     return {name: round(functions[name](labels, predictions), 2) for name in spec.higher_is_better if name in functions}
 
 
@@ -193,27 +261,70 @@ def classifier_latency_ms(model: nn.Module, *, seq_len: int = 128, batch_size: i
                                 device=dev), 3)
 
 
-def _finetune_classifier(model, tokenizer, rows, settings: EftnasSettings, device: str, progress: Progress | None):
-    from datasets import Dataset
-    from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
+def finetune_classifier(model, tokenizer, train_data, *, max_steps: int, batch_size: int = 32,
+                        learning_rate: float = 5e-5, seed: int = 0, device: str = "cpu",
+                        progress: Progress | None = None, checkpoint_dir: str | os.PathLike | None = None,
+                        save_steps: int = 500, curve: Callable[[], float] | None = None,
+                        curve_every: int | None = None) -> dict:
+    """Fine-tune a classifier (or regression head) in place on the repository's one training path
+    (``pruning.training``): AdamW, 10% linear warm-up then linear decay, weight decay 0.01,
+    length-grouped batches padded per batch, every core.
 
-    class Report(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            if progress is not None:
-                progress(state.global_step / settings.finetune_steps,
-                         f"dense fine-tune: step {state.global_step}/{settings.finetune_steps}")
+    Args:
+        model: A ``*ForSequenceClassification``.
+        tokenizer: For padding.
+        train_data: Tokenized rows or a Dataset (:func:`training_dataset`).
+        max_steps: Optimizer steps.
+        checkpoint_dir: Keep a checkpoint every ``save_steps`` steps there and continue from the
+            last one found.
+        curve: A function of the model's current quality (e.g. the held-out search metric), called
+            every ``curve_every`` steps and at the end: the learning curve, to show convergence.
 
-    with tempfile.TemporaryDirectory(prefix="explorer-eftnas-ft-") as tmp:
-        args = TrainingArguments(output_dir=tmp, max_steps=settings.finetune_steps,
-                                 per_device_train_batch_size=settings.batch_size,
-                                 learning_rate=settings.learning_rate, warmup_steps=int(0.1 * settings.finetune_steps),
-                                 weight_decay=0.01, save_strategy="no", report_to=[], seed=settings.seed,
-                                 use_cpu=device == "cpu", disable_tqdm=True, dataloader_num_workers=0,
-                                 logging_steps=max(1, settings.finetune_steps // 10))
-        result = Trainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
-                         data_collator=DataCollatorWithPadding(tokenizer), callbacks=[Report()]).train()
+    Returns:
+        Steps, final training loss, wall seconds, the step resumed from, the learning curve
+        (``[[step, value], ...]``).
+    """
+    from transformers import DataCollatorWithPadding, Trainer, TrainerCallback
+
+    from pruning import training
+
+    points: list[list[float]] = []
+
+    class Curve(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            if curve is not None and curve_every and state.global_step % curve_every == 0 \
+                    and state.global_step < state.max_steps:
+                model.eval()
+                points.append([state.global_step, curve()])
+                model.train()
+
+    start = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        out = checkpoint_dir or stack.enter_context(tempfile.TemporaryDirectory(prefix="explorer-classifier-ft-"))
+        resume = training.last_checkpoint(out) if checkpoint_dir else None
+        if resume:  # the curve so far was saved beside the checkpoint
+            points += json.loads((Path(resume) / "curve.json").read_text()) if (Path(resume) / "curve.json").is_file() else []
+
+        class SaveCurve(TrainerCallback):
+            def on_save(self, args, state, control, **kwargs):
+                folder = Path(out) / f"checkpoint-{state.global_step}"
+                if folder.is_dir():
+                    (folder / "curve.json").write_text(json.dumps(points))
+
+        args = training.training_arguments(out, max_steps=max_steps, batch_size=batch_size, learning_rate=learning_rate,
+                                           warmup_ratio=0.1, weight_decay=0.01, seed=seed, device=device,
+                                           save_steps=save_steps if checkpoint_dir else None)
+        callbacks = [Curve(), SaveCurve()] + ([training.progress_callback(progress, "dense fine-tune")] if progress else [])
+        trainer = training.quiet(Trainer(model=model, args=args, train_dataset=training.as_dataset(train_data),
+                                         data_collator=training.DropColumns(DataCollatorWithPadding(tokenizer)),
+                                         callbacks=callbacks))
+        result = trainer.train(resume_from_checkpoint=resume)
     model.cpu().eval()
-    return {"steps": settings.finetune_steps, "train_loss": round(float(result.training_loss), 4)}
+    if curve is not None:
+        points.append([max_steps, curve()])
+    return {"steps": max_steps, "train_loss": round(float(result.training_loss), 4),
+            "wall_s": round(time.perf_counter() - start, 1), "resumed_from": Path(resume).name if resume else None,
+            "learning_rate": learning_rate, "curve": points}
 
 
 def _stage(progress: Progress | None, lo: float, hi: float) -> Progress | None:
@@ -222,130 +333,216 @@ def _stage(progress: Progress | None, lo: float, hi: float) -> Progress | None:
     return lambda fraction, message: progress(lo + (hi - lo) * min(max(fraction, 0.0), 1.0), message)
 
 
+def search_size(train_examples: int) -> int:
+    """Default number of held-out search examples: 10% of the training split, within [250, 1000]."""
+    return int(min(1000, max(250, round(0.1 * train_examples))))
+
+
 def _splits(settings: EftnasSettings) -> tuple[list[Example], list[Example], list[Example], str]:
     spec = get_task(settings.task)
-    if spec.kind != "classification":
-        raise ValueError(f"EFTNAS here covers classification tasks; {settings.task} is {spec.kind}.")
-    train_limit = None if settings.train_samples is None else settings.train_samples + settings.search_samples
+    if spec.kind not in ("classification", "regression"):
+        raise ValueError(f"EFTNAS here covers classification and regression tasks; {settings.task} is {spec.kind}.")
     if spec.eval_split == "test":  # rotten_tomatoes: search on validation, report on test
         train = load_split(spec, "train", settings.data_dir, limit=settings.train_samples)
-        search = load_split(spec, "validation", settings.data_dir, limit=settings.search_samples)
+        search = load_split(spec, "validation", settings.data_dir, limit=settings.search_samples or 1000)
         where = "validation split"
     else:  # GLUE: report on dev (the paper's practice), search on held-out training examples
-        rows = load_split(spec, "train", settings.data_dir, limit=train_limit)
-        if len(rows) <= settings.search_samples:
+        rows = load_split(spec, "train", settings.data_dir)
+        n_search = settings.search_samples or search_size(len(rows))
+        if len(rows) <= n_search:
             raise ValueError(f"{settings.task} has {len(rows)} training examples; need more than "
-                             f"search_samples={settings.search_samples}.")
-        train, search = rows[:-settings.search_samples], rows[-settings.search_samples:]
+                             f"search_samples={n_search}.")
+        # a fixed random hold-out (the files are often sorted), the same for every run of the task
+        order = list(range(len(rows)))
+        random.Random(1234).shuffle(order)
+        held = set(order[:n_search])
+        search = [rows[i] for i in sorted(held)]
+        train = [rows[i] for i in range(len(rows)) if i not in held]
+        if settings.train_samples is not None:
+            train = train[:settings.train_samples]
         where = "held-out training examples"
     evaluation = load_split(spec, spec.eval_split, settings.data_dir, limit=settings.eval_samples)
     return train, search, evaluation, where
 
 
-def run_eftnas(settings: EftnasSettings, out_dir: str | os.PathLike, *, progress: Progress | None = None) -> dict:
-    """Run EFTNAS end to end and write the run folder (see the module docstring) atomically.
+STAGES = {"dense_finetune": "dense fine-tune", "movement": "movement importance (NNCF)", "search_space": "search space",
+          "supernet": "super-network", "search": "NSGA-II search", "front": "measuring the Pareto front"}
+
+
+def run_eftnas(settings: EftnasSettings, out_dir: str | os.PathLike, *, progress: Progress | None = None,
+               resume: bool = False) -> dict:
+    """Run EFTNAS end to end into the run folder ``out_dir`` (see the module docstring), stage by
+    stage in a resumable work folder (``explorer.stages``): dense fine-tune, movement importance,
+    search space, super-network (checkpoints every ``save_steps``), search, front. With ``resume``
+    the finished stages of an interrupted run with the same settings are reused and a training stage
+    continues from its last checkpoint; the result equals an uninterrupted run's.
 
     Returns:
         The contents of ``eftnas.json`` (with the front).
 
     Raises:
-        ValueError: Bad settings, a non-classification task, a non-BERT model, missing data.
+        ValueError: Bad settings, a task that is neither classification nor regression, a non-BERT
+            model, missing data, an unfinished run without ``resume`` or with other settings.
     """
     from nas import encoder_macs, extract_subnetwork, generate_search_space, nsga2_search, reorder_by_importance
-    from nas.movement import movement_importance
-    from nas.supernet import SupernetSettings, SuperNetwork, save_supernetwork, train_supernetwork
+    from nas.search import Candidate
+    from nas.search_space import SearchSpace
+    from nas.supernet import (SupernetSettings, SuperNetwork, load_classifier_weights, load_supernetwork,
+                              save_supernetwork, train_supernetwork)
+
+    from .stages import RunFolder
 
     out_dir = Path(out_dir)
     device = resolve_device(settings.device)
     spec = get_task(settings.task)
-    timings: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        timings[name] = round(now - clock, 1)
-        clock = now
-
+    regression = spec.kind == "regression"
     say = progress or (lambda f, m: None)
     say(0.0, "loading model and data")
     train, search, evaluation, search_where = _splits(settings)
-    model, tokenizer, weights = load_classifier(settings.model, len(spec.label_words))
-    train_rows = tokenize(tokenizer, train, settings.max_tokens)
-    search_rows = tokenize(tokenizer, search, settings.max_tokens)
-    eval_rows = tokenize(tokenizer, evaluation, settings.max_tokens)
-    lap("load")
+    work = RunFolder(out_dir, {**asdict(settings), "targets": list(settings.targets)}, resume=resume)
+    model, tokenizer, weights = load_classifier(settings.model, 1 if regression else len(spec.label_words))
+    train_data = training_dataset(tokenizer, train, settings.max_tokens, regression=regression,
+                                  cache_dir=work.path / "cache")
+    search_rows = tokenize(tokenizer, search, settings.max_tokens, regression=regression)
+    eval_rows = tokenize(tokenizer, evaluation, settings.max_tokens, regression=regression)
+    main = spec.main_metric
+    n_train = len(train_data)
 
-    finetune = _finetune_classifier(model, tokenizer, train_rows, settings, device, _stage(progress, 0.0, 0.25))
-    dense_eval = score(spec.name, model, tokenizer, eval_rows, device=device)
-    lap("dense_finetune")
+    def timed(stage: str, lo: float, hi: float, run: Callable[[Progress | None], dict]) -> dict:
+        record = work.done(stage)
+        if record is not None:
+            say(hi, f"{STAGES[stage]}: done earlier ({record.get('wall_s', 0):.0f} s), reused")
+            return record
+        say(lo, f"{STAGES[stage]}: starting")
+        start = time.perf_counter()
+        record = run(_stage(progress, lo, hi))
+        record["wall_s"] = round(time.perf_counter() - start, 1)
+        return work.finish(stage, record)
 
-    say(0.25, "movement importance (NNCF)")
-    heads, neurons, movement = movement_importance(model, train_rows, tokenizer=tokenizer,
-                                                   max_steps=settings.movement_steps, batch_size=settings.batch_size,
-                                                   seq_len=settings.max_tokens, device=device, seed=settings.seed)
-    lap("movement")
+    # 1. dense fine-tune (checkpointed), with a learning curve on the held-out search examples
+    def dense_stage(report):
+        steps = settings.steps("finetune", n_train)
+        record = finetune_classifier(
+            model, tokenizer, train_data, max_steps=steps, batch_size=settings.batch_size,
+            learning_rate=settings.learning_rate, seed=settings.seed, device=device, progress=report,
+            checkpoint_dir=work.checkpoints("dense_finetune"), save_steps=settings.save_steps,
+            curve=lambda: score(spec.name, model, tokenizer, search_rows, device=device)[main],
+            curve_every=max(1, math.ceil(n_train / settings.batch_size)) if settings.finetune_epochs else None)
+        with atomic_directory(work.path / "dense") as tmp:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+        return record
+
+    finetune = timed("dense_finetune", 0.0, 0.25, dense_stage)
+    model = load_classifier_weights(work.path / "dense")  # fresh and resumed runs continue from the same bytes
+    if "eval" not in finetune:
+        finetune = work.finish("dense_finetune", dict(
+            finetune, eval=score(spec.name, model, tokenizer, eval_rows, device=device),
+            search=score(spec.name, model, tokenizer, search_rows, device=device)))
+
+    # 2. movement importance (NNCF); restarted as a whole if interrupted
+    def movement_stage(report):
+        heads, neurons, summary = movement_importance(
+            model, train_data, tokenizer=tokenizer, max_steps=settings.steps("movement", n_train),
+            batch_size=settings.batch_size, seq_len=settings.max_tokens, device=device, seed=settings.seed,
+            progress=report)
+        _write_json(work.path / "importance.json", {"heads": [h.tolist() for h in heads],
+                                                    "neurons": [n.tolist() for n in neurons]})
+        return summary
+
+    from nas.movement import movement_importance
+
+    movement = timed("movement", 0.25, 0.4, movement_stage)
+    importance = json.loads((work.path / "importance.json").read_text())
+    heads = [torch.tensor(h) for h in importance["heads"]]
+    neurons = [torch.tensor(n) for n in importance["neurons"]]
+
+    # 3. search space from importance, and the importance-reordered model
     adapter = get_adapter(model)
     head_dim = adapter.attention(adapter.encoder_layers(model)[0]).head_dim
-    space = generate_search_space(heads, neurons, hidden=adapter.hidden_size(model), head_dim=head_dim,
-                                  targets=list(settings.targets), seq_len=128)
+
+    def space_stage(report):
+        space = generate_search_space(heads, neurons, hidden=adapter.hidden_size(model), head_dim=head_dim,
+                                      targets=list(settings.targets), seq_len=128)
+        space.to_json(work.path / "search_space.json")
+        return {"choices_per_layer": [len(h) * len(f) for h, f in zip(space.heads, space.neurons)]}
+
+    timed("search_space", 0.4, 0.41, space_stage)
+    space = SearchSpace.from_json(work.path / "search_space.json")
     reordered, _, _ = reorder_by_importance(model, heads, neurons)
-    lap("search_space")
 
-    say(0.4, "building the super-network (NNCF BootstrapNAS)")
-    supernet = SuperNetwork(reordered, space, seq_len=settings.max_tokens)
-    trained = train_supernetwork(supernet, model, train_rows, tokenizer=tokenizer, device=device,
-                                 settings=SupernetSettings(max_steps=settings.supernet_steps, stages=settings.stages,
-                                                           batch_size=settings.batch_size, seed=settings.seed),
-                                 progress=_stage(progress, 0.4, 0.8))
-    shared = supernet.dense_model()
-    lap("supernet")
+    # 4. super-network (NNCF BootstrapNAS), checkpointed
+    def supernet_stage(report):
+        say(0.41, "building the super-network (NNCF BootstrapNAS)")
+        supernet = SuperNetwork(reordered, space, seq_len=settings.max_tokens)
+        trained = train_supernetwork(
+            supernet, model, train_data, tokenizer=tokenizer, device=device, progress=report,
+            checkpoint_dir=work.checkpoints("supernet"),
+            settings=SupernetSettings(max_steps=settings.steps("supernet", n_train), stages=settings.stages,
+                                      batch_size=settings.batch_size, learning_rate=settings.supernet_learning_rate,
+                                      save_steps=settings.save_steps, seed=settings.seed))
+        save_supernetwork(supernet, work.path / "supernet", tokenizer=tokenizer,
+                          info={"task": spec.name, "model": settings.model, "training": trained})
+        return trained
 
-    say(0.8, "NSGA-II search")
-    main = spec.main_metric
-    evaluations = [0]
+    trained = timed("supernet", 0.41, 0.8, supernet_stage)
+    shared, _, _ = load_supernetwork(work.path / "supernet")
 
-    def metric(h, f):
-        evaluations[0] += 1
-        sub, _ = extract_subnetwork(shared, list(h), list(f))
-        return score(spec.name, sub, tokenizer, search_rows, device=device)[main]
+    # 5. NSGA-II search on the held-out search examples
+    def search_stage(report):
+        def metric(h, f):
+            sub, _ = extract_subnetwork(shared, list(h), list(f))
+            return score(spec.name, sub, tokenizer, search_rows, device=device)[main]
 
-    front, evaluated = nsga2_search(space, metric, population=settings.population, generations=settings.generations,
-                                    seed=settings.seed)
-    lap("search")
-    say(0.9, f"measuring {len(front)} subnetworks on the Pareto front")
-    dense_macs = encoder_macs(space.hidden, head_dim, [space.num_heads] * len(space.heads),
-                              [space.ffn_dim] * len(space.heads), 128)
-    dense_latency = classifier_latency_ms(model, device=device)
-    points = []
-    for c in front:
-        sub, _ = extract_subnetwork(shared, list(c.heads), list(c.neurons))
-        points.append({**c.to_dict(), "macs_fraction": round(c.macs / dense_macs, 4), "gmacs": round(c.macs / 1e9, 4),
-                       "search_metric": c.metric, "eval": score(spec.name, sub, tokenizer, eval_rows, device=device),
-                       "latency_ms": classifier_latency_ms(sub, device=device),
-                       "params_m": round(sum(p.numel() for p in sub.parameters()) / 1e6, 3)})
-    lap("front")
+        front, evaluated = nsga2_search(space, metric, population=settings.population,
+                                        generations=settings.generations, seed=settings.seed)
+        return {"front": [c.to_dict() for c in front], "evaluated": len(evaluated)}
+
+    searched = timed("search", 0.8, 0.9, search_stage)
+    front = [Candidate(**{k: tuple(v) if isinstance(v, list) else v for k, v in c.items()})
+             for c in searched["front"]]
+
+    # 6. the front measured on the reported split: metric, MACs, latency, parameters
+    def front_stage(report):
+        say(0.9, f"measuring {len(front)} subnetworks on the Pareto front")
+        dense_macs = encoder_macs(space.hidden, head_dim, [space.num_heads] * len(space.heads),
+                                  [space.ffn_dim] * len(space.heads), 128)
+        points = []
+        for c in front:
+            sub, _ = extract_subnetwork(shared, list(c.heads), list(c.neurons))
+            points.append({**c.to_dict(), "macs_fraction": round(c.macs / dense_macs, 4),
+                           "gmacs": round(c.macs / 1e9, 4), "search_metric": c.metric,
+                           "eval": score(spec.name, sub, tokenizer, eval_rows, device=device),
+                           "latency_ms": classifier_latency_ms(sub, device=device),
+                           "params_m": round(sum(p.numel() for p in sub.parameters()) / 1e6, 3)})
+        dense = {"eval": finetune["eval"], "search": finetune["search"], "gmacs": round(dense_macs / 1e9, 4),
+                 "macs": dense_macs, "latency_ms": classifier_latency_ms(model, device=device),
+                 "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 3)}
+        return {"dense": dense, "front": points}
+
+    measured = timed("front", 0.9, 1.0, front_stage)
+    timings = {stage: work.done(stage)["wall_s"] for stage in STAGES}
     summary = {
         "method": "eftnas", "model": settings.model, "task": spec.name, "weights": weights,
         "settings": {**asdict(settings), "targets": list(settings.targets)}, "device": device_description(device),
         "metric": main, "search_on": search_where, "eval_split": spec.eval_split, "eval_examples": len(eval_rows),
-        "search_examples": len(search_rows), "train_examples": len(train_rows),
-        "dense": {"eval": dense_eval, "gmacs": round(dense_macs / 1e9, 4), "macs": dense_macs,
-                  "latency_ms": dense_latency, "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 3)},
-        "finetune": finetune, "movement": movement, "supernet": trained, "evaluated": len(evaluated),
-        "timings_s": timings, "wall_s": round(sum(timings.values()), 1), "front": points,
+        "search_examples": len(search_rows), "train_examples": n_train, "dense": measured["dense"],
+        "finetune": finetune, "movement": movement, "supernet": trained, "evaluated": searched["evaluated"],
+        "timings_s": timings, "wall_s": round(sum(timings.values()), 1), "resumed": work.state["resumed"],
+        "front": measured["front"],
     }
-    with atomic_directory(out_dir) as tmp:
-        model.save_pretrained(tmp / "dense")
-        tokenizer.save_pretrained(tmp / "dense")
-        save_supernetwork(supernet, tmp / "supernet", tokenizer=tokenizer,
-                          info={"task": spec.name, "model": settings.model, "training": trained})
-        (tmp / "importance.json").write_text(json.dumps({"heads": [h.tolist() for h in heads],
-                                                         "neurons": [n.tolist() for n in neurons]}))
-        (tmp / FRONT_FILE).write_text(json.dumps(points, indent=1))
-        (tmp / RUN_FILE).write_text(json.dumps(summary, indent=1, default=str))
+    _write_json(work.path / FRONT_FILE, measured["front"])
+    _write_json(work.path / RUN_FILE, summary)
+    shutil.rmtree(work.path / "cache", ignore_errors=True)
+    work.publish()
     say(1.0, "done")
     return summary
+
+
+def _write_json(path: Path, data) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=str))
+    os.replace(tmp, path)
 
 
 def front_table(summary: dict) -> str:

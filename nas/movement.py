@@ -83,22 +83,23 @@ def reduce_importance(model: nn.Module, importance_of: Callable[[nn.Linear], tor
     return heads, neurons
 
 
-def movement_importance(model: nn.Module, train_rows: list[dict], *, tokenizer, max_steps: int = 200,
+def movement_importance(model: nn.Module, train_rows, *, tokenizer, max_steps: int = 200,
                         batch_size: int = 16, learning_rate: float = 3e-5, seq_len: int = 128,
                         warmup_start_epoch: int = 1, warmup_end_epoch: int = 3, epochs: int = 4,
-                        regularization: float = 0.02, device: str = "cpu", seed: int = 0):
+                        regularization: float = 0.02, device: str = "cpu", seed: int = 0, progress=None):
     """Train NNCF movement sparsity on a copy of ``model`` and return head and neuron importance.
 
     Args:
         model: A fine-tuned (or pretrained) ``BertForSequenceClassification`` (eager attention is
             used for tracing); not modified.
-        train_rows: Tokenized training examples: dicts with ``input_ids``, ``attention_mask`` and
-            ``labels``.
+        train_rows: Tokenized training examples (``input_ids``, ``attention_mask``, ``labels``): a
+            list of dicts or a ``datasets.Dataset`` (``pruning.training.tokenized_dataset``).
         tokenizer: Its tokenizer (padding in the collator).
         max_steps: Training steps; NNCF's schedule spans ``epochs`` epochs of ``max_steps / epochs``
             steps, warm-up from ``warmup_start_epoch`` to ``warmup_end_epoch``.
         seq_len: Length of the tracing input (NNCF builds its graph once).
         device: ``cpu`` or ``cuda``.
+        progress: Optional ``progress(fraction, message)`` after each step.
 
     Returns:
         ``(head_scores, neuron_scores, summary)``: per encoder layer (H,) and (F,) tensors (larger
@@ -110,12 +111,13 @@ def movement_importance(model: nn.Module, train_rows: list[dict], *, tokenizer, 
     """
     os.environ["NNCF_TORCH_LEGACY_TRACING"] = "1"
     os.environ.setdefault("CI", "true")
-    from datasets import Dataset
     from nncf import NNCFConfig
     from nncf.torch import create_compressed_model
-    from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
+    from transformers import DataCollatorWithPadding, Trainer, TrainerCallback
 
-    if not train_rows:
+    from pruning import training
+
+    if not len(train_rows):
         raise ValueError("Movement sparsity needs training examples.")
     adapter = get_adapter(model)
     head_dim = adapter.attention(adapter.encoder_layers(model)[0]).head_dim
@@ -150,12 +152,13 @@ def movement_importance(model: nn.Module, train_rows: list[dict], *, tokenizer, 
                 loss = outputs.loss + ctrl.loss()
                 return (loss, outputs) if return_outputs else loss
 
-        args = TrainingArguments(output_dir=tmp, max_steps=max_steps, per_device_train_batch_size=batch_size,
-                                 learning_rate=learning_rate, save_strategy="no", report_to=[], seed=seed,
-                                 use_cpu=device == "cpu", disable_tqdm=True, dataloader_num_workers=0,
-                                 remove_unused_columns=False, logging_steps=max(1, max_steps // 10))
-        trainer = MovementTrainer(model=compressed, args=args, train_dataset=Dataset.from_list(train_rows),
-                                  data_collator=DataCollatorWithPadding(tokenizer), callbacks=[Schedule()])
+        args = training.training_arguments(tmp, max_steps=max_steps, batch_size=batch_size,
+                                           learning_rate=learning_rate, seed=seed,
+                                           device=device)
+        callbacks = [Schedule()] + ([training.progress_callback(progress, "movement sparsity")] if progress else [])
+        trainer = training.quiet(MovementTrainer(
+            model=compressed, args=args, train_dataset=training.as_dataset(train_rows),
+            data_collator=training.DropColumns(DataCollatorWithPadding(tokenizer)), callbacks=callbacks))
         trainer.train()
     compressed.cpu()
     operands = {id(info.module): info.operand for info in ctrl.sparsified_module_info}

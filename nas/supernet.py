@@ -55,6 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pruning import training
 from pruning.adapters import get_adapter
 from pruning.atomic import atomic_directory
 
@@ -66,22 +67,19 @@ SPACE_FILE = "search_space.json"
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor | None, *,
                       ce_weight: float = 0.1, temperature: float = 2.0) -> torch.Tensor:
-    """EFTNAS's super-network loss: ``ce_weight`` x CE(student, labels) + (1 - ``ce_weight``) x
-    T^2 x KL(softmax(teacher / T) || softmax(student / T)).
+    """EFTNAS's super-network loss (Sec. 4): ``ce_weight`` x task loss + (1 - ``ce_weight``) x T^2 x
+    KL(teacher || student at temperature T); the repository's one distillation loss,
+    ``pruning.training.distillation_loss`` (squared errors for a one-output regression head).
 
     Args:
         student_logits, teacher_logits: (B, C).
-        labels: (B,) class ids, or None (then the loss is the KL term alone).
+        labels: (B,) class ids (float scores for C = 1), or None (the distillation term alone).
 
     Returns:
         A scalar tensor.
     """
-    t = temperature
-    kl = F.kl_div(F.log_softmax(student_logits / t, dim=-1), F.log_softmax(teacher_logits.detach() / t, dim=-1),
-                  reduction="batchmean", log_target=True) * t * t
-    if labels is None:
-        return kl
-    return ce_weight * F.cross_entropy(student_logits, labels) + (1.0 - ce_weight) * kl
+    return training.distillation_loss(student_logits, teacher_logits, labels, ce_weight=ce_weight,
+                                      temperature=temperature)
 
 
 def nncf_node_name(model: nn.Module, module: nn.Linear) -> str:
@@ -309,8 +307,9 @@ class SupernetSettings:
     Attributes:
         max_steps: Optimizer steps (each runs three subnetworks: the sandwich rule).
         stages: Progressive-shrinking stages (1: the whole space from the start).
-        batch_size, learning_rate, warmup_ratio, weight_decay: ``TrainingArguments``.
+        batch_size, learning_rate, warmup_ratio, weight_decay: the Trainer's.
         ce_weight, temperature: The distillation loss (0.1 and 2 in EFTNAS).
+        save_steps: A resumable checkpoint every this many steps (with ``checkpoint_dir``).
         seed: Sampling and training seed.
     """
 
@@ -322,51 +321,65 @@ class SupernetSettings:
     weight_decay: float = 0.01
     ce_weight: float = 0.1
     temperature: float = 2.0
+    save_steps: int = 500
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.max_steps < 1 or self.stages < 1 or self.batch_size < 1:
-            raise ValueError("max_steps, stages and batch_size must be at least 1.")
+        if self.max_steps < 1 or self.stages < 1 or self.batch_size < 1 or self.save_steps < 1:
+            raise ValueError("max_steps, stages, batch_size and save_steps must be at least 1.")
         if not 0.0 <= self.ce_weight <= 1.0 or self.temperature <= 0:
             raise ValueError("ce_weight must be in [0, 1] and temperature positive.")
 
 
-def train_supernetwork(supernet: SuperNetwork, teacher: nn.Module, train_rows: list[dict], *, tokenizer,
+def stage_at(step: int, settings: SupernetSettings) -> int:
+    """The progressive-shrinking stage (1..S) of optimizer step ``step`` (0-based): equal shares of
+    the steps, narrowest choices last (BootstrapNAS progressive shrinking)."""
+    return min(settings.stages, 1 + step * settings.stages // settings.max_steps)
+
+
+def train_supernetwork(supernet: SuperNetwork, teacher: nn.Module, train_data, *, tokenizer,
                        settings: SupernetSettings = SupernetSettings(), device: str = "cpu",
-                       progress=None) -> dict:
-    """Train ``supernet`` in place with the sandwich rule and distillation (see the module docstring).
+                       progress=None, checkpoint_dir: str | os.PathLike | None = None) -> dict:
+    """Train ``supernet`` in place with the sandwich rule and distillation (see the module docstring),
+    on the repository's one training path (``pruning.training``: length-grouped batches, every core).
+
+    The random subnetwork of step t is drawn from a generator seeded by (seed, t), so a run resumed
+    from a checkpoint draws the same subnetworks as an uninterrupted one.
 
     Args:
         supernet: The super-network.
         teacher: The fine-tuned dense model (logits (B, C)); frozen.
-        train_rows: Tokenized examples: dicts with ``input_ids``, ``attention_mask``, ``labels``.
+        train_data: Tokenized examples (``input_ids``, ``attention_mask``, ``labels``): a list of
+            dicts or a ``datasets.Dataset`` from ``pruning.training.tokenized_dataset``.
         tokenizer: For padding in the collator.
         device: ``cpu`` or ``cuda``.
         progress: Optional ``progress(fraction, message)``.
+        checkpoint_dir: Keep a checkpoint every ``settings.save_steps`` steps there and continue
+            from the last one found (None: no checkpoints).
 
     Returns:
-        A summary: steps, stages, wall seconds, the mean loss of the last logged steps.
+        A summary: steps, stages, wall seconds, the step resumed from, the mean loss of the last tenth.
 
     Raises:
-        ValueError: For no training rows.
+        ValueError: For no training examples.
     """
-    from datasets import Dataset
-    from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
+    from transformers import DataCollatorWithPadding, Trainer
 
-    if not train_rows:
+    if not len(train_data):
         raise ValueError("Super-network training needs training examples.")
-    rng = random.Random(settings.seed)
     teacher = teacher.to(device).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
-    state = {"stage": 1, "losses": []}
+    losses: list[float] = []
 
     class Sandwich(Trainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             labels = inputs.pop("labels", None)
             with torch.no_grad():
                 target = teacher(**inputs).logits
-            stage, total = state["stage"], 0.0
+            step = self.state.global_step
+            stage, total = stage_at(step, settings), 0.0
+            rng = random.Random(settings.seed * 1_000_003 + step)
             for heads, neurons in (supernet.maximal(), supernet.sample(rng, stage, settings.stages),
                                    supernet.minimal(stage, settings.stages)):
                 supernet.activate(heads, neurons)
@@ -374,37 +387,29 @@ def train_supernetwork(supernet: SuperNetwork, teacher: nn.Module, train_rows: l
                 total = total + distillation_loss(logits, target, labels, ce_weight=settings.ce_weight,
                                                   temperature=settings.temperature)
             supernet.activate(*supernet.maximal())
-            state["losses"].append(float(total.detach()))
+            losses.append(float(total.detach()))
             return total
 
-    class Stages(TrainerCallback):
-        def on_step_begin(self, args, trainer_state, control, **kwargs):
-            state["stage"] = min(settings.stages, 1 + trainer_state.global_step * settings.stages // settings.max_steps)
-
-        def on_step_end(self, args, trainer_state, control, **kwargs):
-            if progress is not None:
-                progress(trainer_state.global_step / settings.max_steps,
-                         f"super-network: step {trainer_state.global_step}/{settings.max_steps} "
-                         f"(stage {state['stage']}/{settings.stages})")
-
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="explorer-supernet-train-") as tmp:
-        args = TrainingArguments(output_dir=tmp, max_steps=settings.max_steps,
-                                 per_device_train_batch_size=settings.batch_size,
-                                 learning_rate=settings.learning_rate,
-                                 warmup_steps=int(settings.warmup_ratio * settings.max_steps),
-                                 weight_decay=settings.weight_decay, save_strategy="no", report_to=[],
-                                 seed=settings.seed, use_cpu=device == "cpu", disable_tqdm=True,
-                                 dataloader_num_workers=0, remove_unused_columns=False,
-                                 logging_steps=max(1, settings.max_steps // 10))
-        trainer = Sandwich(model=supernet.net, args=args, train_dataset=Dataset.from_list(train_rows),
-                           data_collator=DataCollatorWithPadding(tokenizer), callbacks=[Stages()])
-        trainer.train()
+    with contextlib.ExitStack() as stack:
+        out = checkpoint_dir or stack.enter_context(tempfile.TemporaryDirectory(prefix="explorer-supernet-train-"))
+        resume = training.last_checkpoint(out) if checkpoint_dir else None
+        args = training.training_arguments(
+            out, max_steps=settings.max_steps, batch_size=settings.batch_size, learning_rate=settings.learning_rate,
+            warmup_ratio=settings.warmup_ratio, weight_decay=settings.weight_decay, seed=settings.seed, device=device,
+            save_steps=settings.save_steps if checkpoint_dir else None)
+        callbacks = [] if progress is None else [training.progress_callback(
+            progress, "super-network", lambda: f"stage {stage_at(trainer.state.global_step, settings)}/{settings.stages}")]
+        trainer = training.quiet(Sandwich(model=supernet.net, args=args, train_dataset=training.as_dataset(train_data),
+                                          data_collator=training.DropColumns(DataCollatorWithPadding(tokenizer)),
+                                          callbacks=callbacks))
+        trainer.train(resume_from_checkpoint=resume)
     supernet.net.cpu().eval()
     supernet.activate(*supernet.maximal())
-    tail = state["losses"][-max(1, len(state["losses"]) // 10):]
+    tail = losses[-max(1, len(losses) // 10):] or [float("nan")]
     return {"steps": settings.max_steps, "stages": settings.stages, "wall_s": round(time.perf_counter() - start, 1),
-            "device": device, "final_loss": round(sum(tail) / len(tail), 4), "settings": asdict(settings)}
+            "resumed_from": Path(resume).name if resume else None, "device": device,
+            "final_loss": round(sum(tail) / len(tail), 4), "settings": asdict(settings)}
 
 
 def save_supernetwork(supernet: SuperNetwork, directory: str | os.PathLike, *, tokenizer=None,

@@ -2,6 +2,7 @@
 skip-layer extraction, ONNX parity and the explorer's EFTNAS run (the EFTNAS issue, items 4-8)."""
 
 import math
+from dataclasses import replace
 import random
 
 import pytest
@@ -284,3 +285,52 @@ def test_the_shipped_sst2_reference_run_opens_without_weights():
         eftnas.add_to_pareto(folder, point)
     space = SearchSpace.from_json(folder / "supernet" / "search_space.json")
     assert len(space.heads) == 6 and eftnas.importance_figure(folder).data
+
+
+def test_a_killed_eftnas_run_resumes_to_the_same_front(tmp_path):
+    """Interrupted in the dense fine-tune and again in the super-network training, resumed from the
+    last checkpoint each time: the same front as an uninterrupted run (explorer.stages)."""
+    from explorer.eftnas import EftnasSettings, run_eftnas
+    from explorer.stages import RunFolder
+
+    settings = EftnasSettings(model=f"random:{SHARED / 'models' / 'bert-mini'}", task="sst2",
+                              data_dir=str(SHARED / "data"), train_samples=64, eval_samples=24, search_samples=16,
+                              max_tokens=32, finetune_steps=5, movement_steps=2, supernet_steps=6, save_steps=2,
+                              batch_size=8, population=4, generations=2, device="cpu")
+    whole = run_eftnas(settings, tmp_path / "whole")
+
+    class Killed(Exception):
+        pass
+
+    def kill_at(label, step):
+        def progress(fraction, message):
+            if message.startswith(f"{label}: step {step}/"):
+                raise Killed(message)
+        return progress
+
+    out = tmp_path / "resumed"
+    with pytest.raises(Killed):
+        run_eftnas(settings, out, progress=kill_at("dense fine-tune", 3))
+    work = RunFolder.work_folder(out)
+    assert not out.exists() and (work / "checkpoints" / "dense_finetune" / "checkpoint-2").is_dir()
+    with pytest.raises(ValueError, match="--resume"):
+        run_eftnas(settings, out)  # the unfinished run is not silently thrown away
+    with pytest.raises(ValueError, match="differ: seed"):
+        run_eftnas(replace(settings, seed=1), out, resume=True)
+    with pytest.raises(Killed):
+        run_eftnas(settings, out, progress=kill_at("super-network", 5), resume=True)
+    assert (work / "checkpoints" / "supernet" / "checkpoint-4").is_dir()
+    resumed = run_eftnas(settings, out, resume=True)
+    assert resumed["finetune"]["resumed_from"] == "checkpoint-2" and resumed["supernet"]["resumed_from"] == "checkpoint-4"
+    assert len(resumed["resumed"]) == 2 and not work.exists() and not (out / "checkpoints").exists()
+    for key in ("front", "dense"):
+        assert [{k: v for k, v in p.items() if k != "latency_ms"} for p in
+                (resumed[key] if key == "front" else [resumed[key]])] == \
+               [{k: v for k, v in p.items() if k != "latency_ms"} for p in (whole[key] if key == "front" else [whole[key]])]
+    assert resumed["finetune"]["train_loss"] != 0 and resumed["evaluated"] == whole["evaluated"]
+    from nas.supernet import load_supernetwork
+
+    a, _, _ = load_supernetwork(tmp_path / "whole" / "supernet")
+    b, _, _ = load_supernetwork(out / "supernet")
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        torch.testing.assert_close(x, y, msg=name, atol=1e-6, rtol=0)
