@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     _timing_args(p)
     p.add_argument("--out", required=True, help="output folder (pruned model, plan.json, metrics.json)")
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run with the same settings from its last finished stage / checkpoint")
+    p.add_argument("--save-steps", type=int, default=500, help="checkpoint interval of the recovery fine-tune")
 
     p = sub.add_parser("finetune", help="dense fine-tuning (cached by model, task and settings)")
     _common(p)
@@ -173,8 +176,9 @@ def cmd_prune(args) -> int:
         calibration_tokens=args.calibration_tokens, device=args.device,
         num_beams=args.num_beams, finetune=_finetune_settings(args), timing=_timing(args),
         dense_finetune=not args.no_dense_finetune, method=args.method, gate_steps=args.gate_steps,
-        distill=not args.no_distill)
-    metrics = run_prune(settings, args.out, overwrite=args.overwrite, progress=_progress)
+        distill=not args.no_distill, save_steps=args.save_steps)
+    metrics = run_prune(settings, args.out, overwrite=args.overwrite or args.resume, progress=_progress,
+                        resume=args.resume)
     if "skipped" in metrics:  # another process of `accelerate launch` writes the run
         return 0
     print(results_table(metrics))

@@ -743,7 +743,9 @@ def add_to_pareto(directory: str | os.PathLike, point: dict, root: str | os.Path
 
 
 def classify_side_by_side(directory: str | os.PathLike, point: dict, text: str) -> list[tuple[str, str, float]]:
-    """``[(model, label, probability)]`` of the dense model and the subnetwork on ``text``.
+    """``[(model, label, probability)]`` of the dense model and the subnetwork on ``text``; for a
+    regression task (STS-B) ``(model, "score", predicted score)``. A sentence pair is typed as
+    ``first sentence ||| second sentence``.
 
     Raises:
         ValueError: For empty text or a run without weights.
@@ -762,11 +764,16 @@ def classify_side_by_side(directory: str | os.PathLike, point: dict, text: str) 
     tokenizer = AutoTokenizer.from_pretrained(directory / "supernet")
     sub, _, _ = extract_for_budget(directory, point)
     dense = load_classifier_weights(directory / "dense")
-    encoded = tokenizer(text.strip(), truncation=True, max_length=128, return_tensors="pt")
+    parts = [p.strip() for p in text.split("|||")][:2]
+    encoded = tokenizer(*parts, truncation=True, max_length=128, return_tensors="pt")
     out = []
     for name, model in (("dense", dense), (f"subnetwork ({100 * point['macs_fraction']:.0f}% MACs)", sub)):
         with torch.inference_mode():
-            probs = torch.softmax(model(**encoded).logits[0], -1)
+            logits = model(**encoded).logits[0]
+        if logits.numel() == 1:
+            out.append((name, "score", round(float(logits[0]), 4)))
+            continue
+        probs = torch.softmax(logits, -1)
         out.append((name, words[int(probs.argmax())], round(float(probs.max()), 4)))
     return out
 

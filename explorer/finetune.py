@@ -1,13 +1,16 @@
 """Fine-tuning: dense task fine-tuning and post-pruning recovery fine-tuning.
 
-Both run on the transformers ``Seq2SeqTrainer`` (so ``accelerate launch`` scales
-them to several GPUs unchanged), on CPU or CUDA. Dense fine-tuning is cached by
+Both run on the transformers ``Seq2SeqTrainer`` through the repository's one training path
+(``pruning.training``; ``accelerate launch`` scales them to several GPUs unchanged), on CPU or CUDA. Dense fine-tuning is cached by
 model, task, data and settings, so a second request reuses it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -62,45 +65,54 @@ def resolve_device(device: str) -> str:
 
 
 def tokenize_examples(tokenizer, examples: list[Example], max_source_tokens: int, max_target_tokens: int) -> list[dict]:
-    """Token ids for training: ``input_ids`` and ``labels`` per example.
+    """Token ids for training: ``input_ids`` and ``labels`` per example (a list of rows; training
+    goes through :func:`seq2seq_dataset`, which tokenizes once and caches).
 
     For BERT-style tokenizers the target's leading [CLS] is dropped, since decoding
     starts from [CLS] (``decoder_start_token_id``) and the labels must be the tokens
     that follow it, ending with [SEP].
     """
-    sources = tokenizer([e.source for e in examples], max_length=max_source_tokens, truncation=True)
-    targets = tokenizer(text_target=[e.target for e in examples], max_length=max_target_tokens, truncation=True)
+    batch = _encode(tokenizer, max_source_tokens, max_target_tokens)(
+        {"source": [e.source for e in examples], "target": [e.target for e in examples]})
+    return [dict(zip(batch, values)) for values in zip(*batch.values())]
+
+
+def _encode(tokenizer, max_source_tokens: int, max_target_tokens: int):
     cls = getattr(tokenizer, "cls_token_id", None)
-    rows = []
-    for ids, labels in zip(sources["input_ids"], targets["input_ids"]):
-        if cls is not None and labels and labels[0] == cls:
-            labels = labels[1:]
-        rows.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels})
-    return rows
+
+    def encode(batch: dict) -> dict:
+        sources = tokenizer(batch["source"], max_length=max_source_tokens, truncation=True)
+        targets = tokenizer(text_target=batch["target"], max_length=max_target_tokens, truncation=True)
+        labels = [ids[1:] if cls is not None and ids and ids[0] == cls else ids for ids in targets["input_ids"]]
+        return {"input_ids": sources["input_ids"], "attention_mask": [[1] * len(ids) for ids in sources["input_ids"]],
+                "labels": labels}
+
+    return encode
 
 
-def _progress_callback(progress: Progress, label: str):
-    """A ``TrainerCallback`` calling ``progress(fraction, message)`` after every optimizer step
-    (with the last logged loss), so a progress function that raises (a cancelled run) stops
-    training within one step."""
-    from transformers import TrainerCallback
+def seq2seq_dataset(tokenizer, examples: list[Example], max_source_tokens: int, max_target_tokens: int):
+    """The training examples tokenized once (``pruning.training.tokenized_dataset``: a batched
+    ``Dataset.map`` cached under the project cache by a fingerprint of the examples, tokenizer and
+    lengths), with a ``length`` column for length-grouped batches.
 
-    class Callback(TrainerCallback):
-        loss: float | None = None
+    Raises:
+        ValueError: If there are no examples.
+    """
+    from pruning import training
 
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            self.loss = (logs or {}).get("loss", self.loss)
-
-        def on_step_end(self, args, state, control, **kwargs):
-            text = f"{label}: step {state.global_step}/{state.max_steps}"
-            progress(state.global_step / max(state.max_steps, 1), text + (f", loss {self.loss:.3f}" if self.loss else ""))
-
-    return Callback()
+    records = [{"source": e.source, "target": e.target} for e in examples]
+    key = training.fingerprint(records, getattr(tokenizer, "name_or_path", ""), len(tokenizer), max_source_tokens,
+                               max_target_tokens)
+    return training.tokenized_dataset(records, _encode(tokenizer, max_source_tokens, max_target_tokens), key=key,
+                                      cache_dir=cache_root() / "tokenized")
 
 
 def finetune(loaded: LoadedModel, examples: list[Example], settings: FinetuneSettings, *, task: str,
-             device: str = "cpu", progress: Progress | None = None, label: str = "fine-tune") -> dict:
-    """Fine-tune ``loaded.model`` in place on ``examples`` with ``Seq2SeqTrainer``.
+             device: str = "cpu", progress: Progress | None = None, label: str = "fine-tune",
+             checkpoint_dir: str | os.PathLike | None = None, save_steps: int = 500) -> dict:
+    """Fine-tune ``loaded.model`` in place on ``examples`` with ``Seq2SeqTrainer`` on the one
+    training path (``pruning.training``: tokenized once, length-grouped batches padded per batch,
+    every core).
 
     Args:
         loaded: Model and tokenizer (dense or pruned; pruned models train as they are).
@@ -109,43 +121,42 @@ def finetune(loaded: LoadedModel, examples: list[Example], settings: FinetuneSet
         task: Task name (for default lengths).
         device: ``cpu`` or ``cuda``.
         progress: Optional ``progress(fraction, message)``.
+        checkpoint_dir: Keep a resumable checkpoint every ``save_steps`` steps there, and continue
+            from the last one found (a run killed part-way resumes; None: no checkpoints).
 
     Returns:
-        A summary: steps, final training loss, wall seconds, device.
+        A summary: steps, final training loss, wall seconds, device, the checkpoint resumed from.
 
     Raises:
         ValueError: If there are no examples.
     """
-    from datasets import Dataset
-    from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments
+    from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer
+
+    from pruning import training
 
     if not examples:
         raise ValueError("No training examples to fine-tune on.")
     spec = get_task(task)
     device = resolve_device(device)
-    rows = tokenize_examples(loaded.tokenizer, examples, settings.max_source_tokens or spec.max_source_tokens,
-                             settings.max_target_tokens or spec.max_target_tokens)
+    data = seq2seq_dataset(loaded.tokenizer, examples, settings.max_source_tokens or spec.max_source_tokens,
+                           settings.max_target_tokens or spec.max_target_tokens)
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="explorer-train-") as tmp:
-        args = Seq2SeqTrainingArguments(
-            output_dir=tmp, max_steps=settings.max_steps, per_device_train_batch_size=settings.batch_size,
-            learning_rate=settings.learning_rate, warmup_steps=int(settings.warmup_ratio * settings.max_steps),
-            weight_decay=settings.weight_decay, lr_scheduler_type="linear", logging_steps=max(1, settings.max_steps // 20),
-            save_strategy="no", report_to=[], seed=settings.seed, use_cpu=device == "cpu", disable_tqdm=True,
-            dataloader_num_workers=0, remove_unused_columns=False,
-        )
-        trainer = Seq2SeqTrainer(
-            model=loaded.model, args=args, train_dataset=Dataset.from_list(rows),
-            data_collator=DataCollatorForSeq2Seq(loaded.tokenizer, model=loaded.model, label_pad_token_id=-100),
-            callbacks=[_progress_callback(progress, label)] if progress else None,
-        )
-        from transformers.trainer_callback import PrinterCallback
-
-        trainer.remove_callback(PrinterCallback)  # progress goes through `progress`, not prints
-        result = trainer.train()
+    with contextlib.ExitStack() as stack:
+        tmp = checkpoint_dir or stack.enter_context(tempfile.TemporaryDirectory(prefix="explorer-train-"))
+        resume = training.last_checkpoint(tmp) if checkpoint_dir else None
+        args = training.training_arguments(
+            tmp, max_steps=settings.max_steps, batch_size=settings.batch_size, learning_rate=settings.learning_rate,
+            warmup_ratio=settings.warmup_ratio, weight_decay=settings.weight_decay, seed=settings.seed, device=device,
+            seq2seq=True, save_steps=save_steps if checkpoint_dir else None)
+        collator = DataCollatorForSeq2Seq(loaded.tokenizer, model=loaded.model, label_pad_token_id=-100)
+        trainer = training.quiet(Seq2SeqTrainer(
+            model=loaded.model, args=args, train_dataset=data, data_collator=training.DropColumns(collator),
+            callbacks=[training.progress_callback(progress, label)] if progress else None))
+        result = trainer.train(resume_from_checkpoint=resume)
     loaded.model.to("cpu").eval()
     return {"steps": settings.max_steps, "train_loss": float(result.training_loss),
-            "wall_s": round(time.perf_counter() - start, 1), "device": device, "examples": len(examples)}
+            "wall_s": round(time.perf_counter() - start, 1), "device": device, "examples": len(examples),
+            "resumed_from": Path(resume).name if resume else None}
 
 
 def dense_cache_dir(model_spec: str, task: str, data_dir: str | None, settings: FinetuneSettings) -> Path:
@@ -160,7 +171,9 @@ def cached_dense_finetune(model_spec: str, task: str, settings: FinetuneSettings
     """The dense model fine-tuned on ``task``: from the cache, or trained now and cached.
 
     The folder is written atomically (temporary sibling, then rename), so an
-    interrupted fine-tune is never reused.
+    interrupted fine-tune is never reused as finished; its Trainer checkpoints
+    (``.<folder>.checkpoints``, every 500 steps) let the next request with the same
+    settings continue from the last one instead of starting over.
 
     Returns:
         ``(loaded model, summary)``; the summary has ``cached: True`` on a cache hit.
@@ -173,7 +186,9 @@ def cached_dense_finetune(model_spec: str, task: str, settings: FinetuneSettings
         return loaded, dict(summary, cached=True, path=str(folder))
     loaded = load_model(model_spec)
     examples = load_split(task, "train", data_dir=data_dir, limit=settings.train_samples)
-    summary = finetune(loaded, examples, settings, task=task, device=device, progress=progress, label="dense fine-tune")
+    checkpoints = folder.parent / f".{folder.name}.checkpoints"
+    summary = finetune(loaded, examples, settings, task=task, device=device, progress=progress, label="dense fine-tune",
+                       checkpoint_dir=checkpoints)
     summary.update(model=model_spec, task=task, settings=asdict(settings), random_weights=loaded.random_weights)
     from accelerate import PartialState
 
@@ -183,6 +198,7 @@ def cached_dense_finetune(model_spec: str, task: str, settings: FinetuneSettings
             loaded.model.save_pretrained(tmp)
             loaded.tokenizer.save_pretrained(tmp)
             (tmp / DONE_FILE).write_text(json.dumps(summary, indent=1))
+        shutil.rmtree(checkpoints, ignore_errors=True)
     state.wait_for_everyone()
     if loaded.family == "bert2bert":
         configure_bert2bert(loaded.model, loaded.tokenizer)

@@ -32,7 +32,9 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-from .finetune import resolve_device, tokenize_examples
+from pruning import training
+
+from .finetune import resolve_device, seq2seq_dataset
 from .models import LoadedModel
 from .tasks import Example, get_task
 
@@ -183,12 +185,8 @@ def _trainer_class():
             if distill:
                 with torch.no_grad():
                     teacher = self.teacher(**inputs, output_hidden_states=True)
-                temp = self.learned.temperature
                 keep = inputs["labels"] != -100  # (B, T_tgt)
-                kl = nn.functional.kl_div(
-                    nn.functional.log_softmax(outputs["logits"][keep] / temp, -1),
-                    nn.functional.log_softmax(teacher.logits[keep] / temp, -1), log_target=True,
-                    reduction="batchmean") * temp * temp
+                kl = training.kd_loss(outputs["logits"][keep], teacher.logits[keep], self.learned.temperature)
                 dims = wrapped.gates.hidden_mask() if hasattr(wrapped.gates, "hidden_mask") else None
                 hidden = layer_distillation_loss(outputs["encoder_hidden_states"][1:], teacher.encoder_hidden_states[1:],
                                                  inputs["attention_mask"], dims)
@@ -238,8 +236,7 @@ def train_gates(dense: LoadedModel, examples: list[Example], settings: LearnedSe
         ValueError: For no examples, bad settings, or not exactly one of ``decoder_layers`` and
             ``learned_decoder_layers``.
     """
-    from datasets import Dataset
-    from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainingArguments, TrainerCallback
+    from transformers import DataCollatorForSeq2Seq, TrainerCallback
 
     from pruning import PruningPlan, apply_plan, keep_all_plan
     from pruning.gates import CoFiGates, DecoderLayerGates, EncoderGates, Lagrangian, fold_cofi_gates, fold_gates
@@ -266,31 +263,24 @@ def train_gates(dense: LoadedModel, examples: list[Example], settings: LearnedSe
     unit_gates = CoFiGates(student, hidden=settings.cofi_hidden) if settings.cofi else EncoderGates(student)
     wrapped = GatedModel(student, unit_gates, Lagrangian(), decoder_gates,
                          Lagrangian() if decoder_gates is not None else None)
-    rows = tokenize_examples(dense.tokenizer, examples, spec.max_source_tokens, spec.max_target_tokens)
+    data = seq2seq_dataset(dense.tokenizer, examples, spec.max_source_tokens, spec.max_target_tokens)
 
     class Clamp(TrainerCallback):
         def on_step_end(self, args, state, control, model=None, **kwargs):
             getattr(model, "module", model).clamp_()
-            if progress:
-                last = trainer.last
-                progress(state.global_step / max(state.max_steps, 1),
-                         f"gate training: step {state.global_step}/{state.max_steps}, expected sparsity "
-                         f"{last.get('expected_sparsity', 0):.3f} -> target {last.get('target', 0):.3f}")
 
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="explorer-gates-") as tmp:
-        args = Seq2SeqTrainingArguments(
-            output_dir=tmp, max_steps=settings.max_steps, per_device_train_batch_size=settings.batch_size,
-            learning_rate=settings.learning_rate, lr_scheduler_type="constant", logging_steps=max(1, settings.max_steps // 20),
-            save_strategy="no", report_to=[], seed=settings.seed, use_cpu=device == "cpu", disable_tqdm=True,
-            dataloader_num_workers=0, remove_unused_columns=False)
-        trainer = _trainer_class()(
-            model=wrapped, args=args, train_dataset=Dataset.from_list(rows), teacher=teacher, learned=settings,
-            data_collator=DataCollatorForSeq2Seq(dense.tokenizer, model=dense.model, label_pad_token_id=-100),
-            callbacks=[Clamp()])
-        from transformers.trainer_callback import PrinterCallback
-
-        trainer.remove_callback(PrinterCallback)
+        args = training.training_arguments(tmp, max_steps=settings.max_steps, batch_size=settings.batch_size,
+                                           learning_rate=settings.learning_rate, scheduler="constant",
+                                           seed=settings.seed, device=device, seq2seq=True)
+        collator = DataCollatorForSeq2Seq(dense.tokenizer, model=dense.model, label_pad_token_id=-100)
+        report = [] if not progress else [training.progress_callback(
+            progress, "gate training", lambda: f"expected sparsity {trainer.last.get('expected_sparsity', 0):.3f} -> "
+                                               f"target {trainer.last.get('target', 0):.3f}")]
+        trainer = training.quiet(_trainer_class()(
+            model=wrapped, args=args, train_dataset=data, teacher=teacher, learned=settings,
+            data_collator=training.DropColumns(collator), callbacks=[Clamp()] + report))
         if teacher is not None:
             teacher.to(trainer.args.device)  # this process's device (cuda:LOCAL_RANK under accelerate launch)
         trainer.train()

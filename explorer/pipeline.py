@@ -84,6 +84,7 @@ class PruneSettings:
     method: str = "nash-training-free"  # one of METHODS
     gate_steps: int = 300  # nash-learned: gate training steps (then recovery_steps of final fine-tune)
     distill: bool = True  # nash-learned: distillation from the dense model
+    save_steps: int = 500  # checkpoint interval of the recovery fine-tune (resumable runs)
 
     def check(self) -> None:
         """Validate what can be validated without loading the model.
@@ -110,6 +111,8 @@ class PruneSettings:
                              "method, or uniform / low / high selection.")
         if self.method in ("nash-learned", "cofi") and self.gate_steps < 1:
             raise ValueError(f"{self.method} needs gate_steps >= 1.")
+        if self.save_steps < 1:
+            raise ValueError(f"save_steps must be at least 1, got {self.save_steps}.")
         if self.eval_samples < 1 or self.calibration_samples < 1 or self.calibration_tokens < 1 or self.recovery_steps < 0:
             raise ValueError("eval_samples, calibration_samples and calibration_tokens must be >= 1 and "
                              "recovery_steps >= 0.")
@@ -218,63 +221,19 @@ def measure_all(model, timing: TimingSettings, device: str) -> dict:
     return {"latency": asdict(latency), "macs": macs, "params": count_params(model)}
 
 
-def run_prune(settings: PruneSettings, out_dir: str | os.PathLike, *, overwrite: bool = False,
-              progress: Progress | None = None) -> dict:
-    """Run one method end to end and write the pruned model, ``plan.json`` and ``metrics.json``
-    into ``out_dir``. Under ``accelerate launch`` (several processes) every process trains, and
-    only the main process evaluates, times and writes; the others return ``{"skipped": ...}``.
-
-    Nothing is written to ``out_dir`` until everything succeeded; then the folder
-    appears at once (temporary sibling + rename).
+def _make_plan(settings: PruneSettings, dense: LoadedModel, train, kept, learn_layers: bool, identity: dict,
+               device: str, say: Progress, times: dict, t: float):
+    """The plan and the pruned model of ``settings.method`` (importance + surgery, gate training +
+    folding, or a shorter decoder); ``times`` gets the stages' wall seconds.
 
     Returns:
-        The metrics dict written to ``metrics.json``.
-
-    Raises:
-        ValueError: Bad settings (sparsity, decoder layers, task, device), an unsupported
-            model, unusable data, or a non-empty ``out_dir`` without ``overwrite``.
+        ``(plan, pruned model, kept decoder layers, importance from cache, gate-training summary)``.
     """
-    from pruning import (apply_plan, encoder_decoder_sparsity, encoder_sparsity, get_adapter, keep_all_plan,
-                         plan_from_scores, save_pruned, select_decoder_layers)
-
-    say = progress or (lambda fraction, message: None)
-    settings.check()
-    out_dir = Path(out_dir)
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not overwrite:
-        raise ValueError(f"{out_dir} exists and is not empty; pass --overwrite or choose another --out.")
-    device = resolve_device(settings.device)
-    n_dec = peek_decoder_layers(settings.model)
-    if settings.decoder_layers > n_dec:
-        raise ValueError(f"The model has {n_dec} decoder layers; cannot keep {settings.decoder_layers}.")
-    if settings.method == "cofi" and settings.decoder_layers != n_dec:
-        raise ValueError(f"CoFi keeps every decoder layer and narrows them instead; set decoder layers to {n_dec} "
-                         f"(its sparsity target covers encoder and decoder).")
-    # Read the data once, before any long work, so a bad file fails at once.
-    spec = get_task(settings.task)
-    train = load_split(settings.task, "train", data_dir=settings.data_dir, limit=settings.finetune.train_samples)
-    examples = load_split(settings.task, spec.eval_split, data_dir=settings.data_dir, limit=settings.eval_samples)
-    times: dict[str, float] = {}
-    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    from pruning import apply_plan, keep_all_plan, plan_from_scores
 
     def stage(name: str, start: float) -> None:
         times[name] = round(time.perf_counter() - start, 1)
 
-    t = time.perf_counter()
-    say(0.0, "dense model: loading or fine-tuning")
-    if settings.dense_finetune:
-        dense, dense_summary = cached_dense_finetune(settings.model, settings.task, settings.finetune,
-                                                     data_dir=settings.data_dir, device=device,
-                                                     progress=lambda f, m: say(0.3 * f, m))
-    else:
-        from .models import load_model
-        dense, dense_summary = load_model(settings.model), {"skipped": True}
-    n_dec = get_adapter(dense.model).num_decoder_layers(dense.model)
-    stage("dense", t)
-
-    t = time.perf_counter()
-    identity = _dense_identity(settings, dense_summary)
-    learn_layers = settings.layer_selection == "learned"
-    kept = None if learn_layers else select_decoder_layers(n_dec, settings.decoder_layers, settings.layer_selection)
     notes = {"method": settings.method, "layer_selection": settings.layer_selection}
     importance_cached, gate_summary = False, None
     if settings.method == "nash-training-free":
@@ -311,17 +270,125 @@ def run_prune(settings: PruneSettings, out_dir: str | os.PathLike, *, overwrite:
         plan = replace(keep_all_plan(dense.model), decoder_layers=tuple(kept), notes=notes)
     if settings.method not in ("nash-learned", "cofi"):
         pruned_model = apply_plan(dense.model, plan)
+    stage("surgery", t)
+    return plan, pruned_model, kept, importance_cached, gate_summary
+
+
+def run_prune(settings: PruneSettings, out_dir: str | os.PathLike, *, overwrite: bool = False,
+              progress: Progress | None = None, resume: bool = False, keep_unfinished: bool = True) -> dict:
+    """Run one method end to end and write the pruned model, ``plan.json`` and ``metrics.json``
+    into ``out_dir``. Under ``accelerate launch`` (several processes) every process trains, and
+    only the main process evaluates, times and writes; the others return ``{"skipped": ...}``.
+
+    Nothing is written to ``out_dir`` until everything succeeded; then the folder
+    appears at once (temporary sibling + rename). Meanwhile the run works in a resumable work
+    folder (``explorer.stages``): the plan and pruned model, the recovered model (with Trainer
+    checkpoints every 500 steps), the evaluation and the timing are recorded as they finish, and
+    ``resume`` continues an interrupted run with the same settings from there (the dense fine-tune
+    resumes from its own checkpoints in the cache). ``keep_unfinished=False`` (the UI) removes the
+    work folder when the run fails or is cancelled.
+
+    Returns:
+        The metrics dict written to ``metrics.json``.
+
+    Raises:
+        ValueError: Bad settings (sparsity, decoder layers, task, device), an unsupported
+            model, unusable data, or a non-empty ``out_dir`` without ``overwrite``.
+    """
+    say = progress or (lambda fraction, message: None)
+    settings.check()
+    out_dir = Path(out_dir)
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not overwrite:
+        raise ValueError(f"{out_dir} exists and is not empty; pass --overwrite or choose another --out.")
+    device = resolve_device(settings.device)
+    n_dec = peek_decoder_layers(settings.model)
+    if settings.decoder_layers > n_dec:
+        raise ValueError(f"The model has {n_dec} decoder layers; cannot keep {settings.decoder_layers}.")
+    if settings.method == "cofi" and settings.decoder_layers != n_dec:
+        raise ValueError(f"CoFi keeps every decoder layer and narrows them instead; set decoder layers to {n_dec} "
+                         f"(its sparsity target covers encoder and decoder).")
+    # Read the data once, before any long work, so a bad file fails at once.
+    spec = get_task(settings.task)
+    train = load_split(settings.task, "train", data_dir=settings.data_dir, limit=settings.finetune.train_samples)
+    examples = load_split(settings.task, spec.eval_split, data_dir=settings.data_dir, limit=settings.eval_samples)
+    from accelerate import PartialState
+
+    from .stages import RunFolder
+
+    main_process = PartialState().is_main_process
+    work = RunFolder(out_dir, asdict(settings), resume=resume) if main_process else None
+    try:
+        return _run_prune_stages(settings, out_dir, work, spec, train, examples, device, say)
+    except BaseException:
+        if work is not None and not keep_unfinished:
+            shutil.rmtree(work.path, ignore_errors=True)
+        raise
+
+
+def _run_prune_stages(settings: PruneSettings, out_dir: Path, work, spec, train, examples, device: str,
+                      say: Progress) -> dict:
+    """The stages of :func:`run_prune` (``work``: its RunFolder on the main process, else None)."""
+    from pruning import (PruningPlan, encoder_decoder_sparsity, encoder_sparsity, get_adapter, load_pruned,
+                         save_pruned, select_decoder_layers)
+
+    times: dict[str, float] = {}
+    started = work.state["started"] if work is not None else datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+    def stage(name: str, start: float) -> None:
+        times[name] = round(time.perf_counter() - start, 1)
+
+    t = time.perf_counter()
+    say(0.0, "dense model: loading or fine-tuning")
+    if settings.dense_finetune:
+        dense, dense_summary = cached_dense_finetune(settings.model, settings.task, settings.finetune,
+                                                     data_dir=settings.data_dir, device=device,
+                                                     progress=lambda f, m: say(0.3 * f, m))
+    else:
+        from .models import load_model
+        dense, dense_summary = load_model(settings.model), {"skipped": True}
+    n_dec = get_adapter(dense.model).num_decoder_layers(dense.model)
+    stage("dense", t)
+
+    t = time.perf_counter()
+    identity = _dense_identity(settings, dense_summary)
+    learn_layers = settings.layer_selection == "learned"
+    kept = None if learn_layers else select_decoder_layers(n_dec, settings.decoder_layers, settings.layer_selection)
+    done = work.done("plan") if work is not None else None
+    if done is not None:
+        say(0.45, "plan: done earlier, reused")
+        pruned_model = load_pruned(work.path / "pruned")
+        plan = PruningPlan.load(work.path / "pruned")
+        kept, importance_cached, gate_summary = plan.decoder_layers, done["importance_cached"], done["gate_summary"]
+        times.update(done["times"])
+    else:
+        plan, pruned_model, kept, importance_cached, gate_summary = _make_plan(
+            settings, dense, train, kept, learn_layers, identity, device, say, times, t)
+        if work is not None:
+            save_pruned(pruned_model, plan, work.path / "pruned")
+            work.finish("plan", {"importance_cached": importance_cached, "gate_summary": gate_summary,
+                                 "times": dict(times)})
     pruned = LoadedModel(pruned_model, dense.tokenizer, settings.model, dense.family, dense.source,
                          dense.random_weights, pruned=True)
-    stage("surgery", t)
 
     recovery = None
     if settings.recovery_steps:
         t = time.perf_counter()
-        rec_settings = FinetuneSettings(**dict(asdict(settings.finetune), max_steps=settings.recovery_steps))
-        recovery = finetune(pruned, train, rec_settings, task=settings.task, device=device,
-                            progress=lambda f, m: say(0.45 + 0.25 * f, m), label="recovery fine-tune")
+        done = work.done("recovery") if work is not None else None
+        if done is not None:
+            say(0.7, "recovery fine-tune: done earlier, reused")
+            pruned.model = load_pruned(work.path / "recovered")
+            recovery = done
+        else:
+            rec_settings = FinetuneSettings(**dict(asdict(settings.finetune), max_steps=settings.recovery_steps))
+            recovery = finetune(pruned, train, rec_settings, task=settings.task, device=device,
+                                progress=lambda f, m: say(0.45 + 0.25 * f, m), label="recovery fine-tune",
+                                checkpoint_dir=work.checkpoints("recovery") if work is not None else None,
+                                save_steps=settings.save_steps)
+            if work is not None:
+                save_pruned(pruned.model, plan, work.path / "recovered")
+                recovery = work.finish("recovery", recovery)
         stage("recovery", t)
+        times["recovery"] = recovery.get("wall_s", times["recovery"])
 
     from accelerate import PartialState
 
@@ -330,8 +397,9 @@ def run_prune(settings: PruneSettings, out_dir: str | os.PathLike, *, overwrite:
         # evaluation, timing and writing the run happen once, on the main process.
         return {"skipped": "not the main process: evaluation, timing and the run folder are the main process's"}
     t = time.perf_counter()
-    say(0.7, f"evaluation on {settings.eval_samples} {spec.eval_split} examples")
-    quality = {}
+    done = work.done("evaluation")
+    quality = dict(done["quality"]) if done else {}
+    say(0.7, f"evaluation on {settings.eval_samples} {spec.eval_split} examples" + (": done earlier" if done else ""))
     dense_key = _cached("dense_quality", {**identity, "task": settings.task, "data": settings.data_dir,
                                            "split": spec.eval_split, "n": settings.eval_samples,
                                            "beams": settings.num_beams}, ".json")
@@ -349,14 +417,23 @@ def run_prune(settings: PruneSettings, out_dir: str | os.PathLike, *, overwrite:
     for m in (dense, pruned):
         m.model.to("cpu")
     stage("evaluation", t)
+    if not done:
+        work.finish("evaluation", {"quality": quality, "wall_s": times["evaluation"]})
+    times["evaluation"] = work.done("evaluation")["wall_s"]
 
     t = time.perf_counter()
-    measured = {}
+    done = work.done("timing")
+    measured = dict(done["measured"]) if done else {}
     for i, (name, m) in enumerate((("dense", dense), ("pruned", pruned))):
+        if name in measured:
+            continue
         say(0.85 + 0.06 * i, f"timing the {name} model ({settings.timing.input_tokens} in, "
                              f"{settings.timing.new_tokens} new tokens, {settings.timing.repeats} repeats)")
         measured[name] = measure_all(m.model, settings.timing, device)
     stage("timing", t)
+    if not done:
+        work.finish("timing", {"measured": measured, "wall_s": times["timing"]})
+    times["timing"] = work.done("timing")["wall_s"]
 
     metrics = {
         "method": settings.method,
@@ -373,7 +450,7 @@ def run_prune(settings: PruneSettings, out_dir: str | os.PathLike, *, overwrite:
                                     / measured["pruned"]["latency"]["latency_ms"], 3),
         "device": device_description(device),
         "dense_finetune": dense_summary, "recovery_finetune": recovery, "gate_training": gate_summary,
-        "stage_wall_s": times, "started": started,
+        "stage_wall_s": times, "started": started, "resumed": work.state["resumed"],
         "cache_hits": {"dense_finetune": bool(dense_summary.get("cached")), "importance": importance_cached,
                        "dense_quality": bool(quality["dense"].get("cached"))},
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -382,6 +459,7 @@ def run_prune(settings: PruneSettings, out_dir: str | os.PathLike, *, overwrite:
     if out_dir.exists() and out_dir.is_dir() and not any(out_dir.iterdir()):
         shutil.rmtree(out_dir)
     save_pruned(pruned.model, plan, out_dir, tokenizer=pruned.tokenizer, extra_files={"metrics.json": metrics})
+    shutil.rmtree(work.path, ignore_errors=True)
     say(1.0, "done")
     return metrics
 

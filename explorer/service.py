@@ -101,7 +101,7 @@ def start_prune(settings: PruneSettings, root: str | None = None,
     store = runs_root(root)
     label = f"{settings.method}-s{settings.encoder_sparsity:g}-k{settings.decoder_layers}-{settings.layer_selection}"
     folder = new_run_dir(store, settings.model, settings.task, label)
-    run_prune(settings, folder, progress=say)
+    run_prune(settings, folder, progress=say, keep_unfinished=False)
     return get_run(folder.name, store)
 
 

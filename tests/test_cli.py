@@ -212,3 +212,48 @@ def test_learned_nash_trains_in_two_processes_like_accelerate_launch(tiny_t5_dir
     assert metrics["gate_training"]["steps"] == 3 and len(metrics["decoder_layers_kept"]) == 2
     assert PruningPlan.load(out).notes["decoder_layers_learned"] is True
     assert load_pruned(out).config.num_decoder_layers == 2
+
+
+@needs_shared
+def test_a_killed_prune_resumes_from_its_last_checkpoint_to_the_same_model(tiny_t5_dir, tmp_path, capsys):
+    """prune --resume: killed in the recovery fine-tune after a checkpoint, then resumed; the plan
+    stage is reused, recovery continues from the checkpoint, and the model equals an uninterrupted run's."""
+    import torch
+
+    from explorer.finetune import FinetuneSettings
+    from explorer.pipeline import PruneSettings, TimingSettings, run_prune
+    from explorer.stages import RunFolder
+
+    settings = PruneSettings(model=str(tiny_t5_dir), task="samsum", encoder_sparsity=0.5, decoder_layers=2,
+                             data_dir=str(SAMSUM), recovery_steps=6, eval_samples=2, calibration_samples=2,
+                             finetune=FinetuneSettings(max_steps=1, batch_size=2, train_samples=16),
+                             timing=TimingSettings(input_tokens=16, new_tokens=4, repeats=1), save_steps=2)
+    whole = run_prune(settings, tmp_path / "whole")
+
+    class Killed(Exception):
+        pass
+
+    def kill(fraction, message):
+        if message.startswith("recovery fine-tune: step 5/"):
+            raise Killed(message)
+
+    out = tmp_path / "resumed"
+    with pytest.raises(Killed):
+        run_prune(settings, out, progress=kill)
+    work = RunFolder.work_folder(out)
+    assert not out.exists() and set(json.loads((work / "stages.json").read_text())["done"]) == {"plan"}
+    with pytest.raises(ValueError, match="--resume"):
+        run_prune(settings, out)
+    seen = []
+    code, _, _ = run(["prune", "--model", str(tiny_t5_dir), "--task", "samsum", "--data-dir", str(SAMSUM),
+                      "--encoder-sparsity", "0.5", "--decoder-layers", "2", "--recovery-steps", "6",
+                      "--finetune-steps", "1", "--batch-size", "2", "--train-samples", "16", "--eval-samples", "2",
+                      "--calibration-samples", "2", "--input-tokens", "16", "--new-tokens", "4", "--repeats", "1",
+                      "--save-steps", "2", "--out", str(out), "--resume"], capsys)
+    assert code == 0 and not work.exists()
+    resumed = json.loads((out / "metrics.json").read_text())
+    assert resumed["recovery_finetune"]["resumed_from"] == "checkpoint-4" and len(resumed["resumed"]) == 1
+    assert resumed["quality"]["pruned"]["metrics"] == whole["quality"]["pruned"]["metrics"]
+    a, b = load_pruned(tmp_path / "whole"), load_pruned(out)
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        torch.testing.assert_close(x, y, msg=name, atol=1e-6, rtol=0)

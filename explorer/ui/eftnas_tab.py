@@ -117,7 +117,8 @@ def render(runs: str | None, shared: str | None) -> dict:
     chosen = gr.Markdown(elem_id="eftnas-chosen")
     front = gr.Plot(label="Pareto front")
     with gr.Row():
-        text = gr.Textbox(label="Classify a sentence with the dense model and the subnetwork", lines=2)
+        text = gr.Textbox(label="Classify a sentence with the dense model and the subnetwork (a pair: first ||| second)",
+                          lines=2)
         go = gr.Button("Classify")
     table = gr.Dataframe(headers=["model", "label", "probability"], interactive=False)
     add_button = gr.Button("Add the subnetwork to the Pareto front")
