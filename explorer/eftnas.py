@@ -7,8 +7,14 @@ A finished EFTNAS run is a folder::
     dense/              the fine-tuned dense classifier (Hugging Face folder)
     supernet/           the trained super-network: reordered weights + search_space.json + supernet.json
     importance.json     per-layer head and FFN-neuron importance (movement sparsity)
+    search_space.json   the generated search space
     front.json          the Pareto front: each subnetwork's widths, MACs, search and evaluation metric, latency
-    eftnas.json         settings, dense results, wall times per stage, device
+    stages.json         each stage's record and wall time, and when the run was resumed (explorer.stages)
+    eftnas.json         settings, dense results and learning curve, wall times per stage, device
+
+It is built stage by stage in a resumable work folder beside it (``explorer.stages``): a killed
+run continues with ``resume=True`` (``--resume``) from its last finished stage, or from the last
+Trainer checkpoint of the dense fine-tune or super-network training.
 
 The explorer's EFTNAS tab and ``python -m explorer eftnas`` both call :func:`run_eftnas`; extracting a
 subnetwork from a saved run (:func:`extract_for_budget`) needs neither NNCF nor training.

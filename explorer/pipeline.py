@@ -311,28 +311,28 @@ def run_prune(settings: PruneSettings, out_dir: str | os.PathLike, *, overwrite:
     spec = get_task(settings.task)
     train = load_split(settings.task, "train", data_dir=settings.data_dir, limit=settings.finetune.train_samples)
     examples = load_split(settings.task, spec.eval_split, data_dir=settings.data_dir, limit=settings.eval_samples)
-    from accelerate import PartialState
-
     from .stages import RunFolder
 
-    main_process = PartialState().is_main_process
-    work = RunFolder(out_dir, asdict(settings), resume=resume) if main_process else None
+    # Under `accelerate launch` / torchrun only rank 0 writes the work folder (read from the launcher's
+    # environment: the distributed state is set up later, by the Trainer).
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    work = RunFolder(out_dir, asdict(settings), resume=resume, writer=main_process)
     try:
         return _run_prune_stages(settings, out_dir, work, spec, train, examples, device, say)
     except BaseException:
-        if work is not None and not keep_unfinished:
+        if main_process and not keep_unfinished:
             shutil.rmtree(work.path, ignore_errors=True)
         raise
 
 
 def _run_prune_stages(settings: PruneSettings, out_dir: Path, work, spec, train, examples, device: str,
                       say: Progress) -> dict:
-    """The stages of :func:`run_prune` (``work``: its RunFolder on the main process, else None)."""
+    """The stages of :func:`run_prune` (``work``: its RunFolder; only the main process's writes)."""
     from pruning import (PruningPlan, encoder_decoder_sparsity, encoder_sparsity, get_adapter, load_pruned,
                          save_pruned, select_decoder_layers)
 
     times: dict[str, float] = {}
-    started = work.state["started"] if work is not None else datetime.now(timezone.utc).isoformat(timespec="seconds")
+    started = work.state["started"]
 
     def stage(name: str, start: float) -> None:
         times[name] = round(time.perf_counter() - start, 1)
@@ -353,7 +353,7 @@ def _run_prune_stages(settings: PruneSettings, out_dir: Path, work, spec, train,
     identity = _dense_identity(settings, dense_summary)
     learn_layers = settings.layer_selection == "learned"
     kept = None if learn_layers else select_decoder_layers(n_dec, settings.decoder_layers, settings.layer_selection)
-    done = work.done("plan") if work is not None else None
+    done = work.done("plan")
     if done is not None:
         say(0.45, "plan: done earlier, reused")
         pruned_model = load_pruned(work.path / "pruned")
@@ -363,9 +363,9 @@ def _run_prune_stages(settings: PruneSettings, out_dir: Path, work, spec, train,
     else:
         plan, pruned_model, kept, importance_cached, gate_summary = _make_plan(
             settings, dense, train, kept, learn_layers, identity, device, say, times, t)
-        if work is not None:
+        if work.writer:
             save_pruned(pruned_model, plan, work.path / "pruned")
-            work.finish("plan", {"importance_cached": importance_cached, "gate_summary": gate_summary,
+        work.finish("plan", {"importance_cached": importance_cached, "gate_summary": gate_summary,
                                  "times": dict(times)})
     pruned = LoadedModel(pruned_model, dense.tokenizer, settings.model, dense.family, dense.source,
                          dense.random_weights, pruned=True)
@@ -373,7 +373,7 @@ def _run_prune_stages(settings: PruneSettings, out_dir: Path, work, spec, train,
     recovery = None
     if settings.recovery_steps:
         t = time.perf_counter()
-        done = work.done("recovery") if work is not None else None
+        done = work.done("recovery")
         if done is not None:
             say(0.7, "recovery fine-tune: done earlier, reused")
             pruned.model = load_pruned(work.path / "recovered")
@@ -382,11 +382,11 @@ def _run_prune_stages(settings: PruneSettings, out_dir: Path, work, spec, train,
             rec_settings = FinetuneSettings(**dict(asdict(settings.finetune), max_steps=settings.recovery_steps))
             recovery = finetune(pruned, train, rec_settings, task=settings.task, device=device,
                                 progress=lambda f, m: say(0.45 + 0.25 * f, m), label="recovery fine-tune",
-                                checkpoint_dir=work.checkpoints("recovery") if work is not None else None,
+                                checkpoint_dir=work.checkpoints("recovery"),
                                 save_steps=settings.save_steps)
-            if work is not None:
+            if work.writer:
                 save_pruned(pruned.model, plan, work.path / "recovered")
-                recovery = work.finish("recovery", recovery)
+            recovery = work.finish("recovery", recovery)
         stage("recovery", t)
         times["recovery"] = recovery.get("wall_s", times["recovery"])
 

@@ -29,6 +29,8 @@ class RunFolder:
         settings: JSON-able settings; a resumed run must have the same ones (``ignore`` aside).
         resume: Continue the work folder if it exists (else start one); each resumption is recorded.
         ignore: Settings keys that may differ on resume (e.g. the device).
+        writer: False for the other processes of a multi-process run (``accelerate launch``,
+            torchrun): they read the work folder but never create or write it; records stay in memory.
 
     Attributes:
         path: The work folder (``.<name>.partial`` beside ``out_dir``).
@@ -39,11 +41,16 @@ class RunFolder:
     """
 
     def __init__(self, out_dir: str | os.PathLike, settings: dict, *, resume: bool = False,
-                 ignore: tuple[str, ...] = ("device",)):
+                 ignore: tuple[str, ...] = ("device",), writer: bool = True):
         self.out_dir = Path(out_dir)
         self.path = self.work_folder(self.out_dir)
+        self.writer = writer
         state_file = self.path / STATE_FILE
         settings = json.loads(json.dumps(settings, default=str))
+        if not writer:
+            state = json.loads(state_file.read_text()) if resume and state_file.is_file() else {}
+            self.state = {"settings": settings, "done": state.get("done", {}), "started": _now(), "resumed": []}
+            return
         if self.path.exists() and state_file.is_file():
             state = json.loads(state_file.read_text())
             if not resume:
@@ -99,6 +106,8 @@ class RunFolder:
         return self.out_dir
 
     def _write(self) -> None:
+        if not self.writer:
+            return
         tmp = self.path / f".{STATE_FILE}.tmp"
         tmp.write_text(json.dumps(self.state, indent=1))
         os.replace(tmp, self.path / STATE_FILE)

@@ -8,7 +8,8 @@
 #   nohup bash scripts/eftnas_glue.sh > out/eftnas-glue.log 2>&1 &     # hours on 2 CPU cores
 #
 # Resumable: run it again after an interruption and each task continues from its last finished
-# stage or checkpoint (`python -m explorer eftnas --resume`); finished tasks are skipped.
+# stage or checkpoint (`python -m explorer eftnas --resume`); finished tasks are skipped, and so are
+# tasks whose full-data results already ship in assets/reference_eftnas (RERUN=1 runs them anyway).
 # Epochs per task (environment): FT_EPOCHS_<TASK>, MV_EPOCHS_<TASK>, SN_EPOCHS_<TASK>; TASKS, OUT
 # (default out/eftnas), DATA (default ../shared/data), DEVICE. `scripts/eftnas_table.py` prints the
 # README table from the finished run folders; `scripts/ship_eftnas.sh` copies their results to assets/.
@@ -27,6 +28,12 @@ for task in ${TASKS:-cola rte mrpc stsb sst2}; do
     run="$OUT/minilm-$task"
     if [ -f "$run/eftnas.json" ]; then
         echo "$task: finished earlier ($run)"
+        continue
+    fi
+    shipped="assets/reference_eftnas/minilm-$task/eftnas.json"
+    if [ -z "${RERUN:-}" ] && [ -f "$shipped" ] && .venv/bin/python -c \
+        "import json,sys; sys.exit(json.load(open('$shipped'))['settings']['train_samples'] is not None)"; then
+        echo "$task: a full-data run ships in $(dirname "$shipped") (RERUN=1 runs it again)"
         continue
     fi
     upper=${task^^}
