@@ -125,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--learning-rate", type=float, default=5e-5, help="the dense fine-tune's")
     p.add_argument("--supernet-learning-rate", type=float, default=5e-5)
     p.add_argument("--save-steps", type=int, default=500, help="checkpoint interval of the training stages")
+    p.add_argument("--keep-best-epoch", action="store_true",
+                   help="with --finetune-epochs: keep the dense epoch with the best held-out search metric")
     p.add_argument("--stages", type=int, default=2, help="progressive-shrinking stages")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
@@ -279,7 +281,8 @@ def cmd_eftnas(args) -> int:
         max_tokens=args.max_tokens, finetune_steps=args.finetune_steps, movement_steps=args.movement_steps,
         supernet_steps=args.supernet_steps, finetune_epochs=args.finetune_epochs,
         movement_epochs=args.movement_epochs, supernet_epochs=args.supernet_epochs, learning_rate=args.learning_rate,
-        supernet_learning_rate=args.supernet_learning_rate, save_steps=args.save_steps, stages=args.stages,
+        supernet_learning_rate=args.supernet_learning_rate, save_steps=args.save_steps,
+        keep_best_epoch=args.keep_best_epoch, stages=args.stages,
         batch_size=args.batch_size, population=args.population, generations=args.generations, device=args.device,
         seed=args.seed)
     summary = run_eftnas(settings, out, progress=_progress, resume=args.resume)

@@ -75,6 +75,8 @@ class EftnasSettings:
         batch_size: Training batch size; ``learning_rate``: the dense fine-tune's;
             ``supernet_learning_rate``: the super-network's.
         save_steps: Checkpoint interval of the training stages (resumable runs).
+        keep_best_epoch: With ``finetune_epochs``, keep the dense weights of the epoch with the best
+            metric on the held-out search examples (early stopping; the reported split never chooses).
         targets: MACs targets (fractions of dense) of the search-space generator.
         population, generations: NSGA-II.
         device: ``auto``, ``cpu`` or ``cuda``.
@@ -99,6 +101,7 @@ class EftnasSettings:
     learning_rate: float = 5e-5
     supernet_learning_rate: float = 5e-5
     save_steps: int = 500
+    keep_best_epoch: bool = False
     targets: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
     population: int = 16
     generations: int = 8
@@ -271,7 +274,7 @@ def finetune_classifier(model, tokenizer, train_data, *, max_steps: int, batch_s
                         learning_rate: float = 5e-5, seed: int = 0, device: str = "cpu",
                         progress: Progress | None = None, checkpoint_dir: str | os.PathLike | None = None,
                         save_steps: int = 500, curve: Callable[[], float] | None = None,
-                        curve_every: int | None = None) -> dict:
+                        curve_every: int | None = None, keep_best: bool = False) -> dict:
     """Fine-tune a classifier (or regression head) in place on the repository's one training path
     (``pruning.training``): AdamW, 10% linear warm-up then linear decay, weight decay 0.01,
     length-grouped batches padded per batch, every core.
@@ -283,33 +286,48 @@ def finetune_classifier(model, tokenizer, train_data, *, max_steps: int, batch_s
         max_steps: Optimizer steps.
         checkpoint_dir: Keep a checkpoint every ``save_steps`` steps there and continue from the
             last one found.
-        curve: A function of the model's current quality (e.g. the held-out search metric), called
-            every ``curve_every`` steps and at the end: the learning curve, to show convergence.
+        curve: A function of the model's current quality on held-out examples (higher is better;
+            e.g. the search metric), called every ``curve_every`` steps and at the end: the learning
+            curve, to show convergence.
+        keep_best: End with the weights of the best point of ``curve`` (early stopping on the
+            held-out examples; they are never the reported ones).
 
     Returns:
         Steps, final training loss, wall seconds, the step resumed from, the learning curve
-        (``[[step, value], ...]``).
+        (``[[step, value], ...]``) and the step whose weights were kept.
     """
+    from safetensors.torch import load_file, save_file
     from transformers import DataCollatorWithPadding, Trainer, TrainerCallback
 
     from pruning import training
 
     points: list[list[float]] = []
+    best_file = Path(checkpoint_dir) / "best.safetensors" if checkpoint_dir else None
+    best: dict = {}
+
+    def observe(step: int) -> None:
+        model.eval()
+        points.append([step, curve()])
+        model.train()
+        if keep_best and points[-1][1] >= max(p[1] for p in points):
+            best["state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            if best_file is not None:
+                save_file(best["state"], str(best_file))
 
     class Curve(TrainerCallback):
         def on_step_end(self, args, state, control, model=None, **kwargs):
             if curve is not None and curve_every and state.global_step % curve_every == 0 \
                     and state.global_step < state.max_steps:
-                model.eval()
-                points.append([state.global_step, curve()])
-                model.train()
+                observe(state.global_step)
 
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:
         out = checkpoint_dir or stack.enter_context(tempfile.TemporaryDirectory(prefix="explorer-classifier-ft-"))
         resume = training.last_checkpoint(out) if checkpoint_dir else None
-        if resume:  # the curve so far was saved beside the checkpoint
-            points += json.loads((Path(resume) / "curve.json").read_text()) if (Path(resume) / "curve.json").is_file() else []
+        if resume and (Path(resume) / "curve.json").is_file():  # the curve so far, saved with the checkpoint
+            points += json.loads((Path(resume) / "curve.json").read_text())
+            if keep_best and best_file is not None and best_file.is_file() and points:
+                best["state"] = load_file(str(best_file))
 
         class SaveCurve(TrainerCallback):
             def on_save(self, args, state, control, **kwargs):
@@ -326,11 +344,17 @@ def finetune_classifier(model, tokenizer, train_data, *, max_steps: int, batch_s
                                          callbacks=callbacks))
         result = trainer.train(resume_from_checkpoint=resume)
     model.cpu().eval()
+    kept = max_steps
     if curve is not None:
-        points.append([max_steps, curve()])
+        observe(max_steps)
+        model.eval()
+        best_step = max(reversed(points), key=lambda p: p[1])[0]  # the latest of equal bests
+        if keep_best and best_step != max_steps:
+            model.load_state_dict(best["state"])
+            kept = best_step
     return {"steps": max_steps, "train_loss": round(float(result.training_loss), 4),
             "wall_s": round(time.perf_counter() - start, 1), "resumed_from": Path(resume).name if resume else None,
-            "learning_rate": learning_rate, "curve": points}
+            "learning_rate": learning_rate, "curve": points, "kept_step": kept}
 
 
 def _stage(progress: Progress | None, lo: float, hi: float) -> Progress | None:
@@ -433,7 +457,8 @@ def run_eftnas(settings: EftnasSettings, out_dir: str | os.PathLike, *, progress
             learning_rate=settings.learning_rate, seed=settings.seed, device=device, progress=report,
             checkpoint_dir=work.checkpoints("dense_finetune"), save_steps=settings.save_steps,
             curve=lambda: score(spec.name, model, tokenizer, search_rows, device=device)[main],
-            curve_every=max(1, math.ceil(n_train / settings.batch_size)) if settings.finetune_epochs else None)
+            curve_every=max(1, math.ceil(n_train / settings.batch_size)) if settings.finetune_epochs else None,
+            keep_best=settings.keep_best_epoch)
         with atomic_directory(work.path / "dense") as tmp:
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
-from conftest import SHARED
+from conftest import ROOT, SHARED
 from nas import extract_subnetwork, reorder_by_importance
 from nas.search_space import SearchSpace
 from pruning.surgery import SkippedSelfAttention, load_pruned, save_pruned
@@ -270,21 +270,32 @@ def test_examples_keep_their_raw_input_fields_for_encoder_classifiers():
     assert sst2.source == "sst2 sentence: " + sst2.texts[0]
 
 
-def test_the_shipped_sst2_reference_run_opens_without_weights():
+DEV_SIZES = {"sst2": 872, "cola": 1043, "mrpc": 408, "rte": 277, "stsb": 1500}
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "assets" / "reference_eftnas").iterdir()
+                                        if (p / "eftnas.json").is_file()))
+def test_every_shipped_eftnas_reference_run_opens_without_weights(name):
+    """The shipped GLUE runs (results, no weights): whole dev set, provenance, a budget choice, the
+    search space and the importance figure; extraction is refused clearly."""
+    import json
+
     from explorer import eftnas
     from nas.search_space import SearchSpace
 
-    label = next(l for l in eftnas.list_eftnas_runs() if l.startswith("minilm-sst2"))
+    label = next(l for l in eftnas.list_eftnas_runs() if l.startswith(name))
     folder = eftnas.list_eftnas_runs()[label]
     summary = eftnas.load_run(folder)
-    assert summary["weights"] == "pretrained" and summary["eval_examples"] == 872
-    point = eftnas.choose(summary, "macs", 50.0)
-    assert point["macs_fraction"] <= 0.5 and point["eval"]["accuracy"] > 50
+    assert summary["weights"] == "pretrained" and summary["eval_examples"] == DEV_SIZES[summary["task"]]
+    assert "eftnas_glue.sh" in json.loads((folder / "provenance.json").read_text())["command"]
+    point = eftnas.choose(summary, "macs", 75.0)
+    assert point["macs_fraction"] <= 0.75 and summary["metric"] in point["eval"]
     assert not eftnas.has_supernetwork(folder)
     with pytest.raises(ValueError, match="no super-network weights"):
         eftnas.add_to_pareto(folder, point)
     space = SearchSpace.from_json(folder / "supernet" / "search_space.json")
     assert len(space.heads) == 6 and eftnas.importance_figure(folder).data
+    assert eftnas.front_figure(summary, point).data
 
 
 def test_a_killed_eftnas_run_resumes_to_the_same_front(tmp_path):

@@ -89,3 +89,25 @@ def test_stsb_trains_a_regression_head_and_reports_correlations():
     assert len(data) == 16 and data["length"] == [len(r["input_ids"]) for r in rows]
     metrics = score("stsb", model, tokenizer, rows)
     assert set(metrics) == {"pearson", "spearman"} and all(-100 <= v <= 100 for v in metrics.values())
+
+
+def test_the_dense_fine_tune_keeps_the_best_epoch_on_held_out_examples(tmp_path):
+    """keep_best: the weights at the best point of the held-out curve are kept (early stopping),
+    also when the run is resumed from a checkpoint in between."""
+    from explorer.eftnas import finetune_classifier, load_classifier, training_dataset
+    from explorer.tasks import load_split
+
+    model, tokenizer, _ = load_classifier(f"random:{SHARED / 'models' / 'bert-mini'}", 2)
+    data = training_dataset(tokenizer, load_split("sst2", "train", SHARED / "data", limit=32), 32)
+    values, snapshots = iter([1.0, 5.0, 2.0, 0.0]), []
+
+    def curve():
+        snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
+        return next(values)
+
+    summary = finetune_classifier(model, tokenizer, data, max_steps=8, batch_size=8, curve=curve, curve_every=2,
+                                  keep_best=True, checkpoint_dir=tmp_path / "ckpt", save_steps=4)
+    assert [p[0] for p in summary["curve"]] == [2, 4, 6, 8] and summary["kept_step"] == 4
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(value, snapshots[1][name], msg=name)
+    assert (tmp_path / "ckpt" / "best.safetensors").is_file()
