@@ -190,3 +190,37 @@ def rouge(predictions: Sequence[str], references: Sequence[str]) -> dict[str, fl
         for name in ROUGE_TYPES:
             totals[name] += scores[name].fmeasure
     return {name: 100.0 * total / len(references) for name, total in totals.items()}
+
+
+def paired_bootstrap(metric, y_true: Sequence, pred_a: Sequence, pred_b: Sequence, *, resamples: int = 1000,
+                     confidence: float = 0.95, seed: int = 0) -> dict[str, float]:
+    """A paired bootstrap interval of ``metric(y_true, pred_b) - metric(y_true, pred_a)``: the same
+    resampled examples score both models (``scipy.stats.bootstrap`` with ``paired=True``,
+    percentile interval), so the interval reflects only how the two models differ on them.
+
+    Args:
+        metric: A metric of this module (e.g. :func:`accuracy`, :func:`mcc`, :func:`pearson`).
+        y_true, pred_a, pred_b: Labels and the two models' predictions, one per example.
+        resamples: Bootstrap resamples; ``confidence``: the interval's level.
+
+    Returns:
+        ``{"diff", "low", "high", "n", "confidence"}`` in the metric's units (points); the difference
+        is real at that level when the interval excludes 0.
+
+    Raises:
+        ValueError: If the lists differ in length or are empty.
+    """
+    from scipy.stats import bootstrap
+
+    _check_lengths(y_true, pred_a)
+    _check_lengths(y_true, pred_b)
+    y, a, b = (np.asarray(v) for v in (y_true, pred_a, pred_b))
+
+    def statistic(yy, aa, bb):
+        return metric(list(yy), list(bb)) - metric(list(yy), list(aa))
+
+    result = bootstrap((y, a, b), statistic, paired=True, vectorized=False, n_resamples=resamples,
+                       confidence_level=confidence, method="percentile", random_state=np.random.default_rng(seed))
+    low, high = result.confidence_interval
+    return {"diff": round(statistic(y, a, b), 2), "low": round(float(low), 2), "high": round(float(high), 2),
+            "n": len(y), "confidence": confidence}

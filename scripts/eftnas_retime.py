@@ -1,7 +1,8 @@
-"""Time the dense model and every front member of finished EFTNAS run folders again, on a quiet
-machine, and write the new latencies into their eftnas.json and front.json (the old ones are kept
-as ``latency_ms_first``). A long run times its front at its end, whatever else the machine was doing
-then; this gives every run the same quiet conditions.
+"""Finish EFTNAS run folders (with weights) for the tables: a paired bootstrap interval of each front
+member's difference from the dense model on the reported split (``eval_ci``, 95%, 1,000 resamples,
+``explorer.metrics.paired_bootstrap``), and the dense model and every front member timed again on a
+quiet machine (the old latencies kept as ``latency_ms_first``). A long run times its front at its end,
+whatever else the machine was doing then; this gives every run the same quiet conditions.
 
     .venv/bin/python scripts/eftnas_retime.py out/eftnas/minilm-cola out/eftnas/minilm-rte [--pause-pid PID]
 
@@ -22,12 +23,53 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def retime(folder: Path, repeats: int) -> None:
-    from explorer.eftnas import FRONT_FILE, RUN_FILE, classifier_latency_ms, extract_for_budget, load_run
+def intervals(folder: Path, run: dict) -> None:
+    """``eval_ci`` of every front member: paired bootstrap of (subnetwork - dense) on the reported split."""
+    from transformers import AutoTokenizer
+
+    from explorer import metrics
+    from explorer.eftnas import extract_for_budget, predict, tokenize
+    from explorer.tasks import get_task, load_split
+    from nas.supernet import load_classifier_weights
+
+    settings, spec = run["settings"], get_task(run["task"])
+    tokenizer = AutoTokenizer.from_pretrained(folder / "dense")
+    rows = tokenize(tokenizer, load_split(spec, spec.eval_split, settings["data_dir"], limit=settings["eval_samples"]),
+                    settings["max_tokens"], regression=spec.kind == "regression")
+    labels = [r["labels"] for r in rows]
+    dense = predict(load_classifier_weights(folder / "dense"), tokenizer, rows)
+    metric = getattr(metrics, run["metric"])
+    for point in run["front"]:
+        sub, _, _ = extract_for_budget(folder, point)
+        point["eval_ci"] = metrics.paired_bootstrap(metric, labels, dense, predict(sub, tokenizer, rows))
+
+
+def retime(folder: Path, repeats: int, pause: list[int]) -> None:
+    from explorer.eftnas import FRONT_FILE, RUN_FILE, load_run
+
+    run = load_run(folder)
+    intervals(folder, run)
+    for pid in pause:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        _time(folder, run, repeats)
+    finally:
+        for pid in pause:
+            os.kill(pid, signal.SIGCONT)
+    for name, data in ((FRONT_FILE, run["front"]), (RUN_FILE, run)):
+        tmp = folder / f".{name}.tmp"
+        tmp.write_text(json.dumps(data, indent=1, default=str))
+        os.replace(tmp, folder / name)
+    print(f"{folder}: dense {run['dense']['latency_ms']:.1f} ms; front " +
+          ", ".join(f"{p['latency_ms']:.1f} ms ({p['eval_ci']['diff']:+.1f} [{p['eval_ci']['low']:+.1f}, "
+                    f"{p['eval_ci']['high']:+.1f}])" for p in run["front"]))
+
+
+def _time(folder: Path, run: dict, repeats: int) -> None:
+    from explorer.eftnas import classifier_latency_ms, extract_for_budget
     from explorer.measure import device_description
     from nas.supernet import load_classifier_weights
 
-    run = load_run(folder)
     dense = load_classifier_weights(folder / "dense")
     dense_ms = classifier_latency_ms(dense, repeats=repeats)
     run["dense"].setdefault("latency_ms_first", run["dense"]["latency_ms"])
@@ -38,11 +80,6 @@ def retime(folder: Path, repeats: int) -> None:
         point["latency_ms"] = classifier_latency_ms(sub, repeats=repeats)
     run["retimed"] = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "device": device_description("cpu"),
                       "repeats": repeats, "command": "scripts/eftnas_retime.py"}
-    for name, data in ((FRONT_FILE, run["front"]), (RUN_FILE, run)):
-        tmp = folder / f".{name}.tmp"
-        tmp.write_text(json.dumps(data, indent=1, default=str))
-        os.replace(tmp, folder / name)
-    print(f"{folder}: dense {dense_ms:.1f} ms; front " + ", ".join(f"{p['latency_ms']:.1f}" for p in run["front"]))
 
 
 def main() -> None:
@@ -52,14 +89,8 @@ def main() -> None:
     parser.add_argument("--pause-pid", type=int, nargs="*", default=[],
                         help="processes to stop (SIGSTOP) while timing and continue afterwards")
     args = parser.parse_args()
-    for pid in args.pause_pid:
-        os.kill(pid, signal.SIGSTOP)
-    try:
-        for folder in args.folders:
-            retime(Path(folder), args.repeats)
-    finally:
-        for pid in args.pause_pid:
-            os.kill(pid, signal.SIGCONT)
+    for folder in args.folders:
+        retime(Path(folder), args.repeats, args.pause_pid)
 
 
 if __name__ == "__main__":

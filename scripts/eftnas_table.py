@@ -2,7 +2,8 @@
 
 1. Per task: the dense model and the best subnetwork on its Pareto front (chosen by the search metric
    on held-out training examples, never by the reported one) within 75% and within 50% of the dense
-   MACs: the reported dev metric, % of dense, GMACs at sequence length 128, latency, parameters.
+   MACs: the reported dev metric, % of dense, the difference from dense with its 95% paired bootstrap
+   interval (``scripts/eftnas_retime.py`` adds it), GMACs at sequence length 128, latency, parameters.
 2. The average over the tasks, as the EFTNAS paper reports its GLUE average (the average of the
    subnetworks' metrics over the average of the dense metrics; the mean of per-task ratios beside it),
    and whether it meets the target (>= 99% of dense within 50% of the MACs).
@@ -32,16 +33,18 @@ def quality_rows(run: dict) -> list[str]:
     metric, dense = run["metric"], run["dense"]
     dq = dense["eval"][metric]
     where = f"{run['eval_split']} ({run['eval_examples']})"
-    out = [f"| {run['task']} | {metric}, {where} | dense | {dq:.2f} | 100 | {dense['gmacs']:.3f} | 100 | "
+    out = [f"| {run['task']} | {metric}, {where} | dense | {dq:.2f} | 100 | | {dense['gmacs']:.3f} | 100 | "
            f"{dense['latency_ms']:.1f} | {dense['params_m']:.1f} |"]
     for budget in BUDGETS:
         p = best_for_budget(run["front"], max_macs_fraction=budget)
         if p is None:
-            out.append(f"| {run['task']} | | <= {budget:.0%} MACs | none on the front | | | | | |")
+            out.append(f"| {run['task']} | | <= {budget:.0%} MACs | none on the front | | | | | | |")
             continue
         q = p["eval"][metric]
+        ci = p.get("eval_ci")
+        diff = f"{ci['diff']:+.2f} [{ci['low']:+.2f}, {ci['high']:+.2f}]" if ci else "not computed"
         out.append(f"| {run['task']} | | <= {budget:.0%} MACs: heads {p['heads']}, FFN {p['neurons']} | {q:.2f} | "
-                   f"{100 * q / dq:.1f} | {p['gmacs']:.3f} | {100 * p['macs_fraction']:.1f} | {p['latency_ms']:.1f} | "
+                   f"{100 * q / dq:.1f} | {diff} | {p['gmacs']:.3f} | {100 * p['macs_fraction']:.1f} | {p['latency_ms']:.1f} | "
                    f"{p['params_m']:.1f} |")
     return out
 
@@ -81,9 +84,9 @@ def main() -> None:
     args = parser.parse_args()
     folders = args.folders or sorted(str(p) for p in Path("out/eftnas").glob("minilm-*"))
     runs = [load_run(Path(f)) for f in folders]
-    print("| task | metric (split, examples) | model | metric | % of dense | GMACs (seq 128) | % of dense MACs "
-          "| latency ms (batch 1, 128 tokens) | params (M) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| task | metric (split, examples) | model | metric | % of dense | minus dense [95% paired bootstrap] "
+          "| GMACs (seq 128) | % of dense MACs | latency ms (batch 1, 128 tokens) | params (M) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for run in runs:
         print("\n".join(quality_rows(run)))
     print(f"\nAverage over {len(runs)} tasks ({', '.join(r['task'] for r in runs)}):\n")

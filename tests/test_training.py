@@ -111,3 +111,17 @@ def test_the_dense_fine_tune_keeps_the_best_epoch_on_held_out_examples(tmp_path)
     for name, value in model.state_dict().items():
         torch.testing.assert_close(value, snapshots[1][name], msg=name)
     assert (tmp_path / "ckpt" / "best.safetensors").is_file()
+
+
+def test_paired_bootstrap_interval_excludes_zero_only_for_a_real_difference():
+    from explorer.metrics import accuracy, paired_bootstrap
+
+    rng = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 2, (400,), generator=rng).tolist()
+    a = [t if i % 10 else 1 - t for i, t in enumerate(y)]  # 90% right
+    b = [t if i % 2 else 1 - t for i, t in enumerate(y)]  # 50% right
+    worse = paired_bootstrap(accuracy, y, a, b, resamples=300)
+    assert worse["diff"] == pytest.approx(-40.0) and worse["high"] < 0 and worse["n"] == 400
+    swapped = [1 - t if i in (0, 10, 1, 2) else t for i, t in enumerate(a)]  # two fixed, two broken
+    same = paired_bootstrap(accuracy, y, a, swapped, resamples=300)
+    assert same["diff"] == 0.0 and same["low"] < 0 < same["high"]
