@@ -22,13 +22,11 @@ subnetwork from a saved run (:func:`extract_for_budget`) needs neither NNCF nor 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 import random
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -321,9 +319,7 @@ def finetune_classifier(model, tokenizer, train_data, *, max_steps: int, batch_s
                 observe(state.global_step)
 
     start = time.perf_counter()
-    with contextlib.ExitStack() as stack:
-        out = checkpoint_dir or stack.enter_context(tempfile.TemporaryDirectory(prefix="explorer-classifier-ft-"))
-        resume = training.last_checkpoint(out) if checkpoint_dir else None
+    with training.output_folder(checkpoint_dir, "explorer-classifier-ft-") as (out, resume):
         if resume and (Path(resume) / "curve.json").is_file():  # the curve so far, saved with the checkpoint
             points += json.loads((Path(resume) / "curve.json").read_text())
             if keep_best and best_file is not None and best_file.is_file() and points:

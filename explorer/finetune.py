@@ -7,11 +7,9 @@ model, task, data and settings, so a second request reuses it.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -141,9 +139,7 @@ def finetune(loaded: LoadedModel, examples: list[Example], settings: FinetuneSet
     data = seq2seq_dataset(loaded.tokenizer, examples, settings.max_source_tokens or spec.max_source_tokens,
                            settings.max_target_tokens or spec.max_target_tokens)
     start = time.perf_counter()
-    with contextlib.ExitStack() as stack:
-        tmp = checkpoint_dir or stack.enter_context(tempfile.TemporaryDirectory(prefix="explorer-train-"))
-        resume = training.last_checkpoint(tmp) if checkpoint_dir else None
+    with training.output_folder(checkpoint_dir, "explorer-train-") as (tmp, resume):
         args = training.training_arguments(
             tmp, max_steps=settings.max_steps, batch_size=settings.batch_size, learning_rate=settings.learning_rate,
             warmup_ratio=settings.warmup_ratio, weight_decay=settings.weight_decay, seed=settings.seed, device=device,

@@ -391,9 +391,7 @@ def train_supernetwork(supernet: SuperNetwork, teacher: nn.Module, train_data, *
             return total
 
     start = time.perf_counter()
-    with contextlib.ExitStack() as stack:
-        out = checkpoint_dir or stack.enter_context(tempfile.TemporaryDirectory(prefix="explorer-supernet-train-"))
-        resume = training.last_checkpoint(out) if checkpoint_dir else None
+    with training.output_folder(checkpoint_dir, "explorer-supernet-train-") as (out, resume):
         args = training.training_arguments(
             out, max_steps=settings.max_steps, batch_size=settings.batch_size, learning_rate=settings.learning_rate,
             warmup_ratio=settings.warmup_ratio, weight_decay=settings.weight_decay, seed=settings.seed, device=device,

@@ -24,10 +24,12 @@ several GPUs come free) that fixes, in one place, what makes training on a small
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -85,6 +87,17 @@ def last_checkpoint(output_dir: str | os.PathLike) -> str | None:
     found = [(int(m.group(1)), p) for p in (folder.iterdir() if folder.is_dir() else ())
              if (m := CHECKPOINT.match(p.name)) and (p / "trainer_state.json").is_file()]
     return str(max(found)[1]) if found else None
+
+
+@contextlib.contextmanager
+def output_folder(checkpoint_dir: str | os.PathLike | None, prefix: str):
+    """``(folder, checkpoint to resume from)`` for a Trainer run: ``checkpoint_dir`` and its newest
+    checkpoint (None if there is none yet), or a temporary folder (removed afterwards) and None."""
+    if checkpoint_dir is not None:
+        yield str(checkpoint_dir), last_checkpoint(checkpoint_dir)
+        return
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        yield tmp, None
 
 
 class DropColumns:
