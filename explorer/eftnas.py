@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import random
 import shutil
 import time
 from collections.abc import Callable
@@ -40,7 +39,7 @@ from pruning.atomic import atomic_directory
 
 from .finetune import resolve_device
 from .measure import _median_ms, device_description
-from .tasks import Example, get_task, load_split
+from .tasks import Example, get_task, held_out_split, load_split
 
 Progress = Callable[[float, str], None]
 OFFLINE_CLASSIFIERS = {"minilm": "MiniLM-L6 (all-MiniLM-L6-v2) with a new classification head; real weights, "
@@ -294,63 +293,31 @@ def finetune_classifier(model, tokenizer, train_data, *, max_steps: int, batch_s
         Steps, final training loss, wall seconds, the step resumed from, the learning curve
         (``[[step, value], ...]``) and the step whose weights were kept.
     """
-    from safetensors.torch import load_file, save_file
-    from transformers import DataCollatorWithPadding, Trainer, TrainerCallback
+    from transformers import DataCollatorWithPadding, Trainer
 
     from pruning import training
 
-    points: list[list[float]] = []
-    best_file = Path(checkpoint_dir) / "best.safetensors" if checkpoint_dir else None
-    best: dict = {}
-
-    def observe(step: int) -> None:
-        model.eval()
-        points.append([step, curve()])
-        model.train()
-        if keep_best and points[-1][1] >= max(p[1] for p in points):
-            best["state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            if best_file is not None:
-                save_file(best["state"], str(best_file))
-
-    class Curve(TrainerCallback):
-        def on_step_end(self, args, state, control, model=None, **kwargs):
-            if curve is not None and curve_every and state.global_step % curve_every == 0 \
-                    and state.global_step < state.max_steps:
-                observe(state.global_step)
-
     start = time.perf_counter()
     with training.output_folder(checkpoint_dir, "explorer-classifier-ft-") as (out, resume):
-        if resume and (Path(resume) / "curve.json").is_file():  # the curve so far, saved with the checkpoint
-            points += json.loads((Path(resume) / "curve.json").read_text())
-            if keep_best and best_file is not None and best_file.is_file() and points:
-                best["state"] = load_file(str(best_file))
-
-        class SaveCurve(TrainerCallback):
-            def on_save(self, args, state, control, **kwargs):
-                folder = Path(out) / f"checkpoint-{state.global_step}"
-                if folder.is_dir():
-                    (folder / "curve.json").write_text(json.dumps(points))
-
+        curve_run = None
+        if curve is not None:
+            curve_run = training.LearningCurve(model, curve, every=curve_every or max_steps, keep_best=keep_best,
+                                               state_dir=checkpoint_dir)
+            curve_run.restore(resume)
         args = training.training_arguments(out, max_steps=max_steps, batch_size=batch_size, learning_rate=learning_rate,
                                            warmup_ratio=0.1, weight_decay=0.01, seed=seed, device=device,
                                            save_steps=save_steps if checkpoint_dir else None)
-        callbacks = [Curve(), SaveCurve()] + ([training.progress_callback(progress, "dense fine-tune")] if progress else [])
+        callbacks = ([curve_run.callback(out)] if curve_run else []) + \
+            ([training.progress_callback(progress, "dense fine-tune")] if progress else [])
         trainer = training.quiet(Trainer(model=model, args=args, train_dataset=training.as_dataset(train_data),
                                          data_collator=training.DropColumns(DataCollatorWithPadding(tokenizer)),
                                          callbacks=callbacks))
         result = trainer.train(resume_from_checkpoint=resume)
     model.cpu().eval()
-    kept = max_steps
-    if curve is not None:
-        observe(max_steps)
-        model.eval()
-        best_step = max(reversed(points), key=lambda p: p[1])[0]  # the latest of equal bests
-        if keep_best and best_step != max_steps:
-            model.load_state_dict(best["state"])
-            kept = best_step
+    found = curve_run.finish(max_steps) if curve_run else {"curve": [], "kept_step": max_steps}
     return {"steps": max_steps, "train_loss": round(float(result.training_loss), 4),
             "wall_s": round(time.perf_counter() - start, 1), "resumed_from": Path(resume).name if resume else None,
-            "learning_rate": learning_rate, "curve": points, "kept_step": kept}
+            "learning_rate": learning_rate, "curve": found["curve"], "kept_step": found["kept_step"]}
 
 
 def _stage(progress: Progress | None, lo: float, hi: float) -> Progress | None:
@@ -373,17 +340,8 @@ def _splits(settings: EftnasSettings) -> tuple[list[Example], list[Example], lis
         search = load_split(spec, "validation", settings.data_dir, limit=settings.search_samples or 1000)
         where = "validation split"
     else:  # GLUE: report on dev (the paper's practice), search on held-out training examples
-        rows = load_split(spec, "train", settings.data_dir)
-        n_search = settings.search_samples or search_size(len(rows))
-        if len(rows) <= n_search:
-            raise ValueError(f"{settings.task} has {len(rows)} training examples; need more than "
-                             f"search_samples={n_search}.")
-        # a fixed random hold-out (the files are often sorted), the same for every run of the task
-        order = list(range(len(rows)))
-        random.Random(1234).shuffle(order)
-        held = set(order[:n_search])
-        search = [rows[i] for i in sorted(held)]
-        train = [rows[i] for i in range(len(rows)) if i not in held]
+        n_search = settings.search_samples or search_size(len(load_split(spec, "train", settings.data_dir)))
+        train, search = held_out_split(spec, settings.data_dir, n_search)
         if settings.train_samples is not None:
             train = train[:settings.train_samples]
         where = "held-out training examples"

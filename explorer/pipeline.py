@@ -25,7 +25,8 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .finetune import FinetuneSettings, cached_dense_finetune, finetune, resolve_device, tokenize_examples
+from .finetune import (FinetuneSettings, cached_dense_finetune, finetune, resolve_device, tokenize_examples,
+                       training_examples)
 from .measure import count_macs, count_params, device_description, measure_latency
 from .models import LoadedModel, peek_decoder_layers
 from .quality import evaluate_quality
@@ -309,7 +310,8 @@ def run_prune(settings: PruneSettings, out_dir: str | os.PathLike, *, overwrite:
                          f"(its sparsity target covers encoder and decoder).")
     # Read the data once, before any long work, so a bad file fails at once.
     spec = get_task(settings.task)
-    train = load_split(settings.task, "train", data_dir=settings.data_dir, limit=settings.finetune.train_samples)
+    # The dense fine-tune's training examples (less those its learning curve holds out) train every method.
+    train, _ = training_examples(settings.task, settings.finetune, settings.data_dir)
     examples = load_split(settings.task, spec.eval_split, data_dir=settings.data_dir, limit=settings.eval_samples)
     from .stages import RunFolder
 

@@ -26,6 +26,7 @@ import difflib
 import logging
 import math
 import os
+import random
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -373,6 +374,26 @@ def load_split(task: TaskSpec | str, split: str, data_dir: str | os.PathLike | N
     else:
         rows, origin = _hub_rows(spec, fmt, split)
     return _collect(spec, fmt, rows, origin, split, limit)
+
+
+def held_out_split(task: TaskSpec | str, data_dir: str | os.PathLike | None, n_held: int,
+                   seed: int = 1234) -> tuple[list[Example], list[Example]]:
+    """The training split divided into ``(train, held_out)``: ``n_held`` examples chosen by a fixed
+    random permutation (the files are often sorted by label or source), the same for every run of
+    the task, held out of training for model selection (early stopping, EFTNAS's search) so that the
+    reported split never chooses. Both lists keep the file's order.
+
+    Raises:
+        ValueError: If the split has no more than ``n_held`` examples, or ``n_held`` < 1.
+    """
+    rows = load_split(task, "train", data_dir)
+    if n_held < 1 or len(rows) <= n_held:
+        raise ValueError(f"{_lookup(task)[0].name} has {len(rows)} training examples; cannot hold out {n_held} "
+                         f"(choose between 1 and {len(rows) - 1}).")
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    held = set(order[:n_held])
+    return [rows[i] for i in range(len(rows)) if i not in held], [rows[i] for i in sorted(held)]
 
 
 def _parse_prediction(spec: TaskSpec, prediction: str) -> int | float:

@@ -20,6 +20,8 @@ several GPUs come free) that fixes, in one place, what makes training on a small
   function that raises stops training within one step) and **checkpoints** for resumable runs
   (:func:`last_checkpoint`).
 - **One distillation loss** (:func:`distillation_loss`).
+- **One learning curve** (:class:`LearningCurve`: quality on held-out examples every N steps, keep
+  the best weights, stop on patience, resumable).
 """
 
 from __future__ import annotations
@@ -206,6 +208,120 @@ def progress_callback(progress: Progress, label: str, describe: Callable[[], str
             progress(state.global_step / max(state.max_steps, 1), text)
 
     return Callback()
+
+
+class LearningCurve:
+    """A learning curve on held-out examples, with optional keep-best (early stopping) and patience,
+    that survives a resumed run.
+
+    ``measure()`` is called every ``every`` optimizer steps (model in eval mode) and once at the end;
+    it returns the quality (higher is better) or a dict with ``"value"`` and anything else worth
+    recording (e.g. how many distinct outputs a summarizer writes). With ``keep_best`` the weights
+    of the best point are kept (in memory and, with ``state_dir``, in ``best.safetensors``) and
+    restored by :meth:`finish`; with ``patience`` = p > 0 training stops after p points without a
+    new best. The points so far are saved in every Trainer checkpoint (``curve.json``) so that
+    :meth:`restore` continues a killed run where its checkpoint left off.
+
+    Use::
+
+        curve = LearningCurve(model, measure, every=500, keep_best=True, state_dir=checkpoint_dir)
+        curve.restore(resume_checkpoint)               # before trainer.train
+        trainer = Trainer(..., callbacks=[curve.callback(output_dir), ...])
+        trainer.train(resume_from_checkpoint=resume_checkpoint)
+        summary = curve.finish(trainer.state.global_step)   # {"curve", "details", "kept_step", "stopped_early"}
+    """
+
+    BEST = "best.safetensors"
+    POINTS = "curve.json"
+
+    def __init__(self, model: torch.nn.Module, measure: Callable[[], float | dict], *, every: int,
+                 keep_best: bool = False, patience: int = 0, state_dir: str | os.PathLike | None = None):
+        if every < 1:
+            raise ValueError(f"A learning curve needs every >= 1 steps, got {every}.")
+        self.model, self.measure, self.every = model, measure, every
+        self.keep_best, self.patience = keep_best, patience
+        self.best_file = Path(state_dir) / self.BEST if state_dir is not None else None
+        self.points: list[list[float]] = []  # [[step, value], ...]
+        self.details: list[dict] = []  # {"step": s, **extras} when measure returns a dict
+        self.best_state: dict | None = None
+        self.stopped_early = False
+
+    def _best_index(self) -> int:
+        values = [p[1] for p in self.points]
+        return max(range(len(values)), key=lambda i: (values[i], i))  # the latest of equal bests
+
+    def observe(self, step: int) -> None:
+        """Measure at ``step`` and keep the weights if it is the best point so far."""
+        training_mode = self.model.training
+        self.model.eval()
+        result = self.measure()
+        self.model.train(training_mode)
+        value = float(result["value"] if isinstance(result, dict) else result)
+        self.points.append([step, value])
+        if isinstance(result, dict):
+            self.details.append({"step": step, **{k: v for k, v in result.items() if k != "value"}})
+        if self.keep_best and self._best_index() == len(self.points) - 1:
+            self.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+            if self.best_file is not None:
+                from safetensors.torch import save_file
+
+                self.best_file.parent.mkdir(parents=True, exist_ok=True)
+                save_file(self.best_state, str(self.best_file), metadata={"step": str(step)})
+
+    def restore(self, checkpoint: str | os.PathLike | None) -> None:
+        """Continue from a Trainer checkpoint: the points saved with it and, with keep-best, the best
+        weights (only when they are from a step the checkpoint had reached)."""
+        if not checkpoint or not (Path(checkpoint) / self.POINTS).is_file():
+            return
+        saved = json.loads((Path(checkpoint) / self.POINTS).read_text())
+        if isinstance(saved, list):  # written before the details were recorded: the points alone
+            saved = {"points": saved}
+        self.points, self.details = saved["points"], saved.get("details", [])
+        if self.keep_best and self.points and self.best_file is not None and self.best_file.is_file():
+            from safetensors import safe_open
+            from safetensors.torch import load_file
+
+            with safe_open(str(self.best_file), "pt") as f:
+                step = int((f.metadata() or {}).get("step", -1))
+            if step == self.points[self._best_index()][0]:
+                self.best_state = load_file(str(self.best_file))
+
+    def callback(self, output_dir: str | os.PathLike):
+        """The ``TrainerCallback`` that measures every ``every`` steps, stops on patience, and saves the
+        points into each checkpoint the Trainer writes under ``output_dir``."""
+        from transformers import TrainerCallback
+
+        curve = self
+
+        class Callback(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                if state.global_step % curve.every or state.global_step >= state.max_steps:
+                    return
+                curve.observe(state.global_step)
+                if curve.patience and len(curve.points) - 1 - curve._best_index() >= curve.patience:
+                    curve.stopped_early = True
+                    control.should_training_stop = True
+
+            def on_save(self, args, state, control, **kwargs):
+                folder = Path(output_dir) / f"checkpoint-{state.global_step}"
+                if folder.is_dir():
+                    (folder / curve.POINTS).write_text(json.dumps({"points": curve.points, "details": curve.details}))
+
+        return Callback()
+
+    def finish(self, final_step: int) -> dict:
+        """Measure at ``final_step`` (unless just measured there), restore the best weights when
+        keeping the best, and return ``{"curve", "details", "kept_step", "stopped_early"}``."""
+        if not self.points or self.points[-1][0] != final_step:
+            self.observe(final_step)
+        kept = final_step
+        if self.keep_best:
+            best_step = self.points[self._best_index()][0]
+            if best_step != final_step and self.best_state is not None:
+                self.model.load_state_dict(self.best_state)
+                kept = best_step
+        self.model.eval()
+        return {"curve": self.points, "details": self.details, "kept_step": kept, "stopped_early": self.stopped_early}
 
 
 def quiet(trainer):
