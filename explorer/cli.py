@@ -34,6 +34,16 @@ def _finetune_args(p: argparse.ArgumentParser, steps: int = 300) -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--learning-rate", type=float, default=1e-4)
     p.add_argument("--train-samples", type=int, default=None, help="use the first N training examples")
+    p.add_argument("--finetune-epochs", type=float, default=None,
+                   help="dense fine-tune for this many passes over the training examples (instead of --finetune-steps)")
+    p.add_argument("--curve-every", type=int, default=0,
+                   help="dense fine-tune: the main metric on held-out examples every N steps (the learning curve; "
+                        "validation when the task reports on test, else training examples held out of training)")
+    p.add_argument("--curve-samples", type=int, default=200, help="held-out examples of the learning curve")
+    p.add_argument("--keep-best", action="store_true",
+                   help="dense fine-tune: end with the weights of the best point of the learning curve")
+    p.add_argument("--patience", type=int, default=0,
+                   help="dense fine-tune: stop after this many curve points without a new best (0: never)")
 
 
 def _timing_args(p: argparse.ArgumentParser) -> None:
@@ -67,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-distill", action="store_true", help="nash-learned: train gates without distillation")
     p.add_argument("--recovery-steps", type=int, default=0, help="fine-tuning steps after pruning (the final "
                                                                   "fine-tune of nash-learned)")
-    p.add_argument("--eval-samples", type=int, default=64)
+    p.add_argument("--eval-samples", type=int, default=64, help="first examples of the evaluation split (0: all)")
     p.add_argument("--calibration-samples", type=int, default=256,
                    help="at most this many training examples for the training-free importance scores")
     p.add_argument("--calibration-tokens", type=int, default=4096,
@@ -81,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run with the same settings from its last finished stage / checkpoint")
     p.add_argument("--save-steps", type=int, default=500, help="checkpoint interval of the recovery fine-tune")
+    p.add_argument("--no-task-lengths", action="store_true",
+                   help="do not also time at the task's median input and output lengths")
 
     p = sub.add_parser("finetune", help="dense fine-tuning (cached by model, task and settings)")
     _common(p)
@@ -141,17 +153,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _finetune_settings(args):
-    from .finetune import FinetuneSettings
+    from .finetune import FinetuneSettings, steps_for_epochs
 
-    return FinetuneSettings(max_steps=args.finetune_steps, batch_size=args.batch_size,
-                            learning_rate=args.learning_rate, train_samples=args.train_samples)
+    steps = args.finetune_steps
+    if args.finetune_epochs is not None:
+        steps = steps_for_epochs(args.task, args.finetune_epochs, args.batch_size, data_dir=args.data_dir,
+                                 curve_samples=args.curve_samples if args.curve_every else 0)
+        if args.train_samples is not None:  # epochs over the examples used
+            steps = max(1, round(args.finetune_epochs * args.train_samples / args.batch_size))
+    return FinetuneSettings(max_steps=steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                            train_samples=args.train_samples, curve_every=args.curve_every,
+                            curve_samples=args.curve_samples, keep_best=args.keep_best, patience=args.patience)
 
 
 def _timing(args):
     from .pipeline import TimingSettings
 
     return TimingSettings(batch_size=args.timing_batch_size, input_tokens=args.input_tokens,
-                          new_tokens=args.new_tokens, num_beams=args.timing_beams, repeats=args.repeats)
+                          new_tokens=args.new_tokens, num_beams=args.timing_beams, repeats=args.repeats,
+                          task_lengths=not getattr(args, "no_task_lengths", False))
 
 
 _LAST = {"fraction": -1.0, "stage": ""}
@@ -174,7 +194,7 @@ def cmd_prune(args) -> int:
     settings = PruneSettings(
         model=args.model, task=args.task, data_dir=args.data_dir, encoder_sparsity=args.encoder_sparsity,
         decoder_layers=args.decoder_layers, layer_selection=args.layer_selection, recovery_steps=args.recovery_steps,
-        eval_samples=args.eval_samples, calibration_samples=args.calibration_samples,
+        eval_samples=args.eval_samples or None, calibration_samples=args.calibration_samples,
         calibration_tokens=args.calibration_tokens, device=args.device,
         num_beams=args.num_beams, finetune=_finetune_settings(args), timing=_timing(args),
         dense_finetune=not args.no_dense_finetune, method=args.method, gate_steps=args.gate_steps,
@@ -233,6 +253,7 @@ def cmd_evaluate(args) -> int:
     loaded = load_model(args.model)
     result = evaluate_quality(loaded.model, loaded.tokenizer, spec.name, examples, split=split,
                               device=resolve_device(args.device), num_beams=args.num_beams)
+    result.pop("predictions")  # every output; the samples show the first three
     if loaded.random_weights:
         result["warning"] = "random weights: these numbers mean nothing"
     print(json.dumps(result, indent=1))

@@ -39,6 +39,7 @@ from .models import LoadedModel
 from .tasks import Example, get_task
 
 Progress = Callable[[float, str], None]
+TARGET_TOLERANCE = 0.005  # expected sparsity this close to the target counts as having reached it
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,8 @@ def _trainer_class():
             super().__init__(*args, **kwargs)
             self.teacher, self.learned = teacher, learned
             self.last = {}
+            self.reached_step: int | None = None  # first step whose expected sparsity was within 0.005 of the target
+            self.trace: list[list[float]] = []  # [[step, expected sparsity], ...], 20 points per run
 
         def create_optimizer(self, model=None):
             wrapped = self.model
@@ -205,6 +208,11 @@ def _trainer_class():
                                  decoder_lambda2=float(wrapped.decoder_lagrangian.lambda2.detach()))
             loss = loss + lagrangian
             self.last["lagrangian"] = float(lagrangian.detach())
+            step, expected = self.state.global_step + 1, self.last["expected_sparsity"]
+            if self.reached_step is None and expected >= self.learned.target_sparsity - TARGET_TOLERANCE:
+                self.reached_step = step
+            if step % max(1, self.learned.max_steps // 20) == 0 and (not self.trace or self.trace[-1][0] != step):
+                self.trace.append([step, round(expected, 4)])
             return (loss, outputs) if return_outputs else loss
 
     return GateTrainer
@@ -230,7 +238,10 @@ def train_gates(dense: LoadedModel, examples: list[Example], settings: LearnedSe
 
     Returns:
         ``(plan, pruned model, summary)``; the summary has the loss parts, expected sparsity,
-        target and multipliers of the last step, and the wall time.
+        target and multipliers of the last step, the wall time, ``target_reached_step`` (the first
+        step whose expected sparsity came within ``TARGET_TOLERANCE`` of the target; None: never),
+        ``sparsity_trace`` (expected sparsity at 20 points) and ``target_enforced`` (whether the plan
+        needed the completion step: the deterministic gates alone fell short of the target).
 
     Raises:
         ValueError: For no examples, bad settings, or not exactly one of ``decoder_layers`` and
@@ -313,5 +324,6 @@ def train_gates(dense: LoadedModel, examples: list[Example], settings: LearnedSe
     pruned = apply_plan(folded, student_plan)
     summary = dict(trainer.last, steps=settings.max_steps, wall_s=round(time.perf_counter() - start, 1),
                    device=device, distill=settings.distill, gates=gate_values,
-                   target_enforced=student_plan.notes["target_enforced"])
+                   target_enforced=student_plan.notes["target_enforced"], target_reached_step=trainer.reached_step,
+                   sparsity_trace=trainer.trace)
     return plan, pruned, summary

@@ -161,14 +161,35 @@ def split_sentences(text: str) -> str:
     return "\n".join(part for part in _SENTENCE_END.split(text.strip()) if part)
 
 
-def rouge(predictions: Sequence[str], references: Sequence[str]) -> dict[str, float]:
-    """Mean ROUGE-1/2/L/Lsum F-measure with Porter stemming, in percent.
+def rouge_per_example(predictions: Sequence[str], references: Sequence[str]) -> dict[str, list[float]]:
+    """ROUGE-1/2/L/Lsum F-measure of each pair, in percent (the terms :func:`rouge` averages; a
+    paired bootstrap resamples them).
 
     Each pair is scored with ``rouge_score.rouge_scorer.RougeScorer(
-    ["rouge1", "rouge2", "rougeL", "rougeLsum"], use_stemmer=True)`` after
-    both texts go through :func:`split_sentences`; the result is the plain
-    mean over pairs (no bootstrap). Identical texts score 100, texts with no
-    common token 0.
+    ["rouge1", "rouge2", "rougeL", "rougeLsum"], use_stemmer=True)`` after both texts go through
+    :func:`split_sentences`. Identical texts score 100, texts with no common token 0.
+
+    Returns:
+        {"rouge1", "rouge2", "rougeL", "rougeLsum"} -> (N,) floats in [0, 100].
+
+    Raises:
+        ValueError: if the lists differ in length or are empty.
+    """
+    from rouge_score import rouge_scorer
+
+    _check_lengths(references, predictions)
+    scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
+    out: dict[str, list[float]] = {name: [] for name in ROUGE_TYPES}
+    for prediction, reference in zip(predictions, references):
+        scores = scorer.score(split_sentences(reference), split_sentences(prediction))
+        for name in ROUGE_TYPES:
+            out[name].append(100.0 * scores[name].fmeasure)
+    return out
+
+
+def rouge(predictions: Sequence[str], references: Sequence[str]) -> dict[str, float]:
+    """Mean ROUGE-1/2/L/Lsum F-measure with Porter stemming, in percent: the plain mean over pairs
+    of :func:`rouge_per_example` (no bootstrap).
 
     Args:
         predictions: (N,) generated summaries.
@@ -180,16 +201,13 @@ def rouge(predictions: Sequence[str], references: Sequence[str]) -> dict[str, fl
     Raises:
         ValueError: if the lists differ in length or are empty.
     """
-    from rouge_score import rouge_scorer
+    return {name: float(np.mean(values)) for name, values in rouge_per_example(predictions, references).items()}
 
-    _check_lengths(references, predictions)
-    scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
-    totals = dict.fromkeys(ROUGE_TYPES, 0.0)
-    for prediction, reference in zip(predictions, references):
-        scores = scorer.score(split_sentences(reference), split_sentences(prediction))
-        for name in ROUGE_TYPES:
-            totals[name] += scores[name].fmeasure
-    return {name: 100.0 * total / len(references) for name, total in totals.items()}
+
+def mean(y_true: Sequence, y_pred: Sequence[float]) -> float:
+    """The mean of per-example scores ``y_pred`` (``y_true`` unused): the statistic of a paired
+    bootstrap over a decomposable metric such as ROUGE (:func:`rouge_per_example`)."""
+    return float(np.mean(y_pred))
 
 
 def paired_bootstrap(metric, y_true: Sequence, pred_a: Sequence, pred_b: Sequence, *, resamples: int = 1000,

@@ -13,18 +13,21 @@ Two scales:
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
 COST_AXES = {
     "latency_ms": "end-to-end latency (ms)",
+    "task_latency_ms": "end-to-end latency at the task's median lengths (ms)",
     "decode_ms_per_token": "decoder ms per generated token",
     "gmacs": "GMACs",
     "params_m": "parameters (M)",
 }
 SCALES = ("absolute", "relative")
 COLUMNS = ["run_id", "kind", "method", "model", "task", "metric", "quality", "higher_is_better", "latency_ms",
-           "decode_ms_per_token", "gmacs", "params_m", "encoder_sparsity", "decoder_layers", "plan", "device",
-           "eval_examples", "weights", "source", "dense_quality", *(f"dense_{a}" for a in COST_AXES)]
+           "task_latency_ms", "decode_ms_per_token", "gmacs", "params_m", "encoder_sparsity", "decoder_layers", "plan", "device",
+           "eval_examples", "weights", "source", "interval", "dense_quality", *(f"dense_{a}" for a in COST_AXES)]
 REPORTED_COLUMNS = ["method", "model", "task", "claim", "source", "quality_rel", *(f"{a}_rel" for a in COST_AXES)]
 
 
@@ -36,10 +39,18 @@ def _point(run_id: str, metrics: dict, which: str, reference: str | None) -> dic
     kind = ("dense" if dense else "measured") if reference is None else ("dense (reference)" if dense else "reference")
 
     def costs(side: dict) -> dict:
-        return {"latency_ms": side["latency"]["latency_ms"], "decode_ms_per_token": side["latency"]["decode_ms_per_token"],
+        return {"latency_ms": side["latency"]["latency_ms"],
+                "task_latency_ms": (side.get("latency_task") or {}).get("latency_ms", float("nan")),
+                "decode_ms_per_token": side["latency"]["decode_ms_per_token"],
                 "gmacs": side["macs"]["gmacs"], "params_m": side["params"]["params_m"]}
 
     dense_side = metrics["measurements"]["dense"]
+    intervals = metrics.get("intervals") or {}
+    interval = "" if dense else "<br>".join(
+        f"{label}: {iv['diff']:+.2f} [{iv['low']:+.2f}, {iv['high']:+.2f}] {iv.get('metric', main)}"
+        f" ({'real' if iv['low'] > 0 or iv['high'] < 0 else 'within noise'}, 95% paired bootstrap)"
+        for key, label in (("vs_dense", "vs dense"), ("vs_training_free", "vs training-free NASH"))
+        if (iv := intervals.get(key))) or "no interval recorded"
     return {
         "run_id": run_id, "kind": kind,
         "method": "dense" if dense else metrics.get("method", "?"),
@@ -50,7 +61,7 @@ def _point(run_id: str, metrics: dict, which: str, reference: str | None) -> dic
         "decoder_layers": None if dense else str(metrics.get("decoder_layers_kept")),
         "plan": "dense model" if dense else metrics.get("plan_summary", ""),
         "device": metrics.get("device", ""), "eval_examples": quality["num_examples"],
-        "weights": metrics.get("weights", "pretrained"), "source": reference or "measured here",
+        "weights": metrics.get("weights", "pretrained"), "source": reference or "measured here", "interval": interval,
         "dense_quality": metrics["quality"]["dense"]["metrics"][main],
         **{f"dense_{k}": v for k, v in costs(dense_side).items()},
     }
@@ -70,7 +81,11 @@ def runs_table(runs_metrics: list[tuple[str, dict]], reference: str | None = Non
     for run_id, metrics in runs_metrics:
         rows.append(_point(run_id, metrics, "pruned", reference))
         point = _point(run_id, metrics, "dense", reference)
-        dense[(point["model"], point["task"], point["device"])] = point
+        key = (point["model"], point["task"], point["device"])
+        for name, value in dense.get(key, {}).items():  # an axis the newest run lacks, from an earlier one
+            if isinstance(point[name], float) and math.isnan(point[name]):
+                point[name] = value
+        dense[key] = point
     return pd.DataFrame(rows + list(dense.values()), columns=COLUMNS)
 
 
@@ -129,13 +144,14 @@ def make_pareto_figure(table: pd.DataFrame, x: str = "latency_ms", reported: pd.
     if relative:
         table = with_relative(table)
     xc, yc = (f"{x}_rel", "quality_rel") if relative else (x, "quality")
+    table = table.dropna(subset=[xc])  # runs measured before an axis existed (task-length latency) have no value
     fig = go.Figure()
     hover = ("%{customdata[0]}<br>%{customdata[1]}<br>%{customdata[2]}<br>device: %{customdata[3]}"
-             "<br>evaluated on %{customdata[4]} examples<br>%{customdata[5]}<extra></extra>")
+             "<br>evaluated on %{customdata[4]} examples<br>%{customdata[6]}<br>%{customdata[5]}<extra></extra>")
 
     for value, group in table.groupby(color, sort=True):
         dense = str(value).startswith("dense")
-        custom = group[["model", "plan", "run_id", "device", "eval_examples", "source"]].astype(str).values
+        custom = group[["model", "plan", "run_id", "device", "eval_examples", "source", "interval"]].astype(str).values
         fig.add_trace(go.Scatter(x=group[xc], y=group[yc], mode="markers", name=str(value), customdata=custom,
                                  hovertemplate=hover,
                                  marker={"size": 13 if dense else 10, "symbol": "star" if dense else "circle"}))

@@ -30,9 +30,10 @@ from .finetune import (FinetuneSettings, cached_dense_finetune, finetune, resolv
 from .measure import count_macs, count_params, device_description, measure_latency
 from .models import LoadedModel, peek_decoder_layers
 from .quality import evaluate_quality
-from .tasks import get_task, load_split
+from .tasks import get_task, load_split, paired_interval
 
 Progress = Callable[[float, str], None]
+PREDICTIONS_FILE = "predictions.json"  # every output of the dense and the pruned model on the evaluated examples
 
 
 METHODS = {
@@ -61,6 +62,7 @@ class TimingSettings:
     new_tokens: int = 64  # generated tokens, forced
     num_beams: int = 1  # 1 = greedy
     repeats: int = 5
+    task_lengths: bool = True  # also time at the task's median input and output lengths (task_lengths())
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,7 @@ class PruneSettings:
     layer_selection: str = "uniform"  # uniform | low | high | learned (decoder layer gates; nash-learned only)
     data_dir: str | None = None  # local dataset folder; None: offline package or Hub
     recovery_steps: int = 0  # fine-tuning steps after pruning (0: none)
-    eval_samples: int = 64  # examples of the evaluation split scored
+    eval_samples: int | None = 64  # first examples of the evaluation split scored (None: all of it)
     calibration_samples: int = 256  # at most this many first training examples for importance scores ...
     calibration_tokens: int = 4096  # ... and no more once their source tokens reach this (README: calibration)
     device: str = "cpu"  # cpu | cuda | auto
@@ -114,7 +116,7 @@ class PruneSettings:
             raise ValueError(f"{self.method} needs gate_steps >= 1.")
         if self.save_steps < 1:
             raise ValueError(f"save_steps must be at least 1, got {self.save_steps}.")
-        if self.eval_samples < 1 or self.calibration_samples < 1 or self.calibration_tokens < 1 or self.recovery_steps < 0:
+        if (self.eval_samples is not None and self.eval_samples < 1) or self.calibration_samples < 1 or self.calibration_tokens < 1 or self.recovery_steps < 0:
             raise ValueError("eval_samples, calibration_samples and calibration_tokens must be >= 1 and "
                              "recovery_steps >= 0.")
         get_task(self.task)
@@ -211,15 +213,44 @@ def cached_importance(dense: LoadedModel, settings: PruneSettings, identity: dic
     return scores, False
 
 
-def measure_all(model, timing: TimingSettings, device: str) -> dict:
-    """Latency, MACs and parameters of one model, as a JSON-able dict."""
+def task_lengths(tokenizer, task: str, examples) -> tuple[int, int]:
+    """``(input tokens, output tokens)``: the median source length (truncated as the task truncates)
+    and the median reference output length of ``examples``, in tokens of ``tokenizer`` (the output
+    counts the end-of-sequence token). SAMSum dialogues are about 130 tokens in and 25 out; a GLUE
+    label is 1-3 tokens out, so there the encoder, not the decoder, sets the latency.
+
+    Raises:
+        ValueError: If there are no examples.
+    """
+    import statistics
+
+    if not examples:
+        raise ValueError("No examples to take the task's lengths from.")
+    spec = get_task(task)
+    sources = tokenizer([e.source for e in examples], max_length=spec.max_source_tokens, truncation=True)["input_ids"]
+    targets = tokenizer(text_target=[e.target for e in examples], max_length=spec.max_target_tokens,
+                        truncation=True, add_special_tokens=False)["input_ids"]
+    return (max(1, int(statistics.median(len(ids) for ids in sources))),
+            max(1, int(statistics.median(len(ids) for ids in targets)) + 1))
+
+
+def measure_all(model, timing: TimingSettings, device: str, lengths: tuple[int, int] | None = None) -> dict:
+    """Latency, MACs and parameters of one model, as a JSON-able dict; with ``lengths`` = (input
+    tokens, new tokens) also ``latency_task`` and ``macs_task`` at those lengths (:func:`task_lengths`)."""
     latency = measure_latency(model, batch_size=timing.batch_size, input_tokens=timing.input_tokens,
                               new_tokens=timing.new_tokens, num_beams=timing.num_beams, device=device,
                               repeats=timing.repeats)
     macs = count_macs(model, batch_size=timing.batch_size, input_tokens=timing.input_tokens,
                       new_tokens=timing.new_tokens)
+    out = {"latency": asdict(latency), "macs": macs, "params": count_params(model)}
+    if lengths is not None:
+        source, target = lengths
+        out["latency_task"] = asdict(measure_latency(model, batch_size=timing.batch_size, input_tokens=source,
+                                                     new_tokens=target, num_beams=timing.num_beams, device=device,
+                                                     repeats=timing.repeats))
+        out["macs_task"] = count_macs(model, batch_size=timing.batch_size, input_tokens=source, new_tokens=target)
     model.to("cpu")
-    return {"latency": asdict(latency), "macs": macs, "params": count_params(model)}
+    return out
 
 
 def _make_plan(settings: PruneSettings, dense: LoadedModel, train, kept, learn_layers: bool, identity: dict,
@@ -401,12 +432,14 @@ def _run_prune_stages(settings: PruneSettings, out_dir: Path, work, spec, train,
     t = time.perf_counter()
     done = work.done("evaluation")
     quality = dict(done["quality"]) if done else {}
-    say(0.7, f"evaluation on {settings.eval_samples} {spec.eval_split} examples" + (": done earlier" if done else ""))
+    say(0.7, f"evaluation on {len(examples)} {spec.eval_split} examples" + (": done earlier" if done else ""))
     dense_key = _cached("dense_quality", {**identity, "task": settings.task, "data": settings.data_dir,
                                            "split": spec.eval_split, "n": settings.eval_samples,
                                            "beams": settings.num_beams}, ".json")
     if dense_key.exists():
-        quality["dense"] = dict(json.loads(dense_key.read_text()), cached=True)
+        cached = json.loads(dense_key.read_text())
+        if "predictions" in cached:  # entries written before predictions were kept are measured again
+            quality["dense"] = dict(cached, cached=True)
     for i, (name, m) in enumerate((("dense", dense), ("pruned", pruned))):
         if name in quality:
             continue
@@ -426,17 +459,26 @@ def _run_prune_stages(settings: PruneSettings, out_dir: Path, work, spec, train,
     t = time.perf_counter()
     done = work.done("timing")
     measured = dict(done["measured"]) if done else {}
+    lengths = task_lengths(dense.tokenizer, settings.task, examples) if settings.timing.task_lengths else None
     for i, (name, m) in enumerate((("dense", dense), ("pruned", pruned))):
         if name in measured:
             continue
         say(0.85 + 0.06 * i, f"timing the {name} model ({settings.timing.input_tokens} in, "
-                             f"{settings.timing.new_tokens} new tokens, {settings.timing.repeats} repeats)")
-        measured[name] = measure_all(m.model, settings.timing, device)
+                             f"{settings.timing.new_tokens} new tokens" + (f"; and {lengths[0]} in, {lengths[1]} new "
+                                                                          "tokens, the task's medians" if lengths else "")
+            + f"; {settings.timing.repeats} repeats)")
+        measured[name] = measure_all(m.model, settings.timing, device, lengths)
     stage("timing", t)
     if not done:
         work.finish("timing", {"measured": measured, "wall_s": times["timing"]})
     times["timing"] = work.done("timing")["wall_s"]
 
+    # Every output of both models (predictions.json) and the paired bootstrap interval of the
+    # difference from dense; scripts/nash_tables.py adds intervals against other runs.
+    predictions = {"split": spec.eval_split, "num_examples": len(examples),
+                   **{name: quality[name]["predictions"] for name in ("dense", "pruned")}}
+    quality = {name: {k: v for k, v in side.items() if k != "predictions"} for name, side in quality.items()}
+    intervals = {"vs_dense": paired_interval(spec, examples, predictions["dense"], predictions["pruned"])}
     metrics = {
         "method": settings.method,
         "model": settings.model, "task": settings.task, "family": dense.family,
@@ -446,10 +488,13 @@ def _run_prune_stages(settings: PruneSettings, out_dir: Path, work, spec, train,
         "encoder_sparsity_achieved": round(encoder_sparsity(plan, dense.model), 4),
         "encoder_decoder_sparsity_achieved": round(encoder_decoder_sparsity(plan, dense.model), 4),
         "decoder_layers_kept": list(kept),
-        "quality": quality,
+        "quality": quality, "intervals": intervals,
         "measurements": measured,
         "speedup_end_to_end": round(measured["dense"]["latency"]["latency_ms"]
                                     / measured["pruned"]["latency"]["latency_ms"], 3),
+        "task_lengths": list(lengths) if lengths else None,
+        "speedup_task_lengths": round(measured["dense"]["latency_task"]["latency_ms"]
+                                      / measured["pruned"]["latency_task"]["latency_ms"], 3) if lengths else None,
         "device": device_description(device),
         "dense_finetune": dense_summary, "recovery_finetune": recovery, "gate_training": gate_summary,
         "stage_wall_s": times, "started": started, "resumed": work.state["resumed"],
@@ -460,7 +505,8 @@ def _run_prune_stages(settings: PruneSettings, out_dir: Path, work, spec, train,
     say(0.97, f"saving to {out_dir}")
     if out_dir.exists() and out_dir.is_dir() and not any(out_dir.iterdir()):
         shutil.rmtree(out_dir)
-    save_pruned(pruned.model, plan, out_dir, tokenizer=pruned.tokenizer, extra_files={"metrics.json": metrics})
+    save_pruned(pruned.model, plan, out_dir, tokenizer=pruned.tokenizer,
+                extra_files={"metrics.json": metrics, PREDICTIONS_FILE: predictions})
     shutil.rmtree(work.path, ignore_errors=True)
     say(1.0, "done")
     return metrics
@@ -485,6 +531,16 @@ def results_table(metrics: dict) -> str:
     rows.append("")
     rows.append(f"{metrics['plan_summary']}; encoder sparsity {metrics['encoder_sparsity_achieved']:.3f}; "
                 f"speed-up {metrics['speedup_end_to_end']:.2f}x end to end; {kept:.1f}% of dense {main}.")
+    if metrics.get("task_lengths"):
+        source, target = metrics["task_lengths"]
+        rows.append(f"At the task's median lengths ({source} input tokens, {target} output tokens): dense "
+                    f"{metrics['measurements']['dense']['latency_task']['latency_ms']:.1f} ms, pruned "
+                    f"{metrics['measurements']['pruned']['latency_task']['latency_ms']:.1f} ms, speed-up "
+                    f"{metrics['speedup_task_lengths']:.2f}x.")
+    if (iv := (metrics.get("intervals") or {}).get("vs_dense")):
+        rows.append(f"Difference from dense: {iv['diff']:+.2f} {main}, 95% paired bootstrap interval "
+                    f"[{iv['low']:+.2f}, {iv['high']:+.2f}] over {iv['n']} examples: "
+                    + ("real (the interval excludes 0)." if iv["low"] > 0 or iv["high"] < 0 else "within noise."))
     rows.append(f"Quality on {q['num_examples']} {q['split']} examples of {metrics['task']} "
                 f"({'greedy' if q['num_beams'] == 1 else str(q['num_beams']) + ' beams'}); latency: batch "
                 f"{lat['batch_size']}, {lat['input_tokens']} input tokens, {lat['new_tokens']} new tokens, "

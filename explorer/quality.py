@@ -70,7 +70,8 @@ def evaluate_quality(model, tokenizer, task: str, examples: list[Example], *, sp
     return {
         "metrics": metrics, "main_metric": spec.main_metric, "higher_is_better": spec.higher_is_better,
         "split": split, "num_examples": len(examples), "num_beams": num_beams,
-        "wall_s": round(time.perf_counter() - start, 1),
+        "wall_s": round(time.perf_counter() - start, 1), "distinct_outputs": len(set(predictions)),
+        "predictions": predictions,
         "samples": [{"source": e.source[:300], "prediction": p, "reference": e.target}
                     for e, p in zip(examples[:3], predictions[:3])],
     }

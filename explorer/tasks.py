@@ -451,3 +451,45 @@ def compute_metrics(task: TaskSpec | str, predictions: list[str], examples: list
     gold = [example.label for example in examples]
     parsed = [_parse_prediction(spec, prediction) for prediction in predictions]
     return {name: _SCORERS[name](gold, parsed) for name in spec.higher_is_better}
+
+
+def paired_interval(task: TaskSpec | str, examples: list[Example], predictions_a: list[str], predictions_b: list[str],
+                    metric: str | None = None, *, resamples: int = 1000, seed: int = 0) -> dict[str, float]:
+    """A 95% paired bootstrap interval of ``metric(b) - metric(a)`` over ``examples`` (the same
+    resampled examples score both; ``metrics.paired_bootstrap``): for summarization the mean of the
+    per-example ROUGE scores, for classification / regression the metric itself on the parsed
+    predictions (MCC, F1 and correlations do not decompose per example, so each resample recomputes them).
+
+    Args:
+        task: Task name or spec.
+        examples: (N,) evaluated examples.
+        predictions_a, predictions_b: (N,) generated texts of the two models (a: the reference, e.g. dense).
+        metric: A key of ``spec.higher_is_better``; default the main metric.
+
+    Returns:
+        ``{"metric", "diff", "low", "high", "n", "confidence"}`` in points; the difference is real when
+        the interval excludes 0.
+
+    Raises:
+        ValueError: Lengths differ, no examples, an unknown metric, or examples without labels.
+    """
+    spec, _ = _lookup(task)
+    metric = metric or spec.main_metric
+    if metric not in spec.higher_is_better:
+        raise ValueError(f"{spec.name} has no metric {metric!r}; use one of {', '.join(spec.higher_is_better)}.")
+    if not (len(examples) == len(predictions_a) == len(predictions_b)) or not examples:
+        raise ValueError(f"Need the same number of examples and predictions of each model, at least one; got "
+                         f"{len(examples)}, {len(predictions_a)} and {len(predictions_b)}.")
+    if spec.kind == "summarization":
+        references = [e.target for e in examples]
+        a = metrics.rouge_per_example(predictions_a, references)[metric]
+        b = metrics.rouge_per_example(predictions_b, references)[metric]
+        result = metrics.paired_bootstrap(metrics.mean, [0.0] * len(a), a, b, resamples=resamples, seed=seed)
+    else:
+        if any(e.label is None for e in examples):
+            raise ValueError("Every example needs a gold label for an interval; score a labelled split.")
+        gold = [e.label for e in examples]
+        result = metrics.paired_bootstrap(_SCORERS[metric], gold, [_parse_prediction(spec, p) for p in predictions_a],
+                                          [_parse_prediction(spec, p) for p in predictions_b], resamples=resamples,
+                                          seed=seed)
+    return {"metric": metric, **result}

@@ -60,6 +60,14 @@ def test_prune_writes_smaller_model_plan_and_metrics(tiny_t5_dir, tmp_path, caps
     assert metrics["settings"]["recovery_steps"] == 1 and metrics["recovery_finetune"]["steps"] == 1
     assert "cpu" in metrics["device"]
     assert "| pruned |" in stdout
+    predictions = json.loads((out / "predictions.json").read_text())
+    assert predictions["num_examples"] == 2 and len(predictions["dense"]) == len(predictions["pruned"]) == 2
+    assert "predictions" not in metrics["quality"]["pruned"]  # every output in predictions.json, not metrics.json
+    interval = metrics["intervals"]["vs_dense"]
+    assert interval["metric"] == "rougeL" and interval["n"] == 2 and interval["low"] <= interval["diff"] <= interval["high"]
+    source, target = metrics["task_lengths"]
+    assert 1 <= source <= 512 and 1 <= target <= 128 and pruned["latency_task"]["input_tokens"] == source
+    assert metrics["speedup_task_lengths"] > 0 and "task's median lengths" in stdout
     model = load_pruned(out)
     assert sum(p.numel() for p in model.parameters()) == round(pruned["params"]["params_m"] * 1e6) or \
         abs(sum(p.numel() for p in model.parameters()) / 1e6 - pruned["params"]["params_m"]) < 0.01

@@ -42,6 +42,11 @@ def test_gate_training_moves_expected_sparsity_to_the_target_and_yields_a_smalle
     assert plan.decoder_layers == (0, 3) and plan.notes["distill"] == distill
     achieved = encoder_sparsity(plan, dense.model)
     assert 0.45 < achieved < 0.75 and isinstance(plan.notes["target_enforced"], bool)
+    trace = summary["sparsity_trace"]
+    assert [step for step, _ in trace] == list(range(2, 41, 2)) and trace[-1][1] == pytest.approx(
+        summary["expected_sparsity"], abs=1e-4)
+    reached = summary["target_reached_step"]
+    assert reached is None or (reached > 10 and any(v >= 0.495 for s, v in trace if s >= reached))
     assert sum(p.numel() for p in pruned.parameters()) < sum(p.numel() for p in dense.model.parameters())
     with torch.no_grad():
         ids = dense.tokenizer(["summarize: item 3 is here"], return_tensors="pt")

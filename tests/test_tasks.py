@@ -363,3 +363,25 @@ def test_hidden_test_labels_become_unlabelled_examples(tmp_path):
     spec = TaskSpec("sst2", "classification", "nyu-mll/glue", "sst2", "validation", "accuracy",
                     {"accuracy": True}, 128, 8, ("negative", "positive"))
     assert load_split(spec, "test", tmp_path)[0].label is None
+
+
+def test_paired_interval_for_a_summarization_and_a_classification_task():
+    from explorer.tasks import Example, paired_interval
+
+    refs = [Example(source=f"dialogue {i}", target=f"anna meets tom at {i} pm") for i in range(60)]
+    good = [e.target for e in refs]
+    bad = ["nothing in common" if i % 2 else e.target for i, e in enumerate(refs)]
+    worse = paired_interval("samsum", refs, good, bad, resamples=200)
+    assert worse["metric"] == "rougeL" and worse["diff"] == pytest.approx(-50.0) and worse["high"] < 0
+    same = paired_interval("samsum", refs, good, good, resamples=200)
+    assert same["diff"] == same["low"] == same["high"] == 0.0
+    labelled = [Example(source=f"s {i}", target="", label=i % 2) for i in range(80)]
+    words = ["unacceptable", "acceptable"]
+    right = [words[e.label] for e in labelled]
+    noisy = [words[1 - e.label] if i % 8 == 0 else words[e.label] for i, e in enumerate(labelled)]
+    mcc = paired_interval("cola", labelled, right, noisy, resamples=200)
+    assert mcc["metric"] == "mcc" and mcc["diff"] < 0 and mcc["low"] <= mcc["diff"] <= mcc["high"]
+    with pytest.raises(ValueError, match="no metric"):
+        paired_interval("cola", labelled, right, noisy, metric="rougeL")
+    with pytest.raises(ValueError, match="same number"):
+        paired_interval("cola", labelled, right, noisy[:-1])
