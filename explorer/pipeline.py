@@ -89,6 +89,18 @@ class PruneSettings:
     distill: bool = True  # nash-learned: distillation from the dense model
     save_steps: int = 500  # checkpoint interval of the recovery fine-tune (resumable runs)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> PruneSettings:
+        """The settings recorded in a run's ``metrics.json`` (``asdict`` of them) as an object.
+
+        Raises:
+            TypeError: For keys this version does not know.
+        """
+        data = dict(data)
+        data["finetune"] = FinetuneSettings(**data.get("finetune", {}))
+        data["timing"] = TimingSettings(**data.get("timing", {}))
+        return cls(**data)
+
     def check(self) -> None:
         """Validate what can be validated without loading the model.
 

@@ -1,0 +1,133 @@
+"""CoFi at the same latency as NASH: choosing CoFi's sparsity so that its speed-up matches.
+
+NASH's comparison with CoFi (Ko et al. 2023, Sec. 5, Fig. 1 and Tab. 2) puts both at equal
+end-to-end latency. CoFi keeps every decoder layer and narrows all of them, so the sparsity
+that gives NASH's latency is not known in advance, and each CoFi run trains gates. This module
+guesses it cheaply and then corrects the guess with real runs:
+
+1. **A surrogate** (:func:`speedup_curve`): plans that remove the same fraction of heads and FFN
+   neurons from every encoder and decoder layer (:func:`uniform_width_plan`, the shape CoFi's
+   Lagrangian tends towards at a given sparsity, with no training) are timed against the dense
+   model in the same process, giving speed-up as a function of sparsity.
+2. **Inversion** (:func:`sparsity_for_speedup`): the sparsity whose surrogate speed-up equals
+   the target, by linear interpolation of the measured points.
+3. **Correction** (:func:`next_sparsity`): after a real CoFi run at sparsity s measured speed-up
+   S_real while the surrogate predicted S_sur, the next guess targets ``target * S_sur / S_real``
+   on the surrogate curve (its error at s is assumed to hold nearby). Runs stop when the
+   speed-up is within the tolerance (5% in the paper's comparison) or the tries are spent.
+
+Speed-ups, not milliseconds, are matched: every run times its own dense model in the same
+process, so a ratio is far less exposed to the load of a shared machine than absolute times
+taken minutes apart.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def uniform_width_plan(model, sparsity: float):
+    """A CoFi-shaped plan without training: every encoder and decoder layer keeps the first
+    ``round((1 - sparsity) * n)`` (at least one) of its ``n`` heads, cross-attention heads and FFN
+    neurons; every decoder layer and hidden dimension is kept.
+
+    Args:
+        model: A dense encoder-decoder model (T5, BART, BERT2BERT).
+        sparsity: Fraction of each layer's heads and neurons removed, in [0, 1).
+
+    Returns:
+        A ``pruning.PruningPlan`` (for timing only: the kept units are arbitrary).
+
+    Raises:
+        ValueError: For a sparsity outside [0, 1).
+    """
+    from pruning import PruningPlan, keep_all_plan
+    from pruning.adapters import get_adapter
+
+    if not 0.0 <= sparsity < 1.0:
+        raise ValueError(f"Sparsity must be in [0, 1), got {sparsity}.")
+    base = keep_all_plan(model)
+    adapter = get_adapter(model)
+    dec_heads, dec_ffn = adapter.decoder_num_heads(model), adapter.decoder_ffn_dim(model)
+
+    def keep(n: int) -> tuple[int, ...]:
+        return tuple(range(max(1, round((1.0 - sparsity) * n))))
+
+    layers = base.num_decoder_layers
+    return PruningPlan(family=base.family, num_decoder_layers=layers, num_heads=base.num_heads, ffn_dim=base.ffn_dim,
+                       decoder_layers=base.decoder_layers,
+                       encoder_heads=tuple(keep(base.num_heads) for _ in base.encoder_heads),
+                       encoder_neurons=tuple(keep(base.ffn_dim) for _ in base.encoder_neurons),
+                       decoder_num_heads=dec_heads, decoder_ffn_dim=dec_ffn,
+                       decoder_heads=tuple(keep(dec_heads) for _ in range(layers)),
+                       decoder_cross_heads=tuple(keep(dec_heads) for _ in range(layers)),
+                       decoder_neurons=tuple(keep(dec_ffn) for _ in range(layers)),
+                       notes={"method": "uniform-width surrogate (timing only)", "sparsity": sparsity})
+
+
+def speedup_curve(model, sparsities, *, input_tokens: int = 256, new_tokens: int = 64, repeats: int = 3,
+                  device: str = "cpu") -> list[tuple[float, float]]:
+    """``[(sparsity, speed-up), ...]`` of :func:`uniform_width_plan` models against ``model``,
+    timed in this process with ``explorer.measure.measure_latency`` (greedy, batch 1, the dense
+    model timed again before each plan so that drift in the machine's speed cancels).
+
+    Args:
+        model: The dense model (not modified).
+        sparsities: Increasing values in [0, 1).
+
+    Returns:
+        Speed-up = dense ms / plan ms, one per sparsity.
+    """
+    from pruning import apply_plan
+
+    from .measure import measure_latency
+
+    def ms(m) -> float:
+        return measure_latency(m, input_tokens=input_tokens, new_tokens=new_tokens, repeats=repeats,
+                               device=device).latency_ms
+
+    points = []
+    with torch.inference_mode(False):
+        for s in sparsities:
+            smaller = apply_plan(model, uniform_width_plan(model, s))
+            points.append((float(s), ms(model) / ms(smaller)))
+            del smaller
+    model.to("cpu")
+    return points
+
+
+def sparsity_for_speedup(curve: list[tuple[float, float]], target: float) -> float | None:
+    """The sparsity whose speed-up on ``curve`` equals ``target``, by linear interpolation between
+    the two points around it (None when no point reaches it: the curve's largest speed-up is below
+    the target, so CoFi cannot match this latency within the sparsities tried)."""
+    points = sorted(curve)
+    if not points or max(s for _, s in points) < target:
+        return None
+    if points[0][1] >= target:
+        return points[0][0]
+    for (s0, v0), (s1, v1) in zip(points, points[1:]):
+        if v0 < target <= v1 or (v1 < target <= v0):
+            return s0 + (target - v0) * (s1 - s0) / (v1 - v0)
+    return max(points, key=lambda p: p[1])[0]
+
+
+def next_sparsity(curve: list[tuple[float, float]], target: float, tried: float, measured: float) -> float | None:
+    """The next CoFi sparsity after a run at ``tried`` reached speed-up ``measured``: the surrogate
+    is rescaled by its error at ``tried`` and inverted again (module docstring, step 3)."""
+    predicted = _interpolate(curve, tried)
+    return sparsity_for_speedup(curve, target * predicted / measured)
+
+
+def within(measured: float, target: float, tolerance: float = 0.05) -> bool:
+    """Whether a speed-up is within ``tolerance`` (relative) of the target."""
+    return abs(measured / target - 1.0) <= tolerance
+
+
+def _interpolate(curve: list[tuple[float, float]], sparsity: float) -> float:
+    points = sorted(curve)
+    if sparsity <= points[0][0]:
+        return points[0][1]
+    for (s0, v0), (s1, v1) in zip(points, points[1:]):
+        if s0 <= sparsity <= s1:
+            return v0 + (sparsity - s0) * (v1 - v0) / (s1 - s0)
+    return points[-1][1]

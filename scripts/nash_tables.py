@@ -1,0 +1,260 @@
+"""NASH's method tables from finished runs (scripts/nash_tables.sh): per task, every method at each
+budget with its metric, % of dense, the paired bootstrap interval of its difference from dense and
+from training-free NASH at the same budget, speed-ups at 256/64 and at the task's lengths, GMACs,
+parameters, training steps, and whether the gates reached the target alone; then the GLUE average
+and the dense learning curves.
+
+    .venv/bin/python scripts/nash_tables.py out/nash                 # print the tables
+    .venv/bin/python scripts/nash_tables.py out/nash --ship          # and ship them to assets/
+    .venv/bin/python scripts/nash_tables.py assets --shipped         # the shipped reference runs
+
+``--ship`` writes the intervals against training-free NASH into each run's metrics.json (the
+Pareto tab's hover shows them) and copies metrics.json, plan.json and predictions.json (no weights)
+of every finished run to ``assets/reference_runs_nash_<task>/minilm2minilm__<task>__<run>/``, with
+the CoFi matching records, the dense learning curve and a provenance.json.
+"""
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from explorer.tasks import get_task, load_split, paired_interval  # noqa: E402
+
+GLUE = ("rte", "mrpc", "stsb", "cola", "sst2")
+ORDER = ("training-free", "learned", "learned-nodistill", "decoder-only", "cofi")
+LABEL = {"training-free": "NASH training-free", "learned": "NASH learned + distillation",
+         "learned-nodistill": "NASH learned, no distillation", "decoder-only": "decoder-only shortening",
+         "cofi": "CoFi (all 6 decoder layers)"}
+
+
+def _kind(name: str) -> str:
+    """The method of a run folder name (``learned-k3-s0.3`` -> ``learned``)."""
+    return name.split("__")[-1].rsplit("-k", 1)[0] if "-k" in name else name.split("__")[-1].split("-s")[0]
+
+
+def load_task(folder: Path) -> dict[str, dict]:
+    """Every finished run of one task folder: name -> {"metrics", "predictions", "dir"}."""
+    runs = {}
+    for run in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if not (run / "metrics.json").is_file():
+            continue
+        predictions = run / "predictions.json"
+        runs[run.name.split("__")[-1]] = {"metrics": json.loads((run / "metrics.json").read_text()), "dir": run,
+                                          "predictions": json.loads(predictions.read_text())
+                                          if predictions.is_file() else None}
+    return runs
+
+
+def matches(folder: Path) -> dict[str, dict]:
+    """CoFi matching records (scripts/cofi_match.py) by the NASH run they match."""
+    return {Path(r["nash_run"]).name: r for r in (json.loads(p.read_text()) for p in folder.glob("cofi-match-*.json"))}
+
+
+def budget_of(name: str, run: dict, budgets: dict[str, str]) -> str:
+    """The budget a run belongs to, e.g. ``k3-s0.3``: decoder-only runs (encoder whole) that of the
+    NASH runs with the same k; CoFi runs that of the NASH run they were matched to (``budgets``: run name or ``k<k>`` -> budget)."""
+    if _kind(name) == "cofi":
+        return budgets.get(name, f"unmatched, {name}")
+    m = run["metrics"]
+    k = len(m["decoder_layers_kept"])
+    if _kind(name) == "decoder-only":
+        return budgets.get(f"k{k}", f"k{k}-s0")
+    return f"k{k}-s{m['settings']['encoder_sparsity']}"
+
+
+def add_intervals(task: str, runs: dict[str, dict], budgets: dict[str, str], data_dir: str | None) -> None:
+    """``intervals.vs_training_free``: each run against training-free NASH at its budget, on the same
+    evaluation examples (paired bootstrap of the main metric), written into the run's metrics."""
+    spec = get_task(task)
+    examples = None
+    for name, run in runs.items():
+        budget = budget_of(name, run, budgets)
+        reference = runs.get(f"training-free-{budget}")
+        if reference is None or name == f"training-free-{budget}" or not run["predictions"] \
+                or not reference["predictions"]:
+            continue
+        n = run["predictions"]["num_examples"]
+        if reference["predictions"]["num_examples"] != n:
+            continue
+        if examples is None or len(examples) != n:
+            examples = load_split(spec, spec.eval_split, data_dir if task != "rotten_tomatoes" else None, limit=n)
+        run["metrics"].setdefault("intervals", {})["vs_training_free"] = paired_interval(
+            spec, examples, reference["predictions"]["pruned"], run["predictions"]["pruned"])
+
+
+def _ci(iv: dict | None) -> str:
+    if not iv:
+        return "-"
+    real = "" if iv["low"] <= 0 <= iv["high"] else " **real**"
+    return f"{iv['diff']:+.2f} [{iv['low']:+.2f}, {iv['high']:+.2f}]{real}"
+
+
+def task_table(task: str, runs: dict[str, dict], budgets: dict[str, str]) -> tuple[list[str], dict]:
+    """Markdown rows of one task and ``{(method, budget): % of dense}`` for the average."""
+    any_run = next(iter(runs.values()))["metrics"]
+    q = any_run["quality"]["dense"]
+    main = q["main_metric"]
+    dense_value = q["metrics"][main]
+    curve = any_run["dense_finetune"].get("curve") or []
+    lines = [f"**{task}** ({q['num_examples']} {q['split']} examples; dense {main} {dense_value:.2f}, fine-tuned "
+             f"{any_run['dense_finetune'].get('steps')} steps, kept step {any_run['dense_finetune'].get('kept_step', '-')}"
+             f"{', curve ' + ' '.join(f'{v:.1f}' for _, v in curve) if curve else ''})", "",
+             f"| budget | method | {main} | % of dense | vs dense, 95% CI | vs training-free, 95% CI | speed-up 256/64 "
+             f"| speed-up at task lengths | GMACs | params (M) | training steps | gates reached target (step) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    shares = {}
+    keyed = sorted(runs.items(), key=lambda kv: (budget_of(kv[0], kv[1], budgets), ORDER.index(_kind(kv[0]))
+                                                 if _kind(kv[0]) in ORDER else 99))
+    for name, run in keyed:
+        m = run["metrics"]
+        value = m["quality"]["pruned"]["metrics"][main]
+        share = 100 * value / dense_value if dense_value else float("nan")
+        budget = budget_of(name, run, budgets)
+        shares[(_kind(name), budget)] = share
+        gates = m.get("gate_training") or {}
+        steps = gates.get("steps", 0) + (m.get("recovery_finetune") or {}).get("steps", 0)
+        if gates:
+            reached = "no (completion step)" if gates.get("target_enforced") else "yes"
+            reached += f" ({gates['target_reached_step']})" if gates.get("target_reached_step") else ""
+        else:
+            reached = "-"
+        label = LABEL.get(_kind(name), name)
+        if _kind(name) == "cofi":
+            label += f", sparsity {m['settings']['encoder_sparsity']}"
+        task_speed = f"{m['speedup_task_lengths']:.2f}x" if m.get("speedup_task_lengths") else "-"
+        lines.append(f"| {budget} | {label} | {value:.2f} | {share:.1f} | {_ci((m.get('intervals') or {}).get('vs_dense'))}"
+                     f" | {_ci((m.get('intervals') or {}).get('vs_training_free'))} | {m['speedup_end_to_end']:.2f}x"
+                     f" | {task_speed} | {m['measurements']['pruned']['macs']['gmacs']:.2f} | "
+                     f"{m['measurements']['pruned']['params']['params_m']:.1f} | {steps} | {reached} |")
+    return lines, shares
+
+
+def curve_lines(task: str, dense: dict) -> list[str]:
+    """The dense fine-tune's learning curve as a markdown table (step, metric on the held-out examples,
+    distinct outputs)."""
+    curve, details = dense.get("curve") or [], {d["step"]: d for d in dense.get("curve_details") or []}
+    if not curve:
+        return []
+    lines = [f"Dense learning curve of {task} (held-out examples; kept step {dense.get('kept_step')}"
+             f"{', stopped early' if dense.get('stopped_early') else ''}):", "",
+             "| step | " + " | ".join(str(int(step)) for step, _ in curve) + " |",
+             "|---|" + "---|" * len(curve),
+             "| metric | " + " | ".join(f"{v:.2f}" for _, v in curve) + " |"]
+    if details:
+        lines.append("| distinct outputs | " + " | ".join(str(details.get(step, {}).get("distinct_outputs", "-"))
+                                                        for step, _ in curve) + " |")
+    return lines
+
+
+def plot_curve(task: str, dense: dict, path: Path) -> None:
+    """The dense learning curve as a PNG (matplotlib)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curve = dense.get("curve") or []
+    if not curve:
+        return
+    main = get_task(task).main_metric
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.plot([p[0] for p in curve], [p[1] for p in curve], marker="o")
+    ax.axvline(dense.get("kept_step", curve[-1][0]), linestyle=":", color="grey", label="kept")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel(f"{main} on held-out examples")
+    ax.set_title(f"MiniLM2MiniLM dense fine-tune, {task}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def ship(task: str, folder: Path, runs: dict[str, dict]) -> Path:
+    """Copy the runs of ``task`` (results, no weights) to ``assets/reference_runs_nash_<task>``."""
+    dest = ROOT / "assets" / f"reference_runs_nash_{task}"
+    stage = dest.with_name(f".{dest.name}.partial")
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    for name, run in runs.items():
+        target = stage / f"minilm2minilm__{task}__{name}"
+        target.mkdir()
+        (target / "metrics.json").write_text(json.dumps(run["metrics"], indent=1))
+        for extra in ("plan.json", "predictions.json"):
+            if (run["dir"] / extra).is_file():
+                shutil.copy(run["dir"] / extra, target / extra)
+    for record in folder.glob("cofi-match-*.json"):
+        shutil.copy(record, stage / record.name)
+    plot_curve(task, next(iter(runs.values()))["metrics"].get("dense_finetune") or {}, stage / "dense_learning_curve.png")
+    commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
+                            cwd=ROOT).stdout.strip()
+    any_run = next(iter(runs.values()))["metrics"]
+    (stage / "provenance.json").write_text(json.dumps({
+        "command": f"TASKS={task} bash scripts/nash_tables.sh; python scripts/nash_tables.py out/nash --ship",
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "commit": commit or "unknown",
+        "machine": any_run.get("device", ""), "dense_finetune": any_run.get("dense_finetune"),
+        "note": "measured by this project on CPU; each run's metrics.json records its settings and wall times"},
+        indent=1))
+    old = dest.with_name(f".{dest.name}.old")
+    if dest.exists():
+        dest.rename(old)
+    stage.rename(dest)
+    shutil.rmtree(old, ignore_errors=True)
+    return dest
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("root", help="out/nash (one folder per task), or assets with --shipped")
+    parser.add_argument("--shipped", action="store_true", help="read assets/reference_runs_nash_<task>")
+    parser.add_argument("--ship", action="store_true", help="write intervals and copy the runs to assets/")
+    parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
+    args = parser.parse_args()
+    root = Path(args.root)
+    if args.shipped:
+        folders = {p.name[len("reference_runs_nash_"):]: p for p in sorted(root.glob("reference_runs_nash_*"))}
+    else:
+        folders = {p.name: p for p in sorted(root.iterdir()) if p.is_dir()}
+    shares_by_task = {}
+    for task, folder in folders.items():
+        runs = load_task(folder)
+        if not runs:
+            continue
+        budgets = {}
+        for nash_name, record in matches(folder).items():
+            for attempt in record.get("tries", []):
+                budgets[Path(attempt["run"]).name] = nash_name.split("-", 1)[1] if nash_name.startswith(
+                    "learned-") else nash_name
+        for n, r in runs.items():  # decoder-only runs belong to the NASH budget with their k
+            if _kind(n) in ("training-free", "learned"):
+                k = len(r["metrics"]["decoder_layers_kept"])
+                budgets[f"k{k}"] = f"k{k}-s{r['metrics']['settings']['encoder_sparsity']}"
+        add_intervals(task, runs, budgets, args.data_dir)
+        lines, shares = task_table(task, runs, budgets)
+        print("\n".join(lines) + "\n")
+        curve = curve_lines(task, next(iter(runs.values()))["metrics"].get("dense_finetune") or {})
+        if curve:
+            print("\n".join(curve) + "\n")
+        shares_by_task[task] = shares
+        if args.ship and not args.shipped:
+            print(f"shipped to {ship(task, folder, runs)}\n", file=sys.stderr)
+    glue = [t for t in GLUE if t in shares_by_task]
+    if glue:
+        keys = sorted(set.intersection(*(set(shares_by_task[t]) for t in glue)), key=lambda k: (k[1], ORDER.index(k[0])
+                                                                                               if k[0] in ORDER else 9))
+        print(f"**GLUE average** over {', '.join(glue)} (% of dense, main metric of each task):\n")
+        print("| budget | method | average % of dense |")
+        print("|---|---|---|")
+        for kind, budget in keys:
+            values = [shares_by_task[t][(kind, budget)] for t in glue]
+            print(f"| {budget} | {LABEL.get(kind, kind)} | {sum(values) / len(values):.1f} |")
+
+
+if __name__ == "__main__":
+    main()

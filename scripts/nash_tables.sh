@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# NASH's tables on real weights: MiniLM2MiniLM (MiniLM-L6 encoder and decoder, real pretrained
+# weights from the offline package) fine-tuned with every training example of each task, then
+# every method at the same two budgets with the same training after the dense fine-tune:
+#   training-free NASH   Taylor importance, then GATE_STEPS + RECOVERY_STEPS recovery steps
+#   learned NASH         hard-concrete encoder gates + distillation: GATE_STEPS, then RECOVERY_STEPS
+#   learned, no distill  the same without distillation
+#   decoder-only         the decoder shortened, the encoder whole: GATE_STEPS + RECOVERY_STEPS recovery
+#   CoFi                 every decoder layer kept, gates on encoder and decoder widths, at the sparsity
+#                        whose speed-up matches learned NASH's within 5% (scripts/cofi_match.py)
+# Budgets (decoder layers kept of 6 : encoder sparsity): 3:0.3 and 1:0.5. Quality on the whole
+# evaluation split (GLUE dev, SAMSum test, rotten_tomatoes test), each run with a paired bootstrap
+# interval against dense (scripts/nash_tables.py adds the one against training-free NASH); latency
+# at 256 in / 64 out and at the task's median lengths.
+#
+# The dense fine-tune has a learning curve (the main metric on 200 held-out examples every
+# CURVE_EVERY steps: SAMSum validation dialogues; for GLUE, training examples held out of training,
+# never the dev set) and keeps its best point; it stops after PATIENCE points without a new best.
+#
+#   nohup bash scripts/nash_tables.sh > out/nash-tables.log 2>&1 &     # many hours on 2 CPU cores
+#
+# Resumable: run it again and every finished run is kept, an unfinished one continues from its last
+# stage or checkpoint, the dense fine-tune from its checkpoints (prune --resume). TASKS picks tasks
+# (default: rte mrpc stsb cola rotten_tomatoes sst2 samsum), BUDGETS ("3:0.3 1:0.5"), METHODS
+# ("training-free learned learned-nodistill decoder-only cofi"); OUT (out/nash), DATA (../shared/data),
+# DEVICE (cpu). Per task (environment): EPOCHS_<TASK>, GATE_STEPS_<TASK>, RECOVERY_STEPS_<TASK>,
+# BATCH_<TASK>, LR_<TASK>, CURVE_EVERY_<TASK>; TRAIN_SAMPLES / EVAL_SAMPLES limit the data (pilots only).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-out/nash}"
+DATA="${DATA:-../shared/data}"
+# Dense epochs: SST-2 one pass (67k examples), the small tasks five with the best point kept.
+declare -A EPOCHS=([rte]=5 [mrpc]=5 [stsb]=5 [cola]=5 [rotten_tomatoes]=3 [sst2]=1 [samsum]=3)
+declare -A BATCH=([rte]=32 [mrpc]=32 [stsb]=32 [cola]=32 [rotten_tomatoes]=32 [sst2]=32 [samsum]=16)
+declare -A LR=([rte]=1e-4 [mrpc]=1e-4 [stsb]=1e-4 [cola]=1e-4 [rotten_tomatoes]=1e-4 [sst2]=1e-4 [samsum]=2e-4)
+declare -A CURVE=([rte]=40 [mrpc]=60 [stsb]=90 [cola]=130 [rotten_tomatoes]=100 [sst2]=250 [samsum]=250)
+declare -A GATES=([rte]=400 [mrpc]=400 [stsb]=400 [cola]=400 [rotten_tomatoes]=400 [sst2]=600 [samsum]=600)
+declare -A RECOVERY=([rte]=200 [mrpc]=200 [stsb]=200 [cola]=200 [rotten_tomatoes]=200 [sst2]=300 [samsum]=300)
+PATIENCE="${PATIENCE:-4}"
+for task in ${TASKS:-rte mrpc stsb cola rotten_tomatoes sst2 samsum}; do
+    upper=${task^^}
+    var() { local name="$1_$upper"; echo "${!name:-$2}"; }
+    gate=$(var GATE_STEPS "${GATES[$task]}"); recovery=$(var RECOVERY_STEPS "${RECOVERY[$task]}")
+    both=$((gate + recovery))
+    data=(--data-dir "$DATA"); [ "$task" = rotten_tomatoes ] && data=()
+    common=(--model minilm2minilm --task "$task" "${data[@]}" --device "${DEVICE:-cpu}"
+            --finetune-epochs "$(var EPOCHS "${EPOCHS[$task]}")" --batch-size "$(var BATCH "${BATCH[$task]}")"
+            --learning-rate "$(var LR "${LR[$task]}")" --curve-every "$(var CURVE_EVERY "${CURVE[$task]}")"
+            --keep-best --patience "$PATIENCE" --eval-samples "${EVAL_SAMPLES:-0}" --calibration-samples 256
+            --input-tokens 256 --new-tokens 64 --repeats 5 --save-steps 200 --resume)
+    [ -n "${TRAIN_SAMPLES:-}" ] && common+=(--train-samples "$TRAIN_SAMPLES")
+    for budget in ${BUDGETS:-3:0.3 1:0.5}; do
+        k=${budget%%:*}; s=${budget##*:}
+        for method in ${METHODS:-training-free learned learned-nodistill decoder-only cofi}; do
+            out="$OUT/$task/$method-k$k-s$s"
+            case "$method" in
+                training-free) args=(--method nash-training-free --encoder-sparsity "$s" --recovery-steps "$both") ;;
+                learned) args=(--method nash-learned --encoder-sparsity "$s" --gate-steps "$gate" --recovery-steps "$recovery") ;;
+                learned-nodistill) args=(--method nash-learned --no-distill --encoder-sparsity "$s" --gate-steps "$gate"
+                                         --recovery-steps "$recovery") ;;
+                decoder-only) out="$OUT/$task/decoder-only-k$k-s0"
+                              args=(--method decoder-only --encoder-sparsity 0 --recovery-steps "$both") ;;
+                cofi) [ -f "$OUT/$task/learned-k$k-s$s/metrics.json" ] || { echo "== $task cofi k$k s$s: no learned run to match" >&2; continue; }
+                      echo "== $task: CoFi matched to learned-k$k-s$s" >&2
+                      HF_HUB_OFFLINE=1 .venv/bin/python scripts/cofi_match.py "$OUT/$task/learned-k$k-s$s" --out "$OUT/$task"
+                      continue ;;
+                *) echo "unknown method $method" >&2; exit 2 ;;
+            esac
+            if [ -f "$out/metrics.json" ]; then echo "== $task $method k$k s$s: finished earlier ($out)" >&2; continue; fi
+            echo "== $task $method k$k s$s -> $out ($(date -u +%H:%M))" >&2
+            start=$(date +%s)
+            HF_HUB_OFFLINE=1 .venv/bin/python -m explorer prune "${common[@]}" --decoder-layers "$k" "${args[@]}" --out "$out"
+            echo "== $task $method k$k s$s: $(( $(date +%s) - start )) s wall" >&2
+        done
+    done
+done
