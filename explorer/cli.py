@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-steps", type=int, default=500, help="checkpoint interval of the recovery fine-tune")
     p.add_argument("--no-task-lengths", action="store_true",
                    help="do not also time at the task's median input and output lengths")
+    p.add_argument("--quantize", default="none", choices=["none", "int8"],
+                   help="int8: the pruned model's Linear weights in int8 (dynamic quantization, CPU); evaluated and "
+                        "timed also in fp32 for comparison")
 
     p = sub.add_parser("finetune", help="dense fine-tuning (cached by model, task and settings)")
     _common(p)
@@ -103,12 +106,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("measure", help="latency, MACs and parameters of a model")
     _common(p, task=False)
     _timing_args(p)
+    p.add_argument("--quantize", default="none", choices=["none", "int8"], help="int8: time the model with int8 "
+                                                                               "Linear weights (CPU)")
 
     p = sub.add_parser("evaluate", help="quality of a model on a task split")
     _common(p)
     p.add_argument("--split", default=None, help="train, validation or test (default: the task's evaluation split)")
     p.add_argument("--eval-samples", type=int, default=64)
     p.add_argument("--num-beams", type=int, default=1)
+    p.add_argument("--quantize", default="none", choices=["none", "int8"], help="int8: evaluate with int8 Linear "
+                                                                               "weights (CPU)")
 
     p = sub.add_parser("report", help="print the results table of a finished prune run folder")
     p.add_argument("run", help="a folder written by prune (holds metrics.json)")
@@ -198,7 +205,7 @@ def cmd_prune(args) -> int:
         calibration_tokens=args.calibration_tokens, device=args.device,
         num_beams=args.num_beams, finetune=_finetune_settings(args), timing=_timing(args),
         dense_finetune=not args.no_dense_finetune, method=args.method, gate_steps=args.gate_steps,
-        distill=not args.no_distill, save_steps=args.save_steps)
+        distill=not args.no_distill, save_steps=args.save_steps, quantize=args.quantize)
     metrics = run_prune(settings, args.out, overwrite=args.overwrite or args.resume, progress=_progress,
                         resume=args.resume)
     if "skipped" in metrics:  # another process of `accelerate launch` writes the run
@@ -224,35 +231,58 @@ def cmd_finetune(args) -> int:
     return 0
 
 
-def cmd_measure(args) -> int:
-    """``measure``: latency, MACs and parameters of one model as a table."""
-    from .finetune import resolve_device
+def _load_quantized(args):
+    """``(loaded model, its fp32 original or None)``: the model of ``--model``, int8 when ``--quantize
+    int8`` or when it is a run folder saved with int8 (then the fp32 original counts MACs)."""
+    from pruning import load_pruned, quantize
+    from pruning.quantization import is_quantized
+
     from .models import load_model
-    from .pipeline import measure_all
 
     loaded = load_model(args.model)
-    result = measure_all(loaded.model, _timing(args), resolve_device(args.device))
+    if is_quantized(loaded.model):  # an int8 run folder (plan.json says so)
+        return loaded, load_pruned(args.model, quantized=False)
+    if args.quantize != "none":
+        if args.device not in ("cpu", "auto"):
+            raise ValueError("int8 weights run on the CPU: use --device cpu with --quantize int8.")
+        fp32 = loaded.model
+        loaded.model = quantize(fp32, args.quantize)
+        return loaded, fp32
+    return loaded, None
+
+
+def cmd_measure(args) -> int:
+    """``measure``: latency, MACs, parameters and weight bytes of one model as a table."""
+    from .finetune import resolve_device
+    from .pipeline import measure_all
+
+    loaded, fp32 = _load_quantized(args)
+    device = "cpu" if fp32 is not None else resolve_device(args.device)
+    result = measure_all(loaded.model, _timing(args), device, fp32_model=fp32)
     lat = result["latency"]
-    print("| end-to-end ms | decoder ms/token | encoder ms | GMACs | params (M) | device |")
-    print("|---|---|---|---|---|---|")
+    print("| end-to-end ms | decoder ms/token | encoder ms | GMACs | params (M) | weights (MB) | device |")
+    print("|---|---|---|---|---|---|---|")
     print(f"| {lat['latency_ms']:.1f} | {lat['decode_ms_per_token']:.2f} | {lat['encoder_ms']:.1f} | "
-          f"{result['macs']['gmacs']:.2f} | {result['params']['params_m']:.1f} | {lat['device']} |")
+          f"{result['macs']['gmacs']:.2f} | {result['params']['params_m']:.1f} | {result['weight_mb']:.1f} | "
+          f"{lat['device']} |")
     return 0
 
 
 def cmd_evaluate(args) -> int:
     """``evaluate``: task metrics of one model on a split, as JSON."""
     from .finetune import resolve_device
-    from .models import load_model
     from .quality import evaluate_quality
     from .tasks import get_task, load_split
 
     spec = get_task(args.task)
     split = args.split or spec.eval_split
     examples = load_split(spec, split, data_dir=args.data_dir, limit=args.eval_samples)
-    loaded = load_model(args.model)
+    loaded, fp32 = _load_quantized(args)
     result = evaluate_quality(loaded.model, loaded.tokenizer, spec.name, examples, split=split,
-                              device=resolve_device(args.device), num_beams=args.num_beams)
+                              device="cpu" if fp32 is not None else resolve_device(args.device),
+                              num_beams=args.num_beams)
+    result["quantization"] = args.quantize if fp32 is not None and args.quantize != "none" else (
+        "int8 (from plan.json)" if fp32 is not None else "none")
     result.pop("predictions")  # every output; the samples show the first three
     if loaded.random_weights:
         result["warning"] = "random weights: these numbers mean nothing"

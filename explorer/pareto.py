@@ -25,9 +25,10 @@ COST_AXES = {
     "params_m": "parameters (M)",
 }
 SCALES = ("absolute", "relative")
+PRECISION_SYMBOLS = {"fp32": "circle", "int8": "square"}  # marker of a pruned model by its weights' precision
 COLUMNS = ["run_id", "kind", "method", "model", "task", "metric", "quality", "higher_is_better", "latency_ms",
            "task_latency_ms", "decode_ms_per_token", "gmacs", "params_m", "encoder_sparsity", "decoder_layers", "plan", "device",
-           "eval_examples", "weights", "source", "interval", "dense_quality", *(f"dense_{a}" for a in COST_AXES)]
+           "eval_examples", "weights", "source", "interval", "precision", "dense_quality", *(f"dense_{a}" for a in COST_AXES)]
 REPORTED_COLUMNS = ["method", "model", "task", "claim", "source", "quality_rel", *(f"{a}_rel" for a in COST_AXES)]
 
 
@@ -62,6 +63,8 @@ def _point(run_id: str, metrics: dict, which: str, reference: str | None) -> dic
         "plan": "dense model" if dense else metrics.get("plan_summary", ""),
         "device": metrics.get("device", ""), "eval_examples": quality["num_examples"],
         "weights": metrics.get("weights", "pretrained"), "source": reference or "measured here", "interval": interval,
+        "precision": "fp32" if dense else {"none": "fp32"}.get(metrics.get("settings", {}).get("quantize", "none"),
+                                                             metrics.get("settings", {}).get("quantize")),
         "dense_quality": metrics["quality"]["dense"]["metrics"][main],
         **{f"dense_{k}": v for k, v in costs(dense_side).items()},
     }
@@ -152,9 +155,9 @@ def make_pareto_figure(table: pd.DataFrame, x: str = "latency_ms", reported: pd.
     for value, group in table.groupby(color, sort=True):
         dense = str(value).startswith("dense")
         custom = group[["model", "plan", "run_id", "device", "eval_examples", "source", "interval"]].astype(str).values
+        symbols = ["star" if dense else PRECISION_SYMBOLS.get(p, "circle") for p in group["precision"]]
         fig.add_trace(go.Scatter(x=group[xc], y=group[yc], mode="markers", name=str(value), customdata=custom,
-                                 hovertemplate=hover,
-                                 marker={"size": 13 if dense else 10, "symbol": "star" if dense else "circle"}))
+                                 hovertemplate=hover, marker={"size": 13 if dense else 10, "symbol": symbols}))
     if len(table):
         higher = bool(table["higher_is_better"].iloc[0])
         front = table[pareto_mask(table[xc], table[yc], higher)].sort_values(xc)

@@ -88,6 +88,7 @@ class PruneSettings:
     gate_steps: int = 300  # nash-learned: gate training steps (then recovery_steps of final fine-tune)
     distill: bool = True  # nash-learned: distillation from the dense model
     save_steps: int = 500  # checkpoint interval of the recovery fine-tune (resumable runs)
+    quantize: str = "none"  # none | int8: the pruned model's Linear weights in int8 (pruning.quantization, CPU)
 
     @classmethod
     def from_dict(cls, data: dict) -> PruneSettings:
@@ -126,6 +127,12 @@ class PruneSettings:
                              "method, or uniform / low / high selection.")
         if self.method in ("nash-learned", "cofi") and self.gate_steps < 1:
             raise ValueError(f"{self.method} needs gate_steps >= 1.")
+        from pruning import QUANTIZATIONS
+
+        if self.quantize not in QUANTIZATIONS:
+            raise ValueError(f"Unknown quantization {self.quantize!r}; use one of {', '.join(QUANTIZATIONS)}.")
+        if self.quantize != "none" and resolve_device(self.device) != "cpu":
+            raise ValueError("int8 weights run on the CPU: use --device cpu with --quantize int8.")
         if self.save_steps < 1:
             raise ValueError(f"save_steps must be at least 1, got {self.save_steps}.")
         if (self.eval_samples is not None and self.eval_samples < 1) or self.calibration_samples < 1 or self.calibration_tokens < 1 or self.recovery_steps < 0:
@@ -246,22 +253,30 @@ def task_lengths(tokenizer, task: str, examples) -> tuple[int, int]:
             max(1, int(statistics.median(len(ids) for ids in targets)) + 1))
 
 
-def measure_all(model, timing: TimingSettings, device: str, lengths: tuple[int, int] | None = None) -> dict:
-    """Latency, MACs and parameters of one model, as a JSON-able dict; with ``lengths`` = (input
-    tokens, new tokens) also ``latency_task`` and ``macs_task`` at those lengths (:func:`task_lengths`)."""
+def measure_all(model, timing: TimingSettings, device: str, lengths: tuple[int, int] | None = None,
+                fp32_model=None) -> dict:
+    """Latency, MACs, parameters and weight bytes of one model, as a JSON-able dict; with ``lengths`` =
+    (input tokens, new tokens) also ``latency_task`` and ``macs_task`` at those lengths
+    (:func:`task_lengths`). For an int8 model give its fp32 original as ``fp32_model``: MACs and
+    parameters are counted on it (the same products and weights, in int8), time and bytes on ``model``."""
+    from pruning import weight_bytes
+
+    counted = fp32_model if fp32_model is not None else model
     latency = measure_latency(model, batch_size=timing.batch_size, input_tokens=timing.input_tokens,
                               new_tokens=timing.new_tokens, num_beams=timing.num_beams, device=device,
                               repeats=timing.repeats)
-    macs = count_macs(model, batch_size=timing.batch_size, input_tokens=timing.input_tokens,
+    macs = count_macs(counted, batch_size=timing.batch_size, input_tokens=timing.input_tokens,
                       new_tokens=timing.new_tokens)
-    out = {"latency": asdict(latency), "macs": macs, "params": count_params(model)}
+    out = {"latency": asdict(latency), "macs": macs, "params": count_params(counted),
+           "weight_mb": round(weight_bytes(model) / 1e6, 2)}
     if lengths is not None:
         source, target = lengths
         out["latency_task"] = asdict(measure_latency(model, batch_size=timing.batch_size, input_tokens=source,
                                                      new_tokens=target, num_beams=timing.num_beams, device=device,
                                                      repeats=timing.repeats))
-        out["macs_task"] = count_macs(model, batch_size=timing.batch_size, input_tokens=source, new_tokens=target)
+        out["macs_task"] = count_macs(counted, batch_size=timing.batch_size, input_tokens=source, new_tokens=target)
     model.to("cpu")
+    counted.to("cpu")
     return out
 
 
@@ -435,6 +450,18 @@ def _run_prune_stages(settings: PruneSettings, out_dir: Path, work, spec, train,
         stage("recovery", t)
         times["recovery"] = recovery.get("wall_s", times["recovery"])
 
+    # int8 (pruning.quantization): the pruned model is evaluated and timed quantized, and also in fp32
+    # ("pruned_fp32") so that the run shows what int8 alone costs and gains; it is saved in fp32 with the
+    # quantization in plan.json (load_pruned quantizes at load).
+    sides = [("dense", dense), ("pruned", pruned)]
+    if settings.quantize != "none":
+        from pruning import quantize
+
+        plan = replace(plan, quantization=settings.quantize)
+        int8 = LoadedModel(quantize(pruned.model, settings.quantize), pruned.tokenizer, settings.model, dense.family,
+                           dense.source, dense.random_weights, pruned=True)
+        sides = [("dense", dense), ("pruned", int8), ("pruned_fp32", pruned)]
+
     from accelerate import PartialState
 
     if not PartialState().is_main_process:
@@ -452,16 +479,16 @@ def _run_prune_stages(settings: PruneSettings, out_dir: Path, work, spec, train,
         cached = json.loads(dense_key.read_text())
         if "predictions" in cached:  # entries written before predictions were kept are measured again
             quality["dense"] = dict(cached, cached=True)
-    for i, (name, m) in enumerate((("dense", dense), ("pruned", pruned))):
+    for i, (name, m) in enumerate(sides):
         if name in quality:
             continue
         quality[name] = evaluate_quality(
             m.model, m.tokenizer, settings.task, examples, split=spec.eval_split, device=device,
-            num_beams=settings.num_beams, progress=lambda f, msg, i=i, name=name: say(0.7 + 0.075 * (i + f),
-                                                                                       f"evaluation ({name}): {msg}"))
+            num_beams=settings.num_beams, progress=lambda f, msg, i=i, name=name: say(
+                0.7 + 0.15 / len(sides) * (i + f), f"evaluation ({name}): {msg}"))
     if not quality["dense"].get("cached"):
         _write_atomic(dense_key, lambda tmp: tmp.write_text(json.dumps(quality["dense"])))
-    for m in (dense, pruned):
+    for _, m in sides:
         m.model.to("cpu")
     stage("evaluation", t)
     if not done:
@@ -472,14 +499,15 @@ def _run_prune_stages(settings: PruneSettings, out_dir: Path, work, spec, train,
     done = work.done("timing")
     measured = dict(done["measured"]) if done else {}
     lengths = task_lengths(dense.tokenizer, settings.task, examples) if settings.timing.task_lengths else None
-    for i, (name, m) in enumerate((("dense", dense), ("pruned", pruned))):
+    for i, (name, m) in enumerate(sides):
         if name in measured:
             continue
-        say(0.85 + 0.06 * i, f"timing the {name} model ({settings.timing.input_tokens} in, "
+        say(0.85 + 0.12 / len(sides) * i, f"timing the {name} model ({settings.timing.input_tokens} in, "
                              f"{settings.timing.new_tokens} new tokens" + (f"; and {lengths[0]} in, {lengths[1]} new "
                                                                           "tokens, the task's medians" if lengths else "")
             + f"; {settings.timing.repeats} repeats)")
-        measured[name] = measure_all(m.model, settings.timing, device, lengths)
+        measured[name] = measure_all(m.model, settings.timing, device, lengths,
+                                     fp32_model=pruned.model if name == "pruned" and settings.quantize != "none" else None)
     stage("timing", t)
     if not done:
         work.finish("timing", {"measured": measured, "wall_s": times["timing"]})
@@ -488,9 +516,11 @@ def _run_prune_stages(settings: PruneSettings, out_dir: Path, work, spec, train,
     # Every output of both models (predictions.json) and the paired bootstrap interval of the
     # difference from dense; scripts/nash_tables.py adds intervals against other runs.
     predictions = {"split": spec.eval_split, "num_examples": len(examples),
-                   **{name: quality[name]["predictions"] for name in ("dense", "pruned")}}
+                   **{name: quality[name]["predictions"] for name, _ in sides}}
     quality = {name: {k: v for k, v in side.items() if k != "predictions"} for name, side in quality.items()}
     intervals = {"vs_dense": paired_interval(spec, examples, predictions["dense"], predictions["pruned"])}
+    if "pruned_fp32" in predictions:
+        intervals["int8_vs_fp32"] = paired_interval(spec, examples, predictions["pruned_fp32"], predictions["pruned"])
     metrics = {
         "method": settings.method,
         "model": settings.model, "task": settings.task, "family": dense.family,
@@ -517,7 +547,7 @@ def _run_prune_stages(settings: PruneSettings, out_dir: Path, work, spec, train,
     say(0.97, f"saving to {out_dir}")
     if out_dir.exists() and out_dir.is_dir() and not any(out_dir.iterdir()):
         shutil.rmtree(out_dir)
-    save_pruned(pruned.model, plan, out_dir, tokenizer=pruned.tokenizer,
+    save_pruned(pruned.model, plan, out_dir, tokenizer=pruned.tokenizer,  # fp32 weights; plan.json says int8
                 extra_files={"metrics.json": metrics, PREDICTIONS_FILE: predictions})
     shutil.rmtree(work.path, ignore_errors=True)
     say(1.0, "done")
@@ -529,11 +559,14 @@ def results_table(metrics: dict) -> str:
     names = list(metrics["quality"]["dense"]["metrics"])
     rows = ["| model | " + " | ".join(names) + " | end-to-end ms | decoder ms/token | encoder ms | GMACs | params (M) |",
             "|---|" + "---|" * (len(names) + 5)]
-    for name in ("dense", "pruned"):
+    quantized = metrics.get("settings", {}).get("quantize", "none")
+    for name in [n for n in ("dense", "pruned", "pruned_fp32") if n in metrics["quality"]]:
         q = metrics["quality"][name]["metrics"]
         m = metrics["measurements"][name]
         lat = m["latency"]
-        rows.append(f"| {name} | " + " | ".join(f"{q[k]:.2f}" for k in names) + f" | {lat['latency_ms']:.1f} | "
+        label = {"pruned": f"pruned ({quantized})" if quantized != "none" else "pruned",
+                 "pruned_fp32": "pruned (fp32)"}.get(name, name)
+        rows.append(f"| {label} | " + " | ".join(f"{q[k]:.2f}" for k in names) + f" | {lat['latency_ms']:.1f} | "
                     f"{lat['decode_ms_per_token']:.2f} | {lat['encoder_ms']:.1f} | {m['macs']['gmacs']:.2f} | "
                     f"{m['params']['params_m']:.1f} |")
     q = metrics["quality"]["dense"]
@@ -549,6 +582,12 @@ def results_table(metrics: dict) -> str:
                     f"{metrics['measurements']['dense']['latency_task']['latency_ms']:.1f} ms, pruned "
                     f"{metrics['measurements']['pruned']['latency_task']['latency_ms']:.1f} ms, speed-up "
                     f"{metrics['speedup_task_lengths']:.2f}x.")
+    if (iv := (metrics.get("intervals") or {}).get("int8_vs_fp32")):
+        fp32_ms = metrics["measurements"]["pruned_fp32"]["latency"]["latency_ms"]
+        rows.append(f"int8 against the same pruned model in fp32: {iv['diff']:+.2f} {main} [{iv['low']:+.2f}, "
+                    f"{iv['high']:+.2f}], {fp32_ms / metrics['measurements']['pruned']['latency']['latency_ms']:.2f}x "
+                    f"faster, weights {metrics['measurements']['pruned_fp32'].get('weight_mb', 0):.0f} -> "
+                    f"{metrics['measurements']['pruned'].get('weight_mb', 0):.0f} MB.")
     if (iv := (metrics.get("intervals") or {}).get("vs_dense")):
         rows.append(f"Difference from dense: {iv['diff']:+.2f} {main}, 95% paired bootstrap interval "
                     f"[{iv['low']:+.2f}, {iv['high']:+.2f}] over {iv['n']} examples: "

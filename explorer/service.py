@@ -331,13 +331,25 @@ class ModelCache:
         self._size, self._models, self._lock = size, {}, threading.Lock()
 
     def get(self, spec: str) -> LoadedModel:
-        """The loaded model for a spec or run folder, loading it on first use."""
+        """The loaded model for a spec or run folder, loading it on first use; ``int8:<spec>`` is
+        that model with int8 Linear weights (``pruning.quantization``, CPU)."""
         with self._lock:
             if spec not in self._models:
                 if len(self._models) >= self._size:
                     self._models.pop(next(iter(self._models)))
-                self._models[spec] = load_model(spec)
+                if spec.startswith(INT8):
+                    from dataclasses import replace
+
+                    from pruning import quantize
+
+                    fp32 = load_model(spec[len(INT8):])
+                    self._models[spec] = replace(fp32, model=quantize(fp32.model, "int8"))
+                else:
+                    self._models[spec] = load_model(spec)
             return self._models[spec]
+
+
+INT8 = "int8:"  # model spec prefix of the Compare tab's int8 twin of a run
 
 
 MODELS = ModelCache()
@@ -415,8 +427,9 @@ def stream_generation(loaded: LoadedModel, text: str, max_new_tokens: int = 64) 
         thread.join()
 
 
-def compare_sources(run_ids: list[str], root: str | None = None) -> list[tuple[str, str]]:
-    """(explanation, model spec) for the dense model and each chosen run, dense first.
+def compare_sources(run_ids: list[str], root: str | None = None, int8: bool = False) -> list[tuple[str, str]]:
+    """(explanation, model spec) for the dense model and each chosen run, dense first; with ``int8``
+    also the first run with int8 Linear weights (``int8:<folder>``, see :class:`ModelCache`).
 
     The dense model is the fine-tuned one the first run was pruned from.
 
@@ -428,7 +441,10 @@ def compare_sources(run_ids: list[str], root: str | None = None) -> list[tuple[s
     runs = [get_run(r, root) for r in run_ids]
     dense = runs[0].metrics.get("dense_finetune") or {}
     dense_spec = dense.get("path") or runs[0].metrics["model"]
-    return [(f"dense: {runs[0].metrics['model']}", dense_spec)] + [(_explain(r), str(r.path)) for r in runs]
+    sources = [(f"dense: {runs[0].metrics['model']}", dense_spec)] + [(_explain(r), str(r.path)) for r in runs]
+    if int8 and runs[0].metrics.get("settings", {}).get("quantize", "none") == "none":
+        sources.append((_explain(runs[0]) + ", **int8 Linear weights**", INT8 + str(runs[0].path)))
+    return sources
 
 
 def task_example(task: str, shared: str | None = None, index: int | None = None, seed: int | None = None) -> Example:
@@ -482,7 +498,8 @@ def run_zip(run_id: str, root: str | None = None) -> str:
 def prune_settings(model: str, task: str, sparsity: float, layers: int, selection: str, recovery_steps: int,
                    device: str, eval_samples: int, data_dir: str | None = None, finetune_steps: int = 250,
                    input_tokens: int = 256, new_tokens: int = 64, repeats: int = 5,
-                   method: str = "nash-training-free", gate_steps: int = 300) -> PruneSettings:
+                   method: str = "nash-training-free", gate_steps: int = 300,
+                   quantize: str = "none") -> PruneSettings:
     """Settings of one Prune-tab request (the UI's widgets map one to one onto these).
 
     Raises:
@@ -497,7 +514,8 @@ def prune_settings(model: str, task: str, sparsity: float, layers: int, selectio
                                  decoder_layers=int(layers), layer_selection=selection,
                                  recovery_steps=int(recovery_steps), eval_samples=int(eval_samples),
                                  device=device, data_dir=data_dir or None, finetune=finetune, timing=timing,
-                                 method=METHODS.get(method, method), gate_steps=int(gate_steps))
+                                 method=METHODS.get(method, method), gate_steps=int(gate_steps),
+                                 quantize=quantize or "none")
     except TypeError as err:  # None from an emptied number box
         raise ValueError("Fill in every number (sparsity, layers, steps, examples).") from err
     if min(timing.input_tokens, timing.new_tokens, timing.repeats) < 1:

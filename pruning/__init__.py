@@ -14,6 +14,7 @@ _WHERE = {
     "taylor_importance": "importance",
     "LAYER_SELECTIONS": "layers", "select_decoder_layers": "layers",
     "PruningPlan": "plan",
+    "QUANTIZATIONS": "quantization", "quantize": "quantization", "weight_bytes": "quantization",
     "apply_plan": "surgery", "load_pruned": "surgery", "save_pruned": "surgery",
 }
 __all__ = sorted(_WHERE)

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 PLAN_FILE = "plan.json"
-PLAN_FORMAT_VERSION = 3  # 2 added the optional decoder widths, 3 the hidden dims; older files still load
+PLAN_FORMAT_VERSION = 4  # 2 added the optional decoder widths, 3 the hidden dims, 4 the quantization; older files load
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,8 @@ class PruningPlan:
             [0, hidden_size), strictly increasing, non-empty: CoFi's hidden-dimension pruning,
             one set for every embedding, norm and Linear on the residual stream of encoder
             and decoder.
+        quantization: ``"none"`` or ``"int8"`` (``pruning.quantization``): the saved weights are
+            fp32, and :func:`pruning.load_pruned` quantizes them at load.
         notes: Free-form provenance (method, importance criterion, seed). Not used
             by surgery.
 
@@ -73,6 +75,7 @@ class PruningPlan:
     decoder_neurons: tuple[tuple[int, ...], ...] = ()
     hidden_size: int = 0
     hidden_dims: tuple[int, ...] = ()
+    quantization: str = "none"
 
     def __post_init__(self) -> None:
         # Normalise lists from JSON into tuples so plans compare and hash by value.
@@ -82,6 +85,8 @@ class PruningPlan:
         for name in ("decoder_heads", "decoder_cross_heads", "decoder_neurons"):
             object.__setattr__(self, name, tuple(tuple(int(i) for i in units) for units in getattr(self, name)))
         object.__setattr__(self, "hidden_dims", tuple(int(i) for i in self.hidden_dims))
+        if self.quantization not in ("none", "int8"):
+            raise ValueError(f"Unknown quantization {self.quantization!r} in the plan; use none or int8.")
         _check_indices("decoder_layers", self.decoder_layers, self.num_decoder_layers)
         if self.hidden_dims:
             if self.hidden_size < 1:
@@ -161,6 +166,8 @@ class PruningPlan:
                 parts.append(f"decoder {label} {upper * k} -> {kept}")
         if self.narrows_hidden:
             parts.append(f"hidden {self.hidden_size} -> {len(self.hidden_dims)}")
+        if self.quantization != "none":
+            parts.append(f"{self.quantization} Linear weights")
         return ", ".join(parts)
 
     def to_dict(self) -> dict:

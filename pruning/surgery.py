@@ -309,7 +309,7 @@ def save_pruned(model: nn.Module, plan: PruningPlan, directory: str | os.PathLik
     return directory
 
 
-def load_pruned(directory: str | os.PathLike, *, device: str | torch.device = "cpu") -> nn.Module:
+def load_pruned(directory: str | os.PathLike, *, device: str | torch.device = "cpu", quantized: bool = True) -> nn.Module:
     """Load a model written by :func:`save_pruned` (the project's documented loader).
 
     The saved config already has the reduced decoder layer count; the encoder's (and, for
@@ -317,9 +317,13 @@ def load_pruned(directory: str | os.PathLike, *, device: str | torch.device = "c
     rebuilt from ``plan.json`` before the weights are loaded (the config keeps the dense
     hidden size, which BART and BERT also use to derive the head size).
 
+    A plan with ``quantization`` = ``"int8"`` gives the int8 model (``pruning.quantization``, CPU only),
+    unless ``quantized`` is False (then the fp32 weights as saved, e.g. to count MACs).
+
     Raises:
         FileNotFoundError: If ``directory`` has no ``plan.json`` or no weights.
-        ValueError: If the weights do not match the shapes the plan describes.
+        ValueError: If the weights do not match the shapes the plan describes, or an int8
+            model is asked for on a GPU.
     """
     from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification, AutoModel
 
@@ -347,6 +351,13 @@ def load_pruned(directory: str | os.PathLike, *, device: str | torch.device = "c
         raise ValueError(f"Weights in {directory} do not match the model: missing {really_missing[:5]}, "
                          f"unexpected {unexpected[:5]}.")
     model.tie_weights()
+    if plan.quantization != "none" and quantized:  # saved in fp32; quantized again at load (pruning.quantization)
+        from .quantization import quantize
+
+        if torch.device(device).type != "cpu":
+            raise ValueError(f"{directory} holds an {plan.quantization} model, which runs on the CPU; load it with "
+                             f"device='cpu'.")
+        return quantize(model.eval(), plan.quantization)
     return model.to(device).eval()
 
 

@@ -10,11 +10,12 @@ INTRO = ("**Compare.** The same input goes to the dense model and to the pruned 
          "task's test split, its score against the reference. The models run one after the other, so each "
          "timing has the machine to itself. Above each output: what was removed. NASH's first finding shows "
          "here: fewer decoder layers means fewer milliseconds per token.")
-MAX_PANELS = 3
+MAX_PANELS = 4  # dense, two runs, and the first run with int8 weights
 
 
-def generate(run_ids, text, example, task, root):
-    """Stream (header, output) pairs for the dense model and up to two runs.
+def generate(run_ids, text, example, task, root, int8=False):
+    """Stream (header, output) pairs for the dense model, up to two runs and, with ``int8``, the
+    first run with int8 Linear weights.
 
     Yields:
         ``MAX_PANELS`` headers followed by ``MAX_PANELS`` output texts.
@@ -22,7 +23,7 @@ def generate(run_ids, text, example, task, root):
     if not text or not text.strip():
         raise gr.Error("Enter some text, or pick an example from the test split.")
     try:
-        sources = service.compare_sources((run_ids or [])[:MAX_PANELS - 1], root)
+        sources = service.compare_sources((run_ids or [])[:2], root, bool(int8))
     except (ValueError, FileNotFoundError) as err:
         raise gr.Error(str(err).splitlines()[0]) from None
     scored = example is not None and example[0] == text
@@ -58,8 +59,9 @@ def render(runs: str | None, shared: str | None) -> dict:
     runs_state, shared_state = gr.State(runs), gr.State(shared)
     example = gr.State(None)  # (source text, Example) of the last picked test example
     with gr.Row():
-        choice = gr.Dropdown([], multiselect=True, max_choices=MAX_PANELS - 1, label="Your pruned runs (up to 2)",
+        choice = gr.Dropdown([], multiselect=True, max_choices=2, label="Your pruned runs (up to 2)",
                              elem_id="compare-runs")
+        int8 = gr.Checkbox(False, label="Also the first run with int8 weights (CPU)", elem_id="compare-int8")
         refresh = gr.Button("Refresh runs")
     with gr.Row():
         task = gr.Dropdown(service.task_choices(), value="rotten_tomatoes", label="Task of the example")
@@ -88,5 +90,5 @@ def render(runs: str | None, shared: str | None) -> dict:
 
     refresh.click(list_choices, runs_state, choice, api_name="list_runs")
     pick.click(on_pick, [task, shared_state], [text, example, reference], api_name="example")
-    go.click(generate, [choice, text, example, task, runs_state], headers + outputs, api_name="generate")
+    go.click(generate, [choice, text, example, task, runs_state, int8], headers + outputs, api_name="generate")
     return {"refresh": (list_choices, [runs_state], [choice])}

@@ -18,7 +18,7 @@ INTRO = ("**Prune.** [NASH](https://arxiv.org/abs/2310.10054) (Ko et al., Findin
 
 
 def run(model, task, method, sparsity, layers, selection, recovery, device, eval_samples, finetune_steps,
-        input_tokens, new_tokens, repeats, gate_steps, runs, shared, progress, cancel):
+        input_tokens, new_tokens, repeats, gate_steps, runs, shared, progress, cancel, quantize="none"):
     """One Prune request: settings -> run, with Gradio progress; errors become gr.Error.
 
     Returns:
@@ -28,7 +28,7 @@ def run(model, task, method, sparsity, layers, selection, recovery, device, eval
         settings = service.prune_settings(model, task, sparsity, layers, selection, recovery, device, eval_samples,
                                           data_dir=service.data_dir_for(task, shared), finetune_steps=finetune_steps,
                                           input_tokens=input_tokens, new_tokens=new_tokens, repeats=repeats,
-                                          method=method, gate_steps=gate_steps)
+                                          method=method, gate_steps=gate_steps, quantize=quantize)
         result = service.start_prune(settings, runs, progress=lambda f, m: progress(f, desc=m), cancel=cancel)
     except service.Cancelled as err:
         raise gr.Error(str(err)) from None
@@ -42,6 +42,12 @@ def run(model, task, method, sparsity, layers, selection, recovery, device, eval
             f"{pruned['metrics'][main]:.2f} on {pruned['num_examples']} {pruned['split']} examples; speed-up "
             f"{m['speedup_end_to_end']:.2f}x end to end on {m['device']}. Wall time per stage (s): "
             f"{m['stage_wall_s']}.")
+    if "pruned_fp32" in m["quality"]:
+        fp32 = m["quality"]["pruned_fp32"]["metrics"][main]
+        fp32_ms = m["measurements"]["pruned_fp32"]["latency"]["latency_ms"]
+        text += (f"\n\nint8 weights: {main} {fp32:.2f} in fp32 -> {pruned['metrics'][main]:.2f} in int8; "
+                 f"{fp32_ms / m['measurements']['pruned']['latency']['latency_ms']:.2f}x faster than the same pruned "
+                 f"model in fp32.")
     if m["weights"] != "pretrained":
         text += "\n\n**Random weights: the quality numbers mean nothing; only time, MACs and parameters do.**"
     return text
@@ -89,6 +95,8 @@ def render(runs: str | None, shared: str | None) -> dict:
             new_tokens = gr.Number(64, precision=0, minimum=1, label="Timing: new tokens")
             repeats = gr.Number(5, precision=0, minimum=1, label="Timing: repeats (median)")
             gate_steps = gr.Number(300, precision=0, minimum=1, label="Learned gates: training steps")
+            quantize = gr.Dropdown(["none", "int8"], value="none", label="Weights after pruning (int8: CPU only)",
+                                   elem_id="prune-quantize")
     estimate_box = gr.Markdown(elem_id="finetune-estimate")
     with gr.Row():
         go = gr.Button("Prune", variant="primary", elem_id="prune-button")
@@ -109,10 +117,10 @@ def render(runs: str | None, shared: str | None) -> dict:
         component.change(estimate, estimate_inputs, estimate_box)
 
     def on_run(model_, task_, method_, sparsity_, layers_, selection_, recovery_, device_, eval_, ft_, in_, new_,
-               rep_, gates_, runs_, shared_, request: gr.Request, progress=gr.Progress()):
+               rep_, gates_, runs_, shared_, quantize_="none", request: gr.Request = None, progress=gr.Progress()):
         cancel = service.CANCEL.new(request.session_hash if request else "default")
         return run(model_, task_, method_, sparsity_, layers_, selection_, recovery_, device_, eval_, ft_, in_, new_,
-                   rep_, gates_, runs_, shared_, progress, cancel)
+                   rep_, gates_, runs_, shared_, progress, cancel, quantize_)
 
     def on_cancel(request: gr.Request):
         if service.CANCEL.cancel(request.session_hash if request else "default"):
@@ -120,7 +128,7 @@ def render(runs: str | None, shared: str | None) -> dict:
 
     event = go.click(on_run, [model, task, method, sparsity, layers, selection, recovery, device, eval_samples,
                               finetune_steps, input_tokens, new_tokens, repeats, gate_steps, runs_state,
-                              shared_state],
+                              shared_state, quantize],
                      result, concurrency_limit=1, api_name="prune")
     stop.click(on_cancel, None, None, queue=False, api_name="cancel")
     return {"event": event, "estimate": (estimate, estimate_inputs, estimate_box)}

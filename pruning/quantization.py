@@ -1,0 +1,97 @@
+"""int8 weights after pruning: dynamic quantization of the Linear layers (CPU).
+
+At batch 1 a generated token reads every decoder weight and the LM head from memory, so on a
+CPU decode time follows bytes; pruning removes layers and units, int8 then stores each remaining
+weight in one byte instead of four. The two compose: a pruned model is quantized as it is.
+
+Scheme ``int8`` (``torch.ao.quantization.quantize_dynamic`` with ``qint8``): every ``nn.Linear``
+weight becomes int8 with one scale per tensor; activations are quantized per batch on the fly and
+the matmul runs in int8 with fp32 accumulation (fbgemm / oneDNN kernels), outputs in fp32.
+Embeddings, layer norms and attention score arithmetic stay fp32. Why this implementation and
+which layers stay fp32 (``KEEP_FP32``) are measured by ``scripts/bench_quantize.py`` (README).
+
+A quantized model is saved as its fp32 pruned weights with ``quantization`` recorded in
+``plan.json``; :func:`pruning.load_pruned` quantizes again at load (deterministic: the same int8
+weights every time).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import nn
+
+QUANTIZATIONS = ("none", "int8")
+# Layers kept in fp32 by default (names or name suffixes), chosen by measurement: see the README.
+KEEP_FP32: tuple[str, ...] = ()
+
+
+def check_scheme(scheme: str) -> str:
+    """``scheme`` if known.
+
+    Raises:
+        ValueError: For a scheme other than ``none`` and ``int8``.
+    """
+    if scheme not in QUANTIZATIONS:
+        raise ValueError(f"Unknown quantization {scheme!r}; use one of {', '.join(QUANTIZATIONS)}.")
+    return scheme
+
+
+def quantize(model: nn.Module, scheme: str = "int8", *, keep_fp32: tuple[str, ...] | None = None) -> nn.Module:
+    """A copy of ``model`` with int8 Linear weights (``scheme="int8"``), or ``model`` itself (``"none"``).
+
+    Args:
+        model: An fp32 model on the CPU (pruned or dense), any family.
+        scheme: ``"none"`` or ``"int8"``.
+        keep_fp32: Module names (exact, or a suffix after a dot) whose Linear layers stay fp32;
+            default :data:`KEEP_FP32`.
+
+    Returns:
+        The quantized copy in eval mode (the input model is not modified).
+
+    Raises:
+        ValueError: For an unknown scheme, or a model not on the CPU (the int8 kernels are CPU-only).
+    """
+    check_scheme(scheme)
+    if scheme == "none":
+        return model
+    if any(p.device.type != "cpu" for p in model.parameters()):
+        raise ValueError("int8 dynamic quantization runs on the CPU; move the model there (or use --quantize none "
+                         "on a GPU).")
+    from torch.ao.quantization import quantize_dynamic
+
+    keep = KEEP_FP32 if keep_fp32 is None else tuple(keep_fp32)
+    names = {name for name, module in model.named_modules() if isinstance(module, nn.Linear)
+             and not any(name == k or name.endswith("." + k) for k in keep)}
+    with warnings.catch_warnings():  # torch.ao's quantized tensors are deprecated in favour of torchao (README)
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        quantized = quantize_dynamic(model.eval(), names, dtype=torch.qint8, inplace=False)
+    return quantized.eval()
+
+
+def is_quantized(model: nn.Module) -> bool:
+    """Whether any layer of ``model`` holds int8 weights."""
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+
+    return any(isinstance(m, DynamicLinear) for m in model.modules())
+
+
+def weight_bytes(model: nn.Module) -> int:
+    """Bytes of the model's weights as stored: parameters and buffers at their dtype, plus the
+    packed int8 weights (1 byte each) and their fp32 biases of quantized Linear layers. Tied
+    parameters count once."""
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+
+    seen, total = set(), 0
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        if tensor.data_ptr() in seen:
+            continue
+        seen.add(tensor.data_ptr())
+        total += tensor.numel() * tensor.element_size()
+    for module in model.modules():
+        if isinstance(module, DynamicLinear):
+            weight, bias = module._packed_params._weight_bias()
+            total += weight.numel() * weight.element_size() + (bias.numel() * bias.element_size() if bias is not None else 0)
+    return total

@@ -1,0 +1,86 @@
+"""int8 weights after pruning (pruning.quantization): quantize, save / load through plan.json, and
+the prune / measure commands with --quantize."""
+
+import json
+
+import pytest
+import torch
+from conftest import SHARED
+from tiny import FAMILIES, batch, save_tiny_t5
+
+from explorer.cli import main
+from explorer.measure import new_cache
+from pruning import PruningPlan, apply_plan, keep_all_plan, load_pruned, quantize, save_pruned, weight_bytes
+from pruning.quantization import is_quantized
+
+SAMSUM = SHARED / "data" / "SAMSum"
+T5_TOKENIZER = SHARED / "models" / "t5-small"
+
+
+@pytest.mark.parametrize("family", ["t5", "bart", "bert2bert"])
+def test_int8_copy_is_smaller_close_to_fp32_and_leaves_the_original_alone(family):
+    torch.manual_seed(0)
+    model = FAMILIES[family]().eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    q = quantize(model, "int8")
+    assert is_quantized(q) and not is_quantized(model) and quantize(model, "none") is model
+    assert weight_bytes(q) < weight_bytes(model)
+    inputs = batch()
+    with torch.no_grad():
+        a, b = model(**inputs).logits, q(**inputs).logits
+    assert torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0) > 0.98
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, before[k], msg=k)
+    with pytest.raises(ValueError, match="Unknown quantization"):
+        quantize(model, "int4")
+
+
+def test_quantization_is_recorded_in_plan_json_and_applied_at_load(tmp_path):
+    torch.manual_seed(0)
+    model = FAMILIES["t5"]().eval()
+    base = keep_all_plan(model)
+    plan = PruningPlan(**{**base.__dict__, "encoder_heads": [h[:2] for h in base.encoder_heads],
+                          "quantization": "int8"})
+    pruned = apply_plan(model, plan)
+    save_pruned(pruned, plan, tmp_path / "run")
+    assert json.loads((tmp_path / "run" / "plan.json").read_text())["quantization"] == "int8"
+    assert "int8 Linear weights" in plan.describe()
+    first, second = load_pruned(tmp_path / "run"), load_pruned(tmp_path / "run")
+    fp32 = load_pruned(tmp_path / "run", quantized=False)
+    assert is_quantized(first) and not is_quantized(fp32)
+    inputs = batch()
+    with torch.no_grad():
+        torch.testing.assert_close(first(**inputs).logits, second(**inputs).logits)  # the same int8 weights
+        ids = first.generate(input_ids=inputs["input_ids"], max_new_tokens=3, past_key_values=new_cache())
+    assert ids.shape[1] >= 2
+    with pytest.raises(ValueError, match="Unknown quantization"):
+        PruningPlan(**{**base.__dict__, "quantization": "fp8"})
+
+
+@pytest.mark.skipif(not SAMSUM.exists() or not T5_TOKENIZER.exists(), reason="../shared is not beside the project")
+def test_prune_with_int8_reports_fp32_and_int8_and_measure_times_int8(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("EXPLORER_CACHE", str(tmp_path / "cache"))
+    model = save_tiny_t5(tmp_path / "tiny", T5_TOKENIZER)
+    out = tmp_path / "run"
+    code = main(["prune", "--model", str(model), "--task", "samsum", "--data-dir", str(SAMSUM),
+                 "--encoder-sparsity", "0.5", "--decoder-layers", "2", "--finetune-steps", "1", "--batch-size", "2",
+                 "--train-samples", "8", "--eval-samples", "3", "--calibration-samples", "2", "--input-tokens", "16",
+                 "--new-tokens", "4", "--repeats", "1", "--quantize", "int8", "--out", str(out)])
+    stdout = capsys.readouterr().out
+    assert code == 0 and "| pruned (int8) |" in stdout and "| pruned (fp32) |" in stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["quality"]) == {"dense", "pruned", "pruned_fp32"}
+    assert metrics["intervals"]["int8_vs_fp32"]["n"] == 3
+    int8, fp32 = metrics["measurements"]["pruned"], metrics["measurements"]["pruned_fp32"]
+    assert int8["weight_mb"] > 0 and int8["macs"] == fp32["macs"]  # same products, in int8
+    assert int8["params"] == fp32["params"]
+    assert len(json.loads((out / "predictions.json").read_text())["pruned_fp32"]) == 3
+    assert is_quantized(load_pruned(out)) and "int8" in PruningPlan.load(out).describe()
+    code = main(["measure", "--model", str(out), "--input-tokens", "16", "--new-tokens", "4", "--repeats", "1"])
+    table = capsys.readouterr().out
+    assert code == 0 and "weights (MB)" in table
+    row = table.splitlines()[2].split("|")
+    assert float(row[4]) == pytest.approx(int8["macs"]["gmacs"], abs=0.01)  # MACs counted on the fp32 weights
+    code = main(["measure", "--model", str(model), "--quantize", "int8", "--input-tokens", "16", "--new-tokens", "4",
+                 "--repeats", "1"])
+    assert code == 0
