@@ -31,7 +31,6 @@ import argparse
 import contextlib
 import functools
 import os
-import signal
 import statistics
 import sys
 import tempfile
@@ -291,13 +290,10 @@ def main() -> None:
                         choices=["classifier", "seq2seq", "gates", "nas"])
     args = parser.parse_args()
     instrument()
-    for pid in args.pause_pid:
-        os.kill(pid, signal.SIGSTOP)
-    try:
+    from explorer.measure import paused
+
+    with paused(args.pause_pid):
         run_all(args)
-    finally:
-        for pid in args.pause_pid:
-            os.kill(pid, signal.SIGCONT)
 
 
 def run_all(args) -> None:

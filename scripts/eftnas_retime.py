@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -49,13 +48,10 @@ def retime(folder: Path, repeats: int, pause: list[int]) -> None:
 
     run = load_run(folder)
     intervals(folder, run)
-    for pid in pause:
-        os.kill(pid, signal.SIGSTOP)
-    try:
+    from explorer.measure import paused
+
+    with paused(pause):
         _time(folder, run, repeats)
-    finally:
-        for pid in pause:
-            os.kill(pid, signal.SIGCONT)
     for name, data in ((FRONT_FILE, run["front"]), (RUN_FILE, run)):
         tmp = folder / f".{name}.tmp"
         tmp.write_text(json.dumps(data, indent=1, default=str))
