@@ -8,6 +8,8 @@
 #   decoder-only         the decoder shortened, the encoder whole: GATE_STEPS + RECOVERY_STEPS recovery
 #   CoFi                 every decoder layer kept, gates on encoder and decoder widths, at the sparsity
 #                        whose speed-up matches learned NASH's within 5% (scripts/cofi_match.py)
+# After a task's runs, scripts/nash_retime.py times all of them again in one process (alternating rounds
+# against the dense model), so that methods compare at equal footing.
 # Budgets (decoder layers kept of 6 : encoder sparsity): 3:0.3 and 1:0.5. Quality on the whole
 # evaluation split (GLUE dev, SAMSum test, rotten_tomatoes test), each run with a paired bootstrap
 # interval against dense (scripts/nash_tables.py adds the one against training-free NASH); latency
@@ -23,7 +25,7 @@
 # stage or checkpoint, the dense fine-tune from its checkpoints (prune --resume). TASKS picks tasks
 # (default: rte mrpc stsb cola rotten_tomatoes sst2 samsum), BUDGETS ("3:0.3 1:0.5"), METHODS
 # ("training-free learned learned-nodistill decoder-only cofi"); OUT (out/nash), DATA (../shared/data),
-# DEVICE (cpu). Per task (environment): EPOCHS_<TASK>, GATE_STEPS_<TASK>, RECOVERY_STEPS_<TASK>,
+# DEVICE (cpu), PAUSE_PIDS (background jobs stopped while re-timing). Per task (environment): EPOCHS_<TASK>, GATE_STEPS_<TASK>, RECOVERY_STEPS_<TASK>,
 # BATCH_<TASK>, LR_<TASK>, CURVE_EVERY_<TASK>; TRAIN_SAMPLES / EVAL_SAMPLES limit the data (pilots only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -73,4 +75,7 @@ for task in ${TASKS:-rte mrpc stsb cola rotten_tomatoes sst2 samsum}; do
             echo "== $task $method k$k s$s: $(( $(date +%s) - start )) s wall" >&2
         done
     done
+    # every run of the task timed again together, in alternating rounds (PAUSE_PIDS: jobs to stop meanwhile)
+    echo "== $task: re-timing every run together" >&2
+    HF_HUB_OFFLINE=1 .venv/bin/python scripts/nash_retime.py "$OUT/$task" --pause-pid ${PAUSE_PIDS:-}
 done
