@@ -122,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eftnas", help="EFTNAS for a BERT classifier: fine-tune, movement importance, search space, "
                                       "super-network, NSGA-II search, Pareto front")
+    p.add_argument("--settings-json", default=None,
+                   help="a file with every setting as JSON (EftnasSettings.to_json); the other setting flags are ignored")
     p.add_argument("--model", default="minilm", help="minilm (offline), a local folder, or random:<config folder>")
     p.add_argument("--task", default="rotten_tomatoes", help="a classification task (rotten_tomatoes offline; "
                                                              "sst2, mrpc, rte, cola with --data-dir)")
@@ -326,6 +328,12 @@ def cmd_eftnas(args) -> int:
         return 0
     if out.exists() and not (args.overwrite or args.resume):
         raise ValueError(f"{out} exists; pass --overwrite to replace it (it is replaced only when the run finishes).")
+    if args.settings_json:  # every setting in one document (the EFTNAS tab's child process)
+        settings = EftnasSettings.from_json(Path(args.settings_json).read_text())
+        summary = run_eftnas(settings, out, progress=_progress, resume=args.resume)
+        print(front_table(summary))
+        print(f"\nwrote {out}")
+        return 0
     settings = EftnasSettings(
         model=args.model, task=args.task, data_dir=args.data_dir, train_samples=args.train_samples or None,
         eval_samples=args.eval_samples or None, search_samples=args.search_samples or None,

@@ -119,6 +119,23 @@ class EftnasSettings:
             raise ValueError("Learning rates must be positive.")
         object.__setattr__(self, "targets", tuple(float(t) for t in self.targets))
 
+    def to_json(self) -> str:
+        """Every setting as one JSON document (:meth:`from_json` reads it back)."""
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> EftnasSettings:
+        """Settings from :meth:`to_json`.
+
+        Raises:
+            ValueError: For malformed JSON, unknown keys or invalid values.
+        """
+        try:
+            data = json.loads(text)
+            return cls(**data)
+        except (json.JSONDecodeError, TypeError) as err:
+            raise ValueError(f"Malformed EFTNAS settings: {err}") from err
+
     def steps(self, stage: str, train_examples: int) -> int:
         """Optimizer steps of ``stage`` (``finetune``, ``movement``, ``supernet``) for a training set
         of ``train_examples``."""
@@ -772,24 +789,31 @@ def train_in_subprocess(settings: EftnasSettings, out_dir: str | os.PathLike,
     Raises:
         ValueError: With the child's error message if it fails, or if ``cancel`` is set.
     """
-    import re
     import subprocess
     import sys
 
+    import tempfile
+
     if settings.data_dir is None and settings.task != "rotten_tomatoes":
         raise ValueError(f"{settings.task} needs local data (a data folder with it) offline.")
-    cmd = [sys.executable, "-m", "explorer", "eftnas", "--model", settings.model, "--task", settings.task,
-           "--out", str(out_dir), "--overwrite", "--train-samples", str(settings.train_samples or 0),
-           "--eval-samples", str(settings.eval_samples or 0), "--search-samples", str(settings.search_samples),
-           "--finetune-steps", str(settings.finetune_steps), "--movement-steps", str(settings.movement_steps),
-           "--supernet-steps", str(settings.supernet_steps), "--population", str(settings.population),
-           "--generations", str(settings.generations), "--batch-size", str(settings.batch_size),
-           "--max-tokens", str(settings.max_tokens), "--device", settings.device]
-    if settings.data_dir:
-        cmd += ["--data-dir", settings.data_dir]
+    # Every setting goes to the child as one JSON document (EftnasSettings.from_json), so none can be lost
+    # in a hand-built argument list.
+    with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="eftnas-settings-", delete=False) as f:
+        f.write(settings.to_json())
+    cmd = [sys.executable, "-m", "explorer", "eftnas", "--settings-json", f.name, "--out", str(out_dir), "--overwrite"]
     root = Path(__file__).resolve().parent.parent
-    child = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        child = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        return _follow(child, out_dir, progress, cancel)
+    finally:
+        os.unlink(f.name)
+
+
+def _follow(child, out_dir, progress: Progress | None, cancel) -> dict:
+    """Forward a child ``eftnas`` process's progress lines; its run, or its error as ValueError."""
+    import re
+
     tail: list[str] = []
     for line in child.stdout:
         tail = (tail + [line.rstrip()])[-20:]

@@ -345,3 +345,43 @@ def test_a_killed_eftnas_run_resumes_to_the_same_front(tmp_path):
     b, _, _ = load_supernetwork(out / "supernet")
     for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         torch.testing.assert_close(x, y, msg=name, atol=1e-6, rtol=0)
+
+
+def test_the_eftnas_tab_child_gets_every_setting_as_one_json_document(tmp_path, monkeypatch):
+    """The child process of the EFTNAS tab used to get a hand-built argument list that dropped
+    stages, learning rates, targets and the seed; now it reads the whole settings document."""
+    import subprocess
+
+    from explorer import cli, eftnas
+
+    settings = eftnas.EftnasSettings(model="minilm", task="rotten_tomatoes", stages=1, learning_rate=3e-5,
+                                     supernet_learning_rate=2e-5, targets=(0.5, 0.75), seed=7, keep_best_epoch=True,
+                                     finetune_epochs=2.0)
+    assert eftnas.EftnasSettings.from_json(settings.to_json()) == settings
+    with pytest.raises(ValueError, match="Malformed"):
+        eftnas.EftnasSettings.from_json('{"model": "minilm", "no_such_setting": 1}')
+    seen = {}
+
+    class FakeChild:
+        stdout = iter(["[ 50.0%] super-network: step 1/2\n"])
+
+        def __init__(self, cmd, **kwargs):
+            seen["cmd"] = cmd
+            seen["settings"] = eftnas.EftnasSettings.from_json(open(cmd[cmd.index("--settings-json") + 1]).read())
+
+        def wait(self):
+            return 0
+
+    monkeypatch.setattr(subprocess, "Popen", FakeChild)
+    monkeypatch.setattr(eftnas, "load_run", lambda out: {"out": str(out)})
+    progress = []
+    assert eftnas.train_in_subprocess(settings, tmp_path / "run", progress=lambda f, m: progress.append((f, m)))
+    assert seen["settings"] == settings and progress == [(0.5, "super-network: step 1/2")]
+    assert not __import__("os").path.exists(seen["cmd"][seen["cmd"].index("--settings-json") + 1])  # cleaned up
+    ran = {}
+    monkeypatch.setattr(eftnas, "run_eftnas", lambda s, out, progress=None, resume=False: ran.update(s=s) or {})
+    monkeypatch.setattr(eftnas, "front_table", lambda summary: "")
+    document = tmp_path / "settings.json"
+    document.write_text(settings.to_json())
+    assert cli.main(["eftnas", "--settings-json", str(document), "--out", str(tmp_path / "out")]) == 0
+    assert ran["s"] == settings
