@@ -7,14 +7,12 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, SHARED
-from tiny import save_tiny_t5
+from conftest import ROOT, SHARED, T5_TOKENIZER
 
 from explorer.cli import main
 from pruning import PruningPlan, load_pruned
 
 SAMSUM = SHARED / "data" / "SAMSum"
-T5_TOKENIZER = SHARED / "models" / "t5-small"
 needs_shared = pytest.mark.skipif(not SAMSUM.exists() or not T5_TOKENIZER.exists(),
                                   reason="../shared/data and ../shared/models are not beside the project")
 FAST = ["--finetune-steps", "1", "--batch-size", "2", "--train-samples", "8", "--eval-samples", "2",
@@ -22,14 +20,8 @@ FAST = ["--finetune-steps", "1", "--batch-size", "2", "--train-samples", "8", "-
 
 
 @pytest.fixture(autouse=True)
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("EXPLORER_CACHE", str(tmp_path / "cache"))
-
-
-@pytest.fixture(scope="module")
-def tiny_t5_dir(tmp_path_factory):
-    """A tiny T5 (random weights) with the real t5-small tokenizer, as a save_pretrained folder."""
-    return save_tiny_t5(tmp_path_factory.mktemp("tiny-t5"), T5_TOKENIZER)
+def cache(isolated_cache):
+    """Every test here gets a fresh project cache (conftest.isolated_cache)."""
 
 
 def run(args, capsys):
@@ -252,7 +244,6 @@ def test_a_killed_prune_resumes_from_its_last_checkpoint_to_the_same_model(tiny_
     assert not out.exists() and set(json.loads((work / "stages.json").read_text())["done"]) == {"plan"}
     with pytest.raises(ValueError, match="--resume"):
         run_prune(settings, out)
-    seen = []
     code, _, _ = run(["prune", "--model", str(tiny_t5_dir), "--task", "samsum", "--data-dir", str(SAMSUM),
                       "--encoder-sparsity", "0.5", "--decoder-layers", "2", "--recovery-steps", "6",
                       "--finetune-steps", "1", "--batch-size", "2", "--train-samples", "16", "--eval-samples", "2",

@@ -5,27 +5,20 @@ import json
 
 import pytest
 import torch
-from conftest import SHARED
-from tiny import save_tiny_t5
+from conftest import SHARED, T5_TOKENIZER
 
 from explorer.finetune import FinetuneSettings, cached_dense_finetune, finetune, training_examples
 from explorer.models import load_model
 from explorer.tasks import load_split
 
 SAMSUM = SHARED / "data" / "SAMSum"
-T5_TOKENIZER = SHARED / "models" / "t5-small"
 pytestmark = pytest.mark.skipif(not SAMSUM.exists() or not T5_TOKENIZER.exists(),
                                 reason="../shared/data and ../shared/models are not beside the project")
 
 
 @pytest.fixture(autouse=True)
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("EXPLORER_CACHE", str(tmp_path / "cache"))
-
-
-@pytest.fixture(scope="module")
-def tiny_t5_dir(tmp_path_factory):
-    return save_tiny_t5(tmp_path_factory.mktemp("tiny-t5"), T5_TOKENIZER)
+def cache(isolated_cache):
+    """Every test here gets a fresh project cache (conftest.isolated_cache)."""
 
 
 def test_curve_examples_are_never_reported_ones():

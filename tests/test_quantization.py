@@ -5,8 +5,8 @@ import json
 
 import pytest
 import torch
-from conftest import SHARED
-from tiny import FAMILIES, batch, save_tiny_t5
+from conftest import SHARED, T5_TOKENIZER
+from tiny import FAMILIES, batch
 
 from explorer.cli import main
 from explorer.measure import new_cache
@@ -14,7 +14,6 @@ from pruning import PruningPlan, apply_plan, keep_all_plan, load_pruned, quantiz
 from pruning.quantization import is_quantized
 
 SAMSUM = SHARED / "data" / "SAMSum"
-T5_TOKENIZER = SHARED / "models" / "t5-small"
 
 
 @pytest.mark.parametrize("family", ["t5", "bart", "bert2bert"])
@@ -58,9 +57,8 @@ def test_quantization_is_recorded_in_plan_json_and_applied_at_load(tmp_path):
 
 
 @pytest.mark.skipif(not SAMSUM.exists() or not T5_TOKENIZER.exists(), reason="../shared is not beside the project")
-def test_prune_with_int8_reports_fp32_and_int8_and_measure_times_int8(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("EXPLORER_CACHE", str(tmp_path / "cache"))
-    model = save_tiny_t5(tmp_path / "tiny", T5_TOKENIZER)
+def test_prune_with_int8_reports_fp32_and_int8_and_measure_times_int8(tiny_t5_dir, isolated_cache, tmp_path, capsys):
+    model = tiny_t5_dir
     out = tmp_path / "run"
     code = main(["prune", "--model", str(model), "--task", "samsum", "--data-dir", str(SAMSUM),
                  "--encoder-sparsity", "0.5", "--decoder-layers", "2", "--finetune-steps", "1", "--batch-size", "2",
