@@ -45,7 +45,8 @@ def quantize(model: nn.Module, scheme: str = "int8", *, keep_fp32: tuple[str, ..
         model: An fp32 model on the CPU (pruned or dense), any family.
         scheme: ``"none"`` or ``"int8"``.
         keep_fp32: Module names (exact, or a suffix after a dot) whose Linear layers stay fp32;
-            default :data:`KEEP_FP32`.
+            default :data:`KEEP_FP32`. Linear layers with no weights (all heads or neurons of a
+            layer removed) stay as they are.
 
     Returns:
         The quantized copy in eval mode (the input model is not modified).
@@ -62,8 +63,10 @@ def quantize(model: nn.Module, scheme: str = "int8", *, keep_fp32: tuple[str, ..
     from torch.ao.quantization import quantize_dynamic
 
     keep = KEEP_FP32 if keep_fp32 is None else tuple(keep_fp32)
+    # A Linear with no inputs or outputs (a layer whose heads or FFN neurons were all removed) holds
+    # only a bias: nothing to quantize, and its empty activations have no range to quantize by.
     names = {name for name, module in model.named_modules() if isinstance(module, nn.Linear)
-             and not any(name == k or name.endswith("." + k) for k in keep)}
+             and module.weight.numel() > 0 and not any(name == k or name.endswith("." + k) for k in keep)}
     with warnings.catch_warnings():  # torch.ao's quantized tensors are deprecated in favour of torchao (README)
         warnings.simplefilter("ignore", UserWarning)
         warnings.simplefilter("ignore", DeprecationWarning)

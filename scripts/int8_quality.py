@@ -1,9 +1,15 @@
-"""Quality of int8 weights on finished prune runs: each run's pruned model (fp32, as saved) is
-quantized (``pruning.quantization``) and evaluated on the same examples as its fp32 predictions
-(``predictions.json``), and the paired bootstrap interval of int8 - fp32 is printed per run; with
-the LM head quantized and kept in fp32, so that the choice of ``KEEP_FP32`` rests on a measurement.
+"""Quality of int8 weights on finished runs with their weights: each model (fp32, as saved) is
+quantized (``pruning.quantization``) and evaluated on the same examples as its fp32 predictions,
+and the paired bootstrap interval of int8 - fp32 is printed per model; with the output layer (LM
+head, classifier) quantized and kept in fp32, so that the choice of ``KEEP_FP32`` rests on a
+measurement.
 
-    .venv/bin/python scripts/int8_quality.py out/nash/*/learned-k3-s0.3 [--json out/int8_quality.json]
+- a NASH prune run (``metrics.json`` + ``predictions.json``): its pruned model;
+- an EFTNAS run (``eftnas.json``, with ``dense/`` and ``supernet/``): the dense classifier and
+  every subnetwork of the front, on the whole reported split (GLUE dev).
+
+    .venv/bin/python scripts/int8_quality.py out/nash/*/learned-k3-s0.3 out/eftnas/minilm-mrpc \
+        [--json out/int8_quality.json]
 
 Evaluation only (no timing), so it may run beside training. Target (issue): the loss from int8 is
 within 1 point, or within the interval, on every task.
@@ -23,9 +29,49 @@ from explorer.tasks import get_task, load_split, paired_interval  # noqa: E402
 from pruning import load_pruned, quantize  # noqa: E402
 
 VARIANTS = {"int8, LM head int8": (), "int8, LM head fp32": ("lm_head", "decoder.cls.predictions.decoder")}
+CLASSIFIER_VARIANTS = {"int8, classifier int8": (), "int8, classifier fp32": ("classifier",)}
+
+
+def _row(run: Path, task: str, label: str, metric: str, fp32: float, int8: float, iv: dict) -> dict:
+    row = {"run": str(run), "task": task, "variant": label, "metric": metric, "fp32": round(fp32, 2),
+           "int8": round(int8, 2), "diff": iv["diff"], "low": iv["low"], "high": iv["high"], "n": iv["n"],
+           "within_target": iv["diff"] >= -1.0 or iv["low"] <= 0 <= iv["high"]}
+    print(f"{run.name} ({task}), {label}: {metric} {fp32:.2f} -> {int8:.2f}, "
+          f"{iv['diff']:+.2f} [{iv['low']:+.2f}, {iv['high']:+.2f}]", file=sys.stderr)
+    return row
+
+
+def check_eftnas(run: Path) -> list[dict]:
+    """int8 vs fp32 for the dense classifier and every front subnetwork of an EFTNAS run folder."""
+    from transformers import AutoTokenizer
+
+    from explorer import metrics as m
+    from explorer.eftnas import extract_for_budget, load_run, predict, tokenize
+    from nas.supernet import load_classifier_weights
+
+    summary = load_run(run)
+    settings, spec = summary["settings"], get_task(summary["task"])
+    tokenizer = AutoTokenizer.from_pretrained(run / "dense")
+    rows = tokenize(tokenizer, load_split(spec, spec.eval_split, settings["data_dir"], limit=settings["eval_samples"]),
+                    settings["max_tokens"], regression=spec.kind == "regression")
+    labels = [r["labels"] for r in rows]
+    metric = getattr(m, summary["metric"])
+    models = [("dense", load_classifier_weights(run / "dense"))]
+    models += [(f"{p['macs_fraction']:.0%} MACs", extract_for_budget(run, p)[0]) for p in summary["front"]]
+    out = []
+    for name, model in models:
+        fp32 = predict(model, tokenizer, rows)
+        for label, keep in CLASSIFIER_VARIANTS.items():
+            int8 = predict(quantize(model, "int8", keep_fp32=keep), tokenizer, rows)
+            iv = m.paired_bootstrap(metric, labels, fp32, int8)
+            out.append(_row(run, spec.name, f"{name}, {label}", summary["metric"], metric(labels, fp32),
+                            metric(labels, int8), iv))
+    return out
 
 
 def check(run: Path, data_dir: str | None) -> list[dict]:
+    if (run / "eftnas.json").exists():
+        return check_eftnas(run)
     metrics = json.loads((run / "metrics.json").read_text())
     predictions = json.loads((run / "predictions.json").read_text())
     spec = get_task(metrics["task"])
@@ -41,18 +87,13 @@ def check(run: Path, data_dir: str | None) -> list[dict]:
         model = quantize(fp32, "int8", keep_fp32=keep)
         result = evaluate_quality(model, tokenizer, spec.name, examples, split=predictions["split"])
         iv = paired_interval(spec, examples, reference, result["predictions"])
-        rows.append({"run": str(run), "task": spec.name, "variant": label, "metric": spec.main_metric,
-                     "fp32": round(fp32_value, 2), "int8": round(result["metrics"][spec.main_metric], 2),
-                     "diff": iv["diff"], "low": iv["low"], "high": iv["high"], "n": iv["n"],
-                     "within_target": iv["diff"] >= -1.0 or iv["low"] <= 0 <= iv["high"]})
-        print(f"{run.name} ({spec.name}), {label}: {spec.main_metric} {fp32_value:.2f} -> "
-              f"{rows[-1]['int8']:.2f}, {iv['diff']:+.2f} [{iv['low']:+.2f}, {iv['high']:+.2f}]", file=sys.stderr)
+        rows.append(_row(run, spec.name, label, spec.main_metric, fp32_value, result["metrics"][spec.main_metric], iv))
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", type=Path, help="finished prune run folders (with predictions.json)")
+    parser.add_argument("runs", nargs="+", type=Path, help="finished prune run folders (with predictions.json) or EFTNAS run folders")
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()

@@ -49,7 +49,7 @@ for task in ${TASKS:-rte mrpc stsb cola rotten_tomatoes sst2 samsum}; do
             --finetune-epochs "$(var EPOCHS "${EPOCHS[$task]}")" --batch-size "$(var BATCH "${BATCH[$task]}")"
             --learning-rate "$(var LR "${LR[$task]}")" --curve-every "$(var CURVE_EVERY "${CURVE[$task]}")"
             --keep-best --patience "$PATIENCE" --eval-samples "${EVAL_SAMPLES:-0}" --calibration-samples 256
-            --input-tokens 256 --new-tokens 64 --repeats 5 --save-steps 200 --resume)
+            --input-tokens 256 --new-tokens 64 --repeats 5 --save-steps 100 --resume)
     [ -n "${TRAIN_SAMPLES:-}" ] && common+=(--train-samples "$TRAIN_SAMPLES")
     for budget in ${BUDGETS:-3:0.3 1:0.5}; do
         k=${budget%%:*}; s=${budget##*:}

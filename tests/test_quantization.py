@@ -34,6 +34,26 @@ def test_int8_copy_is_smaller_close_to_fp32_and_leaves_the_original_alone(family
         quantize(model, "int4")
 
 
+@pytest.mark.parametrize("family", ["t5", "bert2bert"])
+def test_int8_of_a_layer_with_every_head_and_neuron_removed_runs(family):
+    """A layer left with no heads (BERT only) or no FFN neurons has empty Linear layers; int8 leaves
+    them alone instead of failing on their empty activations (found on an EFTNAS subnetwork)."""
+    torch.manual_seed(0)
+    model = FAMILIES[family]().eval()
+    base = keep_all_plan(model)
+    first_heads = [] if family == "bert2bert" else base.encoder_heads[0][:1]
+    plan = PruningPlan(**{**base.__dict__, "encoder_heads": [first_heads, *base.encoder_heads[1:]],
+                          "encoder_neurons": [[], *base.encoder_neurons[1:]]})
+    pruned = apply_plan(model, plan)
+    q = quantize(pruned, "int8")
+    assert is_quantized(q)
+    inputs = batch()
+    with torch.no_grad():
+        a, b = pruned(**inputs).logits, q(**inputs).logits
+    assert torch.isfinite(b).all()
+    assert torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0) > 0.98
+
+
 def test_quantization_is_recorded_in_plan_json_and_applied_at_load(tmp_path):
     torch.manual_seed(0)
     model = FAMILIES["t5"]().eval()
