@@ -28,7 +28,8 @@ class RunFolder:
         out_dir: The final run folder.
         settings: JSON-able settings; a resumed run must have the same ones (``ignore`` aside).
         resume: Continue the work folder if it exists (else start one); each resumption is recorded.
-        ignore: Settings keys that may differ on resume (e.g. the device).
+        ignore: Settings keys that may differ on resume: how the run is executed, not what it
+            computes (the device; the checkpoint interval ``save_steps``).
         writer: False for the other processes of a multi-process run (``accelerate launch``,
             torchrun): they read the work folder but never create or write it; records stay in memory.
 
@@ -41,7 +42,7 @@ class RunFolder:
     """
 
     def __init__(self, out_dir: str | os.PathLike, settings: dict, *, resume: bool = False,
-                 ignore: tuple[str, ...] = ("device",), writer: bool = True):
+                 ignore: tuple[str, ...] = ("device", "save_steps"), writer: bool = True):
         self.out_dir = Path(out_dir)
         self.path = self.work_folder(self.out_dir)
         self.writer = writer

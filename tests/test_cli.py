@@ -256,3 +256,15 @@ def test_a_killed_prune_resumes_from_its_last_checkpoint_to_the_same_model(tiny_
     a, b = load_pruned(tmp_path / "whole"), load_pruned(out)
     for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         torch.testing.assert_close(x, y, msg=name, atol=1e-6, rtol=0)
+
+
+def test_resume_allows_another_device_or_checkpoint_interval_and_nothing_else(tmp_path):
+    """How a run is executed (device, checkpoint interval) may change on resume; what it computes may not."""
+    from explorer.stages import RunFolder
+
+    out = tmp_path / "run"
+    RunFolder(out, {"task": "rte", "device": "cpu", "save_steps": 200}).finish("plan", {"ok": True})
+    work = RunFolder(out, {"task": "rte", "device": "cuda", "save_steps": 100}, resume=True)
+    assert work.done("plan") == {"ok": True} and len(work.state["resumed"]) == 1
+    with pytest.raises(ValueError, match="differ: task"):
+        RunFolder(out, {"task": "mrpc", "device": "cpu", "save_steps": 200}, resume=True)
