@@ -10,13 +10,13 @@ generation, weight reordering, super-network and search. NNCF is imported only i
 - ``nas.search``: NSGA-II over a search space (pymoo);
 - ``nas.extract`` / ``nas.export``: subnetworks as standalone Hugging Face models, and as ONNX.
 
-The product around them (data, fine-tuning, the run folder, the tab) is ``explorer.eftnas``.
+The product around them (data, fine-tuning, the run folder, the tab) is ``explorer.pipelines.eftnas`` (the tab: ``explorer.backend.eftnas``).
 """
 
 from .extract import extract_subnetwork, subnetwork_plan
 from .reorder import reorder_by_importance
 from .search import Candidate, nsga2_search, pareto_front
-from .search_space import SearchSpace, encoder_macs, generate_search_space, search_space_figure, widths_at_threshold
+from .search_space import SearchSpace, encoder_macs, generate_search_space, widths_at_threshold
 
 __all__ = ["Candidate", "SearchSpace", "encoder_macs", "extract_subnetwork", "generate_search_space", "nsga2_search",
-           "pareto_front", "reorder_by_importance", "search_space_figure", "subnetwork_plan", "widths_at_threshold"]
+           "pareto_front", "reorder_by_importance", "subnetwork_plan", "widths_at_threshold"]

@@ -174,24 +174,3 @@ def generate_search_space(head_scores: list[torch.Tensor], neuron_scores: list[t
                        neurons=tuple(tuple(sorted(c)) for c in neuron_choices),
                        targets=tuple(targets), achieved=tuple(achieved), thresholds=tuple(thresholds),
                        seq_len=seq_len)
-
-
-def search_space_figure(space: SearchSpace):
-    """A plotly figure of the choices: per encoder layer, the head counts (left) and FFN widths
-    (right) a subnetwork may pick, as fractions of full width (0 = skippable)."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    fig = make_subplots(rows=1, cols=2, subplot_titles=(f"Heads per layer (of {space.num_heads})",
-                                                        f"FFN neurons per layer (of {space.ffn_dim})"))
-    for col, choices, full in ((1, space.heads, space.num_heads), (2, space.neurons, space.ffn_dim)):
-        xs = [layer for layer, c in enumerate(choices) for _ in c]
-        ys = [v for c in choices for v in c]
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", marker=dict(size=9, symbol="line-ew-open", line_width=3),
-                                 showlegend=False, hovertemplate="layer %{x}: %{y}<extra></extra>"), row=1, col=col)
-        fig.update_yaxes(range=[-0.03 * full, 1.05 * full], row=1, col=col)
-        fig.update_xaxes(title_text="encoder layer", dtick=1, row=1, col=col)
-    targets = ", ".join(f"{t:.0%}" for t in space.targets)
-    fig.update_layout(title=f"EFTNAS search space (MACs targets {targets} of dense, sequence length {space.seq_len})",
-                      template="plotly_white", height=380)
-    return fig

@@ -3,7 +3,7 @@
 1. Start-up: from launching ``python app.py`` to the page being served (HTTP 200), and to the
    Pareto tab having drawn its plot in a headless browser (Debian's chromium via playwright),
    median of ``--startups`` fresh starts. Target: <= 10 s on 2 CPU cores.
-2. One Prune-tab request as the app runs it (``service.start_prune``): training-free NASH on a
+2. One Prune-tab request as the app runs it (``start_prune``): training-free NASH on a
    flan-t5-small-sized model (its real config from ``../shared/models``, random weights: this
    measures time only, so the dense fine-tune is skipped), evaluation on 64 SAMSum test
    examples, and timing of dense and pruned (256 input / 64 new tokens, 5 repeats).
@@ -77,14 +77,14 @@ def startup_once(runs: Path, browser) -> tuple[float, float | None]:
 
 def prune_once(device: str, runs: str, sparsity: float, layers: int) -> tuple[float, dict]:
     """Wall seconds of one Prune request on a flan-t5-small-sized model, and its metrics."""
-    from explorer import service
-    from explorer.pipeline import PruneSettings, TimingSettings
+    from explorer.backend.prune import start_prune
+    from explorer.pipelines.nash_settings import PruneSettings, TimingSettings
 
     settings = PruneSettings(model=f"random:{SHARED / 'models' / 'flan-t5-small'}", task="samsum",
                              data_dir=str(SHARED / "data"), encoder_sparsity=sparsity, decoder_layers=layers,
                              eval_samples=64, device=device, dense_finetune=False, timing=TimingSettings())
     start = time.perf_counter()
-    run = service.start_prune(settings, runs)
+    run = start_prune(settings, runs)
     return time.perf_counter() - start, run.metrics
 
 
@@ -119,7 +119,7 @@ def main() -> None:
         cold, metrics = prune_once(args.device, runs, 0.3, 3)
         warm, warm_metrics = prune_once(args.device, runs, 0.5, 2)
 
-    from explorer.measure import device_description
+    from explorer.evaluation.latency import device_description
 
     def met(value: float, target: float) -> str:
         return "yes" if value <= target else "NO"

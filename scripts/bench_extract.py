@@ -28,7 +28,7 @@ def main() -> None:
     import torch
     from transformers import BertForSequenceClassification
 
-    from explorer.models import minilm_path
+    from explorer.models.loading import minilm_path
     from nas import encoder_macs, extract_subnetwork, reorder_by_importance
 
     torch.set_num_threads(args.threads)

@@ -12,7 +12,7 @@ time shrinks less than arithmetic does.
 
 Every pruned model is timed in fp32 and, with ``--precisions fp32 int8`` (the default), again
 with int8 Linear weights (``pruning.quantization``). A bandwidth model of decoding stands beside
-each row: the bytes a batch-1 decoder step reads (``explorer.measure.decode_bytes_per_token``:
+each row: the bytes a batch-1 decoder step reads (``explorer.evaluation.costs.decode_bytes_per_token``:
 kept decoder layers without the cached cross-attention K/V projections, the LM head, the KV
 caches, at the weights' dtype), this machine's memory bandwidth (a large array copy,
 ``memory_bandwidth_gbs``), the decode time per token that bandwidth predicts, and measured /
@@ -49,8 +49,8 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 from transformers import AutoConfig, AutoModelForSeq2SeqLM  # noqa: E402
 
-from explorer.measure import (count_macs, count_params, decode_bytes_per_token, device_description,  # noqa: E402
-                              measure_latency, memory_bandwidth_gbs, paused)
+from explorer.evaluation.costs import count_macs, count_params, decode_bytes_per_token, memory_bandwidth_gbs
+from explorer.evaluation.latency import device_description, measure_latency, paused
 from pruning.quantization import quantize, weight_bytes  # noqa: E402
 from pruning.accounting import encoder_sparsity  # noqa: E402
 from pruning.adapters import get_adapter  # noqa: E402

@@ -1,6 +1,6 @@
 """MACs counting: extrapolated from three short generations against a direct count; prints a table.
 
-``explorer.measure.count_macs`` counts generation of 1, 2 and 3 tokens under ``FlopCounterMode`` and
+``explorer.evaluation.costs.count_macs`` counts generation of 1, 2 and 3 tokens under ``FlopCounterMode`` and
 extrapolates the quadratic to N tokens; ``direct=True`` counts all N. Both must agree exactly; this
 reports the GMACs and the seconds of each on real architectures (random weights: MACs do not depend
 on weight values).
@@ -31,8 +31,8 @@ def main() -> None:
 
     import torch
 
-    from explorer.measure import count_macs
-    from explorer.models import load_model
+    from explorer.evaluation.costs import count_macs
+    from explorer.models.loading import load_model
 
     torch.set_num_threads(args.threads)
     print(f"{args.input_tokens} input / {args.new_tokens} new tokens, batch 1, {args.threads} CPU threads\n")

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from explorer.measure import device_description, measure_latency, paused  # noqa: E402
+from explorer.evaluation.latency import device_description, measure_latency, paused
 from pruning import apply_plan, quantize, weight_bytes  # noqa: E402
 from pruning.layers import select_decoder_layers  # noqa: E402
 
@@ -38,7 +38,7 @@ def nash_model(name: str) -> torch.nn.Module:
     shape, not which units, sets the time)."""
     from bench_latency import build_dense, random_scores
 
-    from explorer.models import load_model
+    from explorer.models.loading import load_model
     from pruning.adapters import get_adapter
     from pruning.importance import plan_from_scores
 

@@ -6,7 +6,7 @@
 Trainers and data (real inputs from ../shared/data):
 - classifier fine-tune: MiniLM-L6 + classification head on SST-2 (EFTNAS's dense fine-tune), batch 32;
 - seq2seq fine-tune: MiniLM2MiniLM on SAMSum and on rotten_tomatoes (the offline default), batch 16
-  (``explorer.finetune.finetune``, also the recovery fine-tune);
+  (``explorer.training.finetune.finetune``, also the recovery fine-tune);
 - gate training (learned NASH), NNCF movement sparsity, the EFTNAS super-network: the same trainers
   with the previous sampler (random order) and the new one (length-grouped).
 
@@ -140,8 +140,10 @@ def _quiet(trainer):
 # -- the benchmarks ------------------------------------------------------------------------------
 
 def classifier_bench(steps: int, rounds: int, examples: int):
-    from explorer.eftnas import finetune_classifier, load_classifier, tokenize, training_dataset
-    from explorer.tasks import load_split
+    from explorer.training.classifier import finetune_classifier, training_dataset
+    from explorer.models.classifier import load_classifier
+    from explorer.evaluation.classify import tokenize
+    from explorer.data.splits import load_split
 
     train = load_split("sst2", "train", DATA, limit=examples)
     model, tokenizer, _ = load_classifier("minilm", 2)
@@ -163,9 +165,10 @@ def classifier_bench(steps: int, rounds: int, examples: int):
 
 
 def seq2seq_bench(task: str, steps: int, rounds: int, examples: int):
-    from explorer.finetune import FinetuneSettings, finetune, tokenize_examples
-    from explorer.models import load_model
-    from explorer.tasks import get_task, load_split
+    from explorer.training.finetune import FinetuneSettings, finetune, tokenize_examples
+    from explorer.models.loading import load_model
+    from explorer.data.tasks import get_task
+    from explorer.data.splits import load_split
 
     spec = get_task(task)
     train = load_split(task, "train", DATA if task != "rotten_tomatoes" else None, limit=examples)
@@ -199,9 +202,9 @@ def _bf16(run):
 
 
 def gates_bench(steps: int, rounds: int, examples: int):
-    from explorer.learned import LearnedSettings, train_gates
-    from explorer.models import load_model
-    from explorer.tasks import load_split
+    from explorer.training.gates import LearnedSettings, train_gates
+    from explorer.models.loading import load_model
+    from explorer.data.splits import load_split
 
     train = load_split("samsum", "train", DATA, limit=examples)
     dense = load_model("minilm2minilm")
@@ -221,8 +224,9 @@ def _previous(run):
 
 
 def nas_bench(steps: int, rounds: int, examples: int):
-    from explorer.eftnas import load_classifier, training_dataset
-    from explorer.tasks import load_split
+    from explorer.models.classifier import load_classifier
+    from explorer.training.classifier import training_dataset
+    from explorer.data.splits import load_split
     from nas import generate_search_space, reorder_by_importance
     from nas.movement import movement_importance
     from nas.supernet import SupernetSettings, SuperNetwork, train_supernetwork
@@ -290,14 +294,14 @@ def main() -> None:
                         choices=["classifier", "seq2seq", "gates", "nas"])
     args = parser.parse_args()
     instrument()
-    from explorer.measure import paused
+    from explorer.evaluation.latency import paused
 
     with paused(args.pause_pid):
         run_all(args)
 
 
 def run_all(args) -> None:
-    from explorer.measure import device_description
+    from explorer.evaluation.latency import device_description
 
     benches = []
     if "classifier" in args.only:

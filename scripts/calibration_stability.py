@@ -43,9 +43,10 @@ def main() -> None:
 
     import torch
 
-    from explorer.models import load_model
-    from explorer.pipeline import calibration_batches
-    from explorer.tasks import get_task, load_split
+    from explorer.models.loading import load_model
+    from explorer.pipelines.nash_steps import calibration_batches
+    from explorer.data.tasks import get_task
+    from explorer.data.splits import load_split
     from pruning import taylor_importance
     from pruning.importance import plan_from_scores
 

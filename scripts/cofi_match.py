@@ -2,7 +2,7 @@
 
 Reads a finished NASH run (its settings and end-to-end speed-up over its own dense model), then
 runs CoFi (every decoder layer kept, gates on encoder and decoder widths) at sparsities chosen by
-``explorer.latency_match``: a surrogate speed-up curve of uniform-width plans timed here, inverted
+``explorer.evaluation.latency_match``: a surrogate speed-up curve of uniform-width plans timed here, inverted
 at the NASH speed-up, then corrected by each real CoFi run's measured speed-up, until one lands
 within the tolerance (5%) or the tries are spent. CoFi gets the NASH run's training budget (gate
 steps, recovery steps, distillation), data, evaluation and timing settings. Every CoFi run is kept
@@ -21,10 +21,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from explorer import latency_match  # noqa: E402
-from explorer.cli import _progress  # noqa: E402
-from explorer.models import load_model, peek_decoder_layers  # noqa: E402
-from explorer.pipeline import PruneSettings, run_prune  # noqa: E402
+from explorer.evaluation import latency_match
+from explorer.cli.commands import _progress
+from explorer.models.loading import load_model, peek_decoder_layers
+from explorer.pipelines.nash_settings import PruneSettings
+from explorer.pipelines.nash import run_prune
 
 GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from explorer.runs import list_runs  # noqa: E402
+from explorer.runs.store import list_runs
 
 
 def _label(m: dict) -> str:

@@ -1,12 +1,12 @@
 """Finish EFTNAS run folders (with weights) for the tables: a paired bootstrap interval of each front
 member's difference from the dense model on the reported split (``eval_ci``, 95%, 1,000 resamples,
-``explorer.metrics.paired_bootstrap``), and the dense model and every front member timed again on a
+``explorer.evaluation.metrics.paired_bootstrap``), and the dense model and every front member timed again on a
 quiet machine (the old latencies kept as ``latency_ms_first``). A long run times its front at its end,
 whatever else the machine was doing then; this gives every run the same quiet conditions.
 
     .venv/bin/python scripts/eftnas_retime.py out/eftnas/minilm-cola out/eftnas/minilm-rte [--pause-pid PID]
 
-Each latency is ``explorer.eftnas.classifier_latency_ms``: one forward pass, batch 1, 128 tokens,
+Each latency is ``explorer.evaluation.classify.classifier_latency_ms``: one forward pass, batch 1, 128 tokens,
 median of ``--repeats`` after warm-up, on the CPU with torch's default threads.
 """
 
@@ -26,9 +26,11 @@ def intervals(folder: Path, run: dict) -> None:
     """``eval_ci`` of every front member: paired bootstrap of (subnetwork - dense) on the reported split."""
     from transformers import AutoTokenizer
 
-    from explorer import metrics
-    from explorer.eftnas import extract_for_budget, predict, tokenize
-    from explorer.tasks import get_task, load_split
+    from explorer.evaluation import metrics
+    from explorer.runs.eftnas_runs import extract_for_budget
+    from explorer.evaluation.classify import predict, tokenize
+    from explorer.data.tasks import get_task
+    from explorer.data.splits import load_split
     from nas.supernet import load_classifier_weights
 
     settings, spec = run["settings"], get_task(run["task"])
@@ -44,11 +46,11 @@ def intervals(folder: Path, run: dict) -> None:
 
 
 def retime(folder: Path, repeats: int, pause: list[int]) -> None:
-    from explorer.eftnas import FRONT_FILE, RUN_FILE, load_run
+    from explorer.runs.eftnas_runs import FRONT_FILE, RUN_FILE, load_run
 
     run = load_run(folder)
     intervals(folder, run)
-    from explorer.measure import paused
+    from explorer.evaluation.latency import paused
 
     with paused(pause):
         _time(folder, run, repeats)
@@ -62,8 +64,9 @@ def retime(folder: Path, repeats: int, pause: list[int]) -> None:
 
 
 def _time(folder: Path, run: dict, repeats: int) -> None:
-    from explorer.eftnas import classifier_latency_ms, extract_for_budget
-    from explorer.measure import device_description
+    from explorer.evaluation.classify import classifier_latency_ms
+    from explorer.runs.eftnas_runs import extract_for_budget
+    from explorer.evaluation.latency import device_description
     from nas.supernet import load_classifier_weights
 
     dense = load_classifier_weights(folder / "dense")

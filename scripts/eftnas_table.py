@@ -23,7 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from explorer.eftnas import best_for_budget, front_table, load_run  # noqa: E402
+from explorer.runs.eftnas_runs import best_for_budget, load_run
+from explorer.pipelines.report import front_table
 
 BUDGETS = (0.75, 0.5)
 TARGET = 99.0

@@ -23,9 +23,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from explorer.models import load_model  # noqa: E402
-from explorer.quality import evaluate_quality  # noqa: E402
-from explorer.tasks import get_task, load_split, paired_interval  # noqa: E402
+from explorer.models.loading import load_model
+from explorer.evaluation.generation import evaluate_quality
+from explorer.data.tasks import get_task
+from explorer.data.splits import load_split
+from explorer.evaluation.scoring import paired_interval
 from pruning import load_pruned, quantize  # noqa: E402
 
 VARIANTS = {"int8, LM head int8": (), "int8, LM head fp32": ("lm_head", "decoder.cls.predictions.decoder")}
@@ -45,8 +47,9 @@ def check_eftnas(run: Path) -> list[dict]:
     """int8 vs fp32 for the dense classifier and every front subnetwork of an EFTNAS run folder."""
     from transformers import AutoTokenizer
 
-    from explorer import metrics as m
-    from explorer.eftnas import extract_for_budget, load_run, predict, tokenize
+    from explorer.evaluation import metrics as m
+    from explorer.runs.eftnas_runs import extract_for_budget, load_run
+    from explorer.evaluation.classify import predict, tokenize
     from nas.supernet import load_classifier_weights
 
     summary = load_run(run)

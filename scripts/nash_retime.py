@@ -4,7 +4,7 @@ Each prune run timed its own dense and pruned model when it finished, minutes or
 shared machine whose speed drifts (the same dense model has timed 15-40% apart in different
 minutes). This script loads the dense model and every run's pruned model of one task folder
 (``scripts/nash_tables.sh``), and times them in alternating rounds (each round: dense, then every
-run, once each; ``explorer.measure.measure_latency`` with one warm-up call per model first), at
+run, once each; ``explorer.evaluation.latency.measure_latency`` with one warm-up call per model first), at
 256 in / 64 new tokens and at the task's median lengths. A run's speed-up is the median over rounds
 of (dense ms / run ms in the same round). The results replace the runs' latencies and speed-ups in
 ``metrics.json``; the values measured at run time stay under ``at_run``. Background jobs given by
@@ -24,8 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from explorer.measure import device_description, measure_latency, paused  # noqa: E402
-from explorer.models import load_model  # noqa: E402
+from explorer.evaluation.latency import device_description, measure_latency, paused
+from explorer.models.loading import load_model
 from pruning import load_pruned  # noqa: E402
 
 

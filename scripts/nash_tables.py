@@ -25,7 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from explorer.tasks import get_task, load_split, paired_interval  # noqa: E402
+from explorer.data.tasks import get_task
+from explorer.data.splits import load_split
+from explorer.evaluation.scoring import paired_interval
 
 GLUE = ("rte", "mrpc", "stsb", "cola", "sst2")
 ORDER = ("training-free", "learned", "learned-nodistill", "decoder-only", "cofi")

@@ -15,7 +15,7 @@ done
 .venv/bin/python - "$STAGE" "$DEVICE" "$COMMAND" <<'PY'
 import json, subprocess, sys
 from datetime import datetime, timezone
-from explorer.measure import device_description
+from explorer.evaluation.latency import device_description
 stage, device, command = sys.argv[1:4]
 commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True).stdout.strip()
 json.dump({"command": command, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "commit": commit or "unknown",

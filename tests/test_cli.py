@@ -9,7 +9,7 @@ import sys
 import pytest
 from conftest import ROOT, SHARED, T5_TOKENIZER
 
-from explorer.cli import main
+from explorer.cli.main import main
 from pruning import PruningPlan, load_pruned
 
 SAMSUM = SHARED / "data" / "SAMSum"
@@ -220,9 +220,10 @@ def test_a_killed_prune_resumes_from_its_last_checkpoint_to_the_same_model(tiny_
     stage is reused, recovery continues from the checkpoint, and the model equals an uninterrupted run's."""
     import torch
 
-    from explorer.finetune import FinetuneSettings
-    from explorer.pipeline import PruneSettings, TimingSettings, run_prune
-    from explorer.stages import RunFolder
+    from explorer.training.finetune import FinetuneSettings
+    from explorer.pipelines.nash_settings import PruneSettings, TimingSettings
+    from explorer.pipelines.nash import run_prune
+    from explorer.runs.stages import RunFolder
 
     settings = PruneSettings(model=str(tiny_t5_dir), task="samsum", encoder_sparsity=0.5, decoder_layers=2,
                              data_dir=str(SAMSUM), recovery_steps=6, eval_samples=2, calibration_samples=2,
@@ -260,7 +261,7 @@ def test_a_killed_prune_resumes_from_its_last_checkpoint_to_the_same_model(tiny_
 
 def test_resume_allows_another_device_or_checkpoint_interval_and_nothing_else(tmp_path):
     """How a run is executed (device, checkpoint interval) may change on resume; what it computes may not."""
-    from explorer.stages import RunFolder
+    from explorer.runs.stages import RunFolder
 
     out = tmp_path / "run"
     RunFolder(out, {"task": "rte", "device": "cpu", "save_steps": 200}).finish("plan", {"ok": True})

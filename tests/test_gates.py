@@ -7,7 +7,7 @@ import pytest
 import torch
 from tiny import FAMILIES, batch
 
-from explorer.measure import new_cache
+from explorer.evaluation.latency import new_cache
 
 from pruning import apply_plan, encoder_sparsity, expected_num_parameters, keep_all_plan
 from pruning.gates import (LOG_ALPHA_RANGE, DecoderLayerGates, EncoderGates, HardConcrete, Lagrangian, fold_gates,

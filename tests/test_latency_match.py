@@ -1,11 +1,11 @@
-"""CoFi's sparsity matched to NASH's latency (explorer.latency_match)."""
+"""CoFi's sparsity matched to NASH's latency (explorer.evaluation.latency_match)."""
 
 import pytest
 import torch
 from tiny import tiny_bart, tiny_bert2bert, tiny_t5
 
-from explorer import latency_match as lm
-from explorer.measure import new_cache
+from explorer.evaluation import latency_match as lm
+from explorer.evaluation.latency import new_cache
 from pruning import apply_plan, encoder_decoder_sparsity
 
 

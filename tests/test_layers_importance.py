@@ -79,8 +79,8 @@ def test_ranking_keeps_one_unit_per_layer_even_at_high_sparsity():
 def test_calibration_stops_at_the_token_budget_and_the_example_cap():
     from transformers import AutoTokenizer
 
-    from explorer.pipeline import calibration_examples
-    from explorer.tasks import Example
+    from explorer.pipelines.nash_steps import calibration_examples
+    from explorer.data.tasks import Example
 
     t5_dir = SHARED / "models" / "t5-small"
     if not t5_dir.exists():

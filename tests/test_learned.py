@@ -4,9 +4,9 @@ import pytest
 import torch
 from conftest import SHARED
 
-from explorer.learned import LearnedSettings, layer_distillation_loss, train_gates
-from explorer.models import LoadedModel
-from explorer.tasks import Example
+from explorer.training.gates import LearnedSettings, layer_distillation_loss, train_gates
+from explorer.models.loading import LoadedModel
+from explorer.data.tasks import Example
 from pruning import encoder_sparsity
 
 T5_DIR = SHARED / "models" / "t5-small"
@@ -75,7 +75,7 @@ def test_learned_decoder_layers_keep_k_layers_chosen_by_their_gates(dense):
 def test_clamping_after_a_step_covers_encoder_and_decoder_gates():
     from tiny import tiny_t5
 
-    from explorer.learned import GatedModel
+    from explorer.training.gates import GatedModel
     from pruning.gates import LOG_ALPHA_RANGE, DecoderLayerGates, EncoderGates, Lagrangian
 
     student = tiny_t5()
@@ -88,7 +88,7 @@ def test_clamping_after_a_step_covers_encoder_and_decoder_gates():
 
 
 def test_learned_layer_selection_needs_the_learned_method():
-    from explorer.pipeline import PruneSettings
+    from explorer.pipelines.nash_settings import PruneSettings
 
     with pytest.raises(ValueError, match="nash-learned"):
         PruneSettings(model="x", task="samsum", encoder_sparsity=0.3, decoder_layers=2, layer_selection="learned",
@@ -130,7 +130,7 @@ def test_cofi_trains_gates_on_encoder_and_decoder_and_keeps_every_decoder_layer(
     assert sum(p.numel() for p in pruned.parameters()) == expected_num_parameters(dense.model, plan)
     with torch.no_grad():
         ids = dense.tokenizer(["summarize: item 3 is here"], return_tensors="pt")
-        from explorer.measure import new_cache  # T5's config counts 3 (encoder) layers; the decoder has 4
+        from explorer.evaluation.latency import new_cache
 
         assert pruned.generate(**ids, max_new_tokens=3, past_key_values=new_cache()).shape[1] >= 2
     with pytest.raises(ValueError, match="CoFi keeps every decoder layer"):

@@ -7,9 +7,9 @@ import pytest
 import torch
 from conftest import SHARED, T5_TOKENIZER
 
-from explorer.finetune import FinetuneSettings, cached_dense_finetune, finetune, training_examples
-from explorer.models import load_model
-from explorer.tasks import load_split
+from explorer.training.finetune import FinetuneSettings, cached_dense_finetune, finetune, training_examples
+from explorer.models.loading import load_model
+from explorer.data.splits import load_split
 
 SAMSUM = SHARED / "data" / "SAMSum"
 pytestmark = pytest.mark.skipif(not SAMSUM.exists() or not T5_TOKENIZER.exists(),

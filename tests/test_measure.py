@@ -1,4 +1,4 @@
-"""Tests of explorer.measure on tiny random T5, BART and BERT2BERT models."""
+"""Tests of explorer.evaluation.latency on tiny random T5, BART and BERT2BERT models."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from torch import nn
 from transformers import (BartConfig, BartForConditionalGeneration, BertConfig, BertModel, EncoderDecoderConfig,
                           EncoderDecoderModel, T5Config, T5ForConditionalGeneration)
 
-from explorer.measure import LatencyResult, count_macs, count_params, device_description, measure_latency
+from explorer.evaluation.latency import LatencyResult, device_description, measure_latency
+from explorer.evaluation.costs import count_macs, count_params
 
 BERT_MINI = Path(__file__).resolve().parents[2] / "shared" / "models" / "bert-mini" / "config.json"
 FAMILIES = ("t5", "t5-gated", "bart", "bert2bert")

@@ -6,7 +6,8 @@ import torch
 from transformers import BertConfig, BertModel
 from torch.utils.flop_counter import FlopCounterMode
 
-from nas import (SearchSpace, encoder_macs, generate_search_space, reorder_by_importance, search_space_figure,
+from explorer.figures.eftnas import search_space_figure
+from nas import (SearchSpace, encoder_macs, generate_search_space, reorder_by_importance,
                  widths_at_threshold)
 
 

@@ -8,8 +8,8 @@ import torch
 from conftest import SHARED, T5_TOKENIZER
 from tiny import FAMILIES, batch
 
-from explorer.cli import main
-from explorer.measure import new_cache
+from explorer.cli.main import main
+from explorer.evaluation.latency import new_cache
 from pruning import PruningPlan, apply_plan, keep_all_plan, load_pruned, quantize, save_pruned, weight_bytes
 from pruning.quantization import is_quantized
 

@@ -6,8 +6,8 @@ import json
 import pytest
 from conftest import SHARED
 
-from explorer.cli import main
-from explorer.models import minilm_path
+from explorer.cli.main import main
+from explorer.models.loading import minilm_path
 from pruning import load_pruned
 
 SAMSUM = SHARED / "data" / "SAMSum"

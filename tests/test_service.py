@@ -4,24 +4,29 @@ import pytest
 from conftest import SHARED
 from test_runs_pareto import fake_metrics, write_run
 
-from explorer import service
-from explorer.models import LoadedModel
-from explorer.runs import get_run
+from explorer.runs.references import ASSETS, reference_table
+from explorer.pipelines.nash_settings import Cancelled
+from explorer.backend.prune import METHODS, finetune_estimate, prune_settings, start_prune
+from explorer.backend.compare import compare_sources, score_against_reference, stream_generation, task_example
+from explorer.backend.common import data_dir_for, find_run, list_runs_for_ui, model_choices, run_zip
+from explorer.backend.pareto import export_csv, pareto_view, plan_runs, plan_view
+from explorer.models.loading import LoadedModel
+from explorer.runs.store import get_run
 
 T5_DIR = SHARED / "models" / "t5-small"
 
 
 def test_prune_settings_validate_before_any_work():
     with pytest.raises(ValueError, match=r"\[0, 1\)"):
-        service.prune_settings("minilm2minilm", "rotten_tomatoes", 1.2, 2, "uniform", 0, "cpu", 8)
+        prune_settings("minilm2minilm", "rotten_tomatoes", 1.2, 2, "uniform", 0, "cpu", 8)
     with pytest.raises(ValueError, match="Did you mean"):
-        service.prune_settings("minilm2minilm", "rotten_tomatos", 0.3, 2, "uniform", 0, "cpu", 8)
-    settings = service.prune_settings(" minilm2minilm ", "rotten_tomatoes", 0.3, 2.0, "low", 5, "cpu", 8)
+        prune_settings("minilm2minilm", "rotten_tomatos", 0.3, 2, "uniform", 0, "cpu", 8)
+    settings = prune_settings(" minilm2minilm ", "rotten_tomatoes", 0.3, 2.0, "low", 5, "cpu", 8)
     assert settings.model == "minilm2minilm" and settings.decoder_layers == 2 and settings.recovery_steps == 5
 
 
 def test_model_choices_list_offline_models_first_and_marked():
-    assert service.model_choices()[0] == ("minilm2minilm (offline)", "minilm2minilm")
+    assert model_choices()[0] == ("minilm2minilm (offline)", "minilm2minilm")
 
 
 def test_stream_generation_yields_growing_text_and_rejects_empty_text():
@@ -35,8 +40,8 @@ def test_stream_generation_yields_growing_text_and_rejects_empty_text():
     model.resize_token_embeddings(len(tokenizer))
     loaded = LoadedModel(model, tokenizer, "tiny", "t5", "test")
     with pytest.raises(ValueError, match="Enter some text"):
-        list(service.stream_generation(loaded, "   "))
-    steps = list(service.stream_generation(loaded, "summarize: hello there", max_new_tokens=5))
+        list(stream_generation(loaded, "   "))
+    steps = list(stream_generation(loaded, "summarize: hello there", max_new_tokens=5))
     # one step per generated token (at most 5), counted exactly, times growing
     assert 1 <= len(steps) <= 5 and [s[2] for s in steps] == list(range(1, len(steps) + 1))
     assert all(a[1] <= b[1] for a, b in zip(steps, steps[1:])) and steps[0][1] > 0
@@ -44,19 +49,19 @@ def test_stream_generation_yields_growing_text_and_rejects_empty_text():
 
 def test_compare_sources_put_the_dense_model_first(tmp_path):
     with pytest.raises(ValueError, match="at least one run"):
-        service.compare_sources([], tmp_path)
+        compare_sources([], tmp_path)
     metrics = dict(fake_metrics(30, 40), dense_finetune={"path": "/cache/dense"})
     write_run(tmp_path, "r1", metrics)
-    sources = service.compare_sources(["r1"], tmp_path)
+    sources = compare_sources(["r1"], tmp_path)
     assert sources[0][1] == "/cache/dense" and sources[1][1] == str(tmp_path / "r1")
     assert "30% of encoder head and FFN parameters removed" in sources[1][0]
 
 
 def test_pareto_view_filters_by_task(tmp_path):
     write_run(tmp_path, "r1", fake_metrics(30, 40))
-    fig, table, _ = service.pareto_view("samsum", "gmacs", root=tmp_path)
+    fig, table, _ = pareto_view("samsum", "gmacs", root=tmp_path)
     assert fig is not None and set(table["task"]) == {"samsum"}
-    fig, table, _ = service.pareto_view("sst2", root=tmp_path)
+    fig, table, _ = pareto_view("sst2", root=tmp_path)
     assert fig is None and table.empty
 
 
@@ -70,9 +75,9 @@ def test_local_data_is_used_only_where_the_shared_folder_has_the_task():
     data = SHARED / "data"
     if not data.exists():
         pytest.skip("../shared/data is not beside the project")
-    assert service.data_dir_for("samsum", str(data)) == str(data)
-    assert service.data_dir_for("rotten_tomatoes", str(data)) is None
-    assert service.data_dir_for("samsum", None) is None
+    assert data_dir_for("samsum", str(data)) == str(data)
+    assert data_dir_for("rotten_tomatoes", str(data)) is None
+    assert data_dir_for("samsum", None) is None
 
 
 # --- Prune tab: cancel, fine-tune estimate --------------------------------------------------
@@ -102,7 +107,7 @@ def fast_settings(model: str, **overrides):
                 device="cpu", eval_samples=2, data_dir=str(SHARED / "data"), finetune_steps=1, input_tokens=16,
                 new_tokens=4, repeats=1)
     args.update(overrides)
-    return service.prune_settings(**args)
+    return prune_settings(**args)
 
 
 @needs_shared
@@ -118,8 +123,8 @@ def test_a_cancelled_run_stops_and_leaves_earlier_runs_and_no_folder(tiny_dir, t
         if message.startswith("recovery fine-tune: step 1/"):
             cancel.set()  # the user presses Cancel during recovery fine-tuning
 
-    with pytest.raises(service.Cancelled, match="nothing was saved"):
-        service.start_prune(fast_settings(tiny_dir), runs, progress=progress, cancel=cancel)
+    with pytest.raises(Cancelled, match="nothing was saved"):
+        start_prune(fast_settings(tiny_dir), runs, progress=progress, cancel=cancel)
     assert not any(m.startswith("recovery fine-tune: step 2/") for m in seen)  # stopped within one step
     assert [p.name for p in runs.iterdir()] == ["earlier"]  # no half-written or temporary folder
     assert get_run("earlier", runs).metrics["quality"]["pruned"]["metrics"]["rougeL"] == 30
@@ -128,53 +133,53 @@ def test_a_cancelled_run_stops_and_leaves_earlier_runs_and_no_folder(tiny_dir, t
 @needs_shared
 def test_a_run_reports_every_stage_and_is_listed(tiny_dir, tmp_path, cache):
     seen = []
-    run = service.start_prune(fast_settings(tiny_dir), tmp_path / "runs", progress=lambda f, m: seen.append((f, m)))
+    run = start_prune(fast_settings(tiny_dir), tmp_path / "runs", progress=lambda f, m: seen.append((f, m)))
     stages = [m.split(":")[0].split(" (")[0] for _, m in seen]
     for stage in ("dense model", "dense fine-tune", "importance", "surgery", "recovery fine-tune", "evaluation",
                   "timing the dense model", "timing the pruned model", "done"):
         assert stage in stages, stage
     fractions = [f for f, _ in seen]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
-    assert [r.run_id for r in service.list_runs_for_ui(tmp_path / "runs")] == [run.run_id]
+    assert [r.run_id for r in list_runs_for_ui(tmp_path / "runs")] == [run.run_id]
 
 
 def test_finetune_estimate_uses_the_cache_then_history_then_flops(cache):
     import json
 
     settings = fast_settings(f"random:{T5_DIR}", finetune_steps=100, data_dir=None)
-    first = service.finetune_estimate(settings)
+    first = finetune_estimate(settings)
     assert not first["cached"] and first["seconds"] > 0 and "FLOPs" in first["basis"] and "100 steps" in first["text"]
     earlier = cache / "finetuned" / "earlier-run"
     earlier.mkdir(parents=True)
     (earlier / "finetune.json").write_text(json.dumps({
         "model": settings.model, "task": "samsum", "device": "cpu", "steps": 10, "wall_s": 20.0,
         "settings": {"batch_size": 16}}))
-    second = service.finetune_estimate(settings)
+    second = finetune_estimate(settings)
     assert second["basis"].startswith("an earlier fine-tune") and second["seconds"] == pytest.approx(200.0)
-    from explorer.finetune import dense_cache_dir
+    from explorer.training.finetune import dense_cache_dir
 
     done = dense_cache_dir(settings.model, settings.task, settings.data_dir, settings.finetune)
     done.mkdir(parents=True)
     (done / "finetune.json").write_text("{}")
-    assert service.finetune_estimate(settings)["cached"]
+    assert finetune_estimate(settings)["cached"]
     # Training after the dense model: gate steps (a third more with the teacher's forward) and recovery steps.
     from dataclasses import replace
 
-    learned = service.finetune_estimate(replace(settings, method="nash-learned", gate_steps=30, recovery_steps=10))
+    learned = finetune_estimate(replace(settings, method="nash-learned", gate_steps=30, recovery_steps=10))
     assert learned["cached"] and learned["seconds"] == 0.0 and learned["training_steps"] == 40
     assert learned["training_seconds"] == pytest.approx(2.0 * (30 * 4 / 3 + 10))
     assert "30 gate-training steps with distillation and 10 recovery steps" in learned["text"]
-    plain = service.finetune_estimate(replace(settings, method="nash-training-free", gate_steps=30, recovery_steps=0))
+    plain = finetune_estimate(replace(settings, method="nash-training-free", gate_steps=30, recovery_steps=0))
     assert plain["training_steps"] == 0 and "Then" not in plain["text"]
 
 
 def test_prune_settings_reject_empty_model_and_missing_numbers():
     with pytest.raises(ValueError, match="Choose a model"):
-        service.prune_settings("  ", "samsum", 0.3, 2, "uniform", 0, "cpu", 8)
+        prune_settings("  ", "samsum", 0.3, 2, "uniform", 0, "cpu", 8)
     with pytest.raises(ValueError, match="Fill in every number"):
-        service.prune_settings("minilm2minilm", "samsum", 0.3, None, "uniform", 0, "cpu", 8)
+        prune_settings("minilm2minilm", "samsum", 0.3, None, "uniform", 0, "cpu", 8)
     with pytest.raises(ValueError, match="at least 1 input token"):
-        service.prune_settings("minilm2minilm", "samsum", 0.3, 2, "uniform", 0, "cpu", 8, new_tokens=0)
+        prune_settings("minilm2minilm", "samsum", 0.3, 2, "uniform", 0, "cpu", 8, new_tokens=0)
 
 
 # --- Pareto tab: reference runs and reported points ----------------------------------------
@@ -182,21 +187,21 @@ def test_prune_settings_reject_empty_model_and_missing_numbers():
 def test_shipped_reference_runs_are_real_measurements_with_provenance():
     import json
 
-    table = service.reference_table("rotten_tomatoes")
+    table = reference_table("rotten_tomatoes")
     assert (table["kind"] == "reference").sum() >= 5 and (table["kind"] == "dense (reference)").sum() == 1
     assert (table["weights"] == "pretrained").all() and (table["eval_examples"] >= 200).all()
     assert table["source"].str.contains("scripts/reference_runs.sh").all()
-    provenance = json.loads((service.ASSETS / "reference_runs" / "provenance.json").read_text())
-    assert (service.ASSETS.parent / provenance["command"].split()[-1]).exists()
+    provenance = json.loads((ASSETS / "reference_runs" / "provenance.json").read_text())
+    assert (ASSETS.parent / provenance["command"].split()[-1]).exists()
     assert provenance["date"] and provenance["commit"]
 
 
 def test_samsum_method_comparison_ships_as_reference_runs_of_every_method(tmp_path):
-    table = service.reference_table("samsum")
+    table = reference_table("samsum")
     measured = table[table["kind"] == "reference"]
     assert {"nash-learned", "nash-training-free", "decoder-only"} <= set(measured["method"])
     assert table["source"].str.contains("scripts/samsum_comparison.sh").all() and (table["weights"] == "pretrained").all()
-    fig, _, _ = service.pareto_view("samsum", root=tmp_path, color="method")
+    fig, _, _ = pareto_view("samsum", root=tmp_path, color="method")
     assert {"nash-learned", "nash-training-free", "decoder-only"} <= {t.name for t in fig.data}
 
 
@@ -204,25 +209,25 @@ def test_plan_view_draws_what_a_run_removed_with_gate_values_for_learned_runs(tm
     import json
     import shutil
 
-    run_id = service.reference_table("rotten_tomatoes")["run_id"].iloc[0]
-    assert run_id in service.plan_runs("rotten_tomatoes", tmp_path)
-    fig, caption = service.plan_view(run_id, tmp_path)
-    plan = json.loads((service.find_run(run_id).path / "plan.json").read_text())
+    run_id = reference_table("rotten_tomatoes")["run_id"].iloc[0]
+    assert run_id in plan_runs("rotten_tomatoes", tmp_path)
+    fig, caption = plan_view(run_id, tmp_path)
+    plan = json.loads((find_run(run_id).path / "plan.json").read_text())
     heads, neurons, decoder = fig.data
     assert [sum(row) for row in heads.z] == [len(kept) for kept in plan["encoder_heads"]]  # 1 = kept, 0 = removed
     assert list(neurons.x) == [len(kept) for kept in plan["encoder_neurons"]]
     assert [i for i, v in enumerate(decoder.z[0]) if v] == plan["decoder_layers"] and "gate value" not in caption
     # A learned run of one's own: cells carry the gate values stored in metrics.json.
     own = tmp_path / "learned-run"
-    shutil.copytree(service.find_run(run_id).path, own)
+    shutil.copytree(find_run(run_id).path, own)
     metrics = json.loads((own / "metrics.json").read_text())
     values = [[0.5] * plan["num_heads"] for _ in plan["encoder_heads"]]
     metrics["gate_training"] = {"gates": {"heads": values}}
     (own / "metrics.json").write_text(json.dumps(metrics))
-    fig, caption = service.plan_view("learned-run", tmp_path)
+    fig, caption = plan_view("learned-run", tmp_path)
     assert "gate value" in caption
     assert [sum(row) for row in fig.data[0].z] == [0.5 * len(kept) for kept in plan["encoder_heads"]]
-    assert service.plan_runs("rotten_tomatoes", tmp_path)[0] == "learned-run"
+    assert plan_runs("rotten_tomatoes", tmp_path)[0] == "learned-run"
     # A CoFi run: decoder widths per kept layer and the hidden dimensions kept are drawn too.
     cofi = tmp_path / "cofi-run"
     shutil.copytree(own, cofi)
@@ -233,86 +238,86 @@ def test_plan_view_draws_what_a_run_removed_with_gate_values_for_learned_runs(tm
                   decoder_neurons=[list(range(ffn // 2)) for _ in range(n_dec)], hidden_size=384,
                   hidden_dims=list(range(300)))
     (cofi / "plan.json").write_text(json.dumps(plan_c))
-    fig, _ = service.plan_view("cofi-run", tmp_path)
+    fig, _ = plan_view("cofi-run", tmp_path)
     decoder, hidden = fig.data[2], fig.data[3]
     assert list(decoder.y) == ["layer kept", f"self-attn heads (of {heads})", f"cross-attn heads (of {heads})",
                                f"FFN neurons (of {ffn})"]
     assert list(decoder.z[1]) == [(1 + i % heads) / heads for i in range(n_dec)] and list(decoder.z[3]) == [0.5] * n_dec
     assert list(hidden.x) == [300] and "of 384" in fig.layout.annotations[3].text
     with pytest.raises(ValueError, match="No run named"):
-        service.plan_view("nope", tmp_path)
+        plan_view("nope", tmp_path)
 
 
 def test_first_look_is_not_empty_and_reported_points_only_on_the_relative_scale(tmp_path):
-    fig, table, note = service.pareto_view("rotten_tomatoes", root=tmp_path)  # no runs of one's own
+    fig, table, note = pareto_view("rotten_tomatoes", root=tmp_path)  # no runs of one's own
     assert fig is not None and "reference" in set(table["kind"])
     assert "reported (papers)" not in [t.name for t in fig.data] and "relative" in note
-    fig, _, _ = service.pareto_view("rotten_tomatoes", "latency_ms", root=tmp_path, scale="relative")
+    fig, _, _ = pareto_view("rotten_tomatoes", "latency_ms", root=tmp_path, scale="relative")
     reported = [t for t in fig.data if t.name == "reported (papers)"]
     assert len(reported) == 1 and sorted(reported[0].x) == pytest.approx([1 / 4.2, 1 / 2.5], abs=1e-3)
     assert all("REPORTED" in t.hovertemplate for t in reported)
     front = [t for t in fig.data if t.name == "Pareto front"][0]
     assert min(front.x) > 0.3  # the reported points are never part of the front
-    fig, _, _ = service.pareto_view("rotten_tomatoes", "gmacs", root=tmp_path, scale="relative")
+    fig, _, _ = pareto_view("rotten_tomatoes", "gmacs", root=tmp_path, scale="relative")
     assert [len(t.x) for t in fig.data if t.name == "reported (papers)"] == [1]  # EFTNAS reports MACs
-    fig, _, note = service.pareto_view("rotten_tomatoes", "params_m", root=tmp_path, scale="relative")
+    fig, _, note = pareto_view("rotten_tomatoes", "params_m", root=tmp_path, scale="relative")
     assert "reported (papers)" not in [t.name for t in fig.data] and "report no parameters" in note
-    fig, table, note = service.pareto_view("rotten_tomatoes", root=tmp_path, references=False)
+    fig, table, note = pareto_view("rotten_tomatoes", root=tmp_path, references=False)
     assert fig is None and table.empty and "No runs on rotten_tomatoes" in note
 
 
 def test_relative_scale_divides_by_each_runs_own_dense_model(tmp_path):
     write_run(tmp_path, "r1", fake_metrics(30, 40, dense_quality=40, dense_latency=100))
-    fig, table, _ = service.pareto_view("samsum", "latency_ms", root=tmp_path, scale="relative", reported=False)
+    fig, table, _ = pareto_view("samsum", "latency_ms", root=tmp_path, scale="relative", reported=False)
     measured = [t for t in fig.data if t.name == "measured"][0]
     assert list(measured.x) == pytest.approx([0.4]) and list(measured.y) == pytest.approx([75.0])
     with pytest.raises(ValueError, match="Unknown scale"):
-        service.pareto_view("samsum", root=tmp_path, scale="log")
+        pareto_view("samsum", root=tmp_path, scale="log")
 
 
 def test_export_csv_and_run_zip(tmp_path, cache):
     import pandas as pd
 
     write_run(tmp_path / "runs", "r1", fake_metrics(30, 40))
-    _, table, _ = service.pareto_view("samsum", root=tmp_path / "runs", references=False)
-    path = service.export_csv(table, name="runs-samsum")
+    _, table, _ = pareto_view("samsum", root=tmp_path / "runs", references=False)
+    path = export_csv(table, name="runs-samsum")
     assert path.startswith(str(cache))
     assert pd.read_csv(path)["run_id"].tolist() == table["run_id"].tolist()
-    assert service.run_zip("r1", tmp_path / "runs").endswith("r1.zip")
+    assert run_zip("r1", tmp_path / "runs").endswith("r1.zip")
     with pytest.raises(ValueError, match="No run named"):
-        service.run_zip("nope", tmp_path / "runs")
+        run_zip("nope", tmp_path / "runs")
 
 
 # --- Compare tab: examples and scores --------------------------------------------------------
 
 @needs_shared
 def test_test_examples_and_their_scores():
-    example = service.task_example("samsum", str(SHARED / "data"), index=3)
+    example = task_example("samsum", str(SHARED / "data"), index=3)
     assert example.source and example.target
-    assert "rougeL 100.0" in service.score_against_reference("samsum", example.target, example)
-    assert service.task_example("samsum", str(SHARED / "data"), seed=1) == \
-        service.task_example("samsum", str(SHARED / "data"), seed=1)
+    assert "rougeL 100.0" in score_against_reference("samsum", example.target, example)
+    assert task_example("samsum", str(SHARED / "data"), seed=1) == \
+        task_example("samsum", str(SHARED / "data"), seed=1)
 
 
 def test_classification_examples_are_scored_right_or_wrong():
-    from explorer.tasks import Example
+    from explorer.data.tasks import Example
 
     example = Example(source="sst2 sentence: great", target="positive", label=1)
-    assert service.score_against_reference("sst2", "positive", example).endswith("correct")
-    assert service.score_against_reference("sst2", "negative", example).endswith("wrong")
+    assert score_against_reference("sst2", "positive", example).endswith("correct")
+    assert score_against_reference("sst2", "negative", example).endswith("wrong")
     with pytest.raises(ValueError, match="no gold label"):
-        service.score_against_reference("sst2", "positive", Example(source="x", target=""))
+        score_against_reference("sst2", "positive", Example(source="x", target=""))
 
 
 @needs_shared
 def test_a_second_budget_reuses_the_importance_scores_and_the_dense_quality(tiny_dir, tmp_path, cache):
-    first = service.start_prune(fast_settings(tiny_dir, sparsity=0.5, recovery_steps=0), tmp_path / "runs")
-    second = service.start_prune(fast_settings(tiny_dir, sparsity=0.25, layers=1, recovery_steps=0), tmp_path / "runs")
+    first = start_prune(fast_settings(tiny_dir, sparsity=0.5, recovery_steps=0), tmp_path / "runs")
+    second = start_prune(fast_settings(tiny_dir, sparsity=0.25, layers=1, recovery_steps=0), tmp_path / "runs")
     assert first.metrics["cache_hits"] == {"dense_finetune": False, "importance": False, "dense_quality": False}
     assert second.metrics["cache_hits"] == {"dense_finetune": True, "importance": True, "dense_quality": True}
     assert second.metrics["quality"]["dense"]["metrics"] == first.metrics["quality"]["dense"]["metrics"]
     # the same scores: pruning the first budget again from the cache gives the same plan
-    third = service.start_prune(fast_settings(tiny_dir, sparsity=0.5, recovery_steps=0), tmp_path / "runs")
+    third = start_prune(fast_settings(tiny_dir, sparsity=0.5, recovery_steps=0), tmp_path / "runs")
     assert third.metrics["plan_summary"] == first.metrics["plan_summary"]
     assert (third.path / "plan.json").read_text() == (first.path / "plan.json").read_text()
 
@@ -322,9 +327,9 @@ def test_a_second_budget_reuses_the_importance_scores_and_the_dense_quality(tiny
 def test_every_method_of_the_prune_tab_makes_a_run(method, tiny_dir, tmp_path, cache):
     sparsity = 0.0 if method.startswith("Decoder") else 0.5
     settings = fast_settings(tiny_dir, method=method, gate_steps=3, sparsity=sparsity, recovery_steps=1)
-    run = service.start_prune(settings, tmp_path / "runs")
+    run = start_prune(settings, tmp_path / "runs")
     m = run.metrics
-    assert m["method"] == service.METHODS[method] and m["decoder_layers_kept"] == [0, 3]
+    assert m["method"] == METHODS[method] and m["decoder_layers_kept"] == [0, 3]
     if method.startswith("Decoder"):
         assert m["encoder_sparsity_achieved"] == 0.0 and m["gate_training"] is None
     else:
@@ -332,11 +337,11 @@ def test_every_method_of_the_prune_tab_makes_a_run(method, tiny_dir, tmp_path, c
         assert "gate_training" in m["stage_wall_s"]
     from pruning import PruningPlan, load_pruned
 
-    assert PruningPlan.load(run.path).notes["method"] == service.METHODS[method]
+    assert PruningPlan.load(run.path).notes["method"] == METHODS[method]
     assert load_pruned(run.path).config.num_decoder_layers == 2
 
 
 def test_decoder_only_refuses_encoder_sparsity():
     with pytest.raises(ValueError, match="decoder-only"):
-        service.prune_settings("minilm2minilm", "samsum", 0.3, 2, "uniform", 0, "cpu", 8,
+        prune_settings("minilm2minilm", "samsum", 0.3, 2, "uniform", 0, "cpu", 8,
                                method="Decoder only (baseline)")

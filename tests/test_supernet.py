@@ -206,7 +206,10 @@ def test_onnx_export_of_a_subnetwork_with_a_skipped_layer_matches_pytorch(tmp_pa
 
 
 def test_eftnas_run_end_to_end_on_a_tiny_random_bert(tmp_path):
-    from explorer.eftnas import EftnasSettings, best_for_budget, extract_for_budget, front_table, load_run, run_eftnas
+    from explorer.pipelines.eftnas_settings import EftnasSettings
+    from explorer.runs.eftnas_runs import best_for_budget, extract_for_budget, load_run
+    from explorer.pipelines.report import front_table
+    from explorer.pipelines.eftnas import run_eftnas
 
     settings = EftnasSettings(model=f"random:{SHARED / 'models' / 'bert-mini'}", task="sst2",
                               data_dir=str(SHARED / "data"), train_samples=48, eval_samples=24, search_samples=16,
@@ -229,26 +232,32 @@ def test_eftnas_run_end_to_end_on_a_tiny_random_bert(tmp_path):
     assert [len(h) for h in plan.encoder_heads] == best["heads"]
 
     # The tab's actions: a budget, side-by-side classification, a run on the Pareto front.
-    from explorer import eftnas, service
+    from explorer.pipelines.eftnas_settings import EftnasSettings
+    from explorer.runs.eftnas_runs import add_to_pareto, choose, list_eftnas_runs, load_run
+    from explorer.backend.eftnas import classify_side_by_side
+    from explorer.figures.eftnas import front_figure, importance_figure
+    from explorer.backend.pareto import pareto_view
 
-    assert eftnas.choose(summary, "macs", 100.0) == best
+    assert choose(summary, "macs", 100.0) == best
     with pytest.raises(ValueError, match="smallest needs"):
-        eftnas.choose(summary, "latency", 0.0)
-    rows = eftnas.classify_side_by_side(tmp_path / "run", best, "a fine film")
+        choose(summary, "latency", 0.0)
+    rows = classify_side_by_side(tmp_path / "run", best, "a fine film")
     assert [r[0] for r in rows][0] == "dense" and all(r[1] in ("negative", "positive") for r in rows)
     with pytest.raises(ValueError, match="Type a sentence"):
-        eftnas.classify_side_by_side(tmp_path / "run", best, "  ")
+        classify_side_by_side(tmp_path / "run", best, "  ")
     runs = tmp_path / "runs"
-    added = eftnas.add_to_pareto(tmp_path / "run", best, runs)
+    added = add_to_pareto(tmp_path / "run", best, runs)
     assert load_pruned(added)(input_ids=torch.tensor([[101, 2000, 102]])).logits.shape == (1, 2)
-    fig, table, _ = service.pareto_view("sst2", "gmacs", root=str(runs), references=False, reported=False)
+    fig, table, _ = pareto_view("sst2", "gmacs", root=str(runs), references=False, reported=False)
     assert "eftnas" in set(table["method"]) and len(table) == 2  # the subnetwork and its dense model
-    assert eftnas.front_figure(summary, best).data and eftnas.importance_figure(tmp_path / "run").data
-    assert list(eftnas.list_eftnas_runs(runs)) == [l for l in eftnas.list_eftnas_runs(runs) if "reference" in l]
+    assert front_figure(summary, best).data and importance_figure(tmp_path / "run").data
+    assert list(list_eftnas_runs(runs)) == [l for l in list_eftnas_runs(runs) if "reference" in l]
 
 
 def test_eftnas_refuses_what_it_cannot_do(tmp_path):
-    from explorer.eftnas import EftnasSettings, load_classifier, run_eftnas
+    from explorer.pipelines.eftnas_settings import EftnasSettings
+    from explorer.models.classifier import load_classifier
+    from explorer.pipelines.eftnas import run_eftnas
 
     with pytest.raises(ValueError, match="classification"):
         run_eftnas(EftnasSettings(task="samsum"), tmp_path / "x")
@@ -262,7 +271,7 @@ def test_eftnas_refuses_what_it_cannot_do(tmp_path):
 
 
 def test_examples_keep_their_raw_input_fields_for_encoder_classifiers():
-    from explorer.tasks import load_split
+    from explorer.data.splits import load_split
 
     mrpc = load_split("mrpc", "validation", SHARED / "data", limit=2)
     assert all(len(ex.texts) == 2 and ex.texts[0] in ex.source and ex.texts[1] in ex.source for ex in mrpc)
@@ -280,29 +289,31 @@ def test_every_shipped_eftnas_reference_run_opens_without_weights(name):
     search space and the importance figure; extraction is refused clearly."""
     import json
 
-    from explorer import eftnas
+    from explorer.runs.eftnas_runs import add_to_pareto, choose, has_supernetwork, list_eftnas_runs, load_run
+    from explorer.figures.eftnas import front_figure, importance_figure
     from nas.search_space import SearchSpace
 
-    label = next(l for l in eftnas.list_eftnas_runs() if l.startswith(name))
-    folder = eftnas.list_eftnas_runs()[label]
-    summary = eftnas.load_run(folder)
+    label = next(l for l in list_eftnas_runs() if l.startswith(name))
+    folder = list_eftnas_runs()[label]
+    summary = load_run(folder)
     assert summary["weights"] == "pretrained" and summary["eval_examples"] == DEV_SIZES[summary["task"]]
     assert "eftnas_glue.sh" in json.loads((folder / "provenance.json").read_text())["command"]
-    point = eftnas.choose(summary, "macs", 75.0)
+    point = choose(summary, "macs", 75.0)
     assert point["macs_fraction"] <= 0.75 and summary["metric"] in point["eval"]
-    assert not eftnas.has_supernetwork(folder)
+    assert not has_supernetwork(folder)
     with pytest.raises(ValueError, match="no super-network weights"):
-        eftnas.add_to_pareto(folder, point)
+        add_to_pareto(folder, point)
     space = SearchSpace.from_json(folder / "supernet" / "search_space.json")
-    assert len(space.heads) == 6 and eftnas.importance_figure(folder).data
-    assert eftnas.front_figure(summary, point).data
+    assert len(space.heads) == 6 and importance_figure(folder).data
+    assert front_figure(summary, point).data
 
 
 def test_a_killed_eftnas_run_resumes_to_the_same_front(tmp_path):
     """Interrupted in the dense fine-tune and again in the super-network training, resumed from the
-    last checkpoint each time: the same front as an uninterrupted run (explorer.stages)."""
-    from explorer.eftnas import EftnasSettings, run_eftnas
-    from explorer.stages import RunFolder
+    last checkpoint each time: the same front as an uninterrupted run (explorer.runs.stages)."""
+    from explorer.pipelines.eftnas_settings import EftnasSettings
+    from explorer.pipelines.eftnas import run_eftnas
+    from explorer.runs.stages import RunFolder
 
     settings = EftnasSettings(model=f"random:{SHARED / 'models' / 'bert-mini'}", task="sst2",
                               data_dir=str(SHARED / "data"), train_samples=64, eval_samples=24, search_samples=16,
@@ -352,14 +363,17 @@ def test_the_eftnas_tab_child_gets_every_setting_as_one_json_document(tmp_path, 
     stages, learning rates, targets and the seed; now it reads the whole settings document."""
     import subprocess
 
-    from explorer import cli, eftnas
+    from explorer.cli.main import main
+    from explorer.pipelines import eftnas, eftnas_process, report
+    from explorer.pipelines.eftnas_process import train_in_subprocess
+    from explorer.pipelines.eftnas_settings import EftnasSettings
 
-    settings = eftnas.EftnasSettings(model="minilm", task="rotten_tomatoes", stages=1, learning_rate=3e-5,
+    settings = EftnasSettings(model="minilm", task="rotten_tomatoes", stages=1, learning_rate=3e-5,
                                      supernet_learning_rate=2e-5, targets=(0.5, 0.75), seed=7, keep_best_epoch=True,
                                      finetune_epochs=2.0)
-    assert eftnas.EftnasSettings.from_json(settings.to_json()) == settings
+    assert EftnasSettings.from_json(settings.to_json()) == settings
     with pytest.raises(ValueError, match="Malformed"):
-        eftnas.EftnasSettings.from_json('{"model": "minilm", "no_such_setting": 1}')
+        EftnasSettings.from_json('{"model": "minilm", "no_such_setting": 1}')
     seen = {}
 
     class FakeChild:
@@ -367,21 +381,21 @@ def test_the_eftnas_tab_child_gets_every_setting_as_one_json_document(tmp_path, 
 
         def __init__(self, cmd, **kwargs):
             seen["cmd"] = cmd
-            seen["settings"] = eftnas.EftnasSettings.from_json(open(cmd[cmd.index("--settings-json") + 1]).read())
+            seen["settings"] = EftnasSettings.from_json(open(cmd[cmd.index("--settings-json") + 1]).read())
 
         def wait(self):
             return 0
 
     monkeypatch.setattr(subprocess, "Popen", FakeChild)
-    monkeypatch.setattr(eftnas, "load_run", lambda out: {"out": str(out)})
+    monkeypatch.setattr(eftnas_process, "load_run", lambda out: {"out": str(out)})
     progress = []
-    assert eftnas.train_in_subprocess(settings, tmp_path / "run", progress=lambda f, m: progress.append((f, m)))
+    assert train_in_subprocess(settings, tmp_path / "run", progress=lambda f, m: progress.append((f, m)))
     assert seen["settings"] == settings and progress == [(0.5, "super-network: step 1/2")]
     assert not __import__("os").path.exists(seen["cmd"][seen["cmd"].index("--settings-json") + 1])  # cleaned up
     ran = {}
     monkeypatch.setattr(eftnas, "run_eftnas", lambda s, out, progress=None, resume=False: ran.update(s=s) or {})
-    monkeypatch.setattr(eftnas, "front_table", lambda summary: "")
+    monkeypatch.setattr(report, "front_table", lambda summary: "")
     document = tmp_path / "settings.json"
     document.write_text(settings.to_json())
-    assert cli.main(["eftnas", "--settings-json", str(document), "--out", str(tmp_path / "out")]) == 0
+    assert main(["eftnas", "--settings-json", str(document), "--out", str(tmp_path / "out")]) == 0
     assert ran["s"] == settings

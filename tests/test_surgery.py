@@ -245,7 +245,7 @@ def test_narrowing_the_decoder_equals_zeroing_its_units_in_training_and_cached_g
     reference = zero_removed_units(FAMILIES[family](), plan)
     b = batch()
     assert (logits(pruned, b) - logits(reference, b)).abs().max().item() <= 1e-4
-    from explorer.measure import new_cache  # a lazily grown cache (T5's config counts encoder layers)
+    from explorer.evaluation.latency import new_cache
 
     kwargs = dict(max_new_tokens=6, min_new_tokens=6, do_sample=False, output_scores=True, return_dict_in_generate=True)
     with torch.no_grad():

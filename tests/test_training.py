@@ -77,8 +77,10 @@ def test_progress_callback_reports_steps_loss_and_eta():
 
 
 def test_stsb_trains_a_regression_head_and_reports_correlations():
-    from explorer.eftnas import load_classifier, score, tokenize, training_dataset
-    from explorer.tasks import load_split
+    from explorer.models.classifier import load_classifier
+    from explorer.evaluation.classify import score, tokenize
+    from explorer.training.classifier import training_dataset
+    from explorer.data.splits import load_split
 
     model, tokenizer, _ = load_classifier(f"random:{SHARED / 'models' / 'bert-mini'}", 1)
     assert model.config.problem_type == "regression" and model.classifier.out_features == 1
@@ -94,8 +96,9 @@ def test_stsb_trains_a_regression_head_and_reports_correlations():
 def test_the_dense_fine_tune_keeps_the_best_epoch_on_held_out_examples(tmp_path):
     """keep_best: the weights at the best point of the held-out curve are kept (early stopping),
     also when the run is resumed from a checkpoint in between."""
-    from explorer.eftnas import finetune_classifier, load_classifier, training_dataset
-    from explorer.tasks import load_split
+    from explorer.training.classifier import finetune_classifier, training_dataset
+    from explorer.models.classifier import load_classifier
+    from explorer.data.splits import load_split
 
     model, tokenizer, _ = load_classifier(f"random:{SHARED / 'models' / 'bert-mini'}", 2)
     data = training_dataset(tokenizer, load_split("sst2", "train", SHARED / "data", limit=32), 32)
@@ -114,7 +117,7 @@ def test_the_dense_fine_tune_keeps_the_best_epoch_on_held_out_examples(tmp_path)
 
 
 def test_paired_bootstrap_interval_excludes_zero_only_for_a_real_difference():
-    from explorer.metrics import accuracy, paired_bootstrap
+    from explorer.evaluation.metrics import accuracy, paired_bootstrap
 
     rng = torch.Generator().manual_seed(0)
     y = torch.randint(0, 2, (400,), generator=rng).tolist()

@@ -1,7 +1,7 @@
 """The Gradio explorer: one module per tab, composed by :func:`build_app`.
 
 Tabs hold widgets and wiring only; every computation is a call into
-``explorer.service`` (tested without the UI).
+``explorer.backend`` (one module per tab, tested without the UI).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def build_app(runs: str | None = None, shared_data: str | None = None):
     """
     import gradio as gr
 
-    from . import compare_tab, eftnas_tab, pareto_tab, prune_tab
+    from explorer.ui import compare_tab, eftnas_tab, pareto_tab, prune_tab
 
     with gr.Blocks(title="Compression Explorer") as app:
         gr.Markdown(HEADER)

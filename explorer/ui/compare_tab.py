@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gradio as gr
-from explorer import service
+from explorer.backend import common, compare
 
 INTRO = ("**Compare.** The same input goes to the dense model and to the pruned runs you choose; each output "
          "streams as its tokens arrive, with milliseconds per token and in total, and, for an example from the "
@@ -23,7 +23,7 @@ def generate(run_ids, text, example, task, root, int8=False):
     if not text or not text.strip():
         raise gr.Error("Enter some text, or pick an example from the test split.")
     try:
-        sources = service.compare_sources((run_ids or [])[:2], root, bool(int8))
+        sources = compare.compare_sources((run_ids or [])[:2], root, bool(int8))
     except (ValueError, FileNotFoundError) as err:
         raise gr.Error(str(err).splitlines()[0]) from None
     scored = example is not None and example[0] == text
@@ -31,19 +31,19 @@ def generate(run_ids, text, example, task, root, int8=False):
     texts = [""] * MAX_PANELS
     for i, (head, spec) in enumerate(sources):
         try:
-            loaded = service.MODELS.get(spec)
+            loaded = common.MODELS.get(spec)
             heads[i] = f"{head}\n\n*loading and generating...*"
             yield heads + texts
             ms, tokens = 0.0, 0
             timing = ""
-            for out, ms, tokens in service.stream_generation(loaded, text):
+            for out, ms, tokens in compare.stream_generation(loaded, text):
                 texts[i] = out
                 timing = f"{ms / max(tokens, 1):.1f} ms/token, {ms:.0f} ms total, {tokens} tokens"
                 heads[i] = f"{head}\n\n{timing} (generating...)"
                 yield heads + texts
             heads[i] = f"{head}\n\n{timing or 'no tokens generated'}"
             if scored:
-                heads[i] += "\n\n" + service.score_against_reference(task, texts[i], example[1])
+                heads[i] += "\n\n" + compare.score_against_reference(task, texts[i], example[1])
         except (ValueError, FileNotFoundError, OSError) as err:
             raise gr.Error(str(err).splitlines()[0]) from None
         yield heads + texts
@@ -64,7 +64,7 @@ def render(runs: str | None, shared: str | None) -> dict:
         int8 = gr.Checkbox(False, label="Also the first run with int8 weights (CPU)", elem_id="compare-int8")
         refresh = gr.Button("Refresh runs")
     with gr.Row():
-        task = gr.Dropdown(service.task_choices(), value="rotten_tomatoes", label="Task of the example")
+        task = gr.Dropdown(common.task_choices(), value="rotten_tomatoes", label="Task of the example")
         pick = gr.Button("Random test example")
     text = gr.Textbox(lines=4, label="Input text", elem_id="compare-input")
     reference = gr.Markdown()
@@ -78,12 +78,12 @@ def render(runs: str | None, shared: str | None) -> dict:
 
     def list_choices(root):
         # Generation is for encoder-decoder runs; EFTNAS classifiers are compared in the EFTNAS tab.
-        return gr.Dropdown(choices=[r.run_id for r in service.list_runs_for_ui(root)
+        return gr.Dropdown(choices=[r.run_id for r in common.list_runs_for_ui(root)
                                     if r.metrics.get("method") != "eftnas"])
 
     def on_pick(task_name, shared_dir):
         try:
-            ex = service.task_example(task_name, shared_dir)
+            ex = compare.task_example(task_name, shared_dir)
         except (ValueError, FileNotFoundError) as err:
             raise gr.Error(str(err).splitlines()[0]) from None
         return ex.source, (ex.source, ex), f"**Reference:** {ex.target}"

@@ -6,8 +6,8 @@ from __future__ import annotations
 import threading
 
 import gradio as gr
-from explorer import eftnas
-from explorer.tasks import get_task, list_tasks
+
+from explorer.backend import eftnas
 
 INTRO = ("**EFTNAS** ([Munoz et al., LREC-COLING 2024](https://aclanthology.org/2024.lrec-main.497/)) for BERT-style "
          "classifiers: movement-sparsity importance (NNCF) generates a search space of per-layer widths, weights are "
@@ -16,7 +16,7 @@ INTRO = ("**EFTNAS** ([Munoz et al., LREC-COLING 2024](https://aclanthology.org/
          "MACs. Choose a budget and the best subnetwork on the front is cut out of the super-network as a plain, "
          "smaller Hugging Face model, in well under a second. Reference runs show their results but ship no weights; "
          "train a super-network here (minutes on a CPU with the defaults) or with `python -m explorer eftnas`.")
-CLASSIFICATION = [t for t in list_tasks() if get_task(t).kind == "classification"]
+CLASSIFICATION = eftnas.CLASSIFICATION_TASKS
 
 
 def _runs(root):
@@ -27,23 +27,12 @@ def open_run(label, root):
     """(summary state, front figure, search-space figure, importance figure, slider, note) of a run."""
     if not label:
         return None, None, None, None, gr.Slider(), "Train a super-network or pick a run."
-    folder = _runs(root).get(label)
-    if folder is None:
-        raise gr.Error(f"No EFTNAS run {label!r}.")
-    from nas.search_space import SearchSpace, search_space_figure
-    from nas.supernet import SPACE_FILE
-
-    summary = eftnas.load_run(folder)
-    path = folder / "supernet" / SPACE_FILE
-    space = SearchSpace.from_json(path) if path.is_file() else None
-    weights = "with super-network weights" if eftnas.has_supernetwork(folder) else "results only (no weights)"
-    note = (f"{summary['model']} on {summary['task']}, {weights}; dense {summary['metric']} "
-            f"{summary['dense']['eval'][summary['metric']]:.2f} at {summary['dense']['gmacs']:.3f} GMACs; "
-            f"{len(summary['front'])} subnetworks on the front; trained on {summary['device']} in "
-            f"{summary['wall_s'] / 60:.1f} min.")
-    return ({"folder": str(folder), "summary": summary}, eftnas.front_figure(summary),
-            search_space_figure(space) if space else None, eftnas.importance_figure(folder),
-            gr.Slider(value=50), note)
+    try:
+        run = eftnas.open_run(label, root)
+    except ValueError as err:
+        raise gr.Error(str(err)) from None
+    return ({"folder": run["folder"], "summary": run["summary"]}, run["front_figure"], run["space_figure"],
+            run["importance_figure"], gr.Slider(value=50), run["note"])
 
 
 def pick(state, budget, value):
@@ -51,16 +40,9 @@ def pick(state, budget, value):
     if not state:
         raise gr.Error("Open a run first.")
     try:
-        point = eftnas.choose(state["summary"], budget, value)
+        return eftnas.choose_subnetwork(state["summary"], budget, value)
     except ValueError as err:
         raise gr.Error(str(err)) from None
-    summary, metric = state["summary"], state["summary"]["metric"]
-    dense_q = summary["dense"]["eval"][metric]
-    text = (f"**Best subnetwork within {value:g}{' %' if budget == 'macs' else ' ms'}**: heads per layer "
-            f"{point['heads']}, FFN neurons per layer {point['neurons']}; {100 * point['macs_fraction']:.1f}% of dense "
-            f"MACs ({point['gmacs']:.3f} GMACs), {metric} {point['eval'][metric]:.2f} "
-            f"({100 * point['eval'][metric] / dense_q:.1f}% of dense), {point['latency_ms']:.2f} ms when measured.")
-    return point, eftnas.front_figure(summary, point), text
 
 
 def _chosen(state, point) -> None:
@@ -131,15 +113,11 @@ def render(runs: str | None, shared: str | None) -> dict:
 
     def do_train(model_, task_, device_, n, ft, mv, sn, root_, progress=gr.Progress()):
         cancel.clear()
-        data = shared if task_ != "rotten_tomatoes" else None
         try:
-            settings = eftnas.EftnasSettings(model=model_, task=task_, data_dir=data, train_samples=int(n) or None,
-                                             finetune_steps=int(ft), movement_steps=int(mv), supernet_steps=int(sn),
-                                             device=device_)
-            import time as _time
-
-            out = eftnas.eftnas_root(root_) / f"{_time.strftime('%Y%m%d-%H%M%S')}__{model_.split('/')[-1]}__{task_}"
-            summary = eftnas.train_in_subprocess(settings, out, lambda f, m: progress(f, desc=m), cancel)
+            out, summary = eftnas.train(model_, task_, device=device_, train_samples=int(n) or None,
+                                        finetune_steps=int(ft), movement_steps=int(mv), supernet_steps=int(sn),
+                                        data_dir=shared, root=root_, progress=lambda f, m: progress(f, desc=m),
+                                        cancel=cancel)
         except ValueError as err:
             raise gr.Error(str(err)) from None
         return (f"Trained in {summary['wall_s'] / 60:.1f} min: {len(summary['front'])} subnetworks on the front.",

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import gradio as gr
-from explorer import service
-from explorer.pareto import COST_AXES
+from explorer.backend import common, pareto
 
 INTRO = ("**Pareto front.** Each point is a model; the star is the dense model it was pruned from. A model is on "
          "the front (dotted line) when no other model is both at least as good and at least as cheap: the front is "
@@ -21,13 +20,13 @@ TABLE_COLUMNS = ["run_id", "kind", "method", "model", "metric", "quality", "late
 def update(task, axis, scale, colour, references, reported, root):
     """(figure, note, table, CSV path, run choices, plan-view run choices) for the tab's current settings."""
     try:
-        fig, frame, note = service.pareto_view(task, axis, colour, root, scale=scale, references=references,
+        fig, frame, note = pareto.pareto_view(task, axis, colour, root, scale=scale, references=references,
                                                reported=reported)
     except ValueError as err:
         raise gr.Error(str(err).splitlines()[0]) from None
-    path = service.export_csv(frame, name=f"runs-{task}") if not frame.empty else None
-    own = [r.run_id for r in service.list_runs_for_ui(root)]
-    planned = service.plan_runs(task, root)
+    path = pareto.export_csv(frame, name=f"runs-{task}") if not frame.empty else None
+    own = [r.run_id for r in common.list_runs_for_ui(root)]
+    planned = pareto.plan_runs(task, root)
     return (fig, note, frame[TABLE_COLUMNS] if not frame.empty else frame, path,
             gr.Dropdown(choices=own, value=own[0] if own else None),
             gr.Dropdown(choices=planned, value=planned[0] if planned else None))
@@ -38,7 +37,7 @@ def show_plan(run_id, root):
     if not run_id:
         return None, "Pick a run to see what it removed."
     try:
-        return service.plan_view(run_id, root)
+        return pareto.plan_view(run_id, root)
     except ValueError as err:
         raise gr.Error(str(err)) from None
 
@@ -51,8 +50,8 @@ def render(runs: str | None) -> dict:
     """
     gr.Markdown(INTRO)
     with gr.Row():
-        task = gr.Dropdown(service.task_choices(), value="rotten_tomatoes", label="Task", elem_id="pareto-task")
-        axis = gr.Radio([(v, k) for k, v in COST_AXES.items()], value="latency_ms", label="Cost axis")
+        task = gr.Dropdown(common.task_choices(), value="rotten_tomatoes", label="Task", elem_id="pareto-task")
+        axis = gr.Radio([(v, k) for k, v in pareto.COST_AXES.items()], value="latency_ms", label="Cost axis")
         scale = gr.Radio(["absolute", "relative"], value="absolute", label="Scale (relative: to each dense model)")
     with gr.Row():
         colour = gr.Radio(["kind", "method"], value="kind", label="Colour by")
@@ -85,7 +84,7 @@ def render(runs: str | None) -> dict:
         if not run_id:
             raise gr.Error("Choose one of your runs first.")
         try:
-            return service.run_zip(run_id, root)
+            return common.run_zip(run_id, root)
         except ValueError as err:
             raise gr.Error(str(err)) from None
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import gradio as gr
-import torch
-
-from explorer import service
+from explorer.backend import common, prune
 
 INTRO = ("**Prune.** [NASH](https://arxiv.org/abs/2310.10054) (Ko et al., Findings of EMNLP 2023) makes an "
          "encoder-decoder model faster in two ways: it *narrows the encoder* (removes attention heads and FFN "
@@ -25,12 +23,12 @@ def run(model, task, method, sparsity, layers, selection, recovery, device, eval
         Markdown summary of the new run.
     """
     try:
-        settings = service.prune_settings(model, task, sparsity, layers, selection, recovery, device, eval_samples,
-                                          data_dir=service.data_dir_for(task, shared), finetune_steps=finetune_steps,
+        settings = prune.prune_settings(model, task, sparsity, layers, selection, recovery, device, eval_samples,
+                                          data_dir=common.data_dir_for(task, shared), finetune_steps=finetune_steps,
                                           input_tokens=input_tokens, new_tokens=new_tokens, repeats=repeats,
                                           method=method, gate_steps=gate_steps, quantize=quantize)
-        result = service.start_prune(settings, runs, progress=lambda f, m: progress(f, desc=m), cancel=cancel)
-    except service.Cancelled as err:
+        result = prune.start_prune(settings, runs, progress=lambda f, m: progress(f, desc=m), cancel=cancel)
+    except prune.Cancelled as err:
         raise gr.Error(str(err)) from None
     except (ValueError, FileNotFoundError) as err:
         raise gr.Error(str(err).splitlines()[0]) from None
@@ -56,10 +54,10 @@ def run(model, task, method, sparsity, layers, selection, recovery, device, eval
 def estimate(model, task, device, finetune_steps, method, recovery, gate_steps, shared):
     """Markdown: how long the run will train (dense fine-tune unless cached, gate training, recovery)."""
     try:
-        settings = service.prune_settings(model, task, 0.0, 1, "uniform", recovery, device, 1,
-                                          data_dir=service.data_dir_for(task, shared), finetune_steps=finetune_steps,
+        settings = prune.prune_settings(model, task, 0.0, 1, "uniform", recovery, device, 1,
+                                          data_dir=common.data_dir_for(task, shared), finetune_steps=finetune_steps,
                                           method=method, gate_steps=gate_steps)
-        return service.finetune_estimate(settings)["text"]
+        return prune.finetune_estimate(settings)["text"]
     except (ValueError, FileNotFoundError, OSError) as err:
         return f"*{str(err).splitlines()[0]}*"
 
@@ -72,11 +70,11 @@ def render(runs: str | None, shared: str | None) -> dict:
     """
     gr.Markdown(INTRO)
     with gr.Row():
-        model = gr.Dropdown(service.model_choices(), value="minilm2minilm", allow_custom_value=True,
+        model = gr.Dropdown(common.model_choices(), value="minilm2minilm", allow_custom_value=True,
                             label="Model (offline ones first; or type a Hub id or a local folder)",
                             elem_id="prune-model")
-        task = gr.Dropdown(service.task_choices(), value="rotten_tomatoes", label="Task", elem_id="prune-task")
-        method = gr.Dropdown(list(service.METHODS), value=list(service.METHODS)[0], label="Method")
+        task = gr.Dropdown(common.task_choices(), value="rotten_tomatoes", label="Task", elem_id="prune-task")
+        method = gr.Dropdown(list(prune.METHODS), value=list(prune.METHODS)[0], label="Method")
     with gr.Row():
         sparsity = gr.Slider(0.0, 0.95, value=0.3, step=0.05, label="Encoder sparsity (fraction of encoder head "
                                                                      "and FFN parameters removed)")
@@ -85,7 +83,7 @@ def render(runs: str | None, shared: str | None) -> dict:
                              info="learned: decoder layer gates, with NASH (learned gates) only")
     with gr.Row():
         recovery = gr.Number(100, precision=0, minimum=0, label="Recovery fine-tuning steps (0: none)")
-        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+        devices = common.device_choices()
         device = gr.Radio(devices, value=devices[-1], label="Device")
         eval_samples = gr.Number(64, precision=0, minimum=1, label="Evaluation examples")
     with gr.Accordion("Dense fine-tuning and timing", open=False):
@@ -106,7 +104,7 @@ def render(runs: str | None, shared: str | None) -> dict:
 
     def on_model(spec):
         try:
-            count = service.decoder_layer_count(spec)
+            count = common.decoder_layer_count(spec)
         except ValueError as err:
             raise gr.Error(str(err).splitlines()[0]) from None
         return gr.Slider(maximum=count, value=min(2, count))
@@ -118,12 +116,12 @@ def render(runs: str | None, shared: str | None) -> dict:
 
     def on_run(model_, task_, method_, sparsity_, layers_, selection_, recovery_, device_, eval_, ft_, in_, new_,
                rep_, gates_, runs_, shared_, quantize_="none", request: gr.Request = None, progress=gr.Progress()):
-        cancel = service.CANCEL.new(request.session_hash if request else "default")
+        cancel = common.CANCEL.new(request.session_hash if request else "default")
         return run(model_, task_, method_, sparsity_, layers_, selection_, recovery_, device_, eval_, ft_, in_, new_,
                    rep_, gates_, runs_, shared_, progress, cancel, quantize_)
 
     def on_cancel(request: gr.Request):
-        if service.CANCEL.cancel(request.session_hash if request else "default"):
+        if common.CANCEL.cancel(request.session_hash if request else "default"):
             gr.Info("Cancelling: the run stops at its next step; nothing of it is saved.")
 
     event = go.click(on_run, [model, task, method, sparsity, layers, selection, recovery, device, eval_samples,

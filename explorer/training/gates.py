@@ -32,11 +32,10 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
+from explorer.data.tasks import Example, get_task
+from explorer.models.loading import LoadedModel
+from explorer.training.finetune import resolve_device, seq2seq_dataset
 from pruning import training
-
-from .finetune import resolve_device, seq2seq_dataset
-from .models import LoadedModel
-from .tasks import Example, get_task
 
 Progress = Callable[[float, str], None]
 TARGET_TOLERANCE = 0.005  # expected sparsity this close to the target counts as having reached it

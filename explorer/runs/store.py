@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .paths import cache_root, slug
+from explorer.paths import cache_root, slug
 
 METRICS_FILE = "metrics.json"
 

@@ -20,9 +20,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from explorer.hub import hub_is_reachable
 from pruning import SUPPORTED_ENCODER_DECODER, family_of_config
-
-from .hub import hub_is_reachable
 
 OFFLINE_MODELS = {
     "minilm2minilm": "BERT2BERT warm-started from MiniLM-L6 (all-MiniLM-L6-v2), 6+6 layers, real weights; "

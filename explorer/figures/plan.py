@@ -3,7 +3,7 @@ decoder layers kept and, for plans that narrow them (CoFi), the decoder widths a
 dimensions kept (the learned-NASH issue, item 7: "a view of the learned gates").
 
 For a learned run whose ``metrics.json`` carries the deterministic gate values
-(``gate_training.gates``, written by ``explorer.learned.train_gates``), each kept head's cell shows
+(``gate_training.gates``, written by ``explorer.training.gates.train_gates``), each kept head's cell shows
 its gate value (the factor folded into its weights); otherwise cells are 1 (kept) or 0 (removed),
 which is all a training-free or decoder-only plan has.
 """

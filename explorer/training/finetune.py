@@ -18,11 +18,12 @@ from pathlib import Path
 
 import torch
 
+from explorer.data.splits import held_out_split, load_split
+from explorer.data.tasks import Example, get_task
+from explorer.evaluation.scoring import compute_metrics
+from explorer.models.loading import LoadedModel, configure_bert2bert, load_model
+from explorer.paths import cache_root, settings_hash, slug
 from pruning.atomic import atomic_directory
-
-from .models import LoadedModel, configure_bert2bert, load_model
-from .paths import cache_root, settings_hash, slug
-from .tasks import Example, compute_metrics, get_task, held_out_split, load_split
 
 Progress = Callable[[float, str], None]
 DONE_FILE = "finetune.json"
@@ -112,7 +113,7 @@ def curve_measure(loaded: LoadedModel, task: str, examples: list[Example], devic
     """The learning-curve function of a seq2seq fine-tune: greedy generation on ``examples``, scored
     with the task's main metric; returns ``{"value": metric, "distinct_outputs": n}`` (how many
     different texts it wrote: a summarizer that writes one sentence for every input has 1)."""
-    from .quality import generate_texts
+    from explorer.evaluation.generation import generate_texts
 
     spec = get_task(task)
 

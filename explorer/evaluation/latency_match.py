@@ -68,7 +68,7 @@ def uniform_width_plan(model, sparsity: float):
 def speedup_curve(model, sparsities, *, input_tokens: int = 256, new_tokens: int = 64, repeats: int = 3,
                   device: str = "cpu") -> list[tuple[float, float]]:
     """``[(sparsity, speed-up), ...]`` of :func:`uniform_width_plan` models against ``model``,
-    timed in this process with ``explorer.measure.measure_latency`` (greedy, batch 1, the dense
+    timed in this process with ``explorer.evaluation.latency.measure_latency`` (greedy, batch 1, the dense
     model timed again before each plan so that drift in the machine's speed cancels).
 
     Args:
@@ -78,9 +78,8 @@ def speedup_curve(model, sparsities, *, input_tokens: int = 256, new_tokens: int
     Returns:
         Speed-up = dense ms / plan ms, one per sparsity.
     """
+    from explorer.evaluation.latency import measure_latency
     from pruning import apply_plan
-
-    from .measure import measure_latency
 
     def ms(m) -> float:
         return measure_latency(m, input_tokens=input_tokens, new_tokens=new_tokens, repeats=repeats,

@@ -7,8 +7,9 @@ from collections.abc import Callable
 
 import torch
 
-from .measure import new_cache
-from .tasks import Example, compute_metrics, get_task
+from explorer.data.tasks import Example, get_task
+from explorer.evaluation.latency import new_cache
+from explorer.evaluation.scoring import compute_metrics
 
 
 def generate_texts(model, tokenizer, sources: list[str], *, max_source_tokens: int, max_new_tokens: int,

@@ -1,0 +1,95 @@
+"""What the Pareto tab calls: the front of a task from the user's runs, the reference runs and the
+papers' reported points; a run's plan.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pandas as pd
+
+from explorer.backend.common import find_run, list_runs_for_ui
+from explorer.data.tasks import get_task
+from explorer.figures.pareto import COST_AXES, SCALES, make_pareto_figure, runs_table
+from explorer.paths import cache_root
+from explorer.runs.references import reference_table, reported_points
+from explorer.runs.store import Run, list_runs
+
+__all__ = ["COST_AXES", "export_csv", "pareto_view", "plan_runs", "plan_view"]
+
+
+def plan_runs(task: str, root: str | None = None) -> list[str]:
+    """Run ids on ``task`` whose plan can be drawn: the user's (newest first), then reference runs."""
+    own = [r.run_id for r in list_runs_for_ui(root) if r.metrics.get("task") == task]
+    return own + reference_table(task)["run_id"].tolist()
+
+
+def plan_view(run_id: str, root: str | None = None):
+    """(figure, caption) of what run ``run_id`` removed: encoder heads x layers (with gate values
+    for learned runs), FFN neurons kept per layer, decoder layers kept.
+
+    Raises:
+        ValueError: For an unknown run or a broken ``plan.json``.
+    """
+    from explorer.figures.plan import plan_figure
+
+    run = find_run(run_id, root)
+    try:
+        plan = json.loads((run.path / "plan.json").read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{run_id}: plan.json cannot be read ({err}).") from None
+    gates = (run.metrics.get("gate_training") or {}).get("gates")
+    caption = (f"{_explain(run)}. Method: {run.metrics.get('method', 'nash-training-free')}"
+               + ("; cells show each kept head's learned gate value, folded into its weights." if gates else "."))
+    return plan_figure(plan, run.metrics, title=run_id), caption
+
+
+def pareto_view(task: str, axis: str = "latency_ms", color: str = "kind", root: str | None = None,
+                scale: str = "absolute", references: bool = True, reported: bool = True):
+    """(figure or None, table, note) for ``task``: the user's runs, plus the shipped reference
+    runs and (relative scale only) the papers' reported points when asked.
+
+    Raises:
+        ValueError: For an unknown task, axis or scale.
+    """
+    get_task(task)
+    if axis not in COST_AXES:
+        raise ValueError(f"Unknown axis {axis!r}; choose one of {', '.join(COST_AXES)}.")
+    if scale not in SCALES:
+        raise ValueError(f"Unknown scale {scale!r}; choose absolute or relative.")
+    own = runs_table([(r.run_id, r.metrics) for r in list_runs(root)])
+    frames = [own[own["task"] == task]] + ([reference_table(task)] if references else [])
+    frames = [f for f in frames if not f.empty]
+    table = pd.concat(frames, ignore_index=True) if frames else own.iloc[0:0]
+    notes = []
+    papers = reported_points() if reported else None
+    if papers is not None and scale == "absolute":
+        notes.append("The papers' reported points are speed-ups and % of dense quality: choose the relative "
+                     "scale to see them.")
+    elif papers is not None and papers[f"{axis}_rel"].isna().all():
+        shown = [COST_AXES[a] for a in COST_AXES if papers[f"{a}_rel"].notna().any()]
+        notes.append(f"The papers report no {COST_AXES[axis]}; their points appear on: {'; '.join(shown)}.")
+    if table.empty:
+        return None, table, " ".join(notes + [f"No runs on {task} yet: prune a model in the Prune tab."])
+    if (table["weights"] != "pretrained").any():
+        notes.append("Runs with random weights have meaningless quality; only their cost is real.")
+    return make_pareto_figure(table, axis, papers, color=color, scale=scale), table, " ".join(notes)
+
+
+def _explain(run: Run) -> str:
+    m = run.metrics
+    return (f"{m['model']} on {m['task']}: {m['plan_summary']} "
+            f"({m['encoder_sparsity_achieved'] * 100:.0f}% of encoder head and FFN parameters removed)")
+
+
+def export_csv(table: pd.DataFrame, name: str = "runs") -> str:
+    """Write a runs table as CSV into ``<cache>/downloads/``; returns the path."""
+    from explorer.paths import slug
+
+    path = cache_root() / "downloads" / f"{slug(name)}.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{threading.get_ident()}.tmp")
+    table.to_csv(tmp, index=False)
+    tmp.replace(path)
+    return str(path)

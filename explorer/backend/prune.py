@@ -1,0 +1,188 @@
+"""What the Prune tab calls: settings from the widgets, a cancellable prune, and the time estimate."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+
+from explorer.data.tasks import get_task
+from explorer.models.loading import peek_config
+from explorer.paths import cache_root
+from explorer.pipelines.nash import run_prune
+from explorer.pipelines.nash_settings import Cancelled, PruneSettings, TimingSettings
+from explorer.runs.store import Run, get_run, new_run_dir, runs_root
+from explorer.training.finetune import DONE_FILE, FinetuneSettings, dense_cache_dir, resolve_device
+
+METHODS = {"NASH (training-free)": "nash-training-free", "NASH (learned gates)": "nash-learned",
+           "Decoder only (baseline)": "decoder-only", "CoFi (baseline, encoder and decoder widths)": "cofi"}
+
+
+def start_prune(settings: PruneSettings, root: str | None = None,
+                progress: Callable[[float, str], None] | None = None,
+                cancel: threading.Event | None = None) -> Run:
+    """Run a prune (``settings.method``) into a new run folder of the runs store and return the run.
+
+    Args:
+        settings: What to run.
+        root: Runs folder (default: ``EXPLORER_RUNS`` or ``<cache>/runs``).
+        progress: ``progress(fraction in [0, 1], stage message)``.
+        cancel: When set, the run stops at its next progress report.
+
+    Raises:
+        ValueError: As ``pipeline.run_prune`` does.
+        Cancelled: When ``cancel`` was set; no run folder is left behind.
+    """
+    def say(fraction: float, message: str) -> None:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("Run cancelled; nothing was saved (earlier runs are untouched).")
+        if progress:
+            progress(fraction, message)
+
+    store = runs_root(root)
+    label = f"{settings.method}-s{settings.encoder_sparsity:g}-k{settings.decoder_layers}-{settings.layer_selection}"
+    folder = new_run_dir(store, settings.model, settings.task, label)
+    run_prune(settings, folder, progress=say, keep_unfinished=False)
+    return get_run(folder.name, store)
+
+
+_THROUGHPUT: dict[str, float] = {}
+
+
+def _matmul_flops_per_s(device: str) -> float:
+    """Measured fp32 matmul throughput of this device (FLOP/s), once per process (0.2 s)."""
+    import torch
+
+    if device not in _THROUGHPUT:
+        a = torch.randn(1024, 1024, device=device)
+        b = torch.randn(1024, 1024, device=device)
+        a @ b
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start, n = time.perf_counter(), 0
+        while time.perf_counter() - start < 0.2:
+            a @ b
+            n += 1
+        if device == "cuda":
+            torch.cuda.synchronize()
+        _THROUGHPUT[device] = 2 * 1024 ** 3 * n / (time.perf_counter() - start)
+    return _THROUGHPUT[device]
+
+
+def _linear_params(spec: str) -> int:
+    """Weights in the Linear layers of a model spec (built on the meta device: no memory, no download)."""
+    import torch
+    from transformers import AutoModelForSeq2SeqLM, EncoderDecoderModel
+
+    config = peek_config(spec)
+    with torch.device("meta"):
+        model = (EncoderDecoderModel(config) if config.model_type == "encoder-decoder"
+                 else AutoModelForSeq2SeqLM.from_config(config))
+    return sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+
+
+def _tokens_per_step(task: str, ft: dict) -> int:
+    spec = get_task(task)
+    return ft.get("batch_size", 16) * ((ft.get("max_source_tokens") or spec.max_source_tokens)
+                                      + (ft.get("max_target_tokens") or spec.max_target_tokens))
+
+
+def finetune_estimate(settings: PruneSettings) -> dict:
+    """How long a Prune request will train, and on what that guess rests: the dense fine-tune
+    (unless cached), then gate training (``nash-learned``, ``cofi``) and recovery fine-tuning.
+
+    Seconds per step come, in order of preference, from the measured seconds per step of an
+    earlier dense fine-tune of the same model on the same device, scaled by tokens per step
+    (batch x the task's source + target lengths); else from 6 x (Linear weights) x (tokens per
+    step) training FLOPs (Kaplan et al. 2020, Sec. 2.1) over this device's measured fp32 matmul
+    speed at 50% utilisation, a rough figure and said to be one. A gate-training step with
+    distillation also runs the teacher's forward, counted as a third of a training step; recovery
+    steps are counted at the dense model's cost (the pruned model is faster: an upper bound).
+
+    Returns:
+        ``{"cached": bool, "steps": int, "seconds": float, "training_steps": int,
+        "training_seconds": float, "basis": str, "text": str}``: ``steps`` / ``seconds`` of the
+        dense fine-tune (0 when cached), ``training_*`` of gate training plus recovery.
+
+    Raises:
+        ValueError: For an unknown model, task or device.
+    """
+    from dataclasses import asdict
+
+    ft = settings.finetune
+    cached = (dense_cache_dir(settings.model, settings.task, settings.data_dir, ft) / DONE_FILE).exists()
+    gate_steps = settings.gate_steps if settings.method in ("nash-learned", "cofi") else 0
+    after = gate_steps + settings.recovery_steps
+    device = resolve_device(settings.device)
+    if cached and not after:
+        return {"cached": True, "steps": 0, "seconds": 0.0, "training_steps": 0, "training_seconds": 0.0,
+                "basis": "cache", "text": f"The dense {settings.model} is already fine-tuned for {settings.task} "
+                                          "(cached): the run starts with pruning."}
+    tokens = _tokens_per_step(settings.task, asdict(ft))
+    history = []
+    for summary_file in sorted((cache_root() / "finetuned").glob(f"*/{DONE_FILE}")):
+        try:
+            done = json.loads(summary_file.read_text())
+            if done["model"] == settings.model and done["device"] == device and done["steps"] > 0:
+                per_token = done["wall_s"] / done["steps"] / _tokens_per_step(done["task"], done.get("settings", {}))
+                history.append((done["task"] != settings.task, per_token * tokens))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    if history:
+        per_step = min(history)[1]
+        basis = "an earlier fine-tune of this model on this device"
+    else:
+        per_step = 6 * _linear_params(settings.model) * tokens / (0.5 * _matmul_flops_per_s(device))
+        basis = "6 x weights x tokens FLOPs over this machine's measured matmul speed; rough"
+    seconds = 0.0 if cached else per_step * ft.max_steps
+    teacher = 4 / 3 if settings.distill else 1.0
+    training = per_step * (gate_steps * teacher + settings.recovery_steps)
+    if cached:
+        text = f"The dense {settings.model} is already fine-tuned for {settings.task} (cached)."
+    else:
+        text = (f"{settings.model} is not yet fine-tuned for {settings.task}: the run first fine-tunes it for "
+                f"{ft.max_steps} steps on {device}, about {_duration(seconds)}; the result is cached for every later "
+                "run.")
+    if after:
+        plural = lambda n, what: f"{n} {what}" + ("" if n == 1 else "s")  # noqa: E731
+        parts = ([plural(gate_steps, "gate-training step") + (" with distillation" if settings.distill else "")]
+                 if gate_steps else []) + ([plural(settings.recovery_steps, "recovery step")] if settings.recovery_steps
+                                           else [])
+        text += f" Then {' and '.join(parts)}: about {_duration(training)}."
+    text += f" (Estimated from {basis}.)"
+    return {"cached": cached, "steps": 0 if cached else ft.max_steps, "seconds": seconds, "training_steps": after,
+            "training_seconds": training, "basis": basis, "text": text}
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
+def prune_settings(model: str, task: str, sparsity: float, layers: int, selection: str, recovery_steps: int,
+                   device: str, eval_samples: int, data_dir: str | None = None, finetune_steps: int = 250,
+                   input_tokens: int = 256, new_tokens: int = 64, repeats: int = 5,
+                   method: str = "nash-training-free", gate_steps: int = 300,
+                   quantize: str = "none") -> PruneSettings:
+    """Settings of one Prune-tab request (the UI's widgets map one to one onto these).
+
+    Raises:
+        ValueError: With a message that says what to change (checked before any work).
+    """
+    if not model or not str(model).strip():
+        raise ValueError("Choose a model: an offline one from the list, a local folder or a Hub id.")
+    try:
+        timing = TimingSettings(input_tokens=int(input_tokens), new_tokens=int(new_tokens), repeats=int(repeats))
+        finetune = FinetuneSettings(max_steps=int(finetune_steps))
+        settings = PruneSettings(model=str(model).strip(), task=task, encoder_sparsity=float(sparsity),
+                                 decoder_layers=int(layers), layer_selection=selection,
+                                 recovery_steps=int(recovery_steps), eval_samples=int(eval_samples),
+                                 device=device, data_dir=data_dir or None, finetune=finetune, timing=timing,
+                                 method=METHODS.get(method, method), gate_steps=int(gate_steps),
+                                 quantize=quantize or "none")
+    except TypeError as err:  # None from an emptied number box
+        raise ValueError("Fill in every number (sparsity, layers, steps, examples).") from err
+    if min(timing.input_tokens, timing.new_tokens, timing.repeats) < 1:
+        raise ValueError("Timing needs at least 1 input token, 1 new token and 1 repeat.")
+    settings.check()
+    return settings

@@ -1,0 +1,1 @@
+"""``python -m explorer``: the command line."""

@@ -1,0 +1,1 @@
+"""Tasks and their data: the task registry, local data files, the offline corpus."""

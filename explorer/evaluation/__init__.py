@@ -1,0 +1,1 @@
+"""Measuring models: task metrics, generation quality, latency, MACs and bytes."""

@@ -1,0 +1,109 @@
+"""A task's metrics on generated outputs: parse each output into a label or score, score it
+(``explorer.evaluation.metrics``), and the paired bootstrap interval of two models' difference.
+"""
+
+from __future__ import annotations
+
+import math
+
+from explorer.data.tasks import Example, TaskSpec, _lookup, get_task
+from explorer.evaluation import metrics
+
+
+def _parse_prediction(spec: TaskSpec, prediction: str) -> int | float:
+    """Class id or score of a generated text; ``INVALID_LABEL`` (-1) when it does not parse.
+
+    Classification: exact match of the stripped, case-folded text with a label word.
+    Regression: ``float`` of the stripped text, finite; an invalid score is -1, outside
+    the 0-5 range, as T5's ``string_to_float`` default (t5/data/postprocessors.py).
+    """
+    text = prediction.strip()
+    if spec.kind == "regression":
+        try:
+            value = float(text)
+        except ValueError:
+            return float(metrics.INVALID_LABEL)
+        return value if math.isfinite(value) else float(metrics.INVALID_LABEL)
+    words = [word.casefold() for word in spec.label_words]
+    return words.index(text.casefold()) if text.casefold() in words else metrics.INVALID_LABEL
+
+
+_SCORERS = {"accuracy": metrics.accuracy, "mcc": metrics.mcc, "f1": metrics.f1,
+            "pearson": metrics.pearson, "spearman": metrics.spearman}
+
+
+def compute_metrics(task: TaskSpec | str, predictions: list[str], examples: list[Example]) -> dict[str, float]:
+    """Score generated texts against examples, in percent.
+
+    Summarization: ROUGE-1/2/L/Lsum F1 against ``example.target`` (``metrics.rouge``).
+    Classification / regression: each metric in ``spec.higher_is_better`` on
+    ``example.label`` vs the parsed prediction; a prediction that is not a label counts
+    as wrong (``metrics.mcc``, ``metrics.f1``). STS-B compares with the unrounded gold score.
+
+    Args:
+        task: task name or TaskSpec.
+        predictions: (N,) decoded model outputs.
+        examples: (N,) the examples they answer, same order.
+
+    Returns:
+        metric name -> value, exactly the keys of ``spec.higher_is_better``.
+
+    Raises:
+        ValueError: lengths differ, no examples, or an example without a gold label.
+    """
+    spec = task if isinstance(task, TaskSpec) else get_task(task)
+    if len(predictions) != len(examples):
+        raise ValueError(
+            f"{len(predictions)} predictions for {len(examples)} examples: the lists must have the same length."
+        )
+    if spec.kind == "summarization":
+        scores = metrics.rouge(predictions, [example.target for example in examples])
+        return {name: scores[name] for name in spec.higher_is_better}
+    missing = [index for index, example in enumerate(examples) if example.label is None]
+    if missing:
+        raise ValueError(f"Examples {missing[:5]} have no gold label (hidden test labels); score a labelled split.")
+    gold = [example.label for example in examples]
+    parsed = [_parse_prediction(spec, prediction) for prediction in predictions]
+    return {name: _SCORERS[name](gold, parsed) for name in spec.higher_is_better}
+
+
+def paired_interval(task: TaskSpec | str, examples: list[Example], predictions_a: list[str], predictions_b: list[str],
+                    metric: str | None = None, *, resamples: int = 1000, seed: int = 0) -> dict[str, float]:
+    """A 95% paired bootstrap interval of ``metric(b) - metric(a)`` over ``examples`` (the same
+    resampled examples score both; ``metrics.paired_bootstrap``): for summarization the mean of the
+    per-example ROUGE scores, for classification / regression the metric itself on the parsed
+    predictions (MCC, F1 and correlations do not decompose per example, so each resample recomputes them).
+
+    Args:
+        task: Task name or spec.
+        examples: (N,) evaluated examples.
+        predictions_a, predictions_b: (N,) generated texts of the two models (a: the reference, e.g. dense).
+        metric: A key of ``spec.higher_is_better``; default the main metric.
+
+    Returns:
+        ``{"metric", "diff", "low", "high", "n", "confidence"}`` in points; the difference is real when
+        the interval excludes 0.
+
+    Raises:
+        ValueError: Lengths differ, no examples, an unknown metric, or examples without labels.
+    """
+    spec, _ = _lookup(task)
+    metric = metric or spec.main_metric
+    if metric not in spec.higher_is_better:
+        raise ValueError(f"{spec.name} has no metric {metric!r}; use one of {', '.join(spec.higher_is_better)}.")
+    if not (len(examples) == len(predictions_a) == len(predictions_b)) or not examples:
+        raise ValueError(f"Need the same number of examples and predictions of each model, at least one; got "
+                         f"{len(examples)}, {len(predictions_a)} and {len(predictions_b)}.")
+    if spec.kind == "summarization":
+        references = [e.target for e in examples]
+        a = metrics.rouge_per_example(predictions_a, references)[metric]
+        b = metrics.rouge_per_example(predictions_b, references)[metric]
+        result = metrics.paired_bootstrap(metrics.mean, [0.0] * len(a), a, b, resamples=resamples, seed=seed)
+    else:
+        if any(e.label is None for e in examples):
+            raise ValueError("Every example needs a gold label for an interval; score a labelled split.")
+        gold = [e.label for e in examples]
+        result = metrics.paired_bootstrap(_SCORERS[metric], gold, [_parse_prediction(spec, p) for p in predictions_a],
+                                          [_parse_prediction(spec, p) for p in predictions_b], resamples=resamples,
+                                          seed=seed)
+    return {"metric": metric, **result}

@@ -1,0 +1,1 @@
+"""Plotly figures: Pareto fronts, pruning plans, EFTNAS fronts, search spaces and importance."""

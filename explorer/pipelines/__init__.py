@@ -1,0 +1,1 @@
+"""The methods end to end: NASH (and its baselines) and EFTNAS, each one function the CLI, the backend and the tests call."""

@@ -1,0 +1,43 @@
+"""The shipped reference runs (``assets/reference_runs*``: results only) and the papers' reported points."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from explorer.figures.pareto import REPORTED_COLUMNS, runs_table
+from explorer.runs.store import list_runs
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+
+
+def reference_folders() -> list[Path]:
+    """The folders of shipped reference runs: ``assets/reference_runs`` (rotten_tomatoes, made by
+    ``scripts/reference_runs.sh``) and ``assets/reference_runs_*`` (e.g. the SAMSum method
+    comparison of ``scripts/samsum_comparison.sh``), each with its own ``provenance.json``."""
+    return sorted(f for f in ASSETS.glob("reference_runs*") if f.is_dir())
+
+
+def reference_table(task: str | None = None) -> pd.DataFrame:
+    """The reference runs shipped in ``assets/`` (measured by this project's scripts; see
+    :func:`reference_folders`), their provenance in the ``source`` column."""
+    tables = []
+    for folder in reference_folders():
+        try:
+            prov = json.loads((folder / "provenance.json").read_text())
+            source = f"reference run: {prov['command']}, {prov['date']}, commit {prov['commit']}"
+        except (OSError, json.JSONDecodeError, KeyError):
+            source = f"reference run (assets/{folder.name})"
+        tables.append(runs_table([(r.run_id, r.metrics) for r in list_runs(folder)], reference=source))
+    tables = [t for t in tables if not t.empty]
+    table = pd.concat(tables, ignore_index=True) if tables else runs_table([])
+    return table if task is None else table[table["task"] == task].reset_index(drop=True)
+
+
+def reported_points() -> pd.DataFrame:
+    """Published trade-offs from ``assets/reported_points.json`` (relative numbers, each with its source)."""
+    path = ASSETS / "reported_points.json"
+    points = json.loads(path.read_text())["points"] if path.exists() else []
+    return pd.DataFrame(points, columns=REPORTED_COLUMNS)
