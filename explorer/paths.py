@@ -1,6 +1,7 @@
-"""Where the project keeps its cache (fine-tuned models, wheels) and runs.
+"""Where things are: the repository's shipped assets, and the cache (fine-tuned models, wheels)
+and runs the project writes.
 
-Default: ``~/.cache/compression-explorer``; override with ``EXPLORER_CACHE``.
+Cache default: ``~/.cache/compression-explorer``; override with ``EXPLORER_CACHE``.
 Nothing is written inside the repository.
 """
 
@@ -11,6 +12,9 @@ import json
 import os
 import re
 from pathlib import Path
+
+REPOSITORY = Path(__file__).resolve().parent.parent  # the checkout: app.py, explorer/, assets/, ...
+ASSETS = REPOSITORY / "assets"  # shipped reference runs and reported points (results only)
 
 
 def cache_root() -> Path:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from pruning.atomic import atomic_write
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, *, seq_len: int = 128) -> Path:
@@ -23,13 +24,11 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, seq_len: int = 128
     model = model.cpu().eval()
     ids = torch.randint(1000, 2000, (2, seq_len)) % model.config.vocab_size
     batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
-    tmp = path.with_name(path.name + ".tmp")
-    torch.onnx.export(model, (), tmp, kwargs={"input_ids": ids, "attention_mask": torch.ones_like(ids)},
-                      input_names=["input_ids", "attention_mask"], output_names=["logits"], dynamo=True,
-                      dynamic_shapes={"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}},
-                      external_data=False, verbose=False)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda tmp: torch.onnx.export(
+        model, (), tmp, kwargs={"input_ids": ids, "attention_mask": torch.ones_like(ids)},
+        input_names=["input_ids", "attention_mask"], output_names=["logits"], dynamo=True,
+        dynamic_shapes={"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}},
+        external_data=False, verbose=False))
 
 
 def onnx_parity(model: nn.Module, path: str | os.PathLike, input_ids: torch.Tensor,

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from pruning.atomic import atomic_write_text
 
 SKIP_FRACTION = 0.02  # a layer below 2% of its full width becomes skippable (EFTNAS)
 
@@ -94,10 +95,7 @@ class SearchSpace:
 
     def to_json(self, path: str | os.PathLike) -> None:
         """Write the search space as JSON (atomically: temporary file, then rename)."""
-        path = Path(path)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=1))
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(asdict(self), indent=1))
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> SearchSpace:

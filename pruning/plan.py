@@ -12,6 +12,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from .atomic import atomic_write_text
 
 PLAN_FILE = "plan.json"
 PLAN_FORMAT_VERSION = 4  # 2 added the optional decoder widths, 3 the hidden dims, 4 the quantization; older files load
@@ -196,10 +197,7 @@ class PruningPlan:
     def save(self, directory: str | os.PathLike) -> Path:
         """Write ``plan.json`` into ``directory`` (atomically: temp file + rename)."""
         path = Path(directory) / PLAN_FILE
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1))
-        os.replace(tmp, path)
-        return path
+        return atomic_write_text(path, json.dumps(self.to_dict(), indent=1))
 
     @classmethod
     def load(cls, directory_or_file: str | os.PathLike) -> "PruningPlan":

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -46,6 +45,7 @@ def intervals(folder: Path, run: dict) -> None:
 
 
 def retime(folder: Path, repeats: int, pause: list[int]) -> None:
+    from pruning.atomic import atomic_write_text
     from explorer.runs.eftnas_runs import FRONT_FILE, RUN_FILE, load_run
 
     run = load_run(folder)
@@ -55,9 +55,7 @@ def retime(folder: Path, repeats: int, pause: list[int]) -> None:
     with paused(pause):
         _time(folder, run, repeats)
     for name, data in ((FRONT_FILE, run["front"]), (RUN_FILE, run)):
-        tmp = folder / f".{name}.tmp"
-        tmp.write_text(json.dumps(data, indent=1, default=str))
-        os.replace(tmp, folder / name)
+        atomic_write_text(folder / name, json.dumps(data, indent=1, default=str))
     print(f"{folder}: dense {run['dense']['latency_ms']:.1f} ms; front " +
           ", ".join(f"{p['latency_ms']:.1f} ms ({p['eval_ci']['diff']:+.1f} [{p['eval_ci']['low']:+.1f}, "
                     f"{p['eval_ci']['high']:+.1f}])" for p in run["front"]))

@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from explorer.evaluation.latency import device_description, measure_latency, paused
 from explorer.models.loading import load_model
+from pruning.atomic import atomic_write_text
 from pruning import load_pruned  # noqa: E402
 
 
@@ -68,9 +69,7 @@ def retime(folder: Path, rounds: int, pause: list[int]) -> None:
             m["measurements"]["dense"][latency]["latency_ms"] = round(statistics.median(dense_ms), 1)
             m["measurements"]["pruned"][latency]["latency_ms"] = round(statistics.median(run_ms), 1)
         m["retimed"] = stamp
-        tmp = run / ".metrics.json.tmp"
-        tmp.write_text(json.dumps(m, indent=1, default=str))
-        os.replace(tmp, run / "metrics.json")
+        atomic_write_text(run / "metrics.json", json.dumps(m, indent=1, default=str))
         print(f"{run.name}: {m['speedup_end_to_end']:.2f}x at {settings['long']} (at run time "
               f"{at_run['speedup_end_to_end']:.2f}x)" + (f", {m['speedup_task_lengths']:.2f}x at the task's lengths "
                                                          f"{settings['task']}" if "task" in settings else ""))

@@ -4,9 +4,10 @@ import pytest
 from conftest import SHARED
 from test_runs_pareto import fake_metrics, write_run
 
-from explorer.runs.references import ASSETS, reference_table
-from explorer.pipelines.nash_settings import Cancelled
-from explorer.backend.prune import METHODS, finetune_estimate, prune_settings, start_prune
+from explorer.paths import ASSETS
+from explorer.runs.references import reference_table
+from explorer.pipelines.nash_settings import Cancelled, method_named
+from explorer.backend.prune import finetune_estimate, prune_settings, start_prune
 from explorer.backend.compare import compare_sources, score_against_reference, stream_generation, task_example
 from explorer.backend.common import data_dir_for, find_run, list_runs_for_ui, model_choices, run_zip
 from explorer.backend.pareto import export_csv, pareto_view, plan_runs, plan_view
@@ -329,7 +330,7 @@ def test_every_method_of_the_prune_tab_makes_a_run(method, tiny_dir, tmp_path, c
     settings = fast_settings(tiny_dir, method=method, gate_steps=3, sparsity=sparsity, recovery_steps=1)
     run = start_prune(settings, tmp_path / "runs")
     m = run.metrics
-    assert m["method"] == METHODS[method] and m["decoder_layers_kept"] == [0, 3]
+    assert m["method"] == method_named(method).name and m["decoder_layers_kept"] == [0, 3]
     if method.startswith("Decoder"):
         assert m["encoder_sparsity_achieved"] == 0.0 and m["gate_training"] is None
     else:
@@ -337,7 +338,7 @@ def test_every_method_of_the_prune_tab_makes_a_run(method, tiny_dir, tmp_path, c
         assert "gate_training" in m["stage_wall_s"]
     from pruning import PruningPlan, load_pruned
 
-    assert PruningPlan.load(run.path).notes["method"] == METHODS[method]
+    assert PruningPlan.load(run.path).notes["method"] == method_named(method).name
     assert load_pruned(run.path).config.num_decoder_layers == 2
 
 

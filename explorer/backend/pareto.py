@@ -5,7 +5,6 @@ papers' reported points; a run's plan.
 from __future__ import annotations
 
 import json
-import threading
 
 import pandas as pd
 
@@ -15,6 +14,7 @@ from explorer.figures.pareto import COST_AXES, SCALES, make_pareto_figure, runs_
 from explorer.paths import cache_root
 from explorer.runs.references import reference_table, reported_points
 from explorer.runs.store import Run, list_runs
+from pruning.atomic import atomic_write
 
 __all__ = ["COST_AXES", "export_csv", "pareto_view", "plan_runs", "plan_view"]
 
@@ -89,7 +89,5 @@ def export_csv(table: pd.DataFrame, name: str = "runs") -> str:
 
     path = cache_root() / "downloads" / f"{slug(name)}.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{threading.get_ident()}.tmp")
-    table.to_csv(tmp, index=False)
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))
     return str(path)

@@ -11,12 +11,11 @@ from explorer.data.tasks import get_task
 from explorer.models.loading import peek_config
 from explorer.paths import cache_root
 from explorer.pipelines.nash import run_prune
-from explorer.pipelines.nash_settings import Cancelled, PruneSettings, TimingSettings
+from explorer.pipelines.nash_settings import METHODS, Cancelled, PruneSettings, TimingSettings, method_named
 from explorer.runs.store import Run, get_run, new_run_dir, runs_root
 from explorer.training.finetune import DONE_FILE, FinetuneSettings, dense_cache_dir, resolve_device
 
-METHODS = {"NASH (training-free)": "nash-training-free", "NASH (learned gates)": "nash-learned",
-           "Decoder only (baseline)": "decoder-only", "CoFi (baseline, encoder and decoder widths)": "cofi"}
+METHOD_LABELS = [method.label for method in METHODS.values()]  # the Prune tab's choices
 
 
 def start_prune(settings: PruneSettings, root: str | None = None,
@@ -178,7 +177,7 @@ def prune_settings(model: str, task: str, sparsity: float, layers: int, selectio
                                  decoder_layers=int(layers), layer_selection=selection,
                                  recovery_steps=int(recovery_steps), eval_samples=int(eval_samples),
                                  device=device, data_dir=data_dir or None, finetune=finetune, timing=timing,
-                                 method=METHODS.get(method, method), gate_steps=int(gate_steps),
+                                 method=method_named(method).name, gate_steps=int(gate_steps),
                                  quantize=quantize or "none")
     except TypeError as err:  # None from an emptied number box
         raise ValueError("Fill in every number (sparsity, layers, steps, examples).") from err

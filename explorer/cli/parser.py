@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from explorer.pipelines.nash_settings import METHODS
+
 DEMO = dict(model="minilm2minilm", task="rotten_tomatoes", encoder_sparsity=0.3, decoder_layers=2,
             finetune_steps=250, recovery_steps=100, eval_samples=200)
 
@@ -57,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer-selection", default="uniform", choices=["uniform", "low", "high", "learned"],
                    help="which decoder layers stay; learned: decoder layer gates (nash-learned only)")
     p.add_argument("--method", default="nash-training-free",
-                   choices=["nash-training-free", "nash-learned", "decoder-only", "cofi"],
+                   choices=list(METHODS),
                    help="how the encoder is pruned: Taylor importance (no training), learned hard-concrete gates, "
                         "or not at all (decoder-only baseline, needs --encoder-sparsity 0); cofi: the CoFi baseline, "
                         "gates on encoder and decoder widths (keeps all decoder layers; --encoder-sparsity is then "

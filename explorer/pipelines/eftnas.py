@@ -44,6 +44,7 @@ from explorer.training.classifier import finetune_classifier, training_dataset
 from explorer.training.finetune import resolve_device
 from pruning.adapters import get_adapter
 from pruning.atomic import atomic_directory
+from pruning.atomic import atomic_write_text
 
 Progress = Callable[[float, str], None]
 
@@ -258,6 +259,4 @@ def run_eftnas(settings: EftnasSettings, out_dir: str | os.PathLike, *, progress
 
 
 def _write_json(path: Path, data) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=1, default=str))

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from pathlib import Path
 
 from explorer.pipelines.eftnas_settings import EftnasSettings
 from explorer.runs.eftnas_runs import load_run
+from explorer.paths import REPOSITORY
 
 Progress = Callable[[float, str], None]
 
@@ -34,7 +34,7 @@ def train_in_subprocess(settings: EftnasSettings, out_dir: str | os.PathLike,
     with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="eftnas-settings-", delete=False) as f:
         f.write(settings.to_json())
     cmd = [sys.executable, "-m", "explorer", "eftnas", "--settings-json", f.name, "--out", str(out_dir), "--overwrite"]
-    root = Path(__file__).resolve().parent.parent
+    root = REPOSITORY
     try:
         child = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                  env={**os.environ, "PYTHONUNBUFFERED": "1"})

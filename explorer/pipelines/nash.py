@@ -32,7 +32,7 @@ from explorer.evaluation.latency import device_description
 from explorer.evaluation.scoring import paired_interval
 from explorer.models.loading import LoadedModel, peek_decoder_layers
 from explorer.pipelines.nash_settings import PruneSettings
-from explorer.pipelines.nash_steps import _cached, _dense_identity, _make_plan, _write_atomic, measure_all, task_lengths
+from explorer.pipelines.nash_steps import _cached, _dense_identity, make_plan, measure_all, task_lengths
 from explorer.training.finetune import (
     FinetuneSettings,
     cached_dense_finetune,
@@ -40,6 +40,7 @@ from explorer.training.finetune import (
     resolve_device,
     training_examples,
 )
+from pruning.atomic import atomic_write_text
 
 Progress = Callable[[float, str], None]
 
@@ -142,8 +143,11 @@ def _run_prune_stages(settings: PruneSettings, out_dir: Path, work, spec, train,
         kept, importance_cached, gate_summary = plan.decoder_layers, done["importance_cached"], done["gate_summary"]
         times.update(done["times"])
     else:
-        plan, pruned_model, kept, importance_cached, gate_summary = _make_plan(
-            settings, dense, train, kept, learn_layers, identity, device, say, times, t)
+        made = make_plan(settings, dense, train, kept, learn_layers=learn_layers, identity=identity, device=device,
+                         say=say)
+        plan, pruned_model, kept = made.plan, made.model, made.kept_decoder_layers
+        importance_cached, gate_summary = made.importance_cached, made.gate_summary
+        times.update(made.times)
         if work.writer:
             save_pruned(pruned_model, plan, work.path / "pruned")
         work.finish("plan", {"importance_cached": importance_cached, "gate_summary": gate_summary,
@@ -208,7 +212,7 @@ def _run_prune_stages(settings: PruneSettings, out_dir: Path, work, spec, train,
             num_beams=settings.num_beams, progress=lambda f, msg, i=i, name=name: say(
                 0.7 + 0.15 / len(sides) * (i + f), f"evaluation ({name}): {msg}"))
     if not quality["dense"].get("cached"):
-        _write_atomic(dense_key, lambda tmp: tmp.write_text(json.dumps(quality["dense"])))
+        atomic_write_text(dense_key, json.dumps(quality["dense"]))
     for _, m in sides:
         m.model.to("cpu")
     stage("evaluation", t)

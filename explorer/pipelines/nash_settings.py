@@ -10,17 +10,47 @@ from explorer.training.finetune import (
     resolve_device,
 )
 
-METHODS = {
-    "nash-training-free": "NASH, encoder units ranked by first-order Taylor importance (no training)",
-    "nash-learned": "NASH, hard-concrete encoder gates trained under a Lagrangian sparsity target",
-    "decoder-only": "decoder shortened to k layers, encoder kept whole (baseline)",
-    "cofi": "CoFi (baseline): head, neuron and sublayer gates on encoder and decoder under one sparsity target, "
-            "every decoder layer kept",
-}
+@dataclass(frozen=True)
+class Method:
+    """One way to make a prune run's plan (``explorer.pipelines.nash_steps.PLANNERS`` runs it).
+
+    Attributes:
+        name: The id in settings, run folders and the CLI (``--method``).
+        label: The Prune tab's name for it.
+        description: One line on what it does.
+    """
+
+    name: str
+    label: str
+    description: str
+
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("nash-training-free", "NASH (training-free)",
+           "NASH, encoder units ranked by first-order Taylor importance (no training)"),
+    Method("nash-learned", "NASH (learned gates)",
+           "NASH, hard-concrete encoder gates trained under a Lagrangian sparsity target"),
+    Method("decoder-only", "Decoder only (baseline)", "decoder shortened to k layers, encoder kept whole (baseline)"),
+    Method("cofi", "CoFi (baseline, encoder and decoder widths)",
+           "CoFi (baseline): head, neuron and sublayer gates on encoder and decoder under one sparsity target, "
+           "every decoder layer kept"),
+)}
+
+
+def method_named(text: str) -> Method:
+    """The method whose id or Prune-tab label is ``text``.
+
+    Raises:
+        ValueError: For neither.
+    """
+    for method in METHODS.values():
+        if text in (method.name, method.label):
+            return method
+    raise ValueError(f"Unknown method {text!r}; use one of {', '.join(METHODS)}.")
 
 
 class Cancelled(Exception):
-    """Raised by a progress function when the user cancels a run (see ``service.start_prune``).
+    """Raised by a progress function when the user cancels a run (see ``explorer.backend.prune.start_prune``).
 
     ``run_prune`` writes nothing before its last step, so a cancelled run leaves no folder;
     a cancelled dense fine-tune leaves no cache entry (both are written atomically).

@@ -4,10 +4,9 @@ measuring a model (latency at 256 / 64 and at the task's own lengths, MACs, para
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from explorer.data.tasks import get_task
@@ -18,6 +17,7 @@ from explorer.pipelines.nash_settings import PruneSettings, TimingSettings
 from explorer.training.finetune import (
     tokenize_examples,
 )
+from pruning.atomic import atomic_write
 
 Progress = Callable[[float, str], None]
 
@@ -80,12 +80,6 @@ def _cached(kind: str, key: dict, suffix: str) -> Path:
     return folder / f"{settings_hash(key)}{suffix}"
 
 
-def _write_atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def cached_importance(dense: LoadedModel, settings: PruneSettings, identity: dict, calib, device: str):
     """Taylor importance of the dense model's encoder units, cached by dense model, task, data
     and calibration size: it does not depend on the budget, so every later prune of the same
@@ -106,7 +100,7 @@ def cached_importance(dense: LoadedModel, settings: PruneSettings, identity: dic
         saved = torch.load(path, map_location="cpu", weights_only=True)
         return ImportanceScores(saved["heads"], saved["neurons"], saved["criterion"], saved["num_examples"]), True
     scores = taylor_importance(dense.model, calibration_batches(dense, settings.task, calib), device=device)
-    _write_atomic(path, lambda tmp: torch.save({"heads": scores.heads, "neurons": scores.neurons,
+    atomic_write(path, lambda tmp: torch.save({"heads": scores.heads, "neurons": scores.neurons,
                                                 "criterion": scores.criterion, "num_examples": scores.num_examples},
                                                tmp))
     return scores, False
@@ -160,54 +154,97 @@ def measure_all(model, timing: TimingSettings, device: str, lengths: tuple[int, 
     return out
 
 
-def _make_plan(settings: PruneSettings, dense: LoadedModel, train, kept, learn_layers: bool, identity: dict,
-               device: str, say: Progress, times: dict, t: float):
-    """The plan and the pruned model of ``settings.method`` (importance + surgery, gate training +
-    folding, or a shorter decoder); ``times`` gets the stages' wall seconds.
+@dataclass
+class PlanResult:
+    """What a planner returns: the plan, the pruned model, the kept decoder layers (indices), whether
+    the importance came from the cache, the gate-training summary (gated methods), and the wall
+    seconds of its stages."""
 
-    Returns:
-        ``(plan, pruned model, kept decoder layers, importance from cache, gate-training summary)``.
+    plan: object
+    model: object
+    kept_decoder_layers: tuple[int, ...]
+    importance_cached: bool = False
+    gate_summary: dict | None = None
+    times: dict = field(default_factory=dict)
+
+
+def _plan_training_free(settings: PruneSettings, dense: LoadedModel, train, kept, *, identity: dict, device: str,
+                        say: Progress, **_) -> PlanResult:
+    """NASH without training: Taylor importance of every encoder head and FFN neuron on calibration
+    batches (cached), the least important removed to the sparsity, then surgery."""
+    from pruning import apply_plan, plan_from_scores
+
+    t = time.perf_counter()
+    say(0.3, "importance: scoring encoder heads and FFN neurons")
+    calib = calibration_examples(dense.tokenizer, settings.task, train, settings.calibration_samples,
+                                 settings.calibration_tokens)
+    scores, cached = cached_importance(dense, settings, identity, calib, device)
+    dense.model.to("cpu")
+    times = {"importance": round(time.perf_counter() - t, 1)}
+    t = time.perf_counter()
+    say(0.4, "surgery: building the smaller model")
+    plan = plan_from_scores(dense.model, scores.heads, scores.neurons, settings.encoder_sparsity, kept,
+                            notes=dict(_notes(settings), importance=scores.criterion,
+                                       calibration_examples=scores.num_examples))
+    model = apply_plan(dense.model, plan)
+    times["surgery"] = round(time.perf_counter() - t, 1)
+    return PlanResult(plan, model, tuple(kept), cached, None, times)
+
+
+def _plan_gates(settings: PruneSettings, dense: LoadedModel, train, kept, *, device: str, say: Progress,
+                learn_layers: bool, **_) -> PlanResult:
+    """NASH with learned hard-concrete gates (and CoFi's gates on encoder and decoder widths):
+    gates trained under the Lagrangian sparsity target (``explorer.training.gates``), then folded."""
+    from explorer.training.gates import LearnedSettings, train_gates
+
+    t = time.perf_counter()
+    say(0.3, "gate training: encoder gates under the sparsity target")
+    learned = LearnedSettings(target_sparsity=settings.encoder_sparsity, max_steps=settings.gate_steps,
+                              batch_size=settings.finetune.batch_size, learning_rate=settings.finetune.learning_rate,
+                              distill=settings.distill, seed=settings.finetune.seed, cofi=settings.method == "cofi")
+    plan, model, gate_summary = train_gates(
+        dense, train, learned, task=settings.task, decoder_layers=kept,
+        learned_decoder_layers=settings.decoder_layers if learn_layers else None, device=device,
+        progress=lambda f, m: say(0.3 + 0.15 * f, m))
+    plan = replace(plan, notes=dict(plan.notes, **_notes(settings)))
+    say(0.45, "surgery: gates folded, smaller model built")
+    return PlanResult(plan, model, tuple(plan.decoder_layers), False, gate_summary,
+                      {"gate_training": round(time.perf_counter() - t, 1), "surgery": 0.0})
+
+
+def _plan_decoder_only(settings: PruneSettings, dense: LoadedModel, train, kept, *, say: Progress,
+                       **_) -> PlanResult:
+    """The decoder-only baseline: k of L decoder layers kept, the encoder whole."""
+    from pruning import apply_plan, keep_all_plan
+
+    t = time.perf_counter()
+    say(0.4, "surgery: shortening the decoder")
+    plan = replace(keep_all_plan(dense.model), decoder_layers=tuple(kept), notes=_notes(settings))
+    model = apply_plan(dense.model, plan)
+    return PlanResult(plan, model, tuple(kept), times={"surgery": round(time.perf_counter() - t, 1)})
+
+
+def _notes(settings: PruneSettings) -> dict:
+    return {"method": settings.method, "layer_selection": settings.layer_selection}
+
+
+# How each method of ``nash_settings.METHODS`` makes its plan; a new method adds a planner here.
+PLANNERS: dict[str, Callable[..., PlanResult]] = {
+    "nash-training-free": _plan_training_free,
+    "nash-learned": _plan_gates,
+    "cofi": _plan_gates,
+    "decoder-only": _plan_decoder_only,
+}
+
+
+def make_plan(settings: PruneSettings, dense: LoadedModel, train, kept, *, learn_layers: bool, identity: dict,
+              device: str, say: Progress) -> PlanResult:
+    """The plan and the pruned model of ``settings.method`` (:data:`PLANNERS`).
+
+    Args:
+        kept: Decoder layer indices to keep (None when decoder layer gates choose them).
+        learn_layers: Decoder layers chosen by gates (``layer_selection="learned"``).
+        identity: What determines the dense weights (the importance cache key).
     """
-    from pruning import apply_plan, keep_all_plan, plan_from_scores
-
-    def stage(name: str, start: float) -> None:
-        times[name] = round(time.perf_counter() - start, 1)
-
-    notes = {"method": settings.method, "layer_selection": settings.layer_selection}
-    importance_cached, gate_summary = False, None
-    if settings.method == "nash-training-free":
-        say(0.3, "importance: scoring encoder heads and FFN neurons")
-        calib = calibration_examples(dense.tokenizer, settings.task, train, settings.calibration_samples,
-                                     settings.calibration_tokens)
-        scores, importance_cached = cached_importance(dense, settings, identity, calib, device)
-        dense.model.to("cpu")
-        stage("importance", t)
-        t = time.perf_counter()
-        say(0.4, "surgery: building the smaller model")
-        plan = plan_from_scores(dense.model, scores.heads, scores.neurons, settings.encoder_sparsity, kept,
-                                notes=dict(notes, importance=scores.criterion,
-                                           calibration_examples=scores.num_examples))
-    elif settings.method in ("nash-learned", "cofi"):
-        from explorer.training.gates import LearnedSettings, train_gates
-
-        say(0.3, "gate training: encoder gates under the sparsity target")
-        learned = LearnedSettings(target_sparsity=settings.encoder_sparsity, max_steps=settings.gate_steps,
-                                  batch_size=settings.finetune.batch_size, learning_rate=settings.finetune.learning_rate,
-                                  distill=settings.distill, seed=settings.finetune.seed,
-                                  cofi=settings.method == "cofi")
-        plan, pruned_model, gate_summary = train_gates(
-            dense, train, learned, task=settings.task, decoder_layers=kept,
-            learned_decoder_layers=settings.decoder_layers if learn_layers else None, device=device,
-            progress=lambda f, m: say(0.3 + 0.15 * f, m))
-        plan = replace(plan, notes=dict(plan.notes, **notes))
-        kept = plan.decoder_layers
-        stage("gate_training", t)
-        t = time.perf_counter()
-        say(0.45, "surgery: gates folded, smaller model built")
-    else:  # decoder-only
-        say(0.4, "surgery: shortening the decoder")
-        plan = replace(keep_all_plan(dense.model), decoder_layers=tuple(kept), notes=notes)
-    if settings.method not in ("nash-learned", "cofi"):
-        pruned_model = apply_plan(dense.model, plan)
-    stage("surgery", t)
-    return plan, pruned_model, kept, importance_cached, gate_summary
+    return PLANNERS[settings.method](settings, dense, train, kept, identity=identity, device=device, say=say,
+                                     learn_layers=learn_layers)

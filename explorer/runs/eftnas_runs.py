@@ -12,6 +12,7 @@ from pathlib import Path
 
 from explorer.data.tasks import get_task
 from explorer.evaluation.classify import classifier_latency_ms
+from explorer.paths import ASSETS
 
 FRONT_FILE = "front.json"
 RUN_FILE = "eftnas.json"
@@ -50,7 +51,7 @@ def extract_for_budget(directory: str | os.PathLike, point: dict):
     return sub, plan, round(time.perf_counter() - start, 3)
 
 
-REFERENCE_DIR = Path(__file__).resolve().parent.parent / "assets" / "reference_eftnas"
+REFERENCE_DIR = ASSETS / "reference_eftnas"
 
 
 def eftnas_root(root: str | os.PathLike | None = None) -> Path:

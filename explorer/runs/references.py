@@ -9,8 +9,8 @@ import pandas as pd
 
 from explorer.figures.pareto import REPORTED_COLUMNS, runs_table
 from explorer.runs.store import list_runs
+from explorer.paths import ASSETS
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 
 def reference_folders() -> list[Path]:

@@ -17,6 +17,7 @@ import os
 import shutil
 import time
 from pathlib import Path
+from pruning.atomic import atomic_write_text
 
 STATE_FILE = "stages.json"
 
@@ -109,9 +110,7 @@ class RunFolder:
     def _write(self) -> None:
         if not self.writer:
             return
-        tmp = self.path / f".{STATE_FILE}.tmp"
-        tmp.write_text(json.dumps(self.state, indent=1))
-        os.replace(tmp, self.path / STATE_FILE)
+        atomic_write_text(self.path / STATE_FILE, json.dumps(self.state, indent=1))
 
 
 def _now() -> str:

@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from explorer.paths import cache_root, slug
+from pruning.atomic import atomic_write
 
 METRICS_FILE = "metrics.json"
 
@@ -90,12 +91,14 @@ def zip_run(run: Run, destination: str | os.PathLike | None = None) -> Path:
     ``pruning.load_pruned``. Returns the zip path (default: beside the runs folder)."""
     destination = Path(destination or run.path.parent.parent / "downloads" / f"{run.run_id}.zip")
     destination.parent.mkdir(parents=True, exist_ok=True)
-    tmp = destination.with_suffix(".zip.tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for file in sorted(run.path.rglob("*")):
-            if file.is_file():
-                archive.write(file, Path(run.run_id) / file.relative_to(run.path))
-    os.replace(tmp, destination)
+
+    def write(tmp: Path) -> None:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for file in sorted(run.path.rglob("*")):
+                if file.is_file():
+                    archive.write(file, Path(run.run_id) / file.relative_to(run.path))
+
+    atomic_write(destination, write)
     return destination
 
 

@@ -74,7 +74,7 @@ def render(runs: str | None, shared: str | None) -> dict:
                             label="Model (offline ones first; or type a Hub id or a local folder)",
                             elem_id="prune-model")
         task = gr.Dropdown(common.task_choices(), value="rotten_tomatoes", label="Task", elem_id="prune-task")
-        method = gr.Dropdown(list(prune.METHODS), value=list(prune.METHODS)[0], label="Method")
+        method = gr.Dropdown(prune.METHOD_LABELS, value=prune.METHOD_LABELS[0], label="Method")
     with gr.Row():
         sparsity = gr.Slider(0.0, 0.95, value=0.3, step=0.05, label="Encoder sparsity (fraction of encoder head "
                                                                      "and FFN parameters removed)")
