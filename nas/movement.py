@@ -17,8 +17,6 @@ which turns its telemetry off) are set.
 from __future__ import annotations
 
 import copy
-import os
-import tempfile
 import time
 from collections.abc import Callable
 
@@ -26,6 +24,8 @@ import torch
 from torch import nn
 
 from pruning.adapters import get_adapter
+
+from .nncf_setup import import_nncf
 
 BLOCK = 32  # the paper's attention block size (rows x columns)
 
@@ -109,8 +109,7 @@ def movement_importance(model: nn.Module, train_rows, *, tokenizer, max_steps: i
     Raises:
         ValueError: For no rows or a model whose attention blocks are not multiples of 32 wide.
     """
-    os.environ["NNCF_TORCH_LEGACY_TRACING"] = "1"
-    os.environ.setdefault("CI", "true")
+    import_nncf()
     from nncf import NNCFConfig
     from nncf.torch import create_compressed_model
     from transformers import DataCollatorWithPadding, Trainer, TrainerCallback
@@ -132,13 +131,8 @@ def movement_importance(model: nn.Module, train_rows, *, tokenizer, max_steps: i
                                                   warmup_start_epoch=warmup_start_epoch,
                                                   warmup_end_epoch=warmup_end_epoch, regularization=regularization))
     start = time.perf_counter()
-    cwd = os.getcwd()
-    with tempfile.TemporaryDirectory(prefix="explorer-movement-") as tmp:
-        os.chdir(tmp)  # NNCF writes graph files into the working directory
-        try:
-            ctrl, compressed = create_compressed_model(student, config)
-        finally:
-            os.chdir(cwd)
+    ctrl, compressed = create_compressed_model(student, config, dump_graphs=False)  # no graph files written
+    with training.output_folder(None, "explorer-movement-") as (tmp, _):
 
         class Schedule(TrainerCallback):
             def on_step_begin(self, args, state, control, **kwargs):

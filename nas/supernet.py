@@ -46,7 +46,6 @@ import json
 import math
 import os
 import random
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -59,6 +58,7 @@ from pruning import training
 from pruning.adapters import get_adapter
 from pruning.atomic import atomic_directory
 
+from .nncf_setup import import_nncf
 from .search_space import SearchSpace
 
 SUPERNET_FILE = "supernet.json"
@@ -163,7 +163,7 @@ def closing_mask_fallback():
     a next node whose input mask does not come from the pruned cluster, instead of raising "doesn't
     have closing mask" (the EFTNAS authors' patch to their NNCF fork, applied at run time and undone
     on exit; the installed package is not edited)."""
-    import nncf
+    nncf = import_nncf()
     from nncf.common.pruning.shape_pruning_processor import ShapePruningProcessor
 
     stock = ShapePruningProcessor._get_next_node_sparse_multiplier
@@ -203,12 +203,10 @@ class SuperNetwork:
     """
 
     def __init__(self, model: nn.Module, space: SearchSpace, *, seq_len: int = 128):
-        os.environ["NNCF_TORCH_LEGACY_TRACING"] = "1"
-        os.environ.setdefault("CI", "true")
+        import_nncf()
         from nncf import NNCFConfig
         from nncf.experimental.torch.nas.bootstrapNAS.training.model_creator_helpers import (
-            create_compressed_model_from_algo_names,
-        )
+                                                                                             create_compressed_model_from_algo_names)
         from nncf.torch.model_creation import create_nncf_network
 
         adapter = get_adapter(model)
@@ -228,15 +226,10 @@ class SuperNetwork:
         names = {id(m): n for n, m in student.named_modules()}
         outputs = [(names[id(adapter.attention(layer).o)], names[id(getattr(*adapter.ffn(layer).output))])
                    for layer in adapter.encoder_layers(student)]
-        cwd = os.getcwd()
-        with tempfile.TemporaryDirectory(prefix="explorer-supernet-") as tmp, closing_mask_fallback():
-            os.chdir(tmp)  # NNCF writes graph files into the working directory
-            try:
-                net = create_nncf_network(student, config)
-                self.ctrl, self.net = create_compressed_model_from_algo_names(net, config, ["progressive_shrinking"],
-                                                                               dump_graphs=False)
-            finally:
-                os.chdir(cwd)
+        with closing_mask_fallback():
+            net = create_nncf_network(student, config)
+            self.ctrl, self.net = create_compressed_model_from_algo_names(net, config, ["progressive_shrinking"],
+                                                                           dump_graphs=False)  # no graph files
         self._width = self.ctrl.multi_elasticity_handler.width_handler
         self._skip: list[list[bool]] = [[False, False] for _ in space.heads]
         modules = dict(self.net.named_modules())

@@ -11,15 +11,8 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from explorer.evaluation.latency import (
-    _check_encoder_decoder,
-    _check_generated_length,
-    _check_positive,
-    _exact_length_generation_config,
-    _model_device,
-    _random_input_ids,
-    new_cache,
-)
+from explorer.evaluation.latency import (_check_encoder_decoder, _check_generated_length, _check_positive,
+                                         _exact_length_generation_config, _model_device, _random_input_ids, new_cache)
 
 
 def count_macs(model: nn.Module, *, batch_size: int = 1, input_tokens: int = 256, new_tokens: int = 64,

@@ -101,14 +101,8 @@ def run_eftnas(settings: EftnasSettings, out_dir: str | os.PathLike, *, progress
     from nas import encoder_macs, extract_subnetwork, generate_search_space, nsga2_search, reorder_by_importance
     from nas.search import Candidate
     from nas.search_space import SearchSpace
-    from nas.supernet import (
-        SupernetSettings,
-        SuperNetwork,
-        load_classifier_weights,
-        load_supernetwork,
-        save_supernetwork,
-        train_supernetwork,
-    )
+    from nas.supernet import (SupernetSettings, SuperNetwork, load_classifier_weights, load_supernetwork,
+                              save_supernetwork, train_supernetwork)
 
     out_dir = Path(out_dir)
     device = resolve_device(settings.device)

@@ -33,13 +33,8 @@ from explorer.evaluation.scoring import paired_interval
 from explorer.models.loading import LoadedModel, peek_decoder_layers
 from explorer.pipelines.nash_settings import PruneSettings
 from explorer.pipelines.nash_steps import _cached, _dense_identity, make_plan, measure_all, task_lengths
-from explorer.training.finetune import (
-    FinetuneSettings,
-    cached_dense_finetune,
-    finetune,
-    resolve_device,
-    training_examples,
-)
+from explorer.training.finetune import (FinetuneSettings, cached_dense_finetune, finetune, resolve_device,
+                                        training_examples)
 from pruning.atomic import atomic_write_text
 
 Progress = Callable[[float, str], None]
@@ -103,15 +98,8 @@ def run_prune(settings: PruneSettings, out_dir: str | os.PathLike, *, overwrite:
 def _run_prune_stages(settings: PruneSettings, out_dir: Path, work, spec, train, examples, device: str,
                       say: Progress) -> dict:
     """The stages of :func:`run_prune` (``work``: its RunFolder; only the main process's writes)."""
-    from pruning import (
-        PruningPlan,
-        encoder_decoder_sparsity,
-        encoder_sparsity,
-        get_adapter,
-        load_pruned,
-        save_pruned,
-        select_decoder_layers,
-    )
+    from pruning import (PruningPlan, encoder_decoder_sparsity, encoder_sparsity, get_adapter, load_pruned, save_pruned,
+                         select_decoder_layers)
 
     times: dict[str, float] = {}
     started = work.state["started"]

@@ -5,10 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from explorer.data.tasks import get_task
-from explorer.training.finetune import (
-    FinetuneSettings,
-    resolve_device,
-)
+from explorer.training.finetune import FinetuneSettings, resolve_device
 
 @dataclass(frozen=True)
 class Method:

@@ -14,9 +14,7 @@ from explorer.evaluation.costs import count_macs, count_params
 from explorer.evaluation.latency import measure_latency
 from explorer.models.loading import LoadedModel
 from explorer.pipelines.nash_settings import PruneSettings, TimingSettings
-from explorer.training.finetune import (
-    tokenize_examples,
-)
+from explorer.training.finetune import tokenize_examples
 from pruning.atomic import atomic_write
 
 Progress = Callable[[float, str], None]
