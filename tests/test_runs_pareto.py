@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from tiny import tiny_t5
 
-from explorer.figures.pareto import make_pareto_figure, pareto_mask, runs_table
+from explorer.figures.pareto import make_pareto_figure
+from explorer.runs.points import pareto_mask, runs_table
 from explorer.runs.store import get_run, list_runs, new_run_dir, zip_run
 from pruning import keep_all_plan, load_pruned, save_pruned
 

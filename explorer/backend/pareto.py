@@ -10,7 +10,8 @@ import pandas as pd
 
 from explorer.backend.common import find_run, list_runs_for_ui
 from explorer.data.tasks import get_task
-from explorer.figures.pareto import COST_AXES, SCALES, make_pareto_figure, runs_table
+from explorer.runs.points import COST_AXES, SCALES, runs_table
+from explorer.figures.pareto import make_pareto_figure
 from explorer.paths import cache_root
 from explorer.runs.references import reference_table, reported_points
 from explorer.runs.store import Run, list_runs

@@ -30,7 +30,7 @@ def start_prune(settings: PruneSettings, root: str | None = None,
         cancel: When set, the run stops at its next progress report.
 
     Raises:
-        ValueError: As ``pipeline.run_prune`` does.
+        ValueError: As ``explorer.pipelines.nash.run_prune`` does.
         Cancelled: When ``cancel`` was set; no run folder is left behind.
     """
     def say(fraction: float, message: str) -> None:

@@ -1,119 +1,15 @@
-"""Pareto fronts of quality against cost, as a table and as a plotly figure.
-
-Pure functions: runs -> ``pandas.DataFrame`` -> ``plotly`` figure. The direction of
-quality comes from the metric's ``higher_is_better`` (recorded in every run), never
-from a hard-coded list; every cost axis (latency, MACs, parameters) is lower-is-better.
-
-Two scales:
-    absolute   quality in the metric's unit against ms, GMACs or millions of parameters;
-    relative   quality as % of the run's own dense model against cost as a fraction of
-               the dense model's, so runs from different machines and the papers'
-               reported trade-offs (which are speed-ups and % of quality) share one plot.
+"""The Pareto figure: quality against a cost axis from the table of ``explorer.runs.points``,
+the front of each kind drawn as a line, the dense models as stars, the papers' reported points
+(relative scale), a marker per weight precision, and each difference's interval in the hover.
 """
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 
-COST_AXES = {
-    "latency_ms": "end-to-end latency (ms)",
-    "task_latency_ms": "end-to-end latency at the task's median lengths (ms)",
-    "decode_ms_per_token": "decoder ms per generated token",
-    "gmacs": "GMACs",
-    "params_m": "parameters (M)",
-}
-SCALES = ("absolute", "relative")
+from explorer.runs.points import COST_AXES, SCALES, pareto_mask, with_relative
+
 PRECISION_SYMBOLS = {"fp32": "circle", "int8": "square"}  # marker of a pruned model by its weights' precision
-COLUMNS = ["run_id", "kind", "method", "model", "task", "metric", "quality", "higher_is_better", "latency_ms",
-           "task_latency_ms", "decode_ms_per_token", "gmacs", "params_m", "encoder_sparsity", "decoder_layers", "plan", "device",
-           "eval_examples", "weights", "source", "interval", "precision", "dense_quality", *(f"dense_{a}" for a in COST_AXES)]
-REPORTED_COLUMNS = ["method", "model", "task", "claim", "source", "quality_rel", *(f"{a}_rel" for a in COST_AXES)]
-
-
-def _point(run_id: str, metrics: dict, which: str, reference: str | None) -> dict:
-    quality = metrics["quality"][which]
-    measured = metrics["measurements"][which]
-    main = quality["main_metric"]
-    dense = which == "dense"
-    kind = ("dense" if dense else "measured") if reference is None else ("dense (reference)" if dense else "reference")
-
-    def costs(side: dict) -> dict:
-        return {"latency_ms": side["latency"]["latency_ms"],
-                "task_latency_ms": (side.get("latency_task") or {}).get("latency_ms", float("nan")),
-                "decode_ms_per_token": side["latency"]["decode_ms_per_token"],
-                "gmacs": side["macs"]["gmacs"], "params_m": side["params"]["params_m"]}
-
-    dense_side = metrics["measurements"]["dense"]
-    intervals = metrics.get("intervals") or {}
-    interval = "" if dense else "<br>".join(
-        f"{label}: {iv['diff']:+.2f} [{iv['low']:+.2f}, {iv['high']:+.2f}] {iv.get('metric', main)}"
-        f" ({'real' if iv['low'] > 0 or iv['high'] < 0 else 'within noise'}, 95% paired bootstrap)"
-        for key, label in (("vs_dense", "vs dense"), ("vs_training_free", "vs training-free NASH"))
-        if (iv := intervals.get(key))) or "no interval recorded"
-    return {
-        "run_id": run_id, "kind": kind,
-        "method": "dense" if dense else metrics.get("method", "?"),
-        "model": metrics["model"], "task": metrics["task"], "metric": main,
-        "quality": quality["metrics"][main], "higher_is_better": bool(quality["higher_is_better"][main]),
-        **costs(measured),
-        "encoder_sparsity": 0.0 if dense else metrics.get("encoder_sparsity_achieved"),
-        "decoder_layers": None if dense else str(metrics.get("decoder_layers_kept")),
-        "plan": "dense model" if dense else metrics.get("plan_summary", ""),
-        "device": metrics.get("device", ""), "eval_examples": quality["num_examples"],
-        "weights": metrics.get("weights", "pretrained"), "source": reference or "measured here", "interval": interval,
-        "precision": "fp32" if dense else {"none": "fp32"}.get(metrics.get("settings", {}).get("quantize", "none"),
-                                                             metrics.get("settings", {}).get("quantize")),
-        "dense_quality": metrics["quality"]["dense"]["metrics"][main],
-        **{f"dense_{k}": v for k, v in costs(dense_side).items()},
-    }
-
-
-def runs_table(runs_metrics: list[tuple[str, dict]], reference: str | None = None) -> pd.DataFrame:
-    """One row per pruned model and one per dense model, from ``(run_id, metrics)`` pairs.
-
-    Args:
-        runs_metrics: ``(run_id, metrics.json contents)`` pairs.
-        reference: Provenance of shipped reference runs (then kinds are ``reference`` and
-            ``dense (reference)``); None for the user's own runs (``measured``, ``dense``).
-
-    The dense model of each (model, task, device) appears once, from its newest run.
-    """
-    rows, dense = [], {}
-    for run_id, metrics in runs_metrics:
-        rows.append(_point(run_id, metrics, "pruned", reference))
-        point = _point(run_id, metrics, "dense", reference)
-        key = (point["model"], point["task"], point["device"])
-        for name, value in dense.get(key, {}).items():  # an axis the newest run lacks, from an earlier one
-            if isinstance(point[name], float) and math.isnan(point[name]):
-                point[name] = value
-        dense[key] = point
-    return pd.DataFrame(rows + list(dense.values()), columns=COLUMNS)
-
-
-def with_relative(table: pd.DataFrame) -> pd.DataFrame:
-    """Add ``quality_rel`` (% of the row's dense quality) and ``<axis>_rel`` (fraction of the
-    dense cost) columns; dense rows get 100 and 1.0."""
-    out = table.copy()
-    out["quality_rel"] = out["quality"] / out["dense_quality"] * 100.0
-    for axis in COST_AXES:
-        out[f"{axis}_rel"] = out[axis] / out[f"dense_{axis}"]
-    return out
-
-
-def pareto_mask(cost: pd.Series, quality: pd.Series, higher_is_better: bool = True) -> pd.Series:
-    """True for the points no other point dominates (lower or equal cost and better or
-    equal quality, strictly better in one). O(n log n): sort by cost, sweep quality."""
-    sign = 1.0 if higher_is_better else -1.0
-    order = sorted(range(len(cost)), key=lambda i: (cost.iloc[i], -sign * quality.iloc[i]))
-    mask = [False] * len(cost)
-    best = float("-inf")
-    for i in order:
-        if sign * quality.iloc[i] > best:
-            mask[i] = True
-            best = sign * quality.iloc[i]
-    return pd.Series(mask, index=cost.index)
 
 
 def make_pareto_figure(table: pd.DataFrame, x: str = "latency_ms", reported: pd.DataFrame | None = None,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from explorer.figures.pareto import REPORTED_COLUMNS, runs_table
+from explorer.runs.points import REPORTED_COLUMNS, runs_table
 from explorer.runs.store import list_runs
 from explorer.paths import ASSETS
 

@@ -1,6 +1,6 @@
 """The runs store: every pruning run as a folder that outlives the process.
 
-A run folder is exactly what ``pipeline.run_prune`` writes (the pruned model,
+A run folder is exactly what ``explorer.pipelines.nash.run_prune`` writes (the pruned model,
 ``plan.json``, ``metrics.json``), so a run made from the command line with
 ``--out <runs folder>/<name>`` is listed like one made in the UI. Folders are
 written atomically (temporary sibling + rename); hidden folders (``.name.*``, the
