@@ -236,7 +236,7 @@ class SuperNetwork:
         for i, pair in enumerate(outputs):
             for j, name in enumerate(pair):
                 modules[name].register_forward_hook(self._skip_hook(i, j))
-        self.activate(*self.maximal())
+        self.activate_maximum_subnet()
 
     def _skip_hook(self, layer: int, which: int):
         def hook(module, args, output):
@@ -245,18 +245,18 @@ class SuperNetwork:
             return torch.zeros_like(output) + module.bias if module.bias is not None else torch.zeros_like(output)
         return hook
 
-    # -- configurations -------------------------------------------------------------------
+    # -- configurations (names after BootstrapNAS's ``activate_*_subnet`` and OFA's ``set_active_subnet``)
 
-    def maximal(self) -> Config:
+    def maximum_config(self) -> Config:
         """The dense configuration (every layer at full width)."""
         return tuple(max(c) for c in self.space.heads), tuple(max(c) for c in self.space.neurons)
 
-    def minimal(self, stage: int = 1, stages: int = 1) -> Config:
+    def minimum_config(self, stage: int = 1, stages: int = 1) -> Config:
         """The smallest configuration allowed in progressive-shrinking stage ``stage`` of ``stages``."""
         return (tuple(min(c) for c in self._allowed(self.space.heads, stage, stages)),
                 tuple(min(c) for c in self._allowed(self.space.neurons, stage, stages)))
 
-    def sample(self, rng: random.Random, stage: int = 1, stages: int = 1) -> Config:
+    def random_config(self, rng: random.Random, stage: int = 1, stages: int = 1) -> Config:
         """A configuration drawn uniformly per layer from the choices allowed in ``stage``."""
         return (tuple(rng.choice(c) for c in self._allowed(self.space.heads, stage, stages)),
                 tuple(rng.choice(c) for c in self._allowed(self.space.neurons, stage, stages)))
@@ -265,7 +265,7 @@ class SuperNetwork:
     def _allowed(choices: tuple[tuple[int, ...], ...], stage: int, stages: int) -> list[tuple[int, ...]]:
         return [c[len(c) - max(1, math.ceil(stage / stages * len(c))):] for c in choices]
 
-    def activate(self, heads, neurons) -> None:
+    def set_active_subnet(self, heads, neurons) -> None:
         """Make ``(heads, neurons)`` (per layer, values from the search space) the active subnetwork.
 
         Raises:
@@ -281,6 +281,30 @@ class SuperNetwork:
             config[2 * i + 1] = max(f, 1)
             self._skip[i] = [h == 0, f == 0]
         self._width.activate_subnet_for_config(config)
+        self.active_config: Config = (heads, neurons)
+
+    def activate_maximum_subnet(self) -> Config:
+        """Activate (and return) :meth:`maximum_config`."""
+        self.set_active_subnet(*self.maximum_config())
+        return self.active_config
+
+    def activate_minimum_subnet(self, stage: int = 1, stages: int = 1) -> Config:
+        """Activate (and return) :meth:`minimum_config` of ``stage``."""
+        self.set_active_subnet(*self.minimum_config(stage, stages))
+        return self.active_config
+
+    def activate_random_subnet(self, rng: random.Random, stage: int = 1, stages: int = 1) -> Config:
+        """Activate (and return) a :meth:`random_config` of ``stage``."""
+        self.set_active_subnet(*self.random_config(rng, stage, stages))
+        return self.active_config
+
+    def get_active_subnet(self) -> nn.Module:
+        """The active subnetwork as a plain, physically smaller Hugging Face model (surgery on the
+        shared weights: ``nas.extract_subnetwork``)."""
+        from .extract import extract_subnetwork
+
+        model, _ = extract_subnetwork(self.dense_model(), *self.active_config)
+        return model
 
     def dense_model(self) -> nn.Module:
         """A plain Hugging Face copy of the reordered dense model holding the super-network's current
@@ -373,13 +397,13 @@ def train_supernetwork(supernet: SuperNetwork, teacher: nn.Module, train_data, *
             step = self.state.global_step
             stage, total = stage_at(step, settings), 0.0
             rng = random.Random(settings.seed * 1_000_003 + step)
-            for heads, neurons in (supernet.maximal(), supernet.sample(rng, stage, settings.stages),
-                                   supernet.minimal(stage, settings.stages)):
-                supernet.activate(heads, neurons)
+            for heads, neurons in (supernet.maximum_config(), supernet.random_config(rng, stage, settings.stages),
+                                   supernet.minimum_config(stage, settings.stages)):
+                supernet.set_active_subnet(heads, neurons)
                 logits = model(**inputs).logits
                 total = total + distillation_loss(logits, target, labels, ce_weight=settings.ce_weight,
                                                   temperature=settings.temperature)
-            supernet.activate(*supernet.maximal())
+            supernet.activate_maximum_subnet()
             losses.append(float(total.detach()))
             return total
 
@@ -396,7 +420,7 @@ def train_supernetwork(supernet: SuperNetwork, teacher: nn.Module, train_data, *
                                           callbacks=callbacks))
         trainer.train(resume_from_checkpoint=resume)
     supernet.net.cpu().eval()
-    supernet.activate(*supernet.maximal())
+    supernet.activate_maximum_subnet()
     tail = losses[-max(1, len(losses) // 10):] or [float("nan")]
     return {"steps": settings.max_steps, "stages": settings.stages, "wall_s": round(time.perf_counter() - start, 1),
             "resumed_from": Path(resume).name if resume else None, "device": device,

@@ -71,7 +71,7 @@ def head_index(heads: tuple[int, ...], head_dim: int) -> torch.Tensor:
     return torch.cat([torch.arange(h * head_dim, (h + 1) * head_dim) for h in heads])
 
 
-def prune_heads(adapter: FamilyAdapter, layer: nn.Module, heads: tuple[int, ...], current_heads: int,
+def keep_heads(adapter: FamilyAdapter, layer: nn.Module, heads: tuple[int, ...], current_heads: int,
                 attention: Attention | None = None) -> None:
     """Keep ``heads`` (indices into the block's current heads) of one attention block of
     ``layer``, in place: its self-attention, or the block ``attention`` names (a decoder
@@ -123,7 +123,7 @@ class SkippedSelfAttention(nn.Module):
         return hidden_states.new_zeros(*hidden_states.shape[:-1], 0), None
 
 
-def prune_neurons(adapter: FamilyAdapter, layer: nn.Module, neurons: tuple[int, ...], current_dim: int) -> None:
+def keep_neurons(adapter: FamilyAdapter, layer: nn.Module, neurons: tuple[int, ...], current_dim: int) -> None:
     """Keep ``neurons`` (indices into the current FFN intermediate) of one layer, in place."""
     if len(neurons) == current_dim:
         return
@@ -149,8 +149,8 @@ def narrow_encoder(model: nn.Module, plan: PruningPlan) -> None:
         if att.q.out_features != plan.num_heads * att.head_dim or getattr(*ffn.output).in_features != plan.ffn_dim:
             raise ValueError(f"Encoder layer {i} is already narrowed; apply a plan to the dense model it was made for.")
     for layer, heads, neurons in zip(adapter.encoder_layers(model), plan.encoder_heads, plan.encoder_neurons):
-        prune_heads(adapter, layer, heads, plan.num_heads)
-        prune_neurons(adapter, layer, neurons, plan.ffn_dim)
+        keep_heads(adapter, layer, heads, plan.num_heads)
+        keep_neurons(adapter, layer, neurons, plan.ffn_dim)
 
 
 def narrow_decoder(model: nn.Module, plan: PruningPlan) -> None:
@@ -182,11 +182,11 @@ def narrow_decoder(model: nn.Module, plan: PruningPlan) -> None:
             raise ValueError(f"Decoder layer {i} is already narrowed or not of the plan's dense size "
                              f"({heads} heads, FFN {ffn_dim}).")
         if plan.decoder_heads:
-            prune_heads(adapter, layer, plan.decoder_heads[i], heads)
+            keep_heads(adapter, layer, plan.decoder_heads[i], heads)
         if plan.decoder_cross_heads:
-            prune_heads(adapter, layer, plan.decoder_cross_heads[i], heads, attention=cross_att)
+            keep_heads(adapter, layer, plan.decoder_cross_heads[i], heads, attention=cross_att)
         if plan.decoder_neurons:
-            prune_neurons(adapter, layer, plan.decoder_neurons[i], ffn_dim)
+            keep_neurons(adapter, layer, plan.decoder_neurons[i], ffn_dim)
 
 
 def narrow_hidden(model: nn.Module, plan: PruningPlan) -> None:

@@ -54,7 +54,7 @@ def main() -> None:
     print(f"2. with the closing-mask fallback: maximal subnetwork vs dense, max |diff| = "
           f"{(supernet.net(**x).logits - model(**x).logits).abs().max():.2e}")
     for heads, neurons in (((1, 1), (32, 64)), ((0, 2), (128, 64)), ((2, 1), (0, 128))):
-        supernet.activate(heads, neurons)
+        supernet.set_active_subnet(heads, neurons)
         sub, _ = extract_subnetwork(model, list(heads), list(neurons))
         print(f"   heads {heads}, FFN {neurons}: active subnetwork vs extracted model, max |diff| = "
               f"{(supernet.net(**x).logits - sub(**x).logits).abs().max():.2e}")

@@ -115,23 +115,26 @@ def test_stock_nncf_fails_without_the_closing_mask_fallback_which_is_undone(reor
 def test_every_subnetwork_of_the_supernetwork_equals_its_extracted_model(reordered, supernet):
     dense, permuted = reordered
     x = inputs()
-    supernet.activate(*supernet.maximal())
+    supernet.activate_maximum_subnet()
     torch.testing.assert_close(supernet.net(**x).logits, dense(**x).logits, atol=1e-5, rtol=0)
     for heads, neurons in CONFIGS:
-        supernet.activate(heads, neurons)
+        supernet.set_active_subnet(heads, neurons)
         sub, _ = extract_subnetwork(permuted, list(heads), list(neurons))
         torch.testing.assert_close(supernet.net(**x).logits, sub(**x).logits, atol=1e-5, rtol=0)
+        assert supernet.active_config == (tuple(heads), tuple(neurons))
+        torch.testing.assert_close(supernet.get_active_subnet()(**x).logits, sub(**x).logits, atol=1e-5, rtol=0)
+    assert supernet.activate_minimum_subnet(2, 2) == supernet.minimum_config(2, 2) == supernet.active_config
     with pytest.raises(ValueError, match="not in the search space"):
-        supernet.activate((1, 1, 1), (16, 32, 8))  # 1 head is not a choice of layer 2
-    supernet.activate(*supernet.maximal())
+        supernet.set_active_subnet((1, 1, 1), (16, 32, 8))  # 1 head is not a choice of layer 2
+    supernet.activate_maximum_subnet()
 
 
 def test_progressive_shrinking_opens_the_space_from_the_widest_choices(supernet):
     rng = random.Random(0)
-    assert supernet.minimal(1, 2) == ((1, 2, 2), (16, 64, 64))  # the widest ceil(n / 2) choices of each layer
-    assert supernet.minimal(2, 2) == ((0, 1, 0), (0, 32, 8))
+    assert supernet.minimum_config(1, 2) == ((1, 2, 2), (16, 64, 64))  # the widest ceil(n / 2) choices of each layer
+    assert supernet.minimum_config(2, 2) == ((0, 1, 0), (0, 32, 8))
     for _ in range(20):
-        heads, neurons = supernet.sample(rng, 1, 2)
+        heads, neurons = supernet.random_config(rng, 1, 2)
         assert all(h in c[len(c) - math.ceil(len(c) / 2):] for h, c in zip(heads, SPACE.heads))
         assert all(f in c[len(c) - math.ceil(len(c) / 2):] for f, c in zip(neurons, SPACE.neurons))
 
@@ -189,7 +192,7 @@ def test_training_moves_shared_weights_and_extraction_follows_them(tmp_path, reo
     assert space == SPACE and info == {"task": "test"}
     x = inputs()
     for heads, neurons in CONFIGS[:2]:
-        net.activate(heads, neurons)
+        net.set_active_subnet(heads, neurons)
         sub, _ = extract_subnetwork(loaded, list(heads), list(neurons))
         torch.testing.assert_close(net.net.eval()(**x).logits, sub(**x).logits, atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="not a saved super-network"):

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from explorer.data.tasks import Example, get_task
-from explorer.evaluation.latency import _median_ms
+from explorer.evaluation.latency import median_ms, random_input_ids
 
 
 def _label(example: Example, i: int, regression: bool):
@@ -66,11 +66,12 @@ def score(task: str, model: nn.Module, tokenizer, rows: list[dict], *, device: s
 def classifier_latency_ms(model: nn.Module, *, seq_len: int = 128, batch_size: int = 1, device: str = "cpu",
                           repeats: int = 10, warmup: int = 3) -> float:
     """Median ms of one forward pass of a classifier on ``batch_size`` x ``seq_len`` random tokens
-    (``explorer.evaluation.latency``'s timer: warm-up, CUDA synchronised, median of ``repeats``)."""
+    (``explorer.evaluation.latency``'s seeded inputs without special tokens and its timer: warm-up,
+    CUDA synchronised, median of ``repeats``)."""
     dev = torch.device(device)
     model = model.to(dev).eval()
-    ids = torch.randint(1000, 2000, (batch_size, seq_len), device=dev)
+    ids = random_input_ids(model, batch_size, seq_len, dev)
     mask = torch.ones_like(ids)
     with torch.inference_mode():
-        return round(_median_ms(lambda: model(input_ids=ids, attention_mask=mask), repeats=repeats, warmup=warmup,
+        return round(median_ms(lambda: model(input_ids=ids, attention_mask=mask), repeats=repeats, warmup=warmup,
                                 device=dev), 3)

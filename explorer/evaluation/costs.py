@@ -11,8 +11,8 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from explorer.evaluation.latency import (_check_encoder_decoder, _check_generated_length, _check_positive,
-                                         _exact_length_generation_config, _model_device, _random_input_ids, new_cache)
+from explorer.evaluation.latency import (check_encoder_decoder, check_generated_length, check_positive,
+                                         exact_length_generation_config, model_device, random_input_ids, new_cache)
 
 
 def count_macs(model: nn.Module, *, batch_size: int = 1, input_tokens: int = 256, new_tokens: int = 64,
@@ -53,21 +53,21 @@ def count_macs(model: nn.Module, *, batch_size: int = 1, input_tokens: int = 256
     Raises:
         ValueError: On a non-positive size or a model that is not an encoder-decoder.
     """
-    _check_positive(batch_size=batch_size, input_tokens=input_tokens, new_tokens=new_tokens)
-    _check_encoder_decoder(model)
+    check_positive(batch_size=batch_size, input_tokens=input_tokens, new_tokens=new_tokens)
+    check_encoder_decoder(model)
     was_training = model.training
     model.eval()
     try:
-        device = _model_device(model)
-        input_ids = _random_input_ids(model, batch_size, input_tokens, device)
+        device = model_device(model)
+        input_ids = random_input_ids(model, batch_size, input_tokens, device)
         attention_mask = torch.ones_like(input_ids)
 
         def generate_flops(n: int) -> int:
-            config = _exact_length_generation_config(model, n, num_beams=1)
+            config = exact_length_generation_config(model, n, num_beams=1)
             with FlopCounterMode(display=False) as counter:
                 output = model.generate(input_ids=input_ids, attention_mask=attention_mask,
                                         generation_config=config, past_key_values=new_cache())
-            _check_generated_length(output, batch_size, n)
+            check_generated_length(output, batch_size, n)
             return counter.get_total_flops()
 
         with torch.inference_mode(), sdpa_kernel(SDPBackend.MATH):
@@ -106,7 +106,7 @@ def count_params(model: nn.Module) -> dict:
     Raises:
         ValueError: If the model is not an encoder-decoder.
     """
-    _check_encoder_decoder(model)
+    check_encoder_decoder(model)
 
     def millions(module: nn.Module) -> float:
         return sum(p.numel() for p in module.parameters()) / 1e6

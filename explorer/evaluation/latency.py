@@ -32,7 +32,7 @@ from torch import nn
 from transformers import GenerationConfig
 
 _SUPPORTED_DEVICES = ("cpu", "cuda")
-# Above this vocabulary size, random inputs skip the lowest and highest ids (see _random_input_ids).
+# Above this vocabulary size, random inputs skip the lowest and highest ids (see random_input_ids).
 _LARGE_VOCAB = 2000
 _LOW_IDS_SKIPPED = 1000
 _HIGH_IDS_SKIPPED = 128
@@ -79,7 +79,7 @@ def measure_latency(model: nn.Module, *, batch_size: int = 1, input_tokens: int 
     The model is switched to eval mode and **moved to ``device``, where it stays**
     (the caller asked for that device; moving it back would cost a copy per call);
     its train/eval flag is restored afterwards. Inputs are random token ids without
-    special tokens (seeded, see :func:`_random_input_ids`), attention mask all ones.
+    special tokens (seeded, see :func:`random_input_ids`), attention mask all ones.
     Generation is forced to exactly ``new_tokens`` tokens: ``min_new_tokens =
     max_new_tokens = new_tokens`` (the minimum suppresses EOS), ``do_sample=False``,
     ``use_cache=True``, ``no_repeat_ngram_size=0`` and ``repetition_penalty=1``
@@ -117,21 +117,21 @@ def measure_latency(model: nn.Module, *, batch_size: int = 1, input_tokens: int 
             not available, or a model that is not an encoder-decoder.
         RuntimeError: If ``generate`` did not return exactly ``new_tokens`` tokens.
     """
-    _check_positive(batch_size=batch_size, input_tokens=input_tokens, new_tokens=new_tokens,
+    check_positive(batch_size=batch_size, input_tokens=input_tokens, new_tokens=new_tokens,
                     num_beams=num_beams, repeats=repeats)
     if not isinstance(warmup, int) or warmup < 0:
         raise ValueError(f"warmup must be a non-negative integer, got {warmup!r}.")
     torch_device = _parse_device(device)
-    _check_encoder_decoder(model)
+    check_encoder_decoder(model)
     description = device_description(device)
 
     was_training = model.training
     model.to(torch_device).eval()
     try:
-        input_ids = _random_input_ids(model, batch_size, input_tokens, torch_device)
+        input_ids = random_input_ids(model, batch_size, input_tokens, torch_device)
         attention_mask = torch.ones_like(input_ids)
         encoder = model.get_encoder()
-        generation_config = _exact_length_generation_config(model, new_tokens, num_beams)
+        generation_config = exact_length_generation_config(model, new_tokens, num_beams)
 
         def encode():
             return encoder(input_ids=input_ids, attention_mask=attention_mask)
@@ -141,9 +141,9 @@ def measure_latency(model: nn.Module, *, batch_size: int = 1, input_tokens: int 
                                   generation_config=generation_config, past_key_values=new_cache())
 
         with torch.inference_mode():
-            _check_generated_length(generate(), batch_size, new_tokens)
-            encoder_ms = _median_ms(encode, repeats=repeats, warmup=warmup, device=torch_device)
-            latency_ms = _median_ms(generate, repeats=repeats, warmup=max(warmup - 1, 0), device=torch_device)
+            check_generated_length(generate(), batch_size, new_tokens)
+            encoder_ms = median_ms(encode, repeats=repeats, warmup=warmup, device=torch_device)
+            latency_ms = median_ms(generate, repeats=repeats, warmup=max(warmup - 1, 0), device=torch_device)
     finally:
         model.train(was_training)
     return LatencyResult(
@@ -200,7 +200,7 @@ def device_description(device: str) -> str:
     return f"{device} ({torch.get_num_threads()} threads, {_cpu_name()})"
 
 
-def _median_ms(fn: Callable[[], object], *, repeats: int, warmup: int, device: torch.device) -> float:
+def median_ms(fn: Callable[[], object], *, repeats: int, warmup: int, device: torch.device) -> float:
     """Median wall-clock ms of ``fn()`` over ``repeats`` calls after ``warmup`` calls.
 
     ``torch.utils.benchmark.timer`` synchronises the current accelerator before it
@@ -217,7 +217,7 @@ def _median_ms(fn: Callable[[], object], *, repeats: int, warmup: int, device: t
     return statistics.median(times_s) * 1e3
 
 
-def _exact_length_generation_config(model: nn.Module, new_tokens: int, num_beams: int) -> GenerationConfig:
+def exact_length_generation_config(model: nn.Module, new_tokens: int, num_beams: int) -> GenerationConfig:
     """Generation settings that produce exactly ``new_tokens`` tokens per sequence.
 
     Token ids (decoder start, BOS, EOS, pad) come from the model's generation config,
@@ -245,14 +245,14 @@ def _exact_length_generation_config(model: nn.Module, new_tokens: int, num_beams
     )
 
 
-def _check_generated_length(output: torch.Tensor, batch_size: int, new_tokens: int) -> None:
+def check_generated_length(output: torch.Tensor, batch_size: int, new_tokens: int) -> None:
     # Encoder-decoder generate returns (batch, 1 + new_tokens): the decoder start token, then the new ones.
     if tuple(output.shape) != (batch_size, new_tokens + 1):
         raise RuntimeError(f"generate returned shape {tuple(output.shape)}, expected ({batch_size}, "
                            f"{new_tokens + 1}) = decoder start + {new_tokens} new tokens.")
 
 
-def _random_input_ids(model: nn.Module, batch_size: int, input_tokens: int, device: torch.device) -> torch.Tensor:
+def random_input_ids(model: nn.Module, batch_size: int, input_tokens: int, device: torch.device) -> torch.Tensor:
     """Random encoder input ids of shape (batch_size, input_tokens), without special tokens.
 
     Seeded (generator seed 0) so every model sees the same ids. Ids are drawn
@@ -283,13 +283,13 @@ def _as_list(value) -> list[int]:
     return [int(v) for v in value] if isinstance(value, (list, tuple)) else [int(value)]
 
 
-def _check_positive(**sizes: int) -> None:
+def check_positive(**sizes: int) -> None:
     for name, value in sizes.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}.")
 
 
-def _check_encoder_decoder(model: nn.Module) -> None:
+def check_encoder_decoder(model: nn.Module) -> None:
     config = getattr(model, "config", None)
     if not getattr(config, "is_encoder_decoder", False) or not hasattr(model, "get_encoder"):
         raise ValueError(f"{type(model).__name__} is not an encoder-decoder model; latency, MACs and parameters "
@@ -318,7 +318,7 @@ def _parse_device(device: str) -> torch.device:
     return torch_device
 
 
-def _model_device(model: nn.Module) -> torch.device:
+def model_device(model: nn.Module) -> torch.device:
     parameter = next(model.parameters(), None)
     return parameter.device if parameter is not None else torch.device("cpu")
 
