@@ -2,11 +2,13 @@
 real browser (Debian's chromium through Python playwright).
 
 The browser test skips when /usr/bin/chromium is missing, unless ``EXPLORER_REQUIRE_BROWSER=1``
-(set by ``.ci/run``, which installs chromium), where it fails instead.
+(set by ``.ci/run``, which installs chromium), where it fails instead. Its screenshots go to the
+test's temporary folder; ``EXPLORER_SCREENSHOTS=<folder>`` also copies them there to look at.
 """
 
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -19,8 +21,9 @@ from conftest import ROOT, SHARED
 
 T5_DIR = SHARED / "models" / "t5-small"
 CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = pytest.mark.skipif(not (SHARED / "data" / "SAMSum").exists() or not T5_DIR.exists(),
-                                reason="../shared/data and ../shared/models are not beside the project")
+pytestmark = [pytest.mark.slow,  # each starts app.py or shares its start; two prune, one drives a browser
+              pytest.mark.skipif(not (SHARED / "data" / "SAMSum").exists() or not T5_DIR.exists(),
+                                 reason="../shared/data and ../shared/models are not beside the project")]
 # Prune settings that finish in seconds on a tiny model (the order of the Prune tab's inputs).
 FAST = dict(sparsity=0.5, layers=2, selection="uniform", recovery=1, device="cpu", eval_samples=2, finetune_steps=1,
             input_tokens=16, new_tokens=4, repeats=1, gate_steps=2)
@@ -193,8 +196,7 @@ def test_browser_prunes_sees_the_new_point_and_two_generations(app, tmp_path):
         # SAMSum method comparison is drawn beside it; the plan view lists the new run first.
         expect(page.locator("#plan-run input")).to_have_value(run_id)
         expect(page.locator("#plan-plot .gtitle").first).to_contain_text(run_id)
-        (ROOT / "out").mkdir(exist_ok=True)
-        page.screenshot(path=str(ROOT / "out" / "browser-test-pareto.png"), full_page=True)
+        page.screenshot(path=str(tmp_path / "browser-test-pareto.png"), full_page=True)
         # Two generations side by side in the Compare tab: dense and the new run.
         page.get_by_role("tab", name="Compare").click()
         runs_box = page.locator("#compare-runs input")
@@ -207,7 +209,11 @@ def test_browser_prunes_sees_the_new_point_and_two_generations(app, tmp_path):
             expect(head).to_contain_text(re.compile(r"ms/token, \d+ ms total, \d+ tokens"), timeout=120_000)
             expect(head).not_to_contain_text("generating", timeout=120_000)
         expect(page.locator("#compare-head-1")).to_contain_text("of encoder head and FFN parameters removed")
-        page.screenshot(path=str(tmp_path / "explorer.png"), full_page=True)
-        page.screenshot(path=str(ROOT / "out" / "browser-test.png"), full_page=True)
+        page.screenshot(path=str(tmp_path / "browser-test.png"), full_page=True)
         browser.close()
-    assert (tmp_path / "explorer.png").stat().st_size > 10_000
+    assert (tmp_path / "browser-test.png").stat().st_size > 10_000
+    if os.environ.get("EXPLORER_SCREENSHOTS"):  # a copy for a person to look at
+        keep = Path(os.environ["EXPLORER_SCREENSHOTS"])
+        keep.mkdir(parents=True, exist_ok=True)
+        for name in ("browser-test-pareto.png", "browser-test.png"):
+            shutil.copy(tmp_path / name, keep / name)

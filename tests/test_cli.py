@@ -31,6 +31,7 @@ def run(args, capsys):
 
 
 @needs_shared
+@pytest.mark.slow
 def test_prune_writes_smaller_model_plan_and_metrics(tiny_t5_dir, tmp_path, capsys):
     out = tmp_path / "run"
     code, stdout, _ = run(["prune", "--model", str(tiny_t5_dir), "--task", "samsum", "--data-dir", str(SAMSUM),
@@ -61,8 +62,7 @@ def test_prune_writes_smaller_model_plan_and_metrics(tiny_t5_dir, tmp_path, caps
     assert 1 <= source <= 512 and 1 <= target <= 128 and pruned["latency_task"]["input_tokens"] == source
     assert metrics["speedup_task_lengths"] > 0 and "task's median lengths" in stdout
     model = load_pruned(out)
-    assert sum(p.numel() for p in model.parameters()) == round(pruned["params"]["params_m"] * 1e6) or \
-        abs(sum(p.numel() for p in model.parameters()) / 1e6 - pruned["params"]["params_m"]) < 0.01
+    assert sum(p.numel() for p in model.parameters()) == round(pruned["params"]["params_m"] * 1e6)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary folder left behind"
     code, report, _ = run(["report", str(out)], capsys)
     assert code == 0 and report.splitlines()[0].startswith("| model | rouge1 | rouge2 | rougeL | rougeLsum |")
@@ -144,6 +144,7 @@ def test_existing_output_folder_is_kept_without_overwrite(tiny_t5_dir, tmp_path,
     assert [p.name for p in out.iterdir()] == ["keep.txt"] and (out / "keep.txt").read_text() == "precious"
 
 
+@pytest.mark.slow  # ~8 s: times a random t5-small (60M parameters)
 def test_measure_and_evaluate_commands(tmp_path, capsys):
     if not T5_TOKENIZER.exists():
         pytest.skip("../shared/models is not beside the project")
@@ -164,6 +165,7 @@ def test_module_entry_point_reports_errors_in_one_line():
 
 
 @needs_shared
+@pytest.mark.slow
 def test_prune_with_learned_gates(tiny_t5_dir, tmp_path, capsys):
     out = tmp_path / "learned"
     code, stdout, _ = run(["prune", "--model", str(tiny_t5_dir), "--task", "samsum", "--data-dir", str(SAMSUM),
@@ -177,6 +179,7 @@ def test_prune_with_learned_gates(tiny_t5_dir, tmp_path, capsys):
 
 
 @needs_shared
+@pytest.mark.slow
 def test_prune_with_cofi_narrows_encoder_and_decoder_and_keeps_every_decoder_layer(tiny_t5_dir, tmp_path, capsys):
     out = tmp_path / "cofi"
     args = ["prune", "--model", str(tiny_t5_dir), "--task", "samsum", "--data-dir", str(SAMSUM), "--method", "cofi",
@@ -193,6 +196,7 @@ def test_prune_with_cofi_narrows_encoder_and_decoder_and_keeps_every_decoder_lay
 
 
 @needs_shared
+@pytest.mark.slow
 def test_learned_nash_trains_in_two_processes_like_accelerate_launch(tiny_t5_dir, tmp_path):
     """The multi-process path that `accelerate launch` takes on several GPUs, here with two CPU
     processes (torchrun, gloo): the dense fine-tune, gate training with learned decoder layers
@@ -215,6 +219,7 @@ def test_learned_nash_trains_in_two_processes_like_accelerate_launch(tiny_t5_dir
 
 
 @needs_shared
+@pytest.mark.slow
 def test_a_killed_prune_resumes_from_its_last_checkpoint_to_the_same_model(tiny_t5_dir, tmp_path, capsys):
     """prune --resume: killed in the recovery fine-tune after a checkpoint, then resumed; the plan
     stage is reused, recovery continues from the checkpoint, and the model equals an uninterrupted run's."""

@@ -30,6 +30,7 @@ EXAMPLES = [Example(source=f"summarize: item {i} is on the table and {i % 3} mor
 
 
 @pytest.mark.parametrize("distill", [True, False])
+@pytest.mark.slow
 def test_gate_training_moves_expected_sparsity_to_the_target_and_yields_a_smaller_model(dense, distill):
     settings = LearnedSettings(target_sparsity=0.5, max_steps=40, warmup_steps=10, batch_size=8,
                                gate_learning_rate=0.2, lambda_learning_rate=0.5, distill=distill)
@@ -54,6 +55,7 @@ def test_gate_training_moves_expected_sparsity_to_the_target_and_yields_a_smalle
     assert out.shape[1] >= 2
 
 
+@pytest.mark.slow
 def test_learned_decoder_layers_keep_k_layers_chosen_by_their_gates(dense):
     settings = LearnedSettings(target_sparsity=0.3, max_steps=30, warmup_steps=10, batch_size=8,
                                gate_learning_rate=0.2, lambda_learning_rate=0.5)
@@ -117,6 +119,7 @@ def test_settings_are_checked():
         LearnedSettings(target_sparsity=1.0)
 
 
+@pytest.mark.slow
 def test_cofi_trains_gates_on_encoder_and_decoder_and_keeps_every_decoder_layer(dense):
     from pruning import expected_num_parameters
 

@@ -49,6 +49,7 @@ def _weights(model):
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+@pytest.mark.slow
 def test_keep_best_and_patience_stop_at_the_best_point(tiny_t5_dir):
     loaded = load_model(str(tiny_t5_dir))
     examples = load_split("samsum", "train", SAMSUM, limit=16)
@@ -68,6 +69,7 @@ def test_keep_best_and_patience_stop_at_the_best_point(tiny_t5_dir):
         torch.testing.assert_close(value, snapshots[1][name], msg=name)
 
 
+@pytest.mark.slow
 def test_a_killed_fine_tune_resumes_to_the_same_curve_and_weights(tiny_t5_dir, tmp_path):
     """The points measured before the last checkpoint come back with it; the rest are measured
     again; the kept (best) weights equal an uninterrupted run's."""
@@ -105,6 +107,7 @@ def test_a_killed_fine_tune_resumes_to_the_same_curve_and_weights(tiny_t5_dir, t
         torch.testing.assert_close(x, y, msg=name, atol=1e-6, rtol=0)
 
 
+@pytest.mark.slow
 def test_the_cached_dense_fine_tune_records_its_curve_on_validation(tiny_t5_dir):
     settings = FinetuneSettings(max_steps=4, batch_size=2, train_samples=8, curve_every=2, curve_samples=3,
                                 keep_best=True)

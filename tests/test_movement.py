@@ -64,6 +64,8 @@ def test_reduction_sums_head_blocks_over_q_k_v_and_adds_ffn_rows_and_columns():
     assert [h.shape for h in heads] == [(2,), (2,)] and [n.shape for n in neurons] == [(96,), (96,)]
 
 
+@pytest.mark.slow
+@pytest.mark.isolated  # imports NNCF
 def test_movement_sparsity_trains_through_nncf_and_gives_scores_per_head_and_neuron():
     model = tiny_classifier()
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -82,6 +84,8 @@ def test_movement_sparsity_trains_through_nncf_and_gives_scores_per_head_and_neu
     assert cfg["compression"]["sparse_structure_by_scopes"][0]["sparse_factors"] == [32, 32]
 
 
+@pytest.mark.slow
+@pytest.mark.isolated  # imports NNCF
 def test_blocks_must_fit_the_head_size():
     config = BertConfig(vocab_size=60, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64)
     with pytest.raises(ValueError, match="divisible by 32"):

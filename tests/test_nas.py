@@ -109,8 +109,6 @@ def test_reordered_model_computes_the_same_outputs_most_important_first():
 
 
 def test_extracted_subnetwork_round_trips_through_save_and_load(tmp_path):
-    import time
-
     from transformers import BertForSequenceClassification
 
     from nas.extract import extract_subnetwork
@@ -119,9 +117,7 @@ def test_extracted_subnetwork_round_trips_through_save_and_load(tmp_path):
     model = BertForSequenceClassification(tiny_bert(attn="sdpa").config).eval()  # with pooler and classifier, as EFTNAS ships
     reordered, _, _ = reorder_by_importance(model, [torch.rand(4) for _ in range(3)],
                                             [torch.rand(64) for _ in range(3)])
-    start = time.perf_counter()
     sub, plan = extract_subnetwork(reordered, [1, 4, 2], [16, 64, 40])
-    assert time.perf_counter() - start < 5.0  # generous; the benchmark reports the real number
     assert [layer.attention.self.query.out_features for layer in sub.bert.encoder.layer] == [8, 32, 16]
     assert [layer.intermediate.dense.out_features for layer in sub.bert.encoder.layer] == [16, 64, 40]
     ids = torch.randint(0, 100, (2, 10))

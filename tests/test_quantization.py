@@ -77,6 +77,7 @@ def test_quantization_is_recorded_in_plan_json_and_applied_at_load(tmp_path):
 
 
 @pytest.mark.skipif(not SAMSUM.exists() or not T5_TOKENIZER.exists(), reason="../shared is not beside the project")
+@pytest.mark.slow
 def test_prune_with_int8_reports_fp32_and_int8_and_measure_times_int8(tiny_t5_dir, isolated_cache, tmp_path, capsys):
     model = tiny_t5_dir
     out = tmp_path / "run"

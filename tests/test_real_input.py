@@ -13,6 +13,7 @@ from pruning import load_pruned
 SAMSUM = SHARED / "data" / "SAMSum"
 
 
+@pytest.mark.slow
 def test_minilm2minilm_on_samsum_gives_a_smaller_model_with_metrics(tmp_path, monkeypatch, capsys):
     if not SAMSUM.exists():
         pytest.skip("../shared/data is not beside the project")

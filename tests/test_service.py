@@ -112,6 +112,7 @@ def fast_settings(model: str, **overrides):
 
 
 @needs_shared
+@pytest.mark.slow
 def test_a_cancelled_run_stops_and_leaves_earlier_runs_and_no_folder(tiny_dir, tmp_path, cache):
     import threading
 
@@ -132,6 +133,7 @@ def test_a_cancelled_run_stops_and_leaves_earlier_runs_and_no_folder(tiny_dir, t
 
 
 @needs_shared
+@pytest.mark.slow
 def test_a_run_reports_every_stage_and_is_listed(tiny_dir, tmp_path, cache):
     seen = []
     run = start_prune(fast_settings(tiny_dir), tmp_path / "runs", progress=lambda f, m: seen.append((f, m)))
@@ -311,6 +313,7 @@ def test_classification_examples_are_scored_right_or_wrong():
 
 
 @needs_shared
+@pytest.mark.slow
 def test_a_second_budget_reuses_the_importance_scores_and_the_dense_quality(tiny_dir, tmp_path, cache):
     first = start_prune(fast_settings(tiny_dir, sparsity=0.5, recovery_steps=0), tmp_path / "runs")
     second = start_prune(fast_settings(tiny_dir, sparsity=0.25, layers=1, recovery_steps=0), tmp_path / "runs")
@@ -325,6 +328,7 @@ def test_a_second_budget_reuses_the_importance_scores_and_the_dense_quality(tiny
 
 @needs_shared
 @pytest.mark.parametrize("method", ["NASH (learned gates)", "Decoder only (baseline)"])
+@pytest.mark.slow
 def test_every_method_of_the_prune_tab_makes_a_run(method, tiny_dir, tmp_path, cache):
     sparsity = 0.0 if method.startswith("Decoder") else 0.5
     settings = fast_settings(tiny_dir, method=method, gate_steps=3, sparsity=sparsity, recovery_steps=1)

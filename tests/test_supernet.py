@@ -88,6 +88,8 @@ def test_skipping_attention_is_refused_outside_bert_encoders():
         apply_plan(model, plan)
 
 
+@pytest.mark.slow
+@pytest.mark.isolated  # imports NNCF
 def test_stock_nncf_fails_without_the_closing_mask_fallback_which_is_undone(reordered):
     import nncf
     from nncf import NNCFConfig
@@ -112,6 +114,8 @@ def test_stock_nncf_fails_without_the_closing_mask_fallback_which_is_undone(reor
     assert ShapePruningProcessor._get_next_node_sparse_multiplier is stock
 
 
+@pytest.mark.slow
+@pytest.mark.isolated  # imports NNCF
 def test_every_subnetwork_of_the_supernetwork_equals_its_extracted_model(reordered, supernet):
     dense, permuted = reordered
     x = inputs()
@@ -129,6 +133,8 @@ def test_every_subnetwork_of_the_supernetwork_equals_its_extracted_model(reorder
     supernet.activate_maximum_subnet()
 
 
+@pytest.mark.slow
+@pytest.mark.isolated  # imports NNCF
 def test_progressive_shrinking_opens_the_space_from_the_widest_choices(supernet):
     rng = random.Random(0)
     assert supernet.minimum_config(1, 2) == ((1, 2, 2), (16, 64, 64))  # the widest ceil(n / 2) choices of each layer
@@ -139,10 +145,10 @@ def test_progressive_shrinking_opens_the_space_from_the_widest_choices(supernet)
         assert all(f in c[len(c) - math.ceil(len(c) / 2):] for f, c in zip(neurons, SPACE.neurons))
 
 
+@pytest.mark.slow
+@pytest.mark.isolated  # imports NNCF
 def test_rebinding_a_functional_captured_before_nncf_was_imported():
-    import nncf.torch  # wraps torch.nn.functional at import
-
-    assert nncf.torch
+    import nncf.torch  # noqa: F401  (wraps torch.nn.functional at import)
 
     from nas.supernet import rebind_traced_functions
 
@@ -170,6 +176,8 @@ def test_distillation_loss_is_the_papers_mix():
     torch.testing.assert_close(distillation_loss(s, s.clone(), None), torch.tensor(0.0), atol=1e-6, rtol=0)
 
 
+@pytest.mark.slow
+@pytest.mark.isolated  # imports NNCF
 def test_training_moves_shared_weights_and_extraction_follows_them(tmp_path, reordered):
     from nas.supernet import (SupernetSettings, SuperNetwork, load_supernetwork, save_supernetwork,
                               train_supernetwork)
@@ -199,6 +207,7 @@ def test_training_moves_shared_weights_and_extraction_follows_them(tmp_path, reo
         load_supernetwork(tmp_path)
 
 
+@pytest.mark.slow  # ~8 s: an ONNX export
 def test_onnx_export_of_a_subnetwork_with_a_skipped_layer_matches_pytorch(tmp_path, reordered):
     from nas.export import export_onnx, onnx_parity
 
@@ -208,6 +217,8 @@ def test_onnx_export_of_a_subnetwork_with_a_skipped_layer_matches_pytorch(tmp_pa
     assert onnx_parity(sub, path, x["input_ids"], x["attention_mask"]) < 1e-4
 
 
+@pytest.mark.slow
+@pytest.mark.isolated  # imports NNCF
 def test_eftnas_run_end_to_end_on_a_tiny_random_bert(tmp_path):
     from explorer.pipelines.eftnas_settings import EftnasSettings
     from explorer.runs.eftnas_runs import best_for_budget, extract_for_budget, load_run
@@ -230,9 +241,9 @@ def test_eftnas_run_end_to_end_on_a_tiny_random_bert(tmp_path):
     best = best_for_budget(front, max_macs_fraction=1.0)
     assert best["search_metric"] == max(p["search_metric"] for p in front)
     assert best_for_budget(front, max_macs_fraction=0.0) is None
-    sub, plan, seconds = extract_for_budget(tmp_path / "run", best)
-    assert seconds < 1.0
+    sub, plan, _ = extract_for_budget(tmp_path / "run", best)
     assert [len(h) for h in plan.encoder_heads] == best["heads"]
+    assert [len(n) for n in plan.encoder_neurons] == best["neurons"]
 
     # The tab's actions: a budget, side-by-side classification, a run on the Pareto front.
     from explorer.pipelines.eftnas_settings import EftnasSettings
@@ -311,6 +322,8 @@ def test_every_shipped_eftnas_reference_run_opens_without_weights(name):
     assert front_figure(summary, point).data
 
 
+@pytest.mark.slow
+@pytest.mark.isolated  # imports NNCF
 def test_a_killed_eftnas_run_resumes_to_the_same_front(tmp_path):
     """Interrupted in the dense fine-tune and again in the super-network training, resumed from the
     last checkpoint each time: the same front as an uninterrupted run (explorer.runs.stages)."""

@@ -93,6 +93,7 @@ def test_stsb_trains_a_regression_head_and_reports_correlations():
     assert set(metrics) == {"pearson", "spearman"} and all(-100 <= v <= 100 for v in metrics.values())
 
 
+@pytest.mark.slow
 def test_the_dense_fine_tune_keeps_the_best_epoch_on_held_out_examples(tmp_path):
     """keep_best: the weights at the best point of the held-out curve are kept (early stopping),
     also when the run is resumed from a checkpoint in between."""
