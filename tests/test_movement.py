@@ -2,6 +2,7 @@
 EFTNAS issue, item 1)."""
 
 import pytest
+import tiny
 import torch
 from transformers import BertConfig, BertForSequenceClassification
 
@@ -28,11 +29,7 @@ class Pad:
 
 
 def tiny_classifier():
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=60, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=96, max_position_embeddings=40, hidden_dropout_prob=0.0,
-                        attention_probs_dropout_prob=0.0, attn_implementation="eager")
-    return BertForSequenceClassification(config)
+    return tiny.tiny_bert(2, 2, 64, 96, classifier=True, vocab=60, positions=40)
 
 
 def rows(n=64, seed=0):

@@ -2,8 +2,8 @@
 issue, items 2-3)."""
 
 import pytest
+import tiny
 import torch
-from transformers import BertConfig, BertModel
 from torch.utils.flop_counter import FlopCounterMode
 
 from explorer.figures.eftnas import search_space_figure
@@ -12,16 +12,7 @@ from nas import (SearchSpace, encoder_macs, generate_search_space, reorder_by_im
 
 
 def tiny_bert(layers=3, heads=4, hidden=32, ffn=64, seed=0, attn="eager"):
-    torch.manual_seed(seed)
-    config = BertConfig(vocab_size=100, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                        intermediate_size=ffn, max_position_embeddings=64, hidden_dropout_prob=0.0,
-                        attention_probs_dropout_prob=0.0, attn_implementation=attn)
-    model = BertModel(config, add_pooling_layer=False).eval()
-    with torch.no_grad():  # larger weights than BERT's init, so a wrong permutation shows at 1e-5
-        for module in model.modules():
-            if isinstance(module, torch.nn.Linear):
-                module.weight.mul_(5.0)
-    return model
+    return tiny.tiny_bert(layers, heads, hidden, ffn, seed=seed, attn=attn, weight_scale=5.0)
 
 
 def test_encoder_macs_formula_matches_torch_flop_counter():

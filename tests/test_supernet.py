@@ -6,9 +6,10 @@ from dataclasses import replace
 import random
 
 import pytest
+import tiny
 import torch
 import torch.nn.functional as F
-from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+from transformers import BertTokenizerFast
 
 from conftest import ROOT, SHARED
 from nas import extract_subnetwork, reorder_by_importance
@@ -22,15 +23,7 @@ CONFIGS = [((0, 1, 2), (16, 32, 8)), ((1, 2, 0), (0, 64, 64)), ((0, 1, 0), (0, 3
 
 
 def tiny_classifier(seed=0):
-    torch.manual_seed(seed)
-    model = BertForSequenceClassification(BertConfig(
-        vocab_size=100, hidden_size=64, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64,
-        max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)).eval()
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.Linear):
-                module.weight.mul_(4.0)
-    return model
+    return tiny.tiny_bert(3, 2, 64, 64, classifier=True, weight_scale=4.0, attn=None, seed=seed)
 
 
 def inputs(batch=3, length=16, seed=1):

@@ -1,4 +1,6 @@
-"""Tiny random models of every supported family, built from configs (no weights, no Hub)."""
+"""Tiny random models of every supported family, built from configs (no weights, no Hub): the
+encoder-decoders NASH prunes (T5, BART, BERT2BERT) and the BERT encoders and classifiers EFTNAS
+searches. Every test builds its models here."""
 
 import torch
 from transformers import (BartConfig, BartForConditionalGeneration, BertConfig, EncoderDecoderConfig,
@@ -61,3 +63,25 @@ def save_tiny_t5(folder, tokenizer_dir):
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def tiny_bert(layers: int = 3, heads: int = 4, hidden: int = 32, ffn: int = 64, *, classifier: bool = False,
+              vocab: int = 100, positions: int = 64, weight_scale: float = 1.0, attn: str | None = "eager",
+              seed: int = 0):
+    """A tiny BERT encoder (``BertModel`` without pooler) or, with ``classifier``, a
+    ``BertForSequenceClassification`` (2 labels), dropout off, in eval mode. ``weight_scale`` > 1
+    makes Linear weights larger than BERT's init, so a wrong permutation of units shows at 1e-5."""
+    from transformers import BertForSequenceClassification, BertModel
+
+    torch.manual_seed(seed)
+    options = {"attn_implementation": attn} if attn else {}
+    config = BertConfig(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                        intermediate_size=ffn, max_position_embeddings=positions, hidden_dropout_prob=0.0,
+                        attention_probs_dropout_prob=0.0, **options)
+    model = (BertForSequenceClassification(config) if classifier else BertModel(config, add_pooling_layer=False)).eval()
+    if weight_scale != 1.0:
+        with torch.no_grad():
+            for module in model.modules():
+                if isinstance(module, torch.nn.Linear):
+                    module.weight.mul_(weight_scale)
+    return model
