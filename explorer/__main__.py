@@ -1,4 +1,4 @@
-"""``python -m explorer``: the command line (see explorer/cli.py)."""
+"""``python -m explorer``: the command line (see explorer/cli/)."""
 
 import sys
 

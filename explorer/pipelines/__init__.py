@@ -1,1 +1,2 @@
-"""The methods end to end: NASH (and its baselines) and EFTNAS, each one function the CLI, the backend and the tests call."""
+"""The methods end to end: NASH (and its baselines) and EFTNAS, each one function that the CLI, the
+backend and the tests call."""

@@ -1,1 +1,2 @@
-"""The trainers of the explorer (dense fine-tune, classifier fine-tune, NASH gate training) on the one training path of ``pruning.training``."""
+"""The trainers of the explorer (dense fine-tune, classifier fine-tune, NASH gate training), all on the
+one training path of ``pruning.training``."""
