@@ -9,7 +9,12 @@ from explorer.data.tasks import Example, get_task
 from explorer.evaluation.latency import median_ms, random_input_ids
 
 
-def _label(example: Example, i: int, regression: bool):
+def example_label(example: Example, i: int, regression: bool) -> int | float:
+    """The label of example ``i`` for a classifier: a class id, or a float score with ``regression``.
+
+    Raises:
+        ValueError: For an example without raw input texts or without a label.
+    """
     if not example.texts or example.label is None:
         raise ValueError(f"Example {i} has no input texts or no label; EFTNAS needs a labelled classification or "
                          f"regression split.")
@@ -26,7 +31,7 @@ def tokenize(tokenizer, examples: list[Example], max_tokens: int, *, regression:
     """
     rows = []
     for i, ex in enumerate(examples):
-        label = _label(ex, i, regression)
+        label = example_label(ex, i, regression)
         encoded = tokenizer(*ex.texts[:2], truncation=True, max_length=max_tokens)
         rows.append({**{k: list(v) for k, v in encoded.items()}, "labels": label})
     return rows

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from explorer.data.tasks import Example
-from explorer.evaluation.classify import _label
+from explorer.evaluation.classify import example_label
 
 Progress = Callable[[float, str], None]
 
@@ -24,7 +24,7 @@ def training_dataset(tokenizer, examples: list[Example], max_tokens: int, *, reg
     """
     from pruning import training
 
-    records = [{"a": ex.texts[0], "b": ex.texts[1] if len(ex.texts) > 1 else None, "labels": _label(ex, i, regression)}
+    records = [{"a": ex.texts[0], "b": ex.texts[1] if len(ex.texts) > 1 else None, "labels": example_label(ex, i, regression)}
                for i, ex in enumerate(examples)]
     pairs = any(r["b"] is not None for r in records)
 
