@@ -24,8 +24,8 @@ def training_dataset(tokenizer, examples: list[Example], max_tokens: int, *, reg
     """
     from pruning import training
 
-    records = [{"a": ex.texts[0], "b": ex.texts[1] if len(ex.texts) > 1 else None, "labels": example_label(ex, i, regression)}
-               for i, ex in enumerate(examples)]
+    records = [{"a": ex.texts[0], "b": ex.texts[1] if len(ex.texts) > 1 else None,
+                "labels": example_label(ex, i, regression)} for i, ex in enumerate(examples)]
     pairs = any(r["b"] is not None for r in records)
 
     def encode(batch: dict) -> dict:
