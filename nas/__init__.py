@@ -8,6 +8,7 @@ generation, weight reordering, super-network and search. NNCF is imported only i
 - ``nas.supernet``: the super-network on NNCF BootstrapNAS elastic width, trained with the sandwich
   rule and distillation;
 - ``nas.search``: NSGA-II over a search space (pymoo);
+- ``nas.records``: a subnetwork's configuration and a Pareto-front point (shared with ``explorer``);
 - ``nas.extract`` / ``nas.export``: subnetworks as standalone Hugging Face models, and as ONNX.
 
 The product around them (data, fine-tuning, the run folder, the tab) is ``explorer.pipelines.eftnas`` (the tab: ``explorer.backend.eftnas``).
@@ -15,8 +16,9 @@ The product around them (data, fine-tuning, the run folder, the tab) is ``explor
 
 from .extract import extract_subnetwork, subnetwork_plan
 from .reorder import reorder_by_importance
-from .search import Candidate, nsga2_search, pareto_front
+from .records import FrontPoint, SubnetworkConfig
+from .search import nsga2_search, pareto_front
 from .search_space import SearchSpace, encoder_macs, generate_search_space, widths_at_threshold
 
-__all__ = ["Candidate", "SearchSpace", "encoder_macs", "extract_subnetwork", "generate_search_space", "nsga2_search",
+__all__ = ["FrontPoint", "SearchSpace", "SubnetworkConfig", "encoder_macs", "extract_subnetwork", "generate_search_space", "nsga2_search",
            "pareto_front", "reorder_by_importance", "subnetwork_plan", "widths_at_threshold"]

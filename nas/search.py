@@ -14,27 +14,13 @@ validation examples, so the search knows nothing of models.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
+from .records import FrontPoint, SubnetworkConfig
 from .search_space import SearchSpace, encoder_macs
 
 Config = tuple[tuple[int, ...], tuple[int, ...]]  # (heads per layer, FFN neurons per layer)
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """One evaluated subnetwork: its widths, encoder MACs and metric."""
-
-    heads: tuple[int, ...]
-    neurons: tuple[int, ...]
-    macs: int
-    metric: float
-
-    def to_dict(self) -> dict:
-        """JSON-able."""
-        return {"heads": list(self.heads), "neurons": list(self.neurons), "macs": self.macs, "metric": self.metric}
 
 
 def decode(space: SearchSpace, x) -> Config:
@@ -46,19 +32,21 @@ def decode(space: SearchSpace, x) -> Config:
     return heads, neurons
 
 
-def pareto_front(candidates: list[Candidate]) -> list[Candidate]:
+def pareto_front(candidates: list[FrontPoint]) -> list[FrontPoint]:
     """The candidates no other candidate dominates (lower or equal MACs and higher or equal metric,
     one of them strictly), by increasing MACs."""
-    front = [c for c in candidates
-             if not any((o.macs <= c.macs and o.metric >= c.metric) and (o.macs < c.macs or o.metric > c.metric)
-                        for o in candidates)]
-    unique = {(c.heads, c.neurons): c for c in front}
-    return sorted(unique.values(), key=lambda c: (c.macs, -c.metric))
+    def dominates(o: FrontPoint, c: FrontPoint) -> bool:
+        return (o.macs <= c.macs and o.search_metric >= c.search_metric
+                and (o.macs < c.macs or o.search_metric > c.search_metric))
+
+    front = [c for c in candidates if not any(dominates(o, c) for o in candidates)]
+    unique = {c.config: c for c in front}
+    return sorted(unique.values(), key=lambda c: (c.macs, -c.search_metric))
 
 
 def nsga2_search(space: SearchSpace, metric: Callable[[tuple[int, ...], tuple[int, ...]], float], *,
                  population: int = 20, generations: int = 10, seed: int = 0,
-                 include_extremes: bool = True) -> tuple[list[Candidate], list[Candidate]]:
+                 include_extremes: bool = True) -> tuple[list[FrontPoint], list[FrontPoint]]:
     """Search ``space`` with NSGA-II.
 
     Args:
@@ -90,14 +78,15 @@ def nsga2_search(space: SearchSpace, metric: Callable[[tuple[int, ...], tuple[in
         raise ValueError(f"NSGA-II needs population >= 2 and generations >= 1, got {population}, {generations}.")
     layers = len(space.heads)
     upper = np.array([len(c) - 1 for c in space.heads] + [len(c) - 1 for c in space.neurons])
-    seen: dict[Config, Candidate] = {}
+    seen: dict[Config, FrontPoint] = {}
 
-    def evaluate(config: Config) -> Candidate:
+    def evaluate(config: Config) -> FrontPoint:
         if config not in seen:
             heads, neurons = config
-            seen[config] = Candidate(heads, neurons, encoder_macs(space.hidden, space.head_dim, list(heads),
-                                                                  list(neurons), space.seq_len),
-                                     float(metric(heads, neurons)))
+            seen[config] = FrontPoint(SubnetworkConfig(heads, neurons),
+                                      encoder_macs(space.hidden, space.head_dim, list(heads), list(neurons),
+                                                   space.seq_len),
+                                      float(metric(heads, neurons)))
         return seen[config]
 
     class Widths(ElementwiseProblem):
@@ -106,7 +95,7 @@ def nsga2_search(space: SearchSpace, metric: Callable[[tuple[int, ...], tuple[in
 
         def _evaluate(self, x, out, *args, **kwargs):
             c = evaluate(decode(space, x))
-            out["F"] = [c.macs, -c.metric]
+            out["F"] = [c.macs, -c.search_metric]
 
     sampling = IntegerRandomSampling()
     if include_extremes:

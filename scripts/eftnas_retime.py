@@ -13,7 +13,6 @@ median of ``--repeats`` after warm-up, on the CPU with torch's default threads.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -39,14 +38,17 @@ def intervals(folder: Path, run: dict) -> None:
     labels = [r["labels"] for r in rows]
     dense = predict(load_classifier_weights(folder / "dense"), tokenizer, rows)
     metric = getattr(metrics, run["metric"])
+    front = []
     for point in run["front"]:
         sub, _, _ = extract_for_budget(folder, point)
-        point["eval_ci"] = metrics.paired_bootstrap(metric, labels, dense, predict(sub, tokenizer, rows))
+        front.append(point.measured(eval_ci=metrics.paired_bootstrap(metric, labels, dense,
+                                                                     predict(sub, tokenizer, rows))))
+    run["front"] = front
 
 
 def retime(folder: Path, repeats: int, pause: list[int]) -> None:
+    from explorer.runs.eftnas_runs import FRONT_FILE, RUN_FILE, front_json, load_run, run_json
     from pruning.atomic import atomic_write_text
-    from explorer.runs.eftnas_runs import FRONT_FILE, RUN_FILE, load_run
 
     run = load_run(folder)
     intervals(folder, run)
@@ -54,11 +56,11 @@ def retime(folder: Path, repeats: int, pause: list[int]) -> None:
 
     with paused(pause):
         _time(folder, run, repeats)
-    for name, data in ((FRONT_FILE, run["front"]), (RUN_FILE, run)):
-        atomic_write_text(folder / name, json.dumps(data, indent=1, default=str))
+    atomic_write_text(folder / FRONT_FILE, front_json(run["front"]))
+    atomic_write_text(folder / RUN_FILE, run_json(run))
     print(f"{folder}: dense {run['dense']['latency_ms']:.1f} ms; front " +
-          ", ".join(f"{p['latency_ms']:.1f} ms ({p['eval_ci']['diff']:+.1f} [{p['eval_ci']['low']:+.1f}, "
-                    f"{p['eval_ci']['high']:+.1f}])" for p in run["front"]))
+          ", ".join(f"{p.latency_ms:.1f} ms ({p.eval_ci['diff']:+.1f} [{p.eval_ci['low']:+.1f}, "
+                    f"{p.eval_ci['high']:+.1f}])" for p in run["front"]))
 
 
 def _time(folder: Path, run: dict, repeats: int) -> None:
@@ -71,10 +73,12 @@ def _time(folder: Path, run: dict, repeats: int) -> None:
     dense_ms = classifier_latency_ms(dense, repeats=repeats)
     run["dense"].setdefault("latency_ms_first", run["dense"]["latency_ms"])
     run["dense"]["latency_ms"] = dense_ms
+    front = []
     for point in run["front"]:
         sub, _, _ = extract_for_budget(folder, point)
-        point.setdefault("latency_ms_first", point["latency_ms"])
-        point["latency_ms"] = classifier_latency_ms(sub, repeats=repeats)
+        first = point.latency_ms_first if point.latency_ms_first is not None else point.latency_ms
+        front.append(point.measured(latency_ms_first=first, latency_ms=classifier_latency_ms(sub, repeats=repeats)))
+    run["front"] = front
     run["retimed"] = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "device": device_description("cpu"),
                       "repeats": repeats, "command": "scripts/eftnas_retime.py"}
 

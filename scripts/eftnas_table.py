@@ -41,12 +41,12 @@ def quality_rows(run: dict) -> list[str]:
         if p is None:
             out.append(f"| {run['task']} | | <= {budget:.0%} MACs | none on the front | | | | | | |")
             continue
-        q = p["eval"][metric]
+        q = p.eval[metric]
         ci = p.get("eval_ci")
         diff = f"{ci['diff']:+.2f} [{ci['low']:+.2f}, {ci['high']:+.2f}]" if ci else "not computed"
-        out.append(f"| {run['task']} | | <= {budget:.0%} MACs: heads {p['heads']}, FFN {p['neurons']} | {q:.2f} | "
-                   f"{100 * q / dq:.1f} | {diff} | {p['gmacs']:.3f} | {100 * p['macs_fraction']:.1f} | {p['latency_ms']:.1f} | "
-                   f"{p['params_m']:.1f} |")
+        out.append(f"| {run['task']} | | <= {budget:.0%} MACs: heads {p.head_widths}, FFN {p.ffn_widths} | {q:.2f} | "
+                   f"{100 * q / dq:.1f} | {diff} | {p.gmacs:.3f} | {100 * p.macs_fraction:.1f} | {p.latency_ms:.1f} | "
+                   f"{p.params_m:.1f} |")
     return out
 
 
@@ -58,10 +58,10 @@ def average_rows(runs: list[dict]) -> list[str]:
         if any(p is None for p in points):
             lines.append(f"| <= {budget:.0%} MACs | a task has no subnetwork this small | | | |")
             continue
-        subs = [p["eval"][r["metric"]] for p, r in zip(points, runs)]
+        subs = [p.eval[r["metric"]] for p, r in zip(points, runs)]
         of_avg = 100 * statistics.mean(subs) / statistics.mean(dense)
         per_task = statistics.mean(100 * s / d for s, d in zip(subs, dense))
-        macs = statistics.mean(100 * p["macs_fraction"] for p in points)
+        macs = statistics.mean(100 * p.macs_fraction for p in points)
         met = "" if budget != 0.5 else (" (target >= 99: met)" if of_avg >= TARGET else " (target >= 99: missed)")
         lines.append(f"| <= {budget:.0%} MACs | {statistics.mean(subs):.2f} | {of_avg:.1f}{met} | {per_task:.1f} | "
                      f"{macs:.1f} |")

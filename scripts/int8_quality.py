@@ -60,7 +60,7 @@ def check_eftnas(run: Path) -> list[dict]:
     labels = [r["labels"] for r in rows]
     metric = getattr(m, summary["metric"])
     models = [("dense", load_classifier_weights(run / "dense"))]
-    models += [(f"{p['macs_fraction']:.0%} MACs", extract_for_budget(run, p)[0]) for p in summary["front"]]
+    models += [(f"{p.macs_fraction:.0%} MACs", extract_for_budget(run, p)[0]) for p in summary["front"]]
     out = []
     for name, model in models:
         fp32 = predict(model, tokenizer, rows)

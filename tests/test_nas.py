@@ -135,7 +135,8 @@ def test_nsga2_finds_the_pareto_front_of_a_synthetic_metric():
     come close to the true front (found by enumerating the small space)."""
     import itertools
 
-    from nas.search import Candidate, nsga2_search, pareto_front
+    from nas.records import FrontPoint, SubnetworkConfig
+    from nas.search import nsga2_search, pareto_front
 
     space = SearchSpace(num_heads=4, ffn_dim=64, hidden=32, head_dim=8, heads=((1, 2, 4),) * 3,
                         neurons=((0, 16, 32, 64),) * 3, targets=(0.5,), achieved=(0.5,), seq_len=16)
@@ -149,16 +150,16 @@ def test_nsga2_finds_the_pareto_front_of_a_synthetic_metric():
                                     generations=12, seed=1)
     assert len(calls) == len(set(calls)) == len(evaluated)  # each configuration evaluated once
     macs = [c.macs for c in front]
-    assert macs == sorted(macs) and all(a.metric <= b.metric for a, b in zip(front, front[1:]))
-    assert front[0].heads == (1, 1, 1) and front[0].neurons == (0, 0, 0)
-    assert front[-1].heads == (4, 4, 4) and front[-1].neurons == (64, 64, 64)
-    everything = [Candidate(h, n, encoder_macs(32, 8, list(h), list(n), 16), metric(h, n))
+    assert macs == sorted(macs) and all(a.search_metric <= b.search_metric for a, b in zip(front, front[1:]))
+    assert front[0].head_widths == (1, 1, 1) and front[0].ffn_widths == (0, 0, 0)
+    assert front[-1].head_widths == (4, 4, 4) and front[-1].ffn_widths == (64, 64, 64)
+    everything = [FrontPoint(SubnetworkConfig(h, n), encoder_macs(32, 8, list(h), list(n), 16), metric(h, n))
                   for h in itertools.product(*space.heads) for n in itertools.product(*space.neurons)]
     true_front = pareto_front(everything)
     # every true-front point at or below 50% of dense MACs is matched within 10% of the metric range
-    span = true_front[-1].metric - true_front[0].metric
+    span = true_front[-1].search_metric - true_front[0].search_metric
     for t in true_front:
-        best = max((c.metric for c in front if c.macs <= t.macs), default=float("-inf"))
-        assert best >= t.metric - 0.1 * span
+        best = max((c.search_metric for c in front if c.macs <= t.macs), default=float("-inf"))
+        assert best >= t.search_metric - 0.1 * span
     with pytest.raises(ValueError, match="population"):
         nsga2_search(space, metric, population=1)

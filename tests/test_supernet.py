@@ -228,15 +228,15 @@ def test_eftnas_run_end_to_end_on_a_tiny_random_bert(tmp_path):
     assert summary == load_run(tmp_path / "run") and summary["weights"] == "random"
     assert summary["search_on"] == "held-out training examples" and summary["eval_split"] == "validation"
     front = summary["front"]
-    assert front and all(0 < p["macs_fraction"] <= 1 for p in front)
-    assert [p["macs"] for p in front] == sorted(p["macs"] for p in front)
+    assert front and all(0 < p.macs_fraction <= 1 for p in front)
+    assert [p.macs for p in front] == sorted(p.macs for p in front)
     assert "| dense |" in front_table(summary)
     best = best_for_budget(front, max_macs_fraction=1.0)
-    assert best["search_metric"] == max(p["search_metric"] for p in front)
+    assert best.search_metric == max(p.search_metric for p in front)
     assert best_for_budget(front, max_macs_fraction=0.0) is None
     sub, plan, _ = extract_for_budget(tmp_path / "run", best)
-    assert [len(h) for h in plan.encoder_heads] == best["heads"]
-    assert [len(n) for n in plan.encoder_neurons] == best["neurons"]
+    assert tuple(len(h) for h in plan.encoder_heads) == best.head_widths
+    assert tuple(len(n) for n in plan.encoder_neurons) == best.ffn_widths
 
     # The tab's actions: a budget, side-by-side classification, a run on the Pareto front.
     from explorer.pipelines.eftnas_settings import EftnasSettings
@@ -306,7 +306,7 @@ def test_every_shipped_eftnas_reference_run_opens_without_weights(name):
     assert summary["weights"] == "pretrained" and summary["eval_examples"] == DEV_SIZES[summary["task"]]
     assert "eftnas_glue.sh" in json.loads((folder / "provenance.json").read_text())["command"]
     point = choose(summary, "macs", 75.0)
-    assert point["macs_fraction"] <= 0.75 and summary["metric"] in point["eval"]
+    assert point.macs_fraction <= 0.75 and summary["metric"] in point.eval
     assert not has_supernetwork(folder)
     with pytest.raises(ValueError, match="no super-network weights"):
         add_to_pareto(folder, point)

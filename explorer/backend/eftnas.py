@@ -63,9 +63,9 @@ def choose_subnetwork(summary: dict, budget: str, value: float) -> tuple[dict, o
     metric = summary["metric"]
     dense_q = summary["dense"]["eval"][metric]
     text = (f"**Best subnetwork within {value:g}{' %' if budget == 'macs' else ' ms'}**: heads per layer "
-            f"{point['heads']}, FFN neurons per layer {point['neurons']}; {100 * point['macs_fraction']:.1f}% of dense "
-            f"MACs ({point['gmacs']:.3f} GMACs), {metric} {point['eval'][metric]:.2f} "
-            f"({100 * point['eval'][metric] / dense_q:.1f}% of dense), {point['latency_ms']:.2f} ms when measured.")
+            f"{point.head_widths}, FFN neurons per layer {point.ffn_widths}; {100 * point.macs_fraction:.1f}% of dense "
+            f"MACs ({point.gmacs:.3f} GMACs), {metric} {point.eval[metric]:.2f} "
+            f"({100 * point.eval[metric] / dense_q:.1f}% of dense), {point.latency_ms:.2f} ms when measured.")
     return point, front_figure(summary, point), text
 
 
@@ -111,7 +111,7 @@ def classify_side_by_side(directory: str | os.PathLike, point: dict, text: str) 
     parts = [p.strip() for p in text.split("|||")][:2]
     encoded = tokenizer(*parts, truncation=True, max_length=128, return_tensors="pt")
     out = []
-    for name, model in (("dense", dense), (f"subnetwork ({100 * point['macs_fraction']:.0f}% MACs)", sub)):
+    for name, model in (("dense", dense), (f"subnetwork ({100 * point.macs_fraction:.0f}% MACs)", sub)):
         with torch.inference_mode():
             logits = model(**encoded).logits[0]
         if logits.numel() == 1:

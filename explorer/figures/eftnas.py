@@ -19,15 +19,15 @@ def front_figure(summary: dict, chosen: dict | None = None):
     metric, front = summary["metric"], summary["front"]
     fig = go.Figure()
     fig.add_trace(go.Scatter(
-        x=[p["gmacs"] for p in front], y=[p["eval"][metric] for p in front], mode="lines+markers", name="subnetworks",
-        line={"dash": "dot"}, customdata=[[str(p["heads"]), str(p["neurons"]), p["latency_ms"]] for p in front],
+        x=[p.gmacs for p in front], y=[p.eval[metric] for p in front], mode="lines+markers", name="subnetworks",
+        line={"dash": "dot"}, customdata=[[str(p.head_widths), str(p.ffn_widths), p.latency_ms] for p in front],
         hovertemplate="%{x:.3f} GMACs, " + metric + " %{y:.2f}<br>heads %{customdata[0]}<br>FFN %{customdata[1]}"
                       "<br>%{customdata[2]:.2f} ms<extra></extra>"))
     dense = summary["dense"]
     fig.add_trace(go.Scatter(x=[dense["gmacs"]], y=[dense["eval"][metric]], mode="markers", name="dense",
                              marker={"symbol": "star", "size": 14}))
     if chosen is not None:
-        fig.add_trace(go.Scatter(x=[chosen["gmacs"]], y=[chosen["eval"][metric]], mode="markers", name="chosen",
+        fig.add_trace(go.Scatter(x=[chosen.gmacs], y=[chosen.eval[metric]], mode="markers", name="chosen",
                                  marker={"size": 18, "symbol": "circle-open", "line": {"width": 3}}))
     fig.update_layout(title=f"EFTNAS Pareto front: {summary['model']} on {summary['task']} "
                             f"({summary['eval_split']}, n={summary['eval_examples']}; {summary['weights']} weights)",

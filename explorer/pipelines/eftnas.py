@@ -39,12 +39,11 @@ from explorer.evaluation.classify import classifier_latency_ms, score, tokenize
 from explorer.evaluation.latency import device_description
 from explorer.models.classifier import load_classifier
 from explorer.pipelines.eftnas_settings import EftnasSettings
-from explorer.runs.eftnas_runs import FRONT_FILE, RUN_FILE
+from explorer.runs.eftnas_runs import FRONT_FILE, RUN_FILE, front_json, run_json
 from explorer.training.classifier import finetune_classifier, training_dataset
 from explorer.training.finetune import resolve_device
 from pruning.adapters import get_adapter
-from pruning.atomic import atomic_directory
-from pruning.atomic import atomic_write_text
+from pruning.atomic import atomic_directory, atomic_write_text
 
 Progress = Callable[[float, str], None]
 
@@ -99,7 +98,7 @@ def run_eftnas(settings: EftnasSettings, out_dir: str | os.PathLike, *, progress
     """
     from explorer.runs.stages import RunFolder
     from nas import encoder_macs, extract_subnetwork, generate_search_space, nsga2_search, reorder_by_importance
-    from nas.search import Candidate
+    from nas.records import FrontPoint
     from nas.search_space import SearchSpace
     from nas.supernet import (SupernetSettings, SuperNetwork, load_classifier_weights, load_supernetwork,
                               save_supernetwork, train_supernetwork)
@@ -212,8 +211,7 @@ def run_eftnas(settings: EftnasSettings, out_dir: str | os.PathLike, *, progress
         return {"front": [c.to_dict() for c in front], "evaluated": len(evaluated)}
 
     searched = timed("search", 0.8, 0.9, search_stage)
-    front = [Candidate(**{k: tuple(v) if isinstance(v, list) else v for k, v in c.items()})
-             for c in searched["front"]]
+    front = [FrontPoint.from_dict(c) for c in searched["front"]]
 
     # 6. the front measured on the reported split: metric, MACs, latency, parameters
     def front_stage(report):
@@ -222,12 +220,11 @@ def run_eftnas(settings: EftnasSettings, out_dir: str | os.PathLike, *, progress
                                   [space.ffn_dim] * len(space.heads), 128)
         points = []
         for c in front:
-            sub, _ = extract_subnetwork(shared, list(c.heads), list(c.neurons))
-            points.append({**c.to_dict(), "macs_fraction": round(c.macs / dense_macs, 4),
-                           "gmacs": round(c.macs / 1e9, 4), "search_metric": c.metric,
-                           "eval": score(spec.name, sub, tokenizer, eval_rows, device=device),
-                           "latency_ms": classifier_latency_ms(sub, device=device),
-                           "params_m": round(sum(p.numel() for p in sub.parameters()) / 1e6, 3)})
+            sub, _ = extract_subnetwork(shared, list(c.head_widths), list(c.ffn_widths))
+            points.append(c.measured(macs_fraction=round(c.macs / dense_macs, 4), gmacs=round(c.macs / 1e9, 4),
+                                     eval=score(spec.name, sub, tokenizer, eval_rows, device=device),
+                                     latency_ms=classifier_latency_ms(sub, device=device),
+                                     params_m=round(sum(p.numel() for p in sub.parameters()) / 1e6, 3)).to_dict())
         dense = {"eval": finetune["eval"], "search": finetune["search"], "gmacs": round(dense_macs / 1e9, 4),
                  "macs": dense_macs, "latency_ms": classifier_latency_ms(model, device=device),
                  "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 3)}
@@ -244,12 +241,12 @@ def run_eftnas(settings: EftnasSettings, out_dir: str | os.PathLike, *, progress
         "timings_s": timings, "wall_s": round(sum(timings.values()), 1), "resumed": work.state["resumed"],
         "front": measured["front"],
     }
-    _write_json(work.path / FRONT_FILE, measured["front"])
-    _write_json(work.path / RUN_FILE, summary)
+    atomic_write_text(work.path / FRONT_FILE, front_json(measured["front"]))
+    atomic_write_text(work.path / RUN_FILE, run_json(summary))
     shutil.rmtree(work.path / "cache", ignore_errors=True)
     work.publish()
     say(1.0, "done")
-    return summary
+    return {**summary, "front": [FrontPoint.from_dict(p) for p in summary["front"]]}
 
 
 def _write_json(path: Path, data) -> None:

@@ -11,10 +11,10 @@ def front_table(summary: dict) -> str:
              "|---|---|---|---|---|---|---|---|---|",
              f"| dense | | | {dense['gmacs']:.3f} | 100 | {dense['eval'][metric]:.2f} | 100 | | {dense['latency_ms']:.2f} |"]
     for p in summary["front"]:
-        q = p["eval"][metric]
+        q = p.eval[metric]
         rel = 100 * q / dense["eval"][metric] if dense["eval"][metric] else float("nan")
-        lines.append(f"| subnetwork | {p['heads']} | {p['neurons']} | {p['gmacs']:.3f} | {100 * p['macs_fraction']:.1f} "
-                     f"| {q:.2f} | {rel:.1f} | {p['search_metric']:.2f} | {p['latency_ms']:.2f} |")
+        lines.append(f"| subnetwork | {p.head_widths} | {p.ffn_widths} | {p.gmacs:.3f} | {100 * p.macs_fraction:.1f} "
+                     f"| {q:.2f} | {rel:.1f} | {p.search_metric:.2f} | {p.latency_ms:.2f} |")
     return "\n".join(lines)
 
 

@@ -13,29 +13,46 @@ from pathlib import Path
 from explorer.data.tasks import get_task
 from explorer.evaluation.classify import classifier_latency_ms
 from explorer.paths import ASSETS
+from nas.records import FrontPoint
 
 FRONT_FILE = "front.json"
 RUN_FILE = "eftnas.json"
 
 
 def load_run(directory: str | os.PathLike) -> dict:
-    """``eftnas.json`` of a finished run.
+    """``eftnas.json`` of a finished run, its ``front`` as :class:`nas.FrontPoint` records (older
+    files with ``heads`` / ``neurons`` / ``metric`` keys are read too).
 
     Raises:
         ValueError: If the folder is not a finished EFTNAS run.
     """
     try:
-        return json.loads((Path(directory) / RUN_FILE).read_text())
-    except (OSError, json.JSONDecodeError) as err:
+        summary = json.loads((Path(directory) / RUN_FILE).read_text())
+        return {**summary, "front": [FrontPoint.from_dict(p) for p in summary["front"]]}
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
         raise ValueError(f"{directory} is not a finished EFTNAS run ({err}); run `python -m explorer eftnas`.") from None
+
+
+def run_json(summary: dict) -> str:
+    """The JSON text of a run summary (its front points in their JSON form), as ``eftnas.json`` holds it."""
+    return json.dumps({**summary, "front": [_as_dict(p) for p in summary["front"]]}, indent=1, default=str)
+
+
+def front_json(front: list) -> str:
+    """The JSON text of a front, as ``front.json`` holds it."""
+    return json.dumps([_as_dict(p) for p in front], indent=1, default=str)
+
+
+def _as_dict(point) -> dict:
+    return point.to_dict() if isinstance(point, FrontPoint) else FrontPoint.from_dict(point).to_dict()
 
 
 def best_for_budget(front: list[dict], *, max_macs_fraction: float | None = None,
                     max_latency_ms: float | None = None) -> dict | None:
     """The front member with the best search metric within the budget (None if none fits)."""
-    fits = [p for p in front if (max_macs_fraction is None or p["macs_fraction"] <= max_macs_fraction + 1e-9)
-            and (max_latency_ms is None or p["latency_ms"] <= max_latency_ms + 1e-9)]
-    return max(fits, key=lambda p: (p["search_metric"], -p["macs"]), default=None)
+    fits = [p for p in front if (max_macs_fraction is None or p.macs_fraction <= max_macs_fraction + 1e-9)
+            and (max_latency_ms is None or p.latency_ms <= max_latency_ms + 1e-9)]
+    return max(fits, key=lambda p: (p.search_metric, -p.macs), default=None)
 
 
 def extract_for_budget(directory: str | os.PathLike, point: dict):
@@ -46,8 +63,8 @@ def extract_for_budget(directory: str | os.PathLike, point: dict):
 
     model, _, _ = load_supernetwork(Path(directory) / "supernet")
     start = time.perf_counter()
-    sub, plan = extract_subnetwork(model, point["heads"], point["neurons"],
-                                   notes={"macs_fraction": point["macs_fraction"]})
+    sub, plan = extract_subnetwork(model, list(point.head_widths), list(point.ffn_widths),
+                                   notes={"macs_fraction": point.macs_fraction})
     return sub, plan, round(time.perf_counter() - start, 3)
 
 
@@ -95,10 +112,10 @@ def choose(summary: dict, budget: str, value: float) -> dict:
     front = summary["front"]
     if budget == "macs":
         point = best_for_budget(front, max_macs_fraction=value / 100.0)
-        smallest = f"{100 * min(p['macs_fraction'] for p in front):.1f}% of dense MACs"
+        smallest = f"{100 * min(p.macs_fraction for p in front):.1f}% of dense MACs"
     elif budget == "latency":
         point = best_for_budget(front, max_latency_ms=value)
-        smallest = f"{min(p['latency_ms'] for p in front):.2f} ms"
+        smallest = f"{min(p.latency_ms for p in front):.2f} ms"
     else:
         raise ValueError(f"Unknown budget {budget!r}; use 'macs' or 'latency'.")
     if point is None:
@@ -119,12 +136,12 @@ def subnetwork_metrics(summary: dict, point: dict, *, latency_ms: float, extract
                  "params": {"params_m": params}})
 
     dq, dm = side(dense["eval"], dense["gmacs"], dense["latency_ms"], dense["params_m"])
-    pq, pm = side(point["eval"], point["gmacs"], latency_ms, point["params_m"])
-    heads, neurons = point["heads"], point["neurons"]
+    pq, pm = side(point.eval, point.gmacs, latency_ms, point.params_m)
+    heads, neurons = point.head_widths, point.ffn_widths
     return {"method": "eftnas", "model": summary["model"], "task": summary["task"], "family": "bert",
             "weights": summary["weights"], "device": summary["device"],
-            "plan_summary": f"EFTNAS subnetwork: heads {heads}, FFN {neurons}, {100 * point['macs_fraction']:.1f}% "
-                            f"of dense MACs", "encoder_sparsity_achieved": round(1 - point["macs_fraction"], 4),
+            "plan_summary": f"EFTNAS subnetwork: heads {heads}, FFN {neurons}, {100 * point.macs_fraction:.1f}% "
+                            f"of dense MACs", "encoder_sparsity_achieved": round(1 - point.macs_fraction, 4),
             "decoder_layers_kept": None, "quality": {"dense": dq, "pruned": pq},
             "measurements": {"dense": dm, "pruned": pm}, "extraction_s": extraction_s,
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -153,6 +170,6 @@ def add_to_pareto(directory: str | os.PathLike, point: dict, root: str | os.Path
 
     tokenizer = AutoTokenizer.from_pretrained(directory / "supernet")
     out = new_run_dir(runs_root(root), summary["model"], summary["task"],
-                      f"eftnas-{round(100 * point['macs_fraction'])}pct")
+                      f"eftnas-{round(100 * point.macs_fraction)}pct")
     save_pruned(sub, plan, out, tokenizer=tokenizer, extra_files={"metrics.json": metrics})
     return out

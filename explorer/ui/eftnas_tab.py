@@ -133,7 +133,7 @@ def render(runs: str | None, shared: str | None) -> dict:
         front_ = state_["summary"]["front"]
         if kind == "macs":
             return gr.Slider(minimum=1, maximum=100, value=50, step=0.5, label="Budget: % of dense MACs")
-        top = max(p["latency_ms"] for p in front_) * 1.05
+        top = max(p.latency_ms for p in front_) * 1.05
         return gr.Slider(minimum=0, maximum=round(top, 1), value=round(top / 2, 1), step=0.1,
                          label="Budget: latency in ms (as measured when the run was made)")
 
