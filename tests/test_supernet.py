@@ -354,10 +354,11 @@ def test_a_killed_eftnas_run_resumes_to_the_same_front(tmp_path):
     resumed = run_eftnas(settings, out, resume=True)
     assert resumed["finetune"]["resumed_from"] == "checkpoint-2" and resumed["supernet"]["resumed_from"] == "checkpoint-4"
     assert len(resumed["resumed"]) == 2 and not work.exists() and not (out / "checkpoints").exists()
-    for key in ("front", "dense"):
-        assert [{k: v for k, v in p.items() if k != "latency_ms"} for p in
-                (resumed[key] if key == "front" else [resumed[key]])] == \
-               [{k: v for k, v in p.items() if k != "latency_ms"} for p in (whole[key] if key == "front" else [whole[key]])]
+    def without_latency(point: dict) -> dict:
+        return {k: v for k, v in point.items() if k != "latency_ms"}
+
+    assert [without_latency(p.to_dict()) for p in resumed["front"]] == [without_latency(p.to_dict()) for p in whole["front"]]
+    assert without_latency(resumed["dense"]) == without_latency(whole["dense"])
     assert resumed["finetune"]["train_loss"] != 0 and resumed["evaluated"] == whole["evaluated"]
     from nas.supernet import load_supernetwork
 
