@@ -6,7 +6,8 @@ from test_runs_pareto import fake_metrics, write_run
 
 from explorer.paths import ASSETS
 from explorer.runs.references import reference_table
-from explorer.pipelines.nash_settings import Cancelled, method_named
+from explorer.pipelines.methods import method_named
+from explorer.pipelines.nash_settings import Cancelled
 from explorer.backend.prune import finetune_estimate, prune_settings, start_prune
 from explorer.backend.compare import compare_sources, score_against_reference, stream_generation, task_example
 from explorer.backend.common import data_dir_for, find_run, list_runs_for_ui, model_choices, run_zip

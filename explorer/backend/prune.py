@@ -11,7 +11,8 @@ from explorer.data.tasks import get_task
 from explorer.models.loading import peek_config
 from explorer.paths import cache_root
 from explorer.pipelines.nash import run_prune
-from explorer.pipelines.nash_settings import METHODS, Cancelled, PruneSettings, TimingSettings, method_named
+from explorer.pipelines.methods import METHODS, method_named
+from explorer.pipelines.nash_settings import Cancelled, PruneSettings, TimingSettings
 from explorer.runs.store import Run, get_run, new_run_dir, runs_root
 from explorer.training.finetune import DONE_FILE, FinetuneSettings, dense_cache_dir, resolve_device
 

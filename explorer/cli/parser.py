@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from explorer.pipelines.nash_settings import METHODS
+from explorer.pipelines.methods import METHODS
 
 DEMO = dict(model="minilm2minilm", task="rotten_tomatoes", encoder_sparsity=0.3, decoder_layers=2,
             finetune_steps=250, recovery_steps=100, eval_samples=200)

@@ -1,49 +1,13 @@
-"""The settings of one NASH (or baseline) prune run and the methods it can run."""
+"""The settings of one NASH (or baseline) prune run (its method: ``explorer.pipelines.methods``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from explorer.data.tasks import get_task
+from explorer.pipelines.methods import METHODS
 from explorer.training.finetune import FinetuneSettings, resolve_device
 
-@dataclass(frozen=True)
-class Method:
-    """One way to make a prune run's plan (``explorer.pipelines.nash_steps.PLANNERS`` runs it).
-
-    Attributes:
-        name: The id in settings, run folders and the CLI (``--method``).
-        label: The Prune tab's name for it.
-        description: One line on what it does.
-    """
-
-    name: str
-    label: str
-    description: str
-
-
-METHODS: dict[str, Method] = {m.name: m for m in (
-    Method("nash-training-free", "NASH (training-free)",
-           "NASH, encoder units ranked by first-order Taylor importance (no training)"),
-    Method("nash-learned", "NASH (learned gates)",
-           "NASH, hard-concrete encoder gates trained under a Lagrangian sparsity target"),
-    Method("decoder-only", "Decoder only (baseline)", "decoder shortened to k layers, encoder kept whole (baseline)"),
-    Method("cofi", "CoFi (baseline, encoder and decoder widths)",
-           "CoFi (baseline): head, neuron and sublayer gates on encoder and decoder under one sparsity target, "
-           "every decoder layer kept"),
-)}
-
-
-def method_named(text: str) -> Method:
-    """The method whose id or Prune-tab label is ``text``.
-
-    Raises:
-        ValueError: For neither.
-    """
-    for method in METHODS.values():
-        if text in (method.name, method.label):
-            return method
-    raise ValueError(f"Unknown method {text!r}; use one of {', '.join(METHODS)}.")
 
 
 class Cancelled(Exception):

@@ -226,7 +226,7 @@ def _notes(settings: PruneSettings) -> dict:
     return {"method": settings.method, "layer_selection": settings.layer_selection}
 
 
-# How each method of ``nash_settings.METHODS`` makes its plan; a new method adds a planner here.
+# How each method of ``explorer.pipelines.methods.METHODS`` makes its plan; a new method adds a planner here.
 PLANNERS: dict[str, Callable[..., PlanResult]] = {
     "nash-training-free": _plan_training_free,
     "nash-learned": _plan_gates,
