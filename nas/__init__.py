@@ -8,7 +8,7 @@ generation, weight reordering, super-network and search. NNCF is imported only i
 - ``nas.supernet``: the super-network on NNCF BootstrapNAS elastic width, trained with the sandwich
   rule and distillation;
 - ``nas.search``: NSGA-II over a search space (pymoo);
-- ``nas.records``: a subnetwork's configuration and a Pareto-front point (shared with ``explorer``);
+- ``nas.records``: a subnetwork's configuration, a Pareto-front point and a run summary (shared with ``explorer``);
 - ``nas.extract`` / ``nas.export``: subnetworks as standalone Hugging Face models, and as ONNX.
 
 The product around them (data, fine-tuning, the run folder, the tab) is ``explorer.pipelines.eftnas`` (the tab: ``explorer.backend.eftnas``).
@@ -16,9 +16,9 @@ The product around them (data, fine-tuning, the run folder, the tab) is ``explor
 
 from .extract import extract_subnetwork, subnetwork_plan
 from .reorder import reorder_by_importance
-from .records import FrontPoint, SubnetworkConfig
+from .records import FrontPoint, RunSummary, SubnetworkConfig
 from .search import nsga2_search, pareto_front
 from .search_space import SearchSpace, encoder_macs, generate_search_space, widths_at_threshold
 
-__all__ = ["FrontPoint", "SearchSpace", "SubnetworkConfig", "encoder_macs", "extract_subnetwork", "generate_search_space", "nsga2_search",
+__all__ = ["FrontPoint", "RunSummary", "SearchSpace", "SubnetworkConfig", "encoder_macs", "extract_subnetwork", "generate_search_space", "nsga2_search",
            "pareto_front", "reorder_by_importance", "subnetwork_plan", "widths_at_threshold"]

@@ -32,8 +32,8 @@ def subnetwork_plan(model: nn.Module, heads: list[int], neurons: list[int], note
             raise ValueError(f"Layer {i}: {h} heads and {f} neurons; each must be between 0 (skip the sublayer) and "
                              f"the full width ({n_heads} heads, {ffn} neurons).")
     return PruningPlan(family=adapter.family, num_decoder_layers=0, num_heads=n_heads, ffn_dim=ffn,
-                       decoder_layers=(), encoder_heads=tuple(tuple(range(h)) for h in heads),
-                       encoder_neurons=tuple(tuple(range(f)) for f in neurons),
+                       kept_decoder_layers=(), kept_encoder_heads=tuple(tuple(range(h)) for h in heads),
+                       kept_encoder_neurons=tuple(tuple(range(f)) for f in neurons),
                        notes=dict(notes or {}, method="eftnas-subnetwork"))
 
 

@@ -1,9 +1,9 @@
-"""The records EFTNAS passes between ``nas`` and ``explorer``: a subnetwork's configuration and a
-point of the Pareto front, as frozen dataclasses with their JSON form.
+"""The records EFTNAS passes between ``nas`` and ``explorer``: a subnetwork's configuration, a point
+of the Pareto front and the summary of a finished run, as dataclasses with their JSON form.
 
 Names: a *configuration* holds **widths**, the number of heads and of FFN neurons each encoder layer
 keeps (0: the sublayer is skipped); a search space holds the **choices** of widths per layer
-(``SearchSpace.heads`` / ``.neurons``); a pruning plan holds **kept indices** (``PruningPlan``).
+(``SearchSpace.head_choices`` / ``.ffn_choices``); a pruning plan holds **kept indices** (``PruningPlan``).
 
 JSON written before these records (``eftnas.json`` and ``front.json`` of runs made up to 2026-11-30,
 including the shipped reference runs) named the widths ``heads`` / ``neurons`` and stored the search
@@ -12,6 +12,7 @@ metric twice, as ``metric`` and ``search_metric``; :meth:`FrontPoint.from_dict` 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, fields, replace
 
 
@@ -103,3 +104,86 @@ class FrontPoint:
             raise ValueError(f"A front point needs widths, MACs and a search metric; {err} is missing.") from None
         optional = {f.name: data[f.name] for f in fields(cls)[3:] if f.name in data}
         return cls(config, int(macs), float(search), **optional)
+
+
+@dataclass
+class RunSummary:
+    """A finished EFTNAS run, as its ``eftnas.json`` records it (``explorer.pipelines.eftnas`` writes
+    it; the EFTNAS tab, the CLI and the table scripts read it).
+
+    Attributes:
+        model: The model spec (e.g. ``"minilm"``); ``task``: the task name.
+        weights: ``"pretrained"`` or ``"random"`` (quality numbers of random weights mean nothing).
+        device: The machine the run was measured on, in words.
+        metric: The task's main metric (the search objective and the front's y-axis).
+        eval_split: The reported split; ``eval_examples``: its size.
+        dense: The dense (fine-tuned) model measured like the front: ``eval`` (metrics, %), ``search``,
+            ``gmacs``, ``macs``, ``latency_ms`` (one forward, batch 1, 128 tokens), ``params_m``, and
+            ``latency_ms_first`` once re-timed.
+        front: The Pareto front, measured (:class:`FrontPoint`, ascending MACs as searched).
+        search_on: Where the search metric came from (held-out training examples, never the reported
+            split); ``search_examples``, ``train_examples``: their counts.
+        settings: The run's ``EftnasSettings`` as a dict.
+        finetune, movement, supernet: Each training stage's record (steps, wall seconds, curve, ...).
+        evaluated: Subnetworks the search evaluated.
+        timings_s: Wall seconds per stage; ``wall_s``: their sum; ``resumed``: stages resumed from disk.
+        retimed: Provenance of a later quiet re-timing (``scripts/eftnas_retime.py``), if any.
+        method: Always ``"eftnas"``.
+        extra: Keys of the file this version does not know, written back unchanged.
+    """
+
+    model: str
+    task: str
+    weights: str
+    device: str
+    metric: str
+    eval_split: str
+    eval_examples: int
+    dense: dict
+    front: list[FrontPoint]
+    search_on: str = ""
+    search_examples: int = 0
+    train_examples: int = 0
+    settings: dict = field(default_factory=dict)
+    finetune: dict = field(default_factory=dict)
+    movement: dict = field(default_factory=dict)
+    supernet: dict = field(default_factory=dict)
+    evaluated: int = 0
+    timings_s: dict = field(default_factory=dict)
+    wall_s: float = 0.0
+    resumed: list = field(default_factory=list)
+    retimed: dict | None = None
+    method: str = "eftnas"
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def dense_quality(self) -> float:
+        """The dense model's main metric on the reported split."""
+        return self.dense["eval"][self.metric]
+
+    def to_dict(self) -> dict:
+        """The JSON form (front points in theirs; ``retimed`` left out when unset)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("front", "extra", "retimed")}
+        out["front"] = [p.to_dict() for p in self.front]
+        if self.retimed is not None:
+            out["retimed"] = self.retimed
+        return {**out, **self.extra}
+
+    def to_json(self) -> str:
+        """The text of ``eftnas.json``."""
+        return json.dumps(self.to_dict(), indent=1, default=str)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunSummary:
+        """The summary of :meth:`to_dict` (front points also in their older JSON form).
+
+        Raises:
+            ValueError: If a required field is missing or a front point is malformed.
+        """
+        known = {f.name for f in fields(cls)} - {"extra"}
+        values = {k: v for k, v in data.items() if k in known}
+        try:
+            values["front"] = [FrontPoint.from_dict(p) for p in data["front"]]
+            return cls(**values, extra={k: v for k, v in data.items() if k not in known})
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"Not an EFTNAS run summary ({err}).") from None

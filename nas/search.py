@@ -25,10 +25,10 @@ Config = tuple[tuple[int, ...], tuple[int, ...]]  # (heads per layer, FFN neuron
 
 def decode(space: SearchSpace, x) -> Config:
     """The widths a variable vector (2L indices into the choices, heads first) stands for."""
-    layers = len(space.heads)
+    layers = len(space.head_choices)
     x = [int(round(float(v))) for v in x]
-    heads = tuple(space.heads[i][x[i]] for i in range(layers))
-    neurons = tuple(space.neurons[i][x[layers + i]] for i in range(layers))
+    heads = tuple(space.head_choices[i][x[i]] for i in range(layers))
+    neurons = tuple(space.ffn_choices[i][x[layers + i]] for i in range(layers))
     return heads, neurons
 
 
@@ -76,8 +76,8 @@ def nsga2_search(space: SearchSpace, metric: Callable[[tuple[int, ...], tuple[in
 
     if population < 2 or generations < 1:
         raise ValueError(f"NSGA-II needs population >= 2 and generations >= 1, got {population}, {generations}.")
-    layers = len(space.heads)
-    upper = np.array([len(c) - 1 for c in space.heads] + [len(c) - 1 for c in space.neurons])
+    layers = len(space.head_choices)
+    upper = np.array([len(c) - 1 for c in space.head_choices] + [len(c) - 1 for c in space.ffn_choices])
     seen: dict[Config, FrontPoint] = {}
 
     def evaluate(config: Config) -> FrontPoint:

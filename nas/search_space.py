@@ -68,14 +68,17 @@ def widths_at_threshold(head_scores: list[torch.Tensor], neuron_scores: list[tor
     return heads, neurons
 
 
+_OLD_NAMES = {"heads": "head_choices", "neurons": "ffn_choices"}  # search_space.json before 2026-11-30
+
+
 @dataclass(frozen=True)
 class SearchSpace:
     """Per-layer width choices of the super-network.
 
     Attributes:
         num_heads: H of the dense model; ``ffn_dim``: F; ``hidden``, ``head_dim``: sizes.
-        heads: Per layer, the sorted head counts a subnetwork may keep (0 = attention skipped).
-        neurons: Per layer, the sorted FFN widths (0 = FFN skipped).
+        head_choices: Per layer, the sorted head counts a subnetwork may keep (0 = attention skipped).
+        ffn_choices: Per layer, the sorted FFN widths (0 = FFN skipped).
         targets: The MACs targets (fraction of dense MACs) the choices were generated for.
         achieved: MACs fraction the threshold reached for each target.
         thresholds: The normalised-importance threshold found for each target.
@@ -86,8 +89,8 @@ class SearchSpace:
     ffn_dim: int
     hidden: int
     head_dim: int
-    heads: tuple[tuple[int, ...], ...]
-    neurons: tuple[tuple[int, ...], ...]
+    head_choices: tuple[tuple[int, ...], ...]
+    ffn_choices: tuple[tuple[int, ...], ...]
     targets: tuple[float, ...]
     achieved: tuple[float, ...]
     thresholds: tuple[float, ...] = ()
@@ -99,15 +102,17 @@ class SearchSpace:
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> SearchSpace:
-        """Read a search space written by :meth:`to_json`.
+        """Read a search space written by :meth:`to_json` (also the files written before the choices
+        were named ``head_choices`` / ``ffn_choices``, which called them ``heads`` / ``neurons``).
 
         Raises:
             ValueError: If the file is not a search space.
         """
         try:
             data = json.loads(Path(path).read_text())
-            return cls(**{**data, "heads": tuple(map(tuple, data["heads"])),
-                          "neurons": tuple(map(tuple, data["neurons"])), "targets": tuple(data["targets"]),
+            data = {_OLD_NAMES.get(key, key): value for key, value in data.items()}
+            return cls(**{**data, "head_choices": tuple(map(tuple, data["head_choices"])),
+                          "ffn_choices": tuple(map(tuple, data["ffn_choices"])), "targets": tuple(data["targets"]),
                           "achieved": tuple(data["achieved"]), "thresholds": tuple(data.get("thresholds", ()))})
         except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
             raise ValueError(f"{path} is not a search space written by this project ({err}).") from None
@@ -168,7 +173,7 @@ def generate_search_space(head_scores: list[torch.Tensor], neuron_scores: list[t
             head_choices[layer].add(heads[layer] if heads[layer] >= SKIP_FRACTION * n_heads else 0)
             neuron_choices[layer].add(neurons[layer] if neurons[layer] >= SKIP_FRACTION * ffn else 0)
     return SearchSpace(num_heads=n_heads, ffn_dim=ffn, hidden=hidden, head_dim=head_dim,
-                       heads=tuple(tuple(sorted(c)) for c in head_choices),
-                       neurons=tuple(tuple(sorted(c)) for c in neuron_choices),
+                       head_choices=tuple(tuple(sorted(c)) for c in head_choices),
+                       ffn_choices=tuple(tuple(sorted(c)) for c in neuron_choices),
                        targets=tuple(targets), achieved=tuple(achieved), thresholds=tuple(thresholds),
                        seq_len=seq_len)

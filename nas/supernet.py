@@ -112,7 +112,7 @@ def bootstrapnas_config(model: nn.Module, space: SearchSpace, *, seq_len: int = 
     """
     adapter = get_adapter(model)
     groups, widths, dynamic = [], [], []
-    for layer, heads, neurons in zip(adapter.encoder_layers(model), space.heads, space.neurons):
+    for layer, heads, neurons in zip(adapter.encoder_layers(model), space.head_choices, space.ffn_choices):
         att, ffn = adapter.attention(layer), adapter.ffn(layer)
         groups.append([nncf_node_name(model, lin) for lin in (att.q, att.k, att.v)])
         widths.append(sorted({max(h, 1) * space.head_dim for h in heads}, reverse=True))
@@ -212,8 +212,8 @@ class SuperNetwork:
         adapter = get_adapter(model)
         layers = adapter.encoder_layers(model)
         if (len(layers), adapter.num_heads(model), adapter.ffn_dim(model)) != (
-                len(space.heads), space.num_heads, space.ffn_dim):
-            raise ValueError(f"The search space is for {len(space.heads)} layers of {space.num_heads} heads / FFN "
+                len(space.head_choices), space.num_heads, space.ffn_dim):
+            raise ValueError(f"The search space is for {len(space.head_choices)} layers of {space.num_heads} heads / FFN "
                              f"{space.ffn_dim}; the model has {len(layers)} layers of {adapter.num_heads(model)} heads "
                              f"/ FFN {adapter.ffn_dim(model)}.")
         self.space = space
@@ -231,7 +231,7 @@ class SuperNetwork:
             self.ctrl, self.net = create_compressed_model_from_algo_names(net, config, ["progressive_shrinking"],
                                                                            dump_graphs=False)  # no graph files
         self._width = self.ctrl.multi_elasticity_handler.width_handler
-        self._skip: list[list[bool]] = [[False, False] for _ in space.heads]
+        self._skip: list[list[bool]] = [[False, False] for _ in space.head_choices]
         modules = dict(self.net.named_modules())
         for i, pair in enumerate(outputs):
             for j, name in enumerate(pair):
@@ -249,17 +249,17 @@ class SuperNetwork:
 
     def maximum_config(self) -> Config:
         """The dense configuration (every layer at full width)."""
-        return tuple(max(c) for c in self.space.heads), tuple(max(c) for c in self.space.neurons)
+        return tuple(max(c) for c in self.space.head_choices), tuple(max(c) for c in self.space.ffn_choices)
 
     def minimum_config(self, stage: int = 1, stages: int = 1) -> Config:
         """The smallest configuration allowed in progressive-shrinking stage ``stage`` of ``stages``."""
-        return (tuple(min(c) for c in self._allowed(self.space.heads, stage, stages)),
-                tuple(min(c) for c in self._allowed(self.space.neurons, stage, stages)))
+        return (tuple(min(c) for c in self._allowed(self.space.head_choices, stage, stages)),
+                tuple(min(c) for c in self._allowed(self.space.ffn_choices, stage, stages)))
 
     def random_config(self, rng: random.Random, stage: int = 1, stages: int = 1) -> Config:
         """A configuration drawn uniformly per layer from the choices allowed in ``stage``."""
-        return (tuple(rng.choice(c) for c in self._allowed(self.space.heads, stage, stages)),
-                tuple(rng.choice(c) for c in self._allowed(self.space.neurons, stage, stages)))
+        return (tuple(rng.choice(c) for c in self._allowed(self.space.head_choices, stage, stages)),
+                tuple(rng.choice(c) for c in self._allowed(self.space.ffn_choices, stage, stages)))
 
     @staticmethod
     def _allowed(choices: tuple[tuple[int, ...], ...], stage: int, stages: int) -> list[tuple[int, ...]]:
@@ -274,9 +274,9 @@ class SuperNetwork:
         heads, neurons = tuple(heads), tuple(neurons)
         config = {}
         for i, (h, f) in enumerate(zip(heads, neurons, strict=True)):
-            if h not in self.space.heads[i] or f not in self.space.neurons[i]:
+            if h not in self.space.head_choices[i] or f not in self.space.ffn_choices[i]:
                 raise ValueError(f"Layer {i}: {h} heads / {f} neurons is not in the search space "
-                                 f"({self.space.heads[i]} / {self.space.neurons[i]}).")
+                                 f"({self.space.head_choices[i]} / {self.space.ffn_choices[i]}).")
             config[2 * i] = max(h, 1) * self.space.head_dim
             config[2 * i + 1] = max(f, 1)
             self._skip[i] = [h == 0, f == 0]

@@ -22,7 +22,7 @@ def encoder_sparsity(plan: PruningPlan, dense_model: nn.Module) -> float:
     per_head, per_neuron = adapter.params_per_head(dense_model), adapter.params_per_neuron(dense_model)
     n_layers = plan.num_encoder_layers
     total = n_layers * (plan.num_heads * per_head + plan.ffn_dim * per_neuron)
-    kept = sum(len(h) for h in plan.encoder_heads) * per_head + sum(len(n) for n in plan.encoder_neurons) * per_neuron
+    kept = sum(len(h) for h in plan.kept_encoder_heads) * per_head + sum(len(n) for n in plan.kept_encoder_neurons) * per_neuron
     return 1.0 - kept / total
 
 
@@ -33,27 +33,27 @@ def encoder_decoder_sparsity(plan: PruningPlan, dense_model: nn.Module) -> float
     (embeddings and norms are not counted, as in CoFi). For an encoder-only model: the encoder's.
     """
     adapter = get_adapter(dense_model)
-    r = plan.hidden_size - len(plan.hidden_dims) if plan.narrows_hidden else 0
+    r = plan.hidden_size - len(plan.kept_hidden_dims) if plan.narrows_hidden else 0
 
     def at_kept_width(per_unit: int, per_dim: int) -> int:
         return per_unit - per_dim * r
 
     total = kept = 0
-    for layer, heads, neurons in zip(adapter.encoder_layers(dense_model), plan.encoder_heads, plan.encoder_neurons):
+    for layer, heads, neurons in zip(adapter.encoder_layers(dense_model), plan.kept_encoder_heads, plan.kept_encoder_neurons):
         att, ffn = adapter.attention(layer), adapter.ffn(layer)
         total += plan.num_heads * params_of_one_head(att) + plan.ffn_dim * params_of_one_neuron(ffn)
         kept += len(heads) * at_kept_width(params_of_one_head(att), per_hidden_dim_of_head(att))
         kept += len(neurons) * at_kept_width(params_of_one_neuron(ffn), per_hidden_dim_of_neuron(ffn))
     n_heads, ffn_dim = adapter.decoder_num_heads(dense_model), adapter.decoder_ffn_dim(dense_model)
     for i, layer in enumerate(adapter.decoder_layers(dense_model)):
-        atts = ((adapter.attention(layer), plan.decoder_heads), (adapter.cross_attention(layer), plan.decoder_cross_heads))
+        atts = ((adapter.attention(layer), plan.kept_decoder_heads), (adapter.cross_attention(layer), plan.kept_cross_heads))
         ffn = adapter.ffn(layer)
         total += sum(n_heads * params_of_one_head(att) for att, _ in atts) + ffn_dim * params_of_one_neuron(ffn)
-        if i not in plan.decoder_layers:
+        if i not in plan.kept_decoder_layers:
             continue
         for att, per_layer in atts:
             kept += (len(per_layer[i]) if per_layer else n_heads) * at_kept_width(params_of_one_head(att), per_hidden_dim_of_head(att))
-        kept += (len(plan.decoder_neurons[i]) if plan.decoder_neurons else ffn_dim) * at_kept_width(
+        kept += (len(plan.kept_decoder_neurons[i]) if plan.kept_decoder_neurons else ffn_dim) * at_kept_width(
             params_of_one_neuron(ffn), per_hidden_dim_of_neuron(ffn))
     return 1.0 - kept / total
 
@@ -68,22 +68,22 @@ def expected_num_parameters(dense_model: nn.Module, plan: PruningPlan) -> int:
     """
     adapter = get_adapter(dense_model)
     total = sum(p.numel() for p in dense_model.parameters())
-    removed_heads = sum(plan.num_heads - len(h) for h in plan.encoder_heads)
-    removed_neurons = sum(plan.ffn_dim - len(n) for n in plan.encoder_neurons)
+    removed_heads = sum(plan.num_heads - len(h) for h in plan.kept_encoder_heads)
+    removed_neurons = sum(plan.ffn_dim - len(n) for n in plan.kept_encoder_neurons)
     total -= removed_heads * adapter.params_per_head(dense_model)
     total -= removed_neurons * adapter.params_per_neuron(dense_model)
     decoder = adapter.decoder_layers(dense_model)
-    kept = set(plan.decoder_layers)
+    kept = set(plan.kept_decoder_layers)
     for i, layer in enumerate(decoder):
         if i not in kept:
             total -= sum(p.numel() for p in layer.parameters())
             continue
-        for per_layer, att in ((plan.decoder_heads, adapter.attention(layer)),
-                               (plan.decoder_cross_heads, adapter.cross_attention(layer))):
+        for per_layer, att in ((plan.kept_decoder_heads, adapter.attention(layer)),
+                               (plan.kept_cross_heads, adapter.cross_attention(layer))):
             if per_layer:
                 total -= (plan.decoder_num_heads - len(per_layer[i])) * params_of_one_head(att)
-        if plan.decoder_neurons:
-            total -= (plan.decoder_ffn_dim - len(plan.decoder_neurons[i])) * params_of_one_neuron(adapter.ffn(layer))
+        if plan.kept_decoder_neurons:
+            total -= (plan.decoder_ffn_dim - len(plan.kept_decoder_neurons[i])) * params_of_one_neuron(adapter.ffn(layer))
     if adapter.family == "t5" and decoder and 0 not in kept:
         # Block 0's relative position bias table moves to the new block 0 instead of going away.
         total += decoder[0].layer[0].SelfAttention.relative_attention_bias.weight.numel()
@@ -97,7 +97,7 @@ def _hidden_removed(adapter, dense_model: nn.Module, plan: PruningPlan) -> int:
     leaves: r = d - d' entries per kept head dimension of Q, K, V and the output projection, per
     kept FFN neuron of each FFN Linear, per bias of a Linear that writes hidden, and per row of
     every other table on the residual stream (embeddings, norms, LM head, pooler), tied ones once."""
-    r = plan.hidden_size - len(plan.hidden_dims)
+    r = plan.hidden_size - len(plan.kept_hidden_dims)
     removed = 0
 
     def layer_part(att_widths, ffn, neurons: int) -> int:
@@ -107,17 +107,17 @@ def _hidden_removed(adapter, dense_model: nn.Module, plan: PruningPlan) -> int:
         out = getattr(*ffn.output)
         return part + r * neurons * per_hidden_dim_of_neuron(ffn) + (r if out.bias is not None else 0)
 
-    for layer, heads, neurons in zip(adapter.encoder_layers(dense_model), plan.encoder_heads, plan.encoder_neurons):
+    for layer, heads, neurons in zip(adapter.encoder_layers(dense_model), plan.kept_encoder_heads, plan.kept_encoder_neurons):
         removed += layer_part([(adapter.attention(layer), len(heads))], adapter.ffn(layer), len(neurons))
     decoder = adapter.decoder_layers(dense_model)
     width = lambda per_layer, i, full: len(per_layer[i]) if per_layer else full  # noqa: E731
-    for i in plan.decoder_layers:
+    for i in plan.kept_decoder_layers:
         layer = decoder[i]
-        atts = [(adapter.attention(layer), width(plan.decoder_heads, i, adapter.decoder_num_heads(dense_model))),
-                (adapter.cross_attention(layer), width(plan.decoder_cross_heads, i, adapter.decoder_num_heads(dense_model)))]
-        removed += layer_part(atts, adapter.ffn(layer), width(plan.decoder_neurons, i, adapter.decoder_ffn_dim(dense_model)))
+        atts = [(adapter.attention(layer), width(plan.kept_decoder_heads, i, adapter.decoder_num_heads(dense_model))),
+                (adapter.cross_attention(layer), width(plan.kept_cross_heads, i, adapter.decoder_num_heads(dense_model)))]
+        removed += layer_part(atts, adapter.ffn(layer), width(plan.kept_decoder_neurons, i, adapter.decoder_ffn_dim(dense_model)))
     sites = adapter.hidden_sites(dense_model)
-    kept = set(plan.decoder_layers)
+    kept = set(plan.kept_decoder_layers)
     dropped = {id(p) for i, layer in enumerate(decoder) if i not in kept for p in layer.parameters()}
     marks = hidden_axes(sites.reads, sites.writes, sites.embeddings, sites.norms, skip=frozenset(dropped))
     for param, which in marks.values():

@@ -31,14 +31,14 @@ class ImportanceScores:
     """One score per unit; higher means more important.
 
     Attributes:
-        heads: Per encoder layer, a float tensor of shape (H,).
-        neurons: Per encoder layer, a float tensor of shape (ffn_dim,).
+        head_scores: Per encoder layer, a float tensor of shape (H,).
+        neuron_scores: Per encoder layer, a float tensor of shape (ffn_dim,).
         criterion: Name of the criterion that produced the scores.
         num_examples: Calibration examples the scores were averaged over.
     """
 
-    heads: list[torch.Tensor]
-    neurons: list[torch.Tensor]
+    head_scores: list[torch.Tensor]
+    neuron_scores: list[torch.Tensor]
     criterion: str
     num_examples: int
 
@@ -170,9 +170,9 @@ def plan_from_scores(model: nn.Module, head_scores: list[torch.Tensor], neuron_s
         num_decoder_layers=adapter.num_decoder_layers(model),
         num_heads=adapter.num_heads(model),
         ffn_dim=adapter.ffn_dim(model),
-        decoder_layers=tuple(decoder_layers),
-        encoder_heads=tuple(_keep_top(head_scores, encoder_sparsity, 1)),
-        encoder_neurons=tuple(_keep_top(neuron_scores, encoder_sparsity, 1)),
+        kept_decoder_layers=tuple(decoder_layers),
+        kept_encoder_heads=tuple(_keep_top(head_scores, encoder_sparsity, 1)),
+        kept_encoder_neurons=tuple(_keep_top(neuron_scores, encoder_sparsity, 1)),
         notes=dict(notes or {}, encoder_sparsity_target=encoder_sparsity),
     )
 
@@ -186,8 +186,8 @@ def keep_all_plan(model: nn.Module) -> PruningPlan:
         num_decoder_layers=adapter.num_decoder_layers(model),
         num_heads=adapter.num_heads(model),
         ffn_dim=adapter.ffn_dim(model),
-        decoder_layers=tuple(range(adapter.num_decoder_layers(model))),
-        encoder_heads=tuple(tuple(range(adapter.num_heads(model))) for _ in range(n_layers)),
-        encoder_neurons=tuple(tuple(range(adapter.ffn_dim(model))) for _ in range(n_layers)),
+        kept_decoder_layers=tuple(range(adapter.num_decoder_layers(model))),
+        kept_encoder_heads=tuple(tuple(range(adapter.num_heads(model))) for _ in range(n_layers)),
+        kept_encoder_neurons=tuple(tuple(range(adapter.ffn_dim(model))) for _ in range(n_layers)),
         notes={"method": "keep-all"},
     )

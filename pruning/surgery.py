@@ -148,7 +148,7 @@ def narrow_encoder(model: nn.Module, plan: PruningPlan) -> None:
         att, ffn = adapter.attention(layer), adapter.ffn(layer)
         if att.q.out_features != plan.num_heads * att.head_dim or getattr(*ffn.output).in_features != plan.ffn_dim:
             raise ValueError(f"Encoder layer {i} is already narrowed; apply a plan to the dense model it was made for.")
-    for layer, heads, neurons in zip(adapter.encoder_layers(model), plan.encoder_heads, plan.encoder_neurons):
+    for layer, heads, neurons in zip(adapter.encoder_layers(model), plan.kept_encoder_heads, plan.kept_encoder_neurons):
         keep_heads(adapter, layer, heads, plan.num_heads)
         keep_neurons(adapter, layer, neurons, plan.ffn_dim)
 
@@ -168,12 +168,12 @@ def narrow_decoder(model: nn.Module, plan: PruningPlan) -> None:
     adapter = get_adapter(model)
     layers = adapter.decoder_layers(model)
     if len(layers) == plan.num_decoder_layers:
-        pairs = [(layers[i], i) for i in plan.decoder_layers]
-    elif len(layers) == len(plan.decoder_layers):
-        pairs = list(zip(layers, plan.decoder_layers))
+        pairs = [(layers[i], i) for i in plan.kept_decoder_layers]
+    elif len(layers) == len(plan.kept_decoder_layers):
+        pairs = list(zip(layers, plan.kept_decoder_layers))
     else:
         raise ValueError(f"The decoder has {len(layers)} layers; the plan is for {plan.num_decoder_layers} "
-                         f"(keeping {len(plan.decoder_layers)}).")
+                         f"(keeping {len(plan.kept_decoder_layers)}).")
     heads, ffn_dim = plan.decoder_num_heads, plan.decoder_ffn_dim
     for layer, i in pairs:
         self_att, cross_att = adapter.attention(layer), adapter.cross_attention(layer)
@@ -181,16 +181,16 @@ def narrow_decoder(model: nn.Module, plan: PruningPlan) -> None:
                 or getattr(*adapter.ffn(layer).output).in_features != ffn_dim):
             raise ValueError(f"Decoder layer {i} is already narrowed or not of the plan's dense size "
                              f"({heads} heads, FFN {ffn_dim}).")
-        if plan.decoder_heads:
-            keep_heads(adapter, layer, plan.decoder_heads[i], heads)
-        if plan.decoder_cross_heads:
-            keep_heads(adapter, layer, plan.decoder_cross_heads[i], heads, attention=cross_att)
-        if plan.decoder_neurons:
-            keep_neurons(adapter, layer, plan.decoder_neurons[i], ffn_dim)
+        if plan.kept_decoder_heads:
+            keep_heads(adapter, layer, plan.kept_decoder_heads[i], heads)
+        if plan.kept_cross_heads:
+            keep_heads(adapter, layer, plan.kept_cross_heads[i], heads, attention=cross_att)
+        if plan.kept_decoder_neurons:
+            keep_neurons(adapter, layer, plan.kept_decoder_neurons[i], ffn_dim)
 
 
 def narrow_hidden(model: nn.Module, plan: PruningPlan) -> None:
-    """Keep only the hidden dimensions ``plan.hidden_dims`` everywhere on the residual stream, in
+    """Keep only the hidden dimensions ``plan.kept_hidden_dims`` everywhere on the residual stream, in
     place (CoFi's hidden-dimension pruning, Xia et al. 2022, Sec. 3.1; CoFi's ``prune_hidden``):
     columns of every embedding table of width d and of every Linear that reads hidden (Q, K, V,
     FFN inputs, LM head, pooler), rows and bias entries of every Linear that writes it (attention
@@ -219,7 +219,7 @@ def narrow_hidden(model: nn.Module, plan: PruningPlan) -> None:
     for key, (param, dims) in marks.items():
         data = param.detach()
         for dim in sorted(dims):
-            data = data.index_select(dim, torch.tensor(plan.hidden_dims, device=data.device))
+            data = data.index_select(dim, torch.tensor(plan.kept_hidden_dims, device=data.device))
         new[key] = nn.Parameter(data.clone(), requires_grad=param.requires_grad)
     for module in model.modules():
         for name, param in list(module._parameters.items()):
@@ -278,7 +278,7 @@ def apply_plan(model: nn.Module, plan: PruningPlan, *, inplace: bool = False) ->
     target = model if inplace else copy.deepcopy(model)
     narrow_encoder(target, plan)
     narrow_decoder(target, plan)
-    select_decoder(target, plan.decoder_layers)
+    select_decoder(target, plan.kept_decoder_layers)
     narrow_hidden(target, plan)
     target.config.pruning_plan_summary = plan.describe()
     return target
@@ -430,7 +430,7 @@ def _check_plan_fits(adapter: FamilyAdapter, model: nn.Module, plan: PruningPlan
             f"The plan is for {plan.num_heads} heads / FFN {plan.ffn_dim}; the model has "
             f"{adapter.num_heads(model)} heads / FFN {adapter.ffn_dim(model)}."
         )
-    if plan.hidden_dims and plan.hidden_size != adapter.hidden_size(model):
+    if plan.kept_hidden_dims and plan.hidden_size != adapter.hidden_size(model):
         raise ValueError(f"The plan is for hidden size {plan.hidden_size}; the model has {adapter.hidden_size(model)}.")
     if plan.narrows_decoder and (plan.decoder_num_heads, plan.decoder_ffn_dim) != (
             adapter.decoder_num_heads(model), adapter.decoder_ffn_dim(model)):

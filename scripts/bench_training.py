@@ -211,7 +211,7 @@ def gates_bench(steps: int, rounds: int, examples: int):
     settings = LearnedSettings(target_sparsity=0.3, max_steps=steps, batch_size=16)
 
     def run(seed):
-        train_gates(dense, train, settings, task="samsum", decoder_layers=(0, 2, 5), device="cpu")
+        train_gates(dense, train, settings, task="samsum", kept_decoder_layers=(0, 2, 5), device="cpu")
 
     paths = {"previous": lambda seed: _previous(lambda: run(seed)), "new": run}
     return run_rounds(f"gate training (learned NASH, MiniLM2MiniLM, SAMSum, batch 16, {steps} steps)", paths,

@@ -71,10 +71,10 @@ def main() -> None:
     for n in sizes[:-1]:
         cells = []
         for s in args.sparsities:
-            ref = plan_from_scores(loaded.model, scores[reference].heads, scores[reference].neurons, s, (0,))
-            plan = plan_from_scores(loaded.model, scores[n].heads, scores[n].neurons, s, (0,))
-            cells.append(f"{overlap(plan.encoder_heads, ref.encoder_heads):.3f} / "
-                         f"{overlap(plan.encoder_neurons, ref.encoder_neurons):.3f}")
+            ref = plan_from_scores(loaded.model, scores[reference].head_scores, scores[reference].neuron_scores, s, (0,))
+            plan = plan_from_scores(loaded.model, scores[n].head_scores, scores[n].neuron_scores, s, (0,))
+            cells.append(f"{overlap(plan.kept_encoder_heads, ref.kept_encoder_heads):.3f} / "
+                         f"{overlap(plan.kept_encoder_neurons, ref.kept_encoder_neurons):.3f}")
         print(f"| {n} | {sum(lengths[:n])} | {seconds[n]:.1f} | " + " | ".join(cells) + " |")
     print(f"| {reference} | {sum(lengths[:reference])} | {seconds[reference]:.1f} | " + " | ".join("1 / 1" for _ in args.sparsities) + " |")
 

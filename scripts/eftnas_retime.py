@@ -19,8 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from nas.records import RunSummary  # noqa: E402
 
-def intervals(folder: Path, run: dict) -> None:
+
+def intervals(folder: Path, run: RunSummary) -> None:
     """``eval_ci`` of every front member: paired bootstrap of (subnetwork - dense) on the reported split."""
     from transformers import AutoTokenizer
 
@@ -31,23 +33,23 @@ def intervals(folder: Path, run: dict) -> None:
     from explorer.data.splits import load_split
     from nas.supernet import load_classifier_weights
 
-    settings, spec = run["settings"], get_task(run["task"])
+    settings, spec = run.settings, get_task(run.task)
     tokenizer = AutoTokenizer.from_pretrained(folder / "dense")
     rows = tokenize(tokenizer, load_split(spec, spec.eval_split, settings["data_dir"], limit=settings["eval_samples"]),
                     settings["max_tokens"], regression=spec.kind == "regression")
     labels = [r["labels"] for r in rows]
     dense = predict(load_classifier_weights(folder / "dense"), tokenizer, rows)
-    metric = getattr(metrics, run["metric"])
+    metric = getattr(metrics, run.metric)
     front = []
-    for point in run["front"]:
+    for point in run.front:
         sub, _, _ = extract_for_budget(folder, point)
         front.append(point.measured(eval_ci=metrics.paired_bootstrap(metric, labels, dense,
                                                                      predict(sub, tokenizer, rows))))
-    run["front"] = front
+    run.front = front
 
 
 def retime(folder: Path, repeats: int, pause: list[int]) -> None:
-    from explorer.runs.eftnas_runs import FRONT_FILE, RUN_FILE, front_json, load_run, run_json
+    from explorer.runs.eftnas_runs import FRONT_FILE, RUN_FILE, front_json, load_run
     from pruning.atomic import atomic_write_text
 
     run = load_run(folder)
@@ -56,14 +58,14 @@ def retime(folder: Path, repeats: int, pause: list[int]) -> None:
 
     with paused(pause):
         _time(folder, run, repeats)
-    atomic_write_text(folder / FRONT_FILE, front_json(run["front"]))
-    atomic_write_text(folder / RUN_FILE, run_json(run))
-    print(f"{folder}: dense {run['dense']['latency_ms']:.1f} ms; front " +
+    atomic_write_text(folder / FRONT_FILE, front_json(run.front))
+    atomic_write_text(folder / RUN_FILE, run.to_json())
+    print(f"{folder}: dense {run.dense['latency_ms']:.1f} ms; front " +
           ", ".join(f"{p.latency_ms:.1f} ms ({p.eval_ci['diff']:+.1f} [{p.eval_ci['low']:+.1f}, "
-                    f"{p.eval_ci['high']:+.1f}])" for p in run["front"]))
+                    f"{p.eval_ci['high']:+.1f}])" for p in run.front))
 
 
-def _time(folder: Path, run: dict, repeats: int) -> None:
+def _time(folder: Path, run: RunSummary, repeats: int) -> None:
     from explorer.evaluation.classify import classifier_latency_ms
     from explorer.runs.eftnas_runs import extract_for_budget
     from explorer.evaluation.latency import device_description
@@ -71,16 +73,16 @@ def _time(folder: Path, run: dict, repeats: int) -> None:
 
     dense = load_classifier_weights(folder / "dense")
     dense_ms = classifier_latency_ms(dense, repeats=repeats)
-    run["dense"].setdefault("latency_ms_first", run["dense"]["latency_ms"])
-    run["dense"]["latency_ms"] = dense_ms
+    run.dense.setdefault("latency_ms_first", run.dense["latency_ms"])
+    run.dense["latency_ms"] = dense_ms
     front = []
-    for point in run["front"]:
+    for point in run.front:
         sub, _, _ = extract_for_budget(folder, point)
         first = point.latency_ms_first if point.latency_ms_first is not None else point.latency_ms
         front.append(point.measured(latency_ms_first=first, latency_ms=classifier_latency_ms(sub, repeats=repeats)))
-    run["front"] = front
-    run["retimed"] = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "device": device_description("cpu"),
-                      "repeats": repeats, "command": "scripts/eftnas_retime.py"}
+    run.front = front
+    run.retimed = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "device": device_description("cpu"),
+                   "repeats": repeats, "command": "scripts/eftnas_retime.py"}
 
 
 def main() -> None:

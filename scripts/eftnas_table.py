@@ -25,40 +25,41 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from explorer.runs.eftnas_runs import best_for_budget, load_run
 from explorer.pipelines.report import front_table
+from nas.records import RunSummary
 
 BUDGETS = (0.75, 0.5)
 TARGET = 99.0
 
 
-def quality_rows(run: dict) -> list[str]:
-    metric, dense = run["metric"], run["dense"]
+def quality_rows(run: RunSummary) -> list[str]:
+    metric, dense = run.metric, run.dense
     dq = dense["eval"][metric]
-    where = f"{run['eval_split']} ({run['eval_examples']})"
-    out = [f"| {run['task']} | {metric}, {where} | dense | {dq:.2f} | 100 | | {dense['gmacs']:.3f} | 100 | "
+    where = f"{run.eval_split} ({run.eval_examples})"
+    out = [f"| {run.task} | {metric}, {where} | dense | {dq:.2f} | 100 | | {dense['gmacs']:.3f} | 100 | "
            f"{dense['latency_ms']:.1f} | {dense['params_m']:.1f} |"]
     for budget in BUDGETS:
-        p = best_for_budget(run["front"], max_macs_fraction=budget)
+        p = best_for_budget(run.front, max_macs_fraction=budget)
         if p is None:
-            out.append(f"| {run['task']} | | <= {budget:.0%} MACs | none on the front | | | | | | |")
+            out.append(f"| {run.task} | | <= {budget:.0%} MACs | none on the front | | | | | | |")
             continue
         q = p.eval[metric]
         ci = p.get("eval_ci")
         diff = f"{ci['diff']:+.2f} [{ci['low']:+.2f}, {ci['high']:+.2f}]" if ci else "not computed"
-        out.append(f"| {run['task']} | | <= {budget:.0%} MACs: heads {p.head_widths}, FFN {p.ffn_widths} | {q:.2f} | "
+        out.append(f"| {run.task} | | <= {budget:.0%} MACs: heads {p.head_widths}, FFN {p.ffn_widths} | {q:.2f} | "
                    f"{100 * q / dq:.1f} | {diff} | {p.gmacs:.3f} | {100 * p.macs_fraction:.1f} | {p.latency_ms:.1f} | "
                    f"{p.params_m:.1f} |")
     return out
 
 
-def average_rows(runs: list[dict]) -> list[str]:
-    dense = [r["dense"]["eval"][r["metric"]] for r in runs]
+def average_rows(runs: list[RunSummary]) -> list[str]:
+    dense = [r.dense_quality for r in runs]
     lines = [f"| dense | {statistics.mean(dense):.2f} | 100 | | 100 |"]
     for budget in BUDGETS:
-        points = [best_for_budget(r["front"], max_macs_fraction=budget) for r in runs]
+        points = [best_for_budget(r.front, max_macs_fraction=budget) for r in runs]
         if any(p is None for p in points):
             lines.append(f"| <= {budget:.0%} MACs | a task has no subnetwork this small | | | |")
             continue
-        subs = [p.eval[r["metric"]] for p, r in zip(points, runs)]
+        subs = [p.eval[r.metric] for p, r in zip(points, runs)]
         of_avg = 100 * statistics.mean(subs) / statistics.mean(dense)
         per_task = statistics.mean(100 * s / d for s, d in zip(subs, dense))
         macs = statistics.mean(100 * p.macs_fraction for p in points)
@@ -68,14 +69,14 @@ def average_rows(runs: list[dict]) -> list[str]:
     return lines
 
 
-def cost_row(run: dict) -> str:
-    s, t = run["settings"], run["timings_s"]
+def cost_row(run: RunSummary) -> str:
+    s, t = run.settings, run.timings_s
     epochs = "/".join(f"{s.get(f'{k}_epochs') or '-'}" for k in ("finetune", "movement", "supernet"))
-    steps = f"{run['finetune']['steps']}/{run['movement']['steps']}/{run['supernet']['steps']}"
+    steps = f"{run.finetune['steps']}/{run.movement['steps']}/{run.supernet['steps']}"
     stages = ", ".join(f"{k} {v / 60:.0f}" for k, v in t.items())
-    resumed = f", resumed {len(run.get('resumed', []))}x" if run.get("resumed") else ""
-    return (f"| {run['task']} | {run['train_examples']} | {run['search_examples']} | {epochs} | {steps} | {stages} | "
-            f"{run['wall_s'] / 60:.0f} min{resumed} | {run['device']} |")
+    resumed = f", resumed {len(run.resumed)}x" if run.resumed else ""
+    return (f"| {run.task} | {run.train_examples} | {run.search_examples} | {epochs} | {steps} | {stages} | "
+            f"{run.wall_s / 60:.0f} min{resumed} | {run.device} |")
 
 
 def main() -> None:
@@ -101,7 +102,7 @@ def main() -> None:
         print(cost_row(run))
     if args.fronts:
         for run in runs:
-            print(f"\n{run['task']}:\n\n{front_table(run)}")
+            print(f"\n{run.task}:\n\n{front_table(run)}")
 
 
 if __name__ == "__main__":

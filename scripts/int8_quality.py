@@ -53,21 +53,21 @@ def check_eftnas(run: Path) -> list[dict]:
     from nas.supernet import load_classifier_weights
 
     summary = load_run(run)
-    settings, spec = summary["settings"], get_task(summary["task"])
+    settings, spec = summary.settings, get_task(summary.task)
     tokenizer = AutoTokenizer.from_pretrained(run / "dense")
     rows = tokenize(tokenizer, load_split(spec, spec.eval_split, settings["data_dir"], limit=settings["eval_samples"]),
                     settings["max_tokens"], regression=spec.kind == "regression")
     labels = [r["labels"] for r in rows]
-    metric = getattr(m, summary["metric"])
+    metric = getattr(m, summary.metric)
     models = [("dense", load_classifier_weights(run / "dense"))]
-    models += [(f"{p.macs_fraction:.0%} MACs", extract_for_budget(run, p)[0]) for p in summary["front"]]
+    models += [(f"{p.macs_fraction:.0%} MACs", extract_for_budget(run, p)[0]) for p in summary.front]
     out = []
     for name, model in models:
         fp32 = predict(model, tokenizer, rows)
         for label, keep in CLASSIFIER_VARIANTS.items():
             int8 = predict(quantize(model, "int8", keep_fp32=keep), tokenizer, rows)
             iv = m.paired_bootstrap(metric, labels, fp32, int8)
-            out.append(_row(run, spec.name, f"{name}, {label}", summary["metric"], metric(labels, fp32),
+            out.append(_row(run, spec.name, f"{name}, {label}", summary.metric, metric(labels, fp32),
                             metric(labels, int8), iv))
     return out
 

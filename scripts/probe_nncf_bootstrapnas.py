@@ -40,8 +40,8 @@ def main() -> None:
     model = BertForSequenceClassification(BertConfig(
         vocab_size=100, hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
         max_position_embeddings=64)).eval()
-    space = SearchSpace(num_heads=2, ffn_dim=128, hidden=64, head_dim=32, heads=((0, 1, 2), (1, 2)),
-                        neurons=((0, 32, 128), (64, 128)), targets=(0.5,), achieved=(0.5,))
+    space = SearchSpace(num_heads=2, ffn_dim=128, hidden=64, head_dim=32, head_choices=((0, 1, 2), (1, 2)),
+                        ffn_choices=((0, 32, 128), (64, 128)), targets=(0.5,), achieved=(0.5,))
     config = NNCFConfig.from_dict(bootstrapnas_config(model, space, seq_len=16))
     try:
         create_compressed_model_from_algo_names(create_nncf_network(copy.deepcopy(model), config), config,

@@ -40,7 +40,7 @@ def test_prune_writes_smaller_model_plan_and_metrics(tiny_t5_dir, tmp_path, caps
     assert code == 0
     assert {"plan.json", "metrics.json", "config.json", "model.safetensors"} <= {p.name for p in out.iterdir()}
     plan = PruningPlan.load(out)
-    assert plan.decoder_layers == (2, 3)
+    assert plan.kept_decoder_layers == (2, 3)
     metrics = json.loads((out / "metrics.json").read_text())
     assert abs(metrics["encoder_sparsity_achieved"] - 0.5) < 0.1
     assert metrics["weights"] == "pretrained"  # a local folder is taken as given
@@ -189,10 +189,10 @@ def test_prune_with_cofi_narrows_encoder_and_decoder_and_keeps_every_decoder_lay
     code, _, _ = run([*args, "--decoder-layers", "4", "--out", str(out)], capsys)
     assert code == 0
     plan = PruningPlan.load(out)
-    assert plan.notes["method"] == "cofi" and plan.narrows_decoder and plan.decoder_layers == (0, 1, 2, 3)
+    assert plan.notes["method"] == "cofi" and plan.narrows_decoder and plan.kept_decoder_layers == (0, 1, 2, 3)
     loaded = load_pruned(out)
     assert loaded.decoder.block[0].layer[1].EncDecAttention.q.out_features == \
-        len(plan.decoder_cross_heads[0]) * loaded.config.d_kv
+        len(plan.kept_cross_heads[0]) * loaded.config.d_kv
 
 
 @needs_shared

@@ -10,8 +10,8 @@ from tiny import FAMILIES, batch
 from explorer.evaluation.latency import new_cache
 
 from pruning import apply_plan, encoder_sparsity, expected_num_parameters, keep_all_plan
-from pruning.gates import (LOG_ALPHA_RANGE, DecoderLayerGates, EncoderGates, HardConcrete, Lagrangian, fold_gates,
-                           target_sparsity)
+from pruning.gates import DecoderLayerGates, EncoderGates, fold_gates
+from pruning.hard_concrete import LOG_ALPHA_RANGE, HardConcrete, Lagrangian, drop_lowest, target_sparsity
 
 
 def loud(model, scale: float = 10.0):
@@ -73,7 +73,7 @@ def test_expected_sparsity_equals_a_hand_count(family):
     hand = removed / (L * (H * per_head + F * per_neuron))
     assert gates.expected_sparsity().item() == pytest.approx(hand, abs=1e-6)
     # ... and it is the sparsity the resulting plan achieves
-    plan = gates.plan(model, decoder_layers=(0,))
+    plan = gates.plan(model, kept_decoder_layers=(0,))
     assert encoder_sparsity(plan, model) == pytest.approx(hand, abs=1e-6)
     # per-unit counts by hand for T5 (relu: wi, wo; gated: wi_0, wi_1, wo) and heads (q, k, v, o)
     if family.startswith("t5"):
@@ -89,20 +89,20 @@ def test_plan_meets_the_target_when_training_fell_short_lowest_log_alpha_first()
     for g in list(gates.heads) + list(gates.neurons):
         g.log_alpha.data = torch.empty(len(g.log_alpha)).uniform_(2.0, 4.0)  # all surely kept: sparsity 0
     gates.heads[1].log_alpha.data[:] = torch.linspace(-0.5, 0.5, gates.num_heads)  # layer 1: the weakest heads
-    plain = gates.plan(model, decoder_layers=(0,))
+    plain = gates.plan(model, kept_decoder_layers=(0,))
     assert encoder_sparsity(plain, model) < 0.1 and "target_enforced" not in plain.notes  # expected zeros only
-    plan = gates.plan(model, decoder_layers=(0,), target=0.5)
+    plan = gates.plan(model, kept_decoder_layers=(0,), target=0.5)
     assert plan.notes["target_enforced"] is True
     assert encoder_sparsity(plan, model) == pytest.approx(0.5, abs=0.05)
     total_heads = len(gates.heads) * gates.num_heads
-    assert total_heads - sum(len(h) for h in plan.encoder_heads) == round(0.5 * total_heads)
-    assert len(plan.encoder_heads[1]) == 1  # layer 1 lost its heads first, but keeps one
+    assert total_heads - sum(len(h) for h in plan.kept_encoder_heads) == round(0.5 * total_heads)
+    assert len(plan.kept_encoder_heads[1]) == 1  # layer 1 lost its heads first, but keeps one
     all_log_alpha = sorted(float(a) for g in gates.heads for a in g.log_alpha.detach())
-    removed = [float(gates.heads[l].log_alpha.detach()[h]) for l, kept in enumerate(plan.encoder_heads)
+    removed = [float(gates.heads[l].log_alpha.detach()[h]) for l, kept in enumerate(plan.kept_encoder_heads)
                for h in range(gates.num_heads) if h not in kept]
     assert max(removed) <= all_log_alpha[len(removed)]  # lowest first (one layer-1 head had to stay)
     # A target already met changes nothing.
-    assert gates.plan(model, decoder_layers=(0,), target=0.0).notes["target_enforced"] is False
+    assert gates.plan(model, kept_decoder_layers=(0,), target=0.0).notes["target_enforced"] is False
 
 
 def test_gates_act_on_the_model_and_detach_cleanly():
@@ -132,7 +132,7 @@ def test_closed_gates_equal_removing_the_units_by_surgery():
     torch.manual_seed(3)
     for g in list(gates.heads) + list(gates.neurons):
         g.log_alpha.data = torch.where(torch.rand(len(g.log_alpha)) < 0.4, -40.0, 40.0)
-    plan = gates.plan(model, decoder_layers=(0, 1, 2, 3))
+    plan = gates.plan(model, kept_decoder_layers=(0, 1, 2, 3))
     gates.attach(model).eval()
     inputs = batch()
     with torch.no_grad():
@@ -140,7 +140,7 @@ def test_closed_gates_equal_removing_the_units_by_surgery():
         gates.detach()
         dense = model(**inputs).logits
         pruned = apply_plan(fold_gates(model, gates), plan)(**inputs).logits
-    assert any(len(h) == 1 and gates.heads[i].deterministic().sum() == 0 for i, h in enumerate(plan.encoder_heads))
+    assert any(len(h) == 1 and gates.heads[i].deterministic().sum() == 0 for i, h in enumerate(plan.kept_encoder_heads))
     assert (gated - dense).abs().max().item() > 1e-2  # the gates did act
     assert (gated - pruned).abs().max().item() <= 1e-4
 
@@ -187,7 +187,7 @@ def test_folded_and_pruned_model_computes_what_the_gated_model_computed(family):
     assert any(0 < v < 1 for g in gates.heads for v in g.deterministic().tolist())
     decoder = tuple(range(model.config.num_decoder_layers if family.startswith("t5") else
                           (model.config.decoder_layers if family == "bart" else model.config.decoder.num_hidden_layers)))
-    plan = gates.plan(model, decoder_layers=decoder)
+    plan = gates.plan(model, kept_decoder_layers=decoder)
     gates.attach(model).eval()
     inputs = batch()
     with torch.no_grad():
@@ -217,7 +217,7 @@ def test_binary_decoder_layer_gates_equal_removing_the_layers(family):
         gated = model(**inputs).logits
         gates.detach()
         assert torch.allclose(model(**inputs).logits, dense, atol=1e-6)  # detached: the dense model again
-        full = apply_plan(model, replace(keep_all_plan(model), decoder_layers=gates.kept_layers()))
+        full = apply_plan(model, replace(keep_all_plan(model), kept_decoder_layers=gates.kept_layers()))
         shortened = full(**inputs).logits
     assert (gated - dense).abs().max().item() > 1e-2  # the gates did act
     assert (gated - shortened).abs().max().item() <= 1e-4
@@ -247,7 +247,7 @@ def test_decoder_layer_gates_sparsity_target_and_gradients():
 # -- CoFi gates (encoder and decoder, fine- and coarse-grained) -------------------------------
 
 def cofi_with_random_gates(model, seed=0):
-    from pruning.gates import CoFiGates
+    from pruning.cofi import CoFiGates
 
     g = torch.Generator().manual_seed(seed)
     gates = CoFiGates(model)
@@ -261,7 +261,7 @@ def cofi_with_random_gates(model, seed=0):
 
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_cofi_gates_fold_into_a_smaller_model_that_computes_the_same(family):
-    from pruning.gates import fold_cofi_gates
+    from pruning.cofi import fold_cofi_gates
 
     model = loud(FAMILIES[family]())
     gates = cofi_with_random_gates(model).attach(model)
@@ -273,7 +273,7 @@ def test_cofi_gates_fold_into_a_smaller_model_that_computes_the_same(family):
                                      do_sample=False, past_key_values=new_cache())
     plan = gates.plan(model)
     assert plan.narrows_decoder and not plan.encoder_is_dense and plan.narrows_hidden
-    assert all(len(h) >= 1 for h in plan.decoder_cross_heads)  # the closed block keeps one unit, folded to zero
+    assert all(len(h) >= 1 for h in plan.kept_cross_heads)  # the closed block keeps one unit, folded to zero
     zh = gates.final_hidden()
     assert 0 < (zh == 0).sum() < len(zh) and ((zh > 0) & (zh < 1)).any()  # cut and scaled hidden dims
     pruned = apply_plan(fold_cofi_gates(model, gates), plan)
@@ -321,7 +321,7 @@ def test_cofi_expected_sparsity_matches_a_hand_count():
 
 
 def test_cofi_gates_learn_and_the_plan_meets_the_target():
-    from pruning.gates import CoFiGates
+    from pruning.cofi import CoFiGates
 
     model = FAMILIES["t5"]()
     gates = CoFiGates(model).attach(model)
@@ -355,3 +355,16 @@ def test_cofi_sparsity_of_a_plan_matches_what_the_gates_count():
     assert plan.narrows_hidden and plan.narrows_decoder
     assert encoder_decoder_sparsity(plan, model) == pytest.approx(gates.expected_sparsity().item(), abs=1e-6)
     assert encoder_decoder_sparsity(keep_all_plan(model), model) == 0.0
+
+
+def test_drop_lowest_removes_lowest_log_alpha_first_by_cost_and_keeps_one_per_group():
+    alphas = [torch.tensor([0.0, -3.0, 1.0]), torch.tensor([-5.0, 2.0])]
+    kept = [{0, 1, 2}, {0, 1}]
+    assert drop_lowest(alphas, kept, need=2, cost=[1, 1])
+    assert kept == [{0, 2}, {1}]  # -5 and -3 went first, across groups
+    assert not drop_lowest(alphas, kept, need=0, cost=[1, 1]) and kept == [{0, 2}, {1}]
+    assert drop_lowest(alphas, kept, need=25, cost=[1, 10])  # more than can go: one unit stays per group
+    assert kept == [{2}, {1}]
+    kept = [{0, 1, 2}, {0, 1}]
+    drop_lowest(alphas, kept, need=10, cost=[1, 10])  # one costly unit meets the need at once
+    assert kept == [{0, 1, 2}, {1}]

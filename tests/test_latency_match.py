@@ -13,17 +13,17 @@ from pruning import apply_plan, encoder_decoder_sparsity
 def test_uniform_width_plan_narrows_every_layer_and_keeps_every_decoder_layer(make):
     model = make()
     plan = lm.uniform_width_plan(model, 0.5)
-    assert plan.decoder_layers == tuple(range(plan.num_decoder_layers))
-    assert all(len(h) == plan.num_heads // 2 for h in plan.encoder_heads)
-    assert all(len(n) == plan.ffn_dim // 2 for n in plan.encoder_neurons)
-    assert all(len(n) == plan.decoder_ffn_dim // 2 for n in plan.decoder_neurons)
+    assert plan.kept_decoder_layers == tuple(range(plan.num_decoder_layers))
+    assert all(len(h) == plan.num_heads // 2 for h in plan.kept_encoder_heads)
+    assert all(len(n) == plan.ffn_dim // 2 for n in plan.kept_encoder_neurons)
+    assert all(len(n) == plan.decoder_ffn_dim // 2 for n in plan.kept_decoder_neurons)
     assert encoder_decoder_sparsity(plan, model) == pytest.approx(0.5, abs=0.1)
     smaller = apply_plan(model, plan)
     with torch.no_grad():
         out = smaller.generate(input_ids=torch.tensor([[5, 6, 7, 8]]), max_new_tokens=3, min_new_tokens=3,
                                past_key_values=new_cache())
     assert out.shape[1] >= 3
-    assert all(len(h) == 1 for h in lm.uniform_width_plan(model, 0.99).encoder_heads)  # at least one unit
+    assert all(len(h) == 1 for h in lm.uniform_width_plan(model, 0.99).kept_encoder_heads)  # at least one unit
     with pytest.raises(ValueError, match="Sparsity"):
         lm.uniform_width_plan(model, 1.0)
 

@@ -52,15 +52,15 @@ def test_taylor_scores_are_zero_for_units_that_contribute_nothing(family):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     scores = taylor_importance(model, [batch(seed=1), batch(seed=2)])
     assert scores.num_examples == 4
-    assert [s.shape[0] for s in scores.heads] == [adapter.num_heads(model)] * 3
-    assert [s.shape[0] for s in scores.neurons] == [adapter.ffn_dim(model)] * 3
-    assert scores.heads[1][2].item() == 0.0 and scores.neurons[1][5].item() == 0.0
-    assert scores.heads[1].sum() > 0 and scores.neurons[1].sum() > 0
+    assert [s.shape[0] for s in scores.head_scores] == [adapter.num_heads(model)] * 3
+    assert [s.shape[0] for s in scores.neuron_scores] == [adapter.ffn_dim(model)] * 3
+    assert scores.head_scores[1][2].item() == 0.0 and scores.neuron_scores[1][5].item() == 0.0
+    assert scores.head_scores[1].sum() > 0 and scores.neuron_scores[1].sum() > 0
     # The model is unchanged and carries no hooks or gradients afterwards.
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert all(p.grad is None and p.requires_grad for p in model.parameters())
-    plan = plan_from_scores(model, scores.heads, scores.neurons, 0.3, (0,))
-    assert 2 not in plan.encoder_heads[1] and 5 not in plan.encoder_neurons[1]
+    plan = plan_from_scores(model, scores.head_scores, scores.neuron_scores, 0.3, (0,))
+    assert 2 not in plan.kept_encoder_heads[1] and 5 not in plan.kept_encoder_neurons[1]
 
 
 def test_importance_needs_batches():
@@ -72,8 +72,8 @@ def test_ranking_keeps_one_unit_per_layer_even_at_high_sparsity():
     model = FAMILIES["t5"]()
     heads = [torch.tensor([0.0, 0.0, 0.0, 0.0]), torch.rand(4), torch.rand(4)]
     plan = plan_from_scores(model, heads, [torch.rand(48) for _ in range(3)], 0.9, (0,))
-    assert all(len(h) >= 1 for h in plan.encoder_heads)
-    assert all(len(n) >= 1 for n in plan.encoder_neurons)
+    assert all(len(h) >= 1 for h in plan.kept_encoder_heads)
+    assert all(len(n) >= 1 for n in plan.kept_encoder_neurons)
 
 
 def test_calibration_stops_at_the_token_budget_and_the_example_cap():

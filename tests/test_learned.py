@@ -35,12 +35,12 @@ def test_gate_training_moves_expected_sparsity_to_the_target_and_yields_a_smalle
     settings = LearnedSettings(target_sparsity=0.5, max_steps=40, warmup_steps=10, batch_size=8,
                                gate_learning_rate=0.2, lambda_learning_rate=0.5, distill=distill)
     seen = []
-    plan, pruned, summary = train_gates(dense, EXAMPLES, settings, task="samsum", decoder_layers=(0, 3),
+    plan, pruned, summary = train_gates(dense, EXAMPLES, settings, task="samsum", kept_decoder_layers=(0, 3),
                                         progress=lambda f, m: seen.append(m))
     assert len(seen) == 40 and seen[-1].startswith("gate training: step 40/40")
     assert summary["target"] == 0.5 and summary["lambda1"] != 0.0
     assert ("kl" in summary) == distill and summary["expected_sparsity"] > 0.3  # started near 0 (drop rate 0.5 gates)
-    assert plan.decoder_layers == (0, 3) and plan.notes["distill"] == distill
+    assert plan.kept_decoder_layers == (0, 3) and plan.notes["distill"] == distill
     achieved = encoder_sparsity(plan, dense.model)
     assert 0.45 < achieved < 0.75 and isinstance(plan.notes["target_enforced"], bool)
     trace = summary["sparsity_trace"]
@@ -63,22 +63,23 @@ def test_learned_decoder_layers_keep_k_layers_chosen_by_their_gates(dense):
     assert summary["decoder_target"] == 0.5  # 1 - 2 / 4
     assert summary["decoder_expected_sparsity"] > 0.2 and summary["decoder_lambda1"] != 0.0  # started near 0
     log_alpha = torch.tensor(summary["gates"]["decoder_log_alpha"])
-    from pruning.gates import LOG_ALPHA_RANGE
+    from pruning.hard_concrete import LOG_ALPHA_RANGE
 
     assert LOG_ALPHA_RANGE[0] <= log_alpha.min() and log_alpha.max() <= LOG_ALPHA_RANGE[1]  # clamped every step
-    assert plan.decoder_layers == tuple(sorted(torch.argsort(log_alpha, descending=True)[:2].tolist()))
+    assert plan.kept_decoder_layers == tuple(sorted(torch.argsort(log_alpha, descending=True)[:2].tolist()))
     assert plan.notes["decoder_layers_learned"] is True
     n_dec = len(pruned.decoder.block)
     assert n_dec == 2
     with pytest.raises(ValueError, match="not both"):
-        train_gates(dense, EXAMPLES, settings, task="samsum", decoder_layers=(0, 1), learned_decoder_layers=2)
+        train_gates(dense, EXAMPLES, settings, task="samsum", kept_decoder_layers=(0, 1), learned_decoder_layers=2)
 
 
 def test_clamping_after_a_step_covers_encoder_and_decoder_gates():
     from tiny import tiny_t5
 
     from explorer.training.gates import GatedModel
-    from pruning.gates import LOG_ALPHA_RANGE, DecoderLayerGates, EncoderGates, Lagrangian
+    from pruning.gates import DecoderLayerGates, EncoderGates
+    from pruning.hard_concrete import LOG_ALPHA_RANGE, Lagrangian
 
     student = tiny_t5()
     wrapped = GatedModel(student, EncoderGates(student), Lagrangian(), DecoderLayerGates(student, 2), Lagrangian())
@@ -125,8 +126,8 @@ def test_cofi_trains_gates_on_encoder_and_decoder_and_keeps_every_decoder_layer(
 
     settings = LearnedSettings(target_sparsity=0.5, max_steps=20, warmup_steps=5, batch_size=8,
                                gate_learning_rate=0.2, lambda_learning_rate=0.5, cofi=True)
-    plan, pruned, summary = train_gates(dense, EXAMPLES, settings, task="samsum", decoder_layers=(0, 1, 2, 3))
-    assert plan.notes["method"] == "cofi" and plan.decoder_layers == (0, 1, 2, 3)
+    plan, pruned, summary = train_gates(dense, EXAMPLES, settings, task="samsum", kept_decoder_layers=(0, 1, 2, 3))
+    assert plan.notes["method"] == "cofi" and plan.kept_decoder_layers == (0, 1, 2, 3)
     assert plan.narrows_decoder and not plan.encoder_is_dense
     assert plan.narrows_hidden  # CoFi's hidden-dimension gates cut some of the 32 dimensions
     assert len(summary["gates"]["heads"]) == 3  # encoder self-attention gate values per layer
@@ -137,4 +138,4 @@ def test_cofi_trains_gates_on_encoder_and_decoder_and_keeps_every_decoder_layer(
 
         assert pruned.generate(**ids, max_new_tokens=3, past_key_values=new_cache()).shape[1] >= 2
     with pytest.raises(ValueError, match="CoFi keeps every decoder layer"):
-        train_gates(dense, EXAMPLES, settings, task="samsum", decoder_layers=(0, 3))
+        train_gates(dense, EXAMPLES, settings, task="samsum", kept_decoder_layers=(0, 3))

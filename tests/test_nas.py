@@ -1,6 +1,7 @@
 """EFTNAS pieces without NNCF: the search-space generator and importance reordering (the EFTNAS
 issue, items 2-3)."""
 
+import json
 import pytest
 import tiny
 import torch
@@ -37,15 +38,15 @@ def test_search_space_hits_each_macs_target_and_takes_the_union_of_widths():
         h, n = widths_at_threshold(head_scores, neuron_scores, threshold)
         assert encoder_macs(64, 16, h, n) / dense == pytest.approx(target, abs=0.01)
         for layer in range(layers):  # every target's widths are choices (the union; < 2% of full -> 0)
-            assert (h[layer] if h[layer] >= 0.02 * heads else 0) in space.heads[layer]
-            assert (n[layer] if n[layer] >= 0.02 * ffn else 0) in space.neurons[layer]
+            assert (h[layer] if h[layer] >= 0.02 * heads else 0) in space.head_choices[layer]
+            assert (n[layer] if n[layer] >= 0.02 * ffn else 0) in space.ffn_choices[layer]
     for layer in range(layers):
-        assert space.heads[layer][-1] == heads and space.neurons[layer][-1] == ffn  # full width always a choice
-        assert list(space.heads[layer]) == sorted(set(space.heads[layer]))
-    assert space.neurons[2][0] == 0  # under 2% of full at a low target: skippable
-    assert all(len(c) > 2 for c in space.neurons[3:])  # several widths per layer
+        assert space.head_choices[layer][-1] == heads and space.ffn_choices[layer][-1] == ffn  # full width always a choice
+        assert list(space.head_choices[layer]) == sorted(set(space.head_choices[layer]))
+    assert space.ffn_choices[2][0] == 0  # under 2% of full at a low target: skippable
+    assert all(len(c) > 2 for c in space.ffn_choices[3:])  # several widths per layer
     fig = search_space_figure(space)
-    assert sorted(fig.data[1].y) == sorted(v for c in space.neurons for v in c)
+    assert sorted(fig.data[1].y) == sorted(v for c in space.ffn_choices for v in c)
 
 
 def test_widths_at_threshold_and_bad_input():
@@ -63,6 +64,11 @@ def test_search_space_json_round_trip(tmp_path):
                                   head_dim=4, targets=[0.5])
     space.to_json(tmp_path / "space.json")
     assert SearchSpace.from_json(tmp_path / "space.json") == space
+    # Files written before the choices were named head_choices / ffn_choices still load.
+    data = json.loads((tmp_path / "space.json").read_text())
+    data["heads"], data["neurons"] = data.pop("head_choices"), data.pop("ffn_choices")
+    (tmp_path / "old.json").write_text(json.dumps(data))
+    assert SearchSpace.from_json(tmp_path / "old.json") == space
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(ValueError, match="not a search space"):
         SearchSpace.from_json(tmp_path / "bad.json")
@@ -138,8 +144,8 @@ def test_nsga2_finds_the_pareto_front_of_a_synthetic_metric():
     from nas.records import FrontPoint, SubnetworkConfig
     from nas.search import nsga2_search, pareto_front
 
-    space = SearchSpace(num_heads=4, ffn_dim=64, hidden=32, head_dim=8, heads=((1, 2, 4),) * 3,
-                        neurons=((0, 16, 32, 64),) * 3, targets=(0.5,), achieved=(0.5,), seq_len=16)
+    space = SearchSpace(num_heads=4, ffn_dim=64, hidden=32, head_dim=8, head_choices=((1, 2, 4),) * 3,
+                        ffn_choices=((0, 16, 32, 64),) * 3, targets=(0.5,), achieved=(0.5,), seq_len=16)
     weights = (1.0, 2.0, 3.0)  # upper layers matter more
 
     def metric(heads, neurons):
@@ -154,7 +160,7 @@ def test_nsga2_finds_the_pareto_front_of_a_synthetic_metric():
     assert front[0].head_widths == (1, 1, 1) and front[0].ffn_widths == (0, 0, 0)
     assert front[-1].head_widths == (4, 4, 4) and front[-1].ffn_widths == (64, 64, 64)
     everything = [FrontPoint(SubnetworkConfig(h, n), encoder_macs(32, 8, list(h), list(n), 16), metric(h, n))
-                  for h in itertools.product(*space.heads) for n in itertools.product(*space.neurons)]
+                  for h in itertools.product(*space.head_choices) for n in itertools.product(*space.ffn_choices)]
     true_front = pareto_front(everything)
     # every true-front point at or below 50% of dense MACs is matched within 10% of the metric range
     span = true_front[-1].search_metric - true_front[0].search_metric
@@ -163,3 +169,22 @@ def test_nsga2_finds_the_pareto_front_of_a_synthetic_metric():
         assert best >= t.search_metric - 0.1 * span
     with pytest.raises(ValueError, match="population"):
         nsga2_search(space, metric, population=1)
+
+
+def test_run_summary_round_trips_reads_old_front_points_and_keeps_unknown_keys(tmp_path):
+    from nas import RunSummary
+
+    old_point = {"heads": [2, 0], "neurons": [16, 8], "macs": 1000, "metric": 71.5, "search_metric": 71.5,
+                 "macs_fraction": 0.5, "eval": {"accuracy": 70.0}}
+    data = {"method": "eftnas", "model": "minilm", "task": "rte", "weights": "pretrained", "device": "cpu",
+            "metric": "accuracy", "eval_split": "validation", "eval_examples": 277,
+            "dense": {"eval": {"accuracy": 72.0}, "gmacs": 2.0}, "front": [old_point], "wall_s": 60.0,
+            "a_key_from_a_later_version": [1, 2]}
+    summary = RunSummary.from_dict(data)
+    assert summary.front[0].head_widths == (2, 0) and summary.front[0].search_metric == 71.5
+    assert summary.dense_quality == 72.0 and summary.retimed is None
+    written = json.loads(summary.to_json())
+    assert written["a_key_from_a_later_version"] == [1, 2] and "metric" not in written["front"][0]
+    assert RunSummary.from_dict(written) == summary
+    with pytest.raises(ValueError, match="Not an EFTNAS run summary"):
+        RunSummary.from_dict({k: v for k, v in data.items() if k != "task"})

@@ -41,9 +41,9 @@ def test_int8_of_a_layer_with_every_head_and_neuron_removed_runs(family):
     torch.manual_seed(0)
     model = FAMILIES[family]().eval()
     base = keep_all_plan(model)
-    first_heads = [] if family == "bert2bert" else base.encoder_heads[0][:1]
-    plan = PruningPlan(**{**base.__dict__, "encoder_heads": [first_heads, *base.encoder_heads[1:]],
-                          "encoder_neurons": [[], *base.encoder_neurons[1:]]})
+    first_heads = [] if family == "bert2bert" else base.kept_encoder_heads[0][:1]
+    plan = PruningPlan(**{**base.__dict__, "kept_encoder_heads": [first_heads, *base.kept_encoder_heads[1:]],
+                          "kept_encoder_neurons": [[], *base.kept_encoder_neurons[1:]]})
     pruned = apply_plan(model, plan)
     q = quantize(pruned, "int8")
     assert is_quantized(q)
@@ -58,7 +58,7 @@ def test_quantization_is_recorded_in_plan_json_and_applied_at_load(tmp_path):
     torch.manual_seed(0)
     model = FAMILIES["t5"]().eval()
     base = keep_all_plan(model)
-    plan = PruningPlan(**{**base.__dict__, "encoder_heads": [h[:2] for h in base.encoder_heads],
+    plan = PruningPlan(**{**base.__dict__, "kept_encoder_heads": [h[:2] for h in base.kept_encoder_heads],
                           "quantization": "int8"})
     pruned = apply_plan(model, plan)
     save_pruned(pruned, plan, tmp_path / "run")

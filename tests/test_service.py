@@ -14,6 +14,7 @@ from explorer.backend.common import data_dir_for, find_run, list_runs_for_ui, mo
 from explorer.backend.pareto import export_csv, pareto_view, plan_runs, plan_view
 from explorer.models.loading import LoadedModel
 from explorer.runs.store import get_run
+from pruning.plan import PruningPlan
 
 T5_DIR = SHARED / "models" / "t5-small"
 
@@ -211,37 +212,37 @@ def test_samsum_method_comparison_ships_as_reference_runs_of_every_method(tmp_pa
 
 def test_plan_view_draws_what_a_run_removed_with_gate_values_for_learned_runs(tmp_path):
     import json
+    from dataclasses import replace
     import shutil
 
     run_id = reference_table("rotten_tomatoes")["run_id"].iloc[0]
     assert run_id in plan_runs("rotten_tomatoes", tmp_path)
     fig, caption = plan_view(run_id, tmp_path)
-    plan = json.loads((find_run(run_id).path / "plan.json").read_text())
+    plan = PruningPlan.load(find_run(run_id).path)
     heads, neurons, decoder = fig.data
-    assert [sum(row) for row in heads.z] == [len(kept) for kept in plan["encoder_heads"]]  # 1 = kept, 0 = removed
-    assert list(neurons.x) == [len(kept) for kept in plan["encoder_neurons"]]
-    assert [i for i, v in enumerate(decoder.z[0]) if v] == plan["decoder_layers"] and "gate value" not in caption
+    assert [sum(row) for row in heads.z] == [len(kept) for kept in plan.kept_encoder_heads]  # 1 = kept, 0 = removed
+    assert list(neurons.x) == [len(kept) for kept in plan.kept_encoder_neurons]
+    assert [i for i, v in enumerate(decoder.z[0]) if v] == list(plan.kept_decoder_layers) and "gate value" not in caption
     # A learned run of one's own: cells carry the gate values stored in metrics.json.
     own = tmp_path / "learned-run"
     shutil.copytree(find_run(run_id).path, own)
     metrics = json.loads((own / "metrics.json").read_text())
-    values = [[0.5] * plan["num_heads"] for _ in plan["encoder_heads"]]
+    values = [[0.5] * plan.num_heads for _ in plan.kept_encoder_heads]
     metrics["gate_training"] = {"gates": {"heads": values}}
     (own / "metrics.json").write_text(json.dumps(metrics))
     fig, caption = plan_view("learned-run", tmp_path)
     assert "gate value" in caption
-    assert [sum(row) for row in fig.data[0].z] == [0.5 * len(kept) for kept in plan["encoder_heads"]]
+    assert [sum(row) for row in fig.data[0].z] == [0.5 * len(kept) for kept in plan.kept_encoder_heads]
     assert plan_runs("rotten_tomatoes", tmp_path)[0] == "learned-run"
     # A CoFi run: decoder widths per kept layer and the hidden dimensions kept are drawn too.
     cofi = tmp_path / "cofi-run"
     shutil.copytree(own, cofi)
-    n_dec, heads, ffn = plan["num_decoder_layers"], plan["num_heads"], plan["ffn_dim"]
-    plan_c = dict(plan, decoder_layers=list(range(n_dec)), decoder_num_heads=heads, decoder_ffn_dim=ffn,
-                  decoder_heads=[list(range(1 + i % heads)) for i in range(n_dec)],
-                  decoder_cross_heads=[list(range(heads)) for _ in range(n_dec)],
-                  decoder_neurons=[list(range(ffn // 2)) for _ in range(n_dec)], hidden_size=384,
-                  hidden_dims=list(range(300)))
-    (cofi / "plan.json").write_text(json.dumps(plan_c))
+    n_dec, heads, ffn = plan.num_decoder_layers, plan.num_heads, plan.ffn_dim
+    replace(plan, kept_decoder_layers=tuple(range(n_dec)), decoder_num_heads=heads, decoder_ffn_dim=ffn,
+            kept_decoder_heads=[list(range(1 + i % heads)) for i in range(n_dec)],
+            kept_cross_heads=[list(range(heads)) for _ in range(n_dec)],
+            kept_decoder_neurons=[list(range(ffn // 2)) for _ in range(n_dec)], hidden_size=384,
+            kept_hidden_dims=list(range(300))).save(cofi)
     fig, _ = plan_view("cofi-run", tmp_path)
     decoder, hidden = fig.data[2], fig.data[3]
     assert list(decoder.y) == ["layer kept", f"self-attn heads (of {heads})", f"cross-attn heads (of {heads})",

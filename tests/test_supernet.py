@@ -17,8 +17,8 @@ from nas.search_space import SearchSpace
 from pruning.surgery import SkippedSelfAttention, load_pruned, save_pruned
 
 BERT_TINY = SHARED / "models" / "bert-tiny"
-SPACE = SearchSpace(num_heads=2, ffn_dim=64, hidden=64, head_dim=32, heads=((0, 1, 2), (1, 2), (0, 2)),
-                    neurons=((0, 16, 64), (32, 64), (8, 64)), targets=(0.5,), achieved=(0.5,))
+SPACE = SearchSpace(num_heads=2, ffn_dim=64, hidden=64, head_dim=32, head_choices=((0, 1, 2), (1, 2), (0, 2)),
+                    ffn_choices=((0, 16, 64), (32, 64), (8, 64)), targets=(0.5,), achieved=(0.5,))
 CONFIGS = [((0, 1, 2), (16, 32, 8)), ((1, 2, 0), (0, 64, 64)), ((0, 1, 0), (0, 32, 8)), ((2, 1, 2), (64, 32, 64))]
 
 
@@ -74,9 +74,9 @@ def test_skipping_attention_is_refused_outside_bert_encoders():
     n = len(model.encoder.block)
     heads, ffn = model.config.num_heads, model.config.d_ff
     plan = PruningPlan(family="t5", num_decoder_layers=model.config.num_decoder_layers, num_heads=heads, ffn_dim=ffn,
-                       decoder_layers=tuple(range(model.config.num_decoder_layers)),
-                       encoder_heads=((),) + (tuple(range(heads)),) * (n - 1),
-                       encoder_neurons=(tuple(range(ffn)),) * n)
+                       kept_decoder_layers=tuple(range(model.config.num_decoder_layers)),
+                       kept_encoder_heads=((),) + (tuple(range(heads)),) * (n - 1),
+                       kept_encoder_neurons=(tuple(range(ffn)),) * n)
     with pytest.raises(ValueError, match="only for a BERT encoder"):
         apply_plan(model, plan)
 
@@ -134,8 +134,8 @@ def test_progressive_shrinking_opens_the_space_from_the_widest_choices(supernet)
     assert supernet.minimum_config(2, 2) == ((0, 1, 0), (0, 32, 8))
     for _ in range(20):
         heads, neurons = supernet.random_config(rng, 1, 2)
-        assert all(h in c[len(c) - math.ceil(len(c) / 2):] for h, c in zip(heads, SPACE.heads))
-        assert all(f in c[len(c) - math.ceil(len(c) / 2):] for f, c in zip(neurons, SPACE.neurons))
+        assert all(h in c[len(c) - math.ceil(len(c) / 2):] for h, c in zip(heads, SPACE.head_choices))
+        assert all(f in c[len(c) - math.ceil(len(c) / 2):] for f, c in zip(neurons, SPACE.ffn_choices))
 
 
 @pytest.mark.slow
@@ -225,9 +225,9 @@ def test_eftnas_run_end_to_end_on_a_tiny_random_bert(tmp_path):
     stages = []
     summary = run_eftnas(settings, tmp_path / "run", progress=lambda f, m: stages.append(m.split(":")[0]))
     assert {"dense fine-tune", "super-network", "NSGA-II search"} <= set(stages)
-    assert summary == load_run(tmp_path / "run") and summary["weights"] == "random"
-    assert summary["search_on"] == "held-out training examples" and summary["eval_split"] == "validation"
-    front = summary["front"]
+    assert summary == load_run(tmp_path / "run") and summary.weights == "random"
+    assert summary.search_on == "held-out training examples" and summary.eval_split == "validation"
+    front = summary.front
     assert front and all(0 < p.macs_fraction <= 1 for p in front)
     assert [p.macs for p in front] == sorted(p.macs for p in front)
     assert "| dense |" in front_table(summary)
@@ -235,8 +235,8 @@ def test_eftnas_run_end_to_end_on_a_tiny_random_bert(tmp_path):
     assert best.search_metric == max(p.search_metric for p in front)
     assert best_for_budget(front, max_macs_fraction=0.0) is None
     sub, plan, _ = extract_for_budget(tmp_path / "run", best)
-    assert tuple(len(h) for h in plan.encoder_heads) == best.head_widths
-    assert tuple(len(n) for n in plan.encoder_neurons) == best.ffn_widths
+    assert tuple(len(h) for h in plan.kept_encoder_heads) == best.head_widths
+    assert tuple(len(n) for n in plan.kept_encoder_neurons) == best.ffn_widths
 
     # The tab's actions: a budget, side-by-side classification, a run on the Pareto front.
     from explorer.pipelines.eftnas_settings import EftnasSettings
@@ -303,15 +303,15 @@ def test_every_shipped_eftnas_reference_run_opens_without_weights(name):
     label = next(l for l in list_eftnas_runs() if l.startswith(name))
     folder = list_eftnas_runs()[label]
     summary = load_run(folder)
-    assert summary["weights"] == "pretrained" and summary["eval_examples"] == DEV_SIZES[summary["task"]]
+    assert summary.weights == "pretrained" and summary.eval_examples == DEV_SIZES[summary.task]
     assert "eftnas_glue.sh" in json.loads((folder / "provenance.json").read_text())["command"]
     point = choose(summary, "macs", 75.0)
-    assert point.macs_fraction <= 0.75 and summary["metric"] in point.eval
+    assert point.macs_fraction <= 0.75 and summary.metric in point.eval
     assert not has_supernetwork(folder)
     with pytest.raises(ValueError, match="no super-network weights"):
         add_to_pareto(folder, point)
     space = SearchSpace.from_json(folder / "supernet" / "search_space.json")
-    assert len(space.heads) == 6 and importance_figure(folder).data
+    assert len(space.head_choices) == 6 and importance_figure(folder).data
     assert front_figure(summary, point).data
 
 
@@ -352,14 +352,14 @@ def test_a_killed_eftnas_run_resumes_to_the_same_front(tmp_path):
         run_eftnas(settings, out, progress=kill_at("super-network", 5), resume=True)
     assert (work / "checkpoints" / "supernet" / "checkpoint-4").is_dir()
     resumed = run_eftnas(settings, out, resume=True)
-    assert resumed["finetune"]["resumed_from"] == "checkpoint-2" and resumed["supernet"]["resumed_from"] == "checkpoint-4"
-    assert len(resumed["resumed"]) == 2 and not work.exists() and not (out / "checkpoints").exists()
+    assert resumed.finetune["resumed_from"] == "checkpoint-2" and resumed.supernet["resumed_from"] == "checkpoint-4"
+    assert len(resumed.resumed) == 2 and not work.exists() and not (out / "checkpoints").exists()
     def without_latency(point: dict) -> dict:
         return {k: v for k, v in point.items() if k != "latency_ms"}
 
-    assert [without_latency(p.to_dict()) for p in resumed["front"]] == [without_latency(p.to_dict()) for p in whole["front"]]
-    assert without_latency(resumed["dense"]) == without_latency(whole["dense"])
-    assert resumed["finetune"]["train_loss"] != 0 and resumed["evaluated"] == whole["evaluated"]
+    assert [without_latency(p.to_dict()) for p in resumed.front] == [without_latency(p.to_dict()) for p in whole.front]
+    assert without_latency(resumed.dense) == without_latency(whole.dense)
+    assert resumed.finetune["train_loss"] != 0 and resumed.evaluated == whole.evaluated
     from nas.supernet import load_supernetwork
 
     a, _, _ = load_supernetwork(tmp_path / "whole" / "supernet")

@@ -43,7 +43,7 @@ def test_removing_units_equals_zeroing_their_contribution(family):
     # Reference: the dense model with the removed heads' output-projection columns and the
     # removed neurons' output columns set to zero.
     zeroed = FAMILIES[family]()
-    for layer, heads, neurons in zip(adapter.encoder_layers(zeroed), plan.encoder_heads, plan.encoder_neurons):
+    for layer, heads, neurons in zip(adapter.encoder_layers(zeroed), plan.kept_encoder_heads, plan.kept_encoder_neurons):
         att = adapter.attention(layer)
         out = getattr(*adapter.ffn(layer).output)
         with torch.no_grad():
@@ -62,14 +62,14 @@ def test_pruned_shapes_and_parameter_count_match_plan(family):
     plan = mixed_plan(model)
     pruned = apply_plan(model, plan)
     adapter = get_adapter(pruned)
-    for layer, heads, neurons in zip(adapter.encoder_layers(pruned), plan.encoder_heads, plan.encoder_neurons):
+    for layer, heads, neurons in zip(adapter.encoder_layers(pruned), plan.kept_encoder_heads, plan.kept_encoder_neurons):
         att = adapter.attention(layer)
         assert att.q.out_features == att.k.out_features == att.v.out_features == len(heads) * att.head_dim
         assert att.o.in_features == len(heads) * att.head_dim
         assert getattr(*adapter.ffn(layer).output).in_features == len(neurons)
         for parent, name in adapter.ffn(layer).inputs:
             assert getattr(parent, name).out_features == len(neurons)
-    assert len(adapter.decoder_layers(pruned)) == len(plan.decoder_layers)
+    assert len(adapter.decoder_layers(pruned)) == len(plan.kept_decoder_layers)
     assert sum(p.numel() for p in pruned.parameters()) == expected_num_parameters(model, plan)
     assert sum(p.numel() for p in pruned.parameters()) < sum(p.numel() for p in model.parameters())
     # The dense model is untouched (apply_plan works on a copy).
@@ -110,7 +110,7 @@ def test_t5_decoder_selection_matches_a_model_built_with_those_layers():
     and the result must equal a fresh k-layer T5 loaded with the kept blocks' weights."""
     model = tiny_t5()
     kept = select_decoder_layers(4, 2, "high")
-    plan = PruningPlan("t5", 4, 4, 48, kept, keep_all_plan(model).encoder_heads, keep_all_plan(model).encoder_neurons)
+    plan = PruningPlan("t5", 4, 4, 48, kept, keep_all_plan(model).kept_encoder_heads, keep_all_plan(model).kept_encoder_neurons)
     pruned = apply_plan(model, plan)
     assert pruned.config.num_decoder_layers == 2 and pruned.decoder.config.num_layers == 2
     assert pruned.decoder.block[0].layer[0].SelfAttention.has_relative_attention_bias
@@ -134,7 +134,7 @@ def test_t5_head_pruning_in_block_zero_keeps_full_position_bias_for_later_blocks
     model = tiny_t5()
     keep = keep_all_plan(model)
     heads = ((1, 3), (0, 1, 2, 3), (2,))  # block 0 pruned, block 1 dense, block 2 pruned
-    plan = PruningPlan("t5", 4, 4, 48, keep.decoder_layers, heads, keep.encoder_neurons)
+    plan = PruningPlan("t5", 4, 4, 48, keep.kept_decoder_layers, heads, keep.kept_encoder_neurons)
     pruned = apply_plan(model, plan)
     bias = pruned.encoder.block[0].layer[0].SelfAttention.relative_attention_bias
     assert bias.weight.shape[1] == 4  # the shared table keeps every original head
@@ -207,9 +207,9 @@ def narrow_decoder_plan(model, decoder_layers, seed=3):
 
     return dataclasses.replace(
         mixed_plan(model, decoder_layers=decoder_layers), decoder_num_heads=heads, decoder_ffn_dim=ffn,
-        decoder_heads=tuple(subset(heads, 1 + i % heads) for i in range(n)),
-        decoder_cross_heads=tuple(subset(heads, max(1, heads - 1 - i % heads)) for i in range(n)),
-        decoder_neurons=tuple(subset(ffn, ffn // 2 + i) for i in range(n)))
+        kept_decoder_heads=tuple(subset(heads, 1 + i % heads) for i in range(n)),
+        kept_cross_heads=tuple(subset(heads, max(1, heads - 1 - i % heads)) for i in range(n)),
+        kept_decoder_neurons=tuple(subset(ffn, ffn // 2 + i) for i in range(n)))
 
 
 def zero_removed_units(model, plan):
@@ -218,13 +218,13 @@ def zero_removed_units(model, plan):
     adapter = get_adapter(model)
     with torch.no_grad():
         blocks = [(adapter.attention(layer), adapter.ffn(layer), heads, neurons, plan.num_heads, plan.ffn_dim)
-                  for layer, heads, neurons in zip(adapter.encoder_layers(model), plan.encoder_heads,
-                                                   plan.encoder_neurons)]
+                  for layer, heads, neurons in zip(adapter.encoder_layers(model), plan.kept_encoder_heads,
+                                                   plan.kept_encoder_neurons)]
         for i, layer in enumerate(adapter.decoder_layers(model)):
-            blocks.append((adapter.attention(layer), adapter.ffn(layer), plan.decoder_heads[i],
-                           plan.decoder_neurons[i], plan.decoder_num_heads, plan.decoder_ffn_dim))
+            blocks.append((adapter.attention(layer), adapter.ffn(layer), plan.kept_decoder_heads[i],
+                           plan.kept_decoder_neurons[i], plan.decoder_num_heads, plan.decoder_ffn_dim))
             cross = adapter.cross_attention(layer)
-            for h in set(range(plan.decoder_num_heads)) - set(plan.decoder_cross_heads[i]):
+            for h in set(range(plan.decoder_num_heads)) - set(plan.kept_cross_heads[i]):
                 cross.o.weight[:, h * cross.head_dim:(h + 1) * cross.head_dim] = 0
         for att, ffn, heads, neurons, n_heads, ffn_dim in blocks:
             for h in set(range(n_heads)) - set(heads):
@@ -280,29 +280,34 @@ def test_decoder_widths_with_dropped_layers_save_and_load(family, tmp_path):
     decoder = get_adapter(pruned).decoder_layers(pruned)
     assert len(decoder) == 2
     assert get_adapter(pruned).cross_attention(decoder[0]).q.out_features == \
-        len(plan.decoder_cross_heads[1]) * get_adapter(pruned).cross_attention(decoder[0]).head_dim
+        len(plan.kept_cross_heads[1]) * get_adapter(pruned).cross_attention(decoder[0]).head_dim
     assert_saves_and_loads(pruned, plan, tmp_path / "m")
 
 
 def test_decoder_widths_are_validated_and_version_1_plans_still_load():
-    base = dict(family="t5", num_decoder_layers=2, num_heads=4, ffn_dim=48, decoder_layers=(0,),
-                encoder_heads=((0,),), encoder_neurons=((0,),))
+    base = dict(family="t5", num_decoder_layers=2, num_heads=4, ffn_dim=48, kept_decoder_layers=(0,),
+                kept_encoder_heads=((0,),), kept_encoder_neurons=((0,),))
     with pytest.raises(ValueError, match="one per dense decoder layer"):
-        PruningPlan(**base, decoder_num_heads=4, decoder_ffn_dim=48, decoder_heads=((0,),))
+        PruningPlan(**base, decoder_num_heads=4, decoder_ffn_dim=48, kept_decoder_heads=((0,),))
     with pytest.raises(ValueError, match="at least one unit"):
-        PruningPlan(**base, decoder_num_heads=4, decoder_ffn_dim=48, decoder_heads=((), (1,)))
+        PruningPlan(**base, decoder_num_heads=4, decoder_ffn_dim=48, kept_decoder_heads=((), (1,)))
     with pytest.raises(ValueError, match="outside"):
-        PruningPlan(**base, decoder_num_heads=4, decoder_ffn_dim=48, decoder_neurons=((48,), (1,)))
+        PruningPlan(**base, decoder_num_heads=4, decoder_ffn_dim=48, kept_decoder_neurons=((48,), (1,)))
     with pytest.raises(ValueError, match="decoder_num_heads"):
-        PruningPlan(**base, decoder_heads=((0,), (1,)))
-    PruningPlan(**base, decoder_num_heads=4, decoder_ffn_dim=48, decoder_heads=((0,), ()))  # layer 1 is dropped
-    old = PruningPlan.from_dict({**base, "notes": {}, "format_version": 1})
-    assert not old.narrows_decoder and old.decoder_heads == ()
+        PruningPlan(**base, kept_decoder_heads=((0,), (1,)))
+    PruningPlan(**base, decoder_num_heads=4, decoder_ffn_dim=48, kept_decoder_heads=((0,), ()))  # layer 1 is dropped
+    # Files written before format 5 named the kept indices without the kept_ prefix.
+    old = PruningPlan.from_dict({"family": "t5", "num_decoder_layers": 2, "num_heads": 4, "ffn_dim": 48,
+                                 "decoder_layers": [1], "encoder_heads": [[0, 2]], "encoder_neurons": [[3]],
+                                 "notes": {}, "format_version": 1})
+    assert not old.narrows_decoder and old.kept_decoder_heads == ()
+    assert (old.kept_decoder_layers, old.kept_encoder_heads, old.kept_encoder_neurons) == ((1,), ((0, 2),), ((3,),))
+    assert PruningPlan.from_dict(old.to_dict()) == old and old.to_dict()["format_version"] == 5
     with pytest.raises(ValueError, match="decoder has 2 heads"):
         model = tiny_t5()
         import dataclasses
         apply_plan(model, dataclasses.replace(narrow_decoder_plan(model, (0, 1)), decoder_num_heads=2,
-                                              decoder_heads=((0,),) * 4, decoder_cross_heads=((0,),) * 4))
+                                              kept_decoder_heads=((0,),) * 4, kept_cross_heads=((0,),) * 4))
 
 
 def hidden_plan(model, decoder_layers, keep=20, seed=5):
@@ -312,7 +317,7 @@ def hidden_plan(model, decoder_layers, keep=20, seed=5):
     g = torch.Generator().manual_seed(seed)
     d = get_adapter(model).hidden_size(model)
     dims = tuple(sorted(torch.randperm(d, generator=g)[:keep].tolist()))
-    return dataclasses.replace(narrow_decoder_plan(model, decoder_layers), hidden_size=d, hidden_dims=dims)
+    return dataclasses.replace(narrow_decoder_plan(model, decoder_layers), hidden_size=d, kept_hidden_dims=dims)
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
@@ -335,18 +340,18 @@ def test_hidden_dims_cut_every_table_on_the_residual_stream_and_save_and_load(fa
 
 
 def test_hidden_dims_are_validated():
-    base = dict(family="t5", num_decoder_layers=2, num_heads=4, ffn_dim=48, decoder_layers=(0,),
-                encoder_heads=((0,),) * 3, encoder_neurons=((0,),) * 3)
+    base = dict(family="t5", num_decoder_layers=2, num_heads=4, ffn_dim=48, kept_decoder_layers=(0,),
+                kept_encoder_heads=((0,),) * 3, kept_encoder_neurons=((0,),) * 3)
     with pytest.raises(ValueError, match="hidden_size"):
-        PruningPlan(**base, hidden_dims=(0, 1))
+        PruningPlan(**base, kept_hidden_dims=(0, 1))
     with pytest.raises(ValueError, match="outside"):
-        PruningPlan(**base, hidden_size=32, hidden_dims=(0, 32))
+        PruningPlan(**base, hidden_size=32, kept_hidden_dims=(0, 32))
     with pytest.raises(ValueError, match="strictly increasing"):
-        PruningPlan(**base, hidden_size=32, hidden_dims=(3, 1))
-    assert not PruningPlan(**base, hidden_size=32, hidden_dims=tuple(range(32))).narrows_hidden
+        PruningPlan(**base, hidden_size=32, kept_hidden_dims=(3, 1))
+    assert not PruningPlan(**base, hidden_size=32, kept_hidden_dims=tuple(range(32))).narrows_hidden
     model = tiny_t5()
     with pytest.raises(ValueError, match="hidden size 16"):
-        apply_plan(model, PruningPlan(**dict(base, num_decoder_layers=4), hidden_size=16, hidden_dims=(0,)))
+        apply_plan(model, PruningPlan(**dict(base, num_decoder_layers=4), hidden_size=16, kept_hidden_dims=(0,)))
     plan = hidden_plan(model, (0, 1))
     with pytest.raises(ValueError, match="already narrowed"):
         from pruning.surgery import narrow_hidden

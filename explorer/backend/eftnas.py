@@ -19,6 +19,7 @@ from explorer.pipelines.eftnas_process import train_in_subprocess
 from explorer.pipelines.eftnas_settings import EftnasSettings
 from explorer.runs.eftnas_runs import (add_to_pareto, choose, eftnas_root, extract_for_budget, has_supernetwork,
                                        list_eftnas_runs, load_run)
+from nas.records import FrontPoint, RunSummary
 
 __all__ = ["CLASSIFICATION_TASKS", "add_to_pareto", "choose_subnetwork", "classify_side_by_side", "list_eftnas_runs",
            "open_run", "train"]
@@ -43,16 +44,16 @@ def open_run(label: str, root: str | None = None) -> dict:
     path = folder / "supernet" / SPACE_FILE
     space = SearchSpace.from_json(path) if path.is_file() else None
     weights = "with super-network weights" if has_supernetwork(folder) else "results only (no weights)"
-    note = (f"{summary['model']} on {summary['task']}, {weights}; dense {summary['metric']} "
-            f"{summary['dense']['eval'][summary['metric']]:.2f} at {summary['dense']['gmacs']:.3f} GMACs; "
-            f"{len(summary['front'])} subnetworks on the front; trained on {summary['device']} in "
-            f"{summary['wall_s'] / 60:.1f} min.")
+    note = (f"{summary.model} on {summary.task}, {weights}; dense {summary.metric} "
+            f"{summary.dense['eval'][summary.metric]:.2f} at {summary.dense['gmacs']:.3f} GMACs; "
+            f"{len(summary.front)} subnetworks on the front; trained on {summary.device} in "
+            f"{summary.wall_s / 60:.1f} min.")
     return {"folder": str(folder), "summary": summary, "front_figure": front_figure(summary),
             "space_figure": search_space_figure(space) if space else None,
             "importance_figure": importance_figure(folder), "note": note}
 
 
-def choose_subnetwork(summary: dict, budget: str, value: float) -> tuple[dict, object, str]:
+def choose_subnetwork(summary: RunSummary, budget: str, value: float) -> tuple[FrontPoint, object, str]:
     """``(front point, front figure with it circled, description)`` of the best subnetwork within a
     budget (``budget``: ``macs`` with ``value`` in % of dense MACs, or ``latency`` in ms).
 
@@ -60,8 +61,8 @@ def choose_subnetwork(summary: dict, budget: str, value: float) -> tuple[dict, o
         ValueError: For an unknown budget kind or one no subnetwork fits.
     """
     point = choose(summary, budget, value)
-    metric = summary["metric"]
-    dense_q = summary["dense"]["eval"][metric]
+    metric = summary.metric
+    dense_q = summary.dense_quality
     text = (f"**Best subnetwork within {value:g}{' %' if budget == 'macs' else ' ms'}**: heads per layer "
             f"{point.head_widths}, FFN neurons per layer {point.ffn_widths}; {100 * point.macs_fraction:.1f}% of dense "
             f"MACs ({point.gmacs:.3f} GMACs), {metric} {point.eval[metric]:.2f} "
@@ -72,7 +73,7 @@ def choose_subnetwork(summary: dict, budget: str, value: float) -> tuple[dict, o
 def train(model: str, task: str, *, device: str = "auto", train_samples: int | None = None,
           finetune_steps: int = 300, movement_steps: int = 200, supernet_steps: int = 300,
           data_dir: str | None = None, root: str | None = None, progress: Callable[[float, str], None] | None = None,
-          cancel: threading.Event | None = None) -> tuple[Path, dict]:
+          cancel: threading.Event | None = None) -> tuple[Path, RunSummary]:
     """Train a super-network in a child process into a new folder of the runs folder's ``eftnas/``
     (named by time, model and task); returns ``(folder, run summary)``.
 
@@ -86,7 +87,7 @@ def train(model: str, task: str, *, device: str = "auto", train_samples: int | N
     return out, train_in_subprocess(settings, out, progress, cancel)
 
 
-def classify_side_by_side(directory: str | os.PathLike, point: dict, text: str) -> list[tuple[str, str, float]]:
+def classify_side_by_side(directory: str | os.PathLike, point: FrontPoint, text: str) -> list[tuple[str, str, float]]:
     """``[(model, label, probability)]`` of the dense model and the subnetwork on ``text``; for a
     regression task (STS-B) ``(model, "score", predicted score)``. A sentence pair is typed as
     ``first sentence ||| second sentence``.
@@ -104,7 +105,7 @@ def classify_side_by_side(directory: str | os.PathLike, point: dict, text: str) 
     from transformers import AutoTokenizer
 
     summary = load_run(directory)
-    words = get_task(summary["task"]).label_words
+    words = get_task(summary.task).label_words
     tokenizer = AutoTokenizer.from_pretrained(directory / "supernet")
     sub, _, _ = extract_for_budget(directory, point)
     dense = load_classifier_weights(directory / "dense")

@@ -4,8 +4,6 @@ papers' reported points; a run's plan.
 
 from __future__ import annotations
 
-import json
-
 import pandas as pd
 
 from explorer.backend.common import find_run, list_runs_for_ui
@@ -16,6 +14,7 @@ from explorer.paths import cache_root
 from explorer.runs.references import reference_table, reported_points
 from explorer.runs.store import Run, list_runs
 from pruning.atomic import atomic_write
+from pruning.plan import PruningPlan
 
 __all__ = ["COST_AXES", "export_csv", "pareto_view", "plan_runs", "plan_view"]
 
@@ -37,8 +36,8 @@ def plan_view(run_id: str, root: str | None = None):
 
     run = find_run(run_id, root)
     try:
-        plan = json.loads((run.path / "plan.json").read_text())
-    except (OSError, json.JSONDecodeError) as err:
+        plan = PruningPlan.load(run.path)
+    except (OSError, ValueError) as err:
         raise ValueError(f"{run_id}: plan.json cannot be read ({err}).") from None
     gates = (run.metrics.get("gate_training") or {}).get("gates")
     caption = (f"{_explain(run)}. Method: {run.metrics.get('method', 'nash-training-free')}"

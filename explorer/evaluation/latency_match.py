@@ -55,13 +55,13 @@ def uniform_width_plan(model, sparsity: float):
 
     layers = base.num_decoder_layers
     return PruningPlan(family=base.family, num_decoder_layers=layers, num_heads=base.num_heads, ffn_dim=base.ffn_dim,
-                       decoder_layers=base.decoder_layers,
-                       encoder_heads=tuple(keep(base.num_heads) for _ in base.encoder_heads),
-                       encoder_neurons=tuple(keep(base.ffn_dim) for _ in base.encoder_neurons),
+                       kept_decoder_layers=base.kept_decoder_layers,
+                       kept_encoder_heads=tuple(keep(base.num_heads) for _ in base.kept_encoder_heads),
+                       kept_encoder_neurons=tuple(keep(base.ffn_dim) for _ in base.kept_encoder_neurons),
                        decoder_num_heads=dec_heads, decoder_ffn_dim=dec_ffn,
-                       decoder_heads=tuple(keep(dec_heads) for _ in range(layers)),
-                       decoder_cross_heads=tuple(keep(dec_heads) for _ in range(layers)),
-                       decoder_neurons=tuple(keep(dec_ffn) for _ in range(layers)),
+                       kept_decoder_heads=tuple(keep(dec_heads) for _ in range(layers)),
+                       kept_cross_heads=tuple(keep(dec_heads) for _ in range(layers)),
+                       kept_decoder_neurons=tuple(keep(dec_ffn) for _ in range(layers)),
                        notes={"method": "uniform-width surrogate (timing only)", "sparsity": sparsity})
 
 

@@ -8,29 +8,30 @@ from pathlib import Path
 
 import torch
 
+from nas.records import FrontPoint, RunSummary
 from nas.search_space import SearchSpace
 
 
-def front_figure(summary: dict, chosen: dict | None = None):
+def front_figure(summary: RunSummary, chosen: FrontPoint | None = None):
     """Plotly: the Pareto front (GMACs at sequence length 128 against the evaluation metric), the
     dense model as a star, the chosen subnetwork circled."""
     import plotly.graph_objects as go
 
-    metric, front = summary["metric"], summary["front"]
+    metric, front = summary.metric, summary.front
     fig = go.Figure()
     fig.add_trace(go.Scatter(
         x=[p.gmacs for p in front], y=[p.eval[metric] for p in front], mode="lines+markers", name="subnetworks",
         line={"dash": "dot"}, customdata=[[str(p.head_widths), str(p.ffn_widths), p.latency_ms] for p in front],
         hovertemplate="%{x:.3f} GMACs, " + metric + " %{y:.2f}<br>heads %{customdata[0]}<br>FFN %{customdata[1]}"
                       "<br>%{customdata[2]:.2f} ms<extra></extra>"))
-    dense = summary["dense"]
+    dense = summary.dense
     fig.add_trace(go.Scatter(x=[dense["gmacs"]], y=[dense["eval"][metric]], mode="markers", name="dense",
                              marker={"symbol": "star", "size": 14}))
     if chosen is not None:
         fig.add_trace(go.Scatter(x=[chosen.gmacs], y=[chosen.eval[metric]], mode="markers", name="chosen",
                                  marker={"size": 18, "symbol": "circle-open", "line": {"width": 3}}))
-    fig.update_layout(title=f"EFTNAS Pareto front: {summary['model']} on {summary['task']} "
-                            f"({summary['eval_split']}, n={summary['eval_examples']}; {summary['weights']} weights)",
+    fig.update_layout(title=f"EFTNAS Pareto front: {summary.model} on {summary.task} "
+                            f"({summary.eval_split}, n={summary.eval_examples}; {summary.weights} weights)",
                       xaxis_title="encoder GMACs (sequence length 128)", yaxis_title=metric, template="plotly_white",
                       height=420)
     return fig
@@ -58,7 +59,7 @@ def search_space_figure(space: SearchSpace):
 
     fig = make_subplots(rows=1, cols=2, subplot_titles=(f"Heads per layer (of {space.num_heads})",
                                                         f"FFN neurons per layer (of {space.ffn_dim})"))
-    for col, choices, full in ((1, space.heads, space.num_heads), (2, space.neurons, space.ffn_dim)):
+    for col, choices, full in ((1, space.head_choices, space.num_heads), (2, space.ffn_choices, space.ffn_dim)):
         xs = [layer for layer, c in enumerate(choices) for _ in c]
         ys = [v for c in choices for v in c]
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", marker=dict(size=9, symbol="line-ew-open", line_width=3),

@@ -13,14 +13,14 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from pruning.plan import PruningPlan
 
-def plan_figure(plan: dict, metrics: dict | None = None, title: str = "") -> go.Figure:
+
+def plan_figure(plan: PruningPlan, metrics: dict | None = None, title: str = "") -> go.Figure:
     """Three panels for one run's plan.
 
     Args:
-        plan: A ``plan.json`` (``pruning.PruningPlan`` as a dict): ``num_heads`` H, ``ffn_dim`` F,
-            ``encoder_heads`` / ``encoder_neurons`` (kept indices per encoder layer),
-            ``num_decoder_layers`` L and ``decoder_layers`` (kept indices).
+        plan: The run's plan (``PruningPlan.load(run_folder)``).
         metrics: The run's ``metrics.json``, for gate values when there are any.
         title: Figure title.
 
@@ -30,16 +30,10 @@ def plan_figure(plan: dict, metrics: dict | None = None, title: str = "") -> go.
         the fraction of self-attention heads, cross-attention heads and FFN neurons each kept layer
         keeps, when the plan narrows the decoder), and a bar of hidden dimensions kept when the
         plan cuts them.
-
-    Raises:
-        ValueError: If ``plan`` lacks the fields above.
     """
-    try:
-        heads_kept, neurons_kept = plan["encoder_heads"], plan["encoder_neurons"]
-        n_heads, ffn_dim = int(plan["num_heads"]), int(plan["ffn_dim"])
-        n_dec, dec_kept = int(plan["num_decoder_layers"]), set(plan["decoder_layers"])
-    except (KeyError, TypeError) as err:
-        raise ValueError(f"Not a pruning plan (missing {err}); pick a run folder that has plan.json.") from None
+    heads_kept, neurons_kept = plan.kept_encoder_heads, plan.kept_encoder_neurons
+    n_heads, ffn_dim = plan.num_heads, plan.ffn_dim
+    n_dec, dec_kept = plan.num_decoder_layers, set(plan.kept_decoder_layers)
     gates = ((metrics or {}).get("gate_training") or {}).get("gates") or {}
     values = gates.get("heads")
     grid = []
@@ -62,19 +56,18 @@ def plan_figure(plan: dict, metrics: dict | None = None, title: str = "") -> go.
                          hovertemplate="%{y}: %{x} neurons<extra></extra>", showlegend=False), row=1, col=2)
     fig.update_xaxes(range=[0, ffn_dim], row=1, col=2)
     rows, names = [[1.0 if i in dec_kept else 0.0 for i in range(n_dec)]], ["layer kept"]
-    for key, label, full in (("decoder_heads", "self-attn heads", plan.get("decoder_num_heads", 0)),
-                             ("decoder_cross_heads", "cross-attn heads", plan.get("decoder_num_heads", 0)),
-                             ("decoder_neurons", "FFN neurons", plan.get("decoder_ffn_dim", 0))):
-        per_layer = plan.get(key) or []
+    for per_layer, label, full in ((plan.kept_decoder_heads, "self-attn heads", plan.decoder_num_heads),
+                                   (plan.kept_cross_heads, "cross-attn heads", plan.decoder_num_heads),
+                                   (plan.kept_decoder_neurons, "FFN neurons", plan.decoder_ffn_dim)):
         if per_layer and full:  # CoFi: decoder widths, as the fraction of each kept layer's units kept
             rows.append([len(per_layer[i]) / full if i in dec_kept else 0.0 for i in range(n_dec)])
             names.append(f"{label} (of {full})")
     fig.add_trace(go.Heatmap(z=rows, x=[f"dec {i}" for i in range(n_dec)], y=names, zmin=0, zmax=1,
                              colorscale="Greens", showscale=False,
                              hovertemplate="%{x}, %{y}: %{z:.2f}<extra></extra>"), row=2, col=1)
-    if plan.get("hidden_dims"):
-        d = int(plan["hidden_size"])
-        fig.add_trace(go.Bar(x=[len(plan["hidden_dims"])], y=["hidden"], orientation="h", marker_color="#f58518",
+    if plan.kept_hidden_dims:
+        d = plan.hidden_size
+        fig.add_trace(go.Bar(x=[len(plan.kept_hidden_dims)], y=["hidden"], orientation="h", marker_color="#f58518",
                              hovertemplate="%{x} hidden dimensions kept<extra></extra>", showlegend=False), row=2, col=2)
         fig.update_xaxes(range=[0, d], row=2, col=2)
         fig.layout.annotations[3].update(text=f"Hidden dimensions kept (of {d})")

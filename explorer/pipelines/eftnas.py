@@ -39,9 +39,10 @@ from explorer.evaluation.classify import classifier_latency_ms, score, tokenize
 from explorer.evaluation.latency import device_description
 from explorer.models.classifier import load_classifier
 from explorer.pipelines.eftnas_settings import EftnasSettings
-from explorer.runs.eftnas_runs import FRONT_FILE, RUN_FILE, front_json, run_json
+from explorer.runs.eftnas_runs import FRONT_FILE, RUN_FILE, front_json
 from explorer.training.classifier import finetune_classifier, training_dataset
 from explorer.training.finetune import resolve_device
+from nas.records import FrontPoint, RunSummary
 from pruning.adapters import get_adapter
 from pruning.atomic import atomic_directory, atomic_write_text
 
@@ -82,7 +83,7 @@ STAGES = {"dense_finetune": "dense fine-tune", "movement": "movement importance 
 
 
 def run_eftnas(settings: EftnasSettings, out_dir: str | os.PathLike, *, progress: Progress | None = None,
-               resume: bool = False) -> dict:
+               resume: bool = False) -> RunSummary:
     """Run EFTNAS end to end into the run folder ``out_dir`` (see the module docstring), stage by
     stage in a resumable work folder (``explorer.runs.stages``): dense fine-tune, movement importance,
     search space, super-network (checkpoints every ``save_steps``), search, front. With ``resume``
@@ -90,7 +91,7 @@ def run_eftnas(settings: EftnasSettings, out_dir: str | os.PathLike, *, progress
     continues from its last checkpoint; the result equals an uninterrupted run's.
 
     Returns:
-        The contents of ``eftnas.json`` (with the front).
+        The run's summary, as ``eftnas.json`` holds it.
 
     Raises:
         ValueError: Bad settings, a task that is neither classification nor regression, a non-BERT
@@ -98,7 +99,6 @@ def run_eftnas(settings: EftnasSettings, out_dir: str | os.PathLike, *, progress
     """
     from explorer.runs.stages import RunFolder
     from nas import encoder_macs, extract_subnetwork, generate_search_space, nsga2_search, reorder_by_importance
-    from nas.records import FrontPoint
     from nas.search_space import SearchSpace
     from nas.supernet import (SupernetSettings, SuperNetwork, load_classifier_weights, load_supernetwork,
                               save_supernetwork, train_supernetwork)
@@ -177,7 +177,7 @@ def run_eftnas(settings: EftnasSettings, out_dir: str | os.PathLike, *, progress
         space = generate_search_space(heads, neurons, hidden=adapter.hidden_size(model), head_dim=head_dim,
                                       targets=list(settings.targets), seq_len=128)
         space.to_json(work.path / "search_space.json")
-        return {"choices_per_layer": [len(h) * len(f) for h, f in zip(space.heads, space.neurons)]}
+        return {"choices_per_layer": [len(h) * len(f) for h, f in zip(space.head_choices, space.ffn_choices)]}
 
     timed("search_space", 0.4, 0.41, space_stage)
     space = SearchSpace.from_json(work.path / "search_space.json")
@@ -216,8 +216,8 @@ def run_eftnas(settings: EftnasSettings, out_dir: str | os.PathLike, *, progress
     # 6. the front measured on the reported split: metric, MACs, latency, parameters
     def front_stage(report):
         say(0.9, f"measuring {len(front)} subnetworks on the Pareto front")
-        dense_macs = encoder_macs(space.hidden, head_dim, [space.num_heads] * len(space.heads),
-                                  [space.ffn_dim] * len(space.heads), 128)
+        dense_macs = encoder_macs(space.hidden, head_dim, [space.num_heads] * len(space.head_choices),
+                                  [space.ffn_dim] * len(space.head_choices), 128)
         points = []
         for c in front:
             sub, _ = extract_subnetwork(shared, list(c.head_widths), list(c.ffn_widths))
@@ -232,21 +232,20 @@ def run_eftnas(settings: EftnasSettings, out_dir: str | os.PathLike, *, progress
 
     measured = timed("front", 0.9, 1.0, front_stage)
     timings = {stage: work.done(stage)["wall_s"] for stage in STAGES}
-    summary = {
-        "method": "eftnas", "model": settings.model, "task": spec.name, "weights": weights,
-        "settings": {**asdict(settings), "targets": list(settings.targets)}, "device": device_description(device),
-        "metric": main, "search_on": search_where, "eval_split": spec.eval_split, "eval_examples": len(eval_rows),
-        "search_examples": len(search_rows), "train_examples": n_train, "dense": measured["dense"],
-        "finetune": finetune, "movement": movement, "supernet": trained, "evaluated": searched["evaluated"],
-        "timings_s": timings, "wall_s": round(sum(timings.values()), 1), "resumed": work.state["resumed"],
-        "front": measured["front"],
-    }
-    atomic_write_text(work.path / FRONT_FILE, front_json(measured["front"]))
-    atomic_write_text(work.path / RUN_FILE, run_json(summary))
+    summary = RunSummary(
+        model=settings.model, task=spec.name, weights=weights, device=device_description(device), metric=main,
+        eval_split=spec.eval_split, eval_examples=len(eval_rows), dense=measured["dense"],
+        front=[FrontPoint.from_dict(p) for p in measured["front"]], search_on=search_where,
+        search_examples=len(search_rows), train_examples=n_train,
+        settings={**asdict(settings), "targets": list(settings.targets)}, finetune=finetune, movement=movement,
+        supernet=trained, evaluated=searched["evaluated"], timings_s=timings, wall_s=round(sum(timings.values()), 1),
+        resumed=work.state["resumed"])
+    atomic_write_text(work.path / FRONT_FILE, front_json(summary.front))
+    atomic_write_text(work.path / RUN_FILE, summary.to_json())
     shutil.rmtree(work.path / "cache", ignore_errors=True)
     work.publish()
     say(1.0, "done")
-    return {**summary, "front": [FrontPoint.from_dict(p) for p in summary["front"]]}
+    return summary
 
 
 def _write_json(path: Path, data) -> None:

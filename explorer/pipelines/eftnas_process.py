@@ -9,13 +9,14 @@ from collections.abc import Callable
 
 from explorer.pipelines.eftnas_settings import EftnasSettings
 from explorer.runs.eftnas_runs import load_run
+from nas.records import RunSummary
 from explorer.paths import REPOSITORY
 
 Progress = Callable[[float, str], None]
 
 
 def train_in_subprocess(settings: EftnasSettings, out_dir: str | os.PathLike,
-                        progress: Progress | None = None, cancel=None) -> dict:
+                        progress: Progress | None = None, cancel=None) -> RunSummary:
     """Run :func:`run_eftnas` as ``python -m explorer eftnas`` in a child process, forwarding its
     progress lines. A child process because importing NNCF patches torch for the whole process
     (see ``nas.supernet.load_classifier_weights``); the explorer itself never imports it.
@@ -43,7 +44,7 @@ def train_in_subprocess(settings: EftnasSettings, out_dir: str | os.PathLike,
         os.unlink(f.name)
 
 
-def _follow(child, out_dir, progress: Progress | None, cancel) -> dict:
+def _follow(child, out_dir, progress: Progress | None, cancel) -> RunSummary:
     """Forward a child ``eftnas`` process's progress lines; its run, or its error as ValueError."""
     import re
 

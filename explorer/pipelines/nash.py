@@ -128,7 +128,7 @@ def _run_prune_stages(settings: PruneSettings, out_dir: Path, work, spec, train,
         say(0.45, "plan: done earlier, reused")
         pruned_model = load_pruned(work.path / "pruned")
         plan = PruningPlan.load(work.path / "pruned")
-        kept, importance_cached, gate_summary = plan.decoder_layers, done["importance_cached"], done["gate_summary"]
+        kept, importance_cached, gate_summary = plan.kept_decoder_layers, done["importance_cached"], done["gate_summary"]
         times.update(done["times"])
     else:
         made = make_plan(settings, dense, train, kept, learn_layers=learn_layers, identity=identity, device=device,

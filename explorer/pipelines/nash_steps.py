@@ -98,7 +98,7 @@ def cached_importance(dense: LoadedModel, settings: PruneSettings, identity: dic
         saved = torch.load(path, map_location="cpu", weights_only=True)
         return ImportanceScores(saved["heads"], saved["neurons"], saved["criterion"], saved["num_examples"]), True
     scores = taylor_importance(dense.model, calibration_batches(dense, settings.task, calib), device=device)
-    atomic_write(path, lambda tmp: torch.save({"heads": scores.heads, "neurons": scores.neurons,
+    atomic_write(path, lambda tmp: torch.save({"heads": scores.head_scores, "neurons": scores.neuron_scores,
                                                 "criterion": scores.criterion, "num_examples": scores.num_examples},
                                                tmp))
     return scores, False
@@ -181,7 +181,7 @@ def _plan_training_free(settings: PruneSettings, dense: LoadedModel, train, kept
     times = {"importance": round(time.perf_counter() - t, 1)}
     t = time.perf_counter()
     say(0.4, "surgery: building the smaller model")
-    plan = plan_from_scores(dense.model, scores.heads, scores.neurons, settings.encoder_sparsity, kept,
+    plan = plan_from_scores(dense.model, scores.head_scores, scores.neuron_scores, settings.encoder_sparsity, kept,
                             notes=dict(_notes(settings), importance=scores.criterion,
                                        calibration_examples=scores.num_examples))
     model = apply_plan(dense.model, plan)
@@ -201,12 +201,12 @@ def _plan_gates(settings: PruneSettings, dense: LoadedModel, train, kept, *, dev
                               batch_size=settings.finetune.batch_size, learning_rate=settings.finetune.learning_rate,
                               distill=settings.distill, seed=settings.finetune.seed, cofi=settings.method == "cofi")
     plan, model, gate_summary = train_gates(
-        dense, train, learned, task=settings.task, decoder_layers=kept,
+        dense, train, learned, task=settings.task, kept_decoder_layers=kept,
         learned_decoder_layers=settings.decoder_layers if learn_layers else None, device=device,
         progress=lambda f, m: say(0.3 + 0.15 * f, m))
     plan = replace(plan, notes=dict(plan.notes, **_notes(settings)))
     say(0.45, "surgery: gates folded, smaller model built")
-    return PlanResult(plan, model, tuple(plan.decoder_layers), False, gate_summary,
+    return PlanResult(plan, model, tuple(plan.kept_decoder_layers), False, gate_summary,
                       {"gate_training": round(time.perf_counter() - t, 1), "surgery": 0.0})
 
 
@@ -217,7 +217,7 @@ def _plan_decoder_only(settings: PruneSettings, dense: LoadedModel, train, kept,
 
     t = time.perf_counter()
     say(0.4, "surgery: shortening the decoder")
-    plan = replace(keep_all_plan(dense.model), decoder_layers=tuple(kept), notes=_notes(settings))
+    plan = replace(keep_all_plan(dense.model), kept_decoder_layers=tuple(kept), notes=_notes(settings))
     model = apply_plan(dense.model, plan)
     return PlanResult(plan, model, tuple(kept), times={"surgery": round(time.perf_counter() - t, 1)})
 

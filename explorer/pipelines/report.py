@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 
-def front_table(summary: dict) -> str:
-    """A Markdown table of the dense model and the Pareto front of a run summary."""
-    metric, dense = summary["metric"], summary["dense"]
+def front_table(summary) -> str:
+    """A Markdown table of the dense model and the Pareto front of a run summary (``nas.RunSummary``)."""
+    metric, dense = summary.metric, summary.dense
     lines = [f"| model | heads per layer | FFN per layer | GMACs (seq 128) | % of dense MACs | {metric} "
-             f"({summary['eval_split']}, n={summary['eval_examples']}) | % of dense | search {metric} | latency ms |",
+             f"({summary.eval_split}, n={summary.eval_examples}) | % of dense | search {metric} | latency ms |",
              "|---|---|---|---|---|---|---|---|---|",
              f"| dense | | | {dense['gmacs']:.3f} | 100 | {dense['eval'][metric]:.2f} | 100 | | {dense['latency_ms']:.2f} |"]
-    for p in summary["front"]:
+    for p in summary.front:
         q = p.eval[metric]
         rel = 100 * q / dense["eval"][metric] if dense["eval"][metric] else float("nan")
         lines.append(f"| subnetwork | {p.head_widths} | {p.ffn_widths} | {p.gmacs:.3f} | {100 * p.macs_fraction:.1f} "

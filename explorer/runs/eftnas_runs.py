@@ -13,49 +13,39 @@ from pathlib import Path
 from explorer.data.tasks import get_task
 from explorer.evaluation.classify import classifier_latency_ms
 from explorer.paths import ASSETS
-from nas.records import FrontPoint
+from nas.records import FrontPoint, RunSummary
 
 FRONT_FILE = "front.json"
 RUN_FILE = "eftnas.json"
 
 
-def load_run(directory: str | os.PathLike) -> dict:
-    """``eftnas.json`` of a finished run, its ``front`` as :class:`nas.FrontPoint` records (older
-    files with ``heads`` / ``neurons`` / ``metric`` keys are read too).
+def load_run(directory: str | os.PathLike) -> RunSummary:
+    """The summary of a finished run (its ``eftnas.json``; older files with ``heads`` / ``neurons`` /
+    ``metric`` keys in the front are read too).
 
     Raises:
         ValueError: If the folder is not a finished EFTNAS run.
     """
     try:
-        summary = json.loads((Path(directory) / RUN_FILE).read_text())
-        return {**summary, "front": [FrontPoint.from_dict(p) for p in summary["front"]]}
-    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        return RunSummary.from_dict(json.loads((Path(directory) / RUN_FILE).read_text()))
+    except (OSError, json.JSONDecodeError, ValueError) as err:
         raise ValueError(f"{directory} is not a finished EFTNAS run ({err}); run `python -m explorer eftnas`.") from None
 
 
-def run_json(summary: dict) -> str:
-    """The JSON text of a run summary (its front points in their JSON form), as ``eftnas.json`` holds it."""
-    return json.dumps({**summary, "front": [_as_dict(p) for p in summary["front"]]}, indent=1, default=str)
-
-
-def front_json(front: list) -> str:
+def front_json(front: list[FrontPoint]) -> str:
     """The JSON text of a front, as ``front.json`` holds it."""
-    return json.dumps([_as_dict(p) for p in front], indent=1, default=str)
+    return json.dumps([p.to_dict() for p in front], indent=1, default=str)
 
 
-def _as_dict(point) -> dict:
-    return point.to_dict() if isinstance(point, FrontPoint) else FrontPoint.from_dict(point).to_dict()
-
-
-def best_for_budget(front: list[dict], *, max_macs_fraction: float | None = None,
-                    max_latency_ms: float | None = None) -> dict | None:
+def best_for_budget(front: list[FrontPoint], *, max_macs_fraction: float | None = None,
+                    max_latency_ms: float | None = None) -> FrontPoint | None:
     """The front member with the best search metric within the budget (None if none fits)."""
     fits = [p for p in front if (max_macs_fraction is None or p.macs_fraction <= max_macs_fraction + 1e-9)
             and (max_latency_ms is None or p.latency_ms <= max_latency_ms + 1e-9)]
     return max(fits, key=lambda p: (p.search_metric, -p.macs), default=None)
 
 
-def extract_for_budget(directory: str | os.PathLike, point: dict):
+def extract_for_budget(directory: str | os.PathLike, point: FrontPoint):
     """``(subnetwork, plan, seconds)``: extract a front member from a saved run's super-network
     (plain surgery; no NNCF, no training)."""
     from nas import extract_subnetwork
@@ -102,14 +92,14 @@ def has_supernetwork(directory: str | os.PathLike) -> bool:
     return any((Path(directory) / "supernet").glob("*.safetensors"))
 
 
-def choose(summary: dict, budget: str, value: float) -> dict:
+def choose(summary: RunSummary, budget: str, value: float) -> FrontPoint:
     """The best front member within a budget: ``budget`` is ``macs`` (``value`` in % of dense MACs)
     or ``latency`` (``value`` in ms on the machine the run was measured on).
 
     Raises:
         ValueError: For an unknown budget kind or a budget no subnetwork fits (says the smallest).
     """
-    front = summary["front"]
+    front = summary.front
     if budget == "macs":
         point = best_for_budget(front, max_macs_fraction=value / 100.0)
         smallest = f"{100 * min(p.macs_fraction for p in front):.1f}% of dense MACs"
@@ -123,23 +113,23 @@ def choose(summary: dict, budget: str, value: float) -> dict:
     return point
 
 
-def subnetwork_metrics(summary: dict, point: dict, *, latency_ms: float, extraction_s: float) -> dict:
+def subnetwork_metrics(summary: RunSummary, point: FrontPoint, *, latency_ms: float, extraction_s: float) -> dict:
     """``metrics.json`` of a subnetwork saved as a run, in the format of NASH runs (so it joins the
     Pareto tab): latency is one classification forward at 128 tokens (no decoder)."""
-    metric, dense = summary["metric"], summary["dense"]
-    spec = get_task(summary["task"])
+    metric, dense = summary.metric, summary.dense
+    spec = get_task(summary.task)
 
     def side(quality, gmacs, latency, params):
         return ({"metrics": quality, "main_metric": metric, "higher_is_better": spec.higher_is_better,
-                 "split": summary["eval_split"], "num_examples": summary["eval_examples"]},
+                 "split": summary.eval_split, "num_examples": summary.eval_examples},
                 {"latency": {"latency_ms": latency, "decode_ms_per_token": None}, "macs": {"gmacs": gmacs},
                  "params": {"params_m": params}})
 
     dq, dm = side(dense["eval"], dense["gmacs"], dense["latency_ms"], dense["params_m"])
     pq, pm = side(point.eval, point.gmacs, latency_ms, point.params_m)
     heads, neurons = point.head_widths, point.ffn_widths
-    return {"method": "eftnas", "model": summary["model"], "task": summary["task"], "family": "bert",
-            "weights": summary["weights"], "device": summary["device"],
+    return {"method": "eftnas", "model": summary.model, "task": summary.task, "family": "bert",
+            "weights": summary.weights, "device": summary.device,
             "plan_summary": f"EFTNAS subnetwork: heads {heads}, FFN {neurons}, {100 * point.macs_fraction:.1f}% "
                             f"of dense MACs", "encoder_sparsity_achieved": round(1 - point.macs_fraction, 4),
             "decoder_layers_kept": None, "quality": {"dense": dq, "pruned": pq},
@@ -147,7 +137,7 @@ def subnetwork_metrics(summary: dict, point: dict, *, latency_ms: float, extract
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
-def add_to_pareto(directory: str | os.PathLike, point: dict, root: str | os.PathLike | None = None) -> Path:
+def add_to_pareto(directory: str | os.PathLike, point: FrontPoint, root: str | os.PathLike | None = None) -> Path:
     """Extract ``point`` from a run's super-network, time it here, and save it as a run (model,
     ``plan.json``, ``metrics.json``) in the runs folder, where the Pareto tab lists it beside NASH
     runs. Returns the run folder.
@@ -169,7 +159,7 @@ def add_to_pareto(directory: str | os.PathLike, point: dict, root: str | os.Path
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(directory / "supernet")
-    out = new_run_dir(runs_root(root), summary["model"], summary["task"],
+    out = new_run_dir(runs_root(root), summary.model, summary.task,
                       f"eftnas-{round(100 * point.macs_fraction)}pct")
     save_pruned(sub, plan, out, tokenizer=tokenizer, extra_files={"metrics.json": metrics})
     return out

@@ -16,7 +16,7 @@ Steps (NASH, Ko et al. 2023, Sec. 3; the gate machinery of CoFi, Xia et al. 2022
        model (which then gets the usual final fine-tune).
 
 With ``LearnedSettings(cofi=True)`` the same loop trains the CoFi baseline instead
-(``pruning.gates.CoFiGates``: head, neuron and sublayer gates on encoder and decoder, and hidden-dimension
+(``pruning.cofi.CoFiGates``: head, neuron and sublayer gates on encoder and decoder, and hidden-dimension
 gates, every decoder layer kept; Xia et al. 2022, Sec. 3).
 
 Everything trains through ``Seq2SeqTrainer``, so ``accelerate launch`` runs it on several GPUs.
@@ -146,7 +146,7 @@ def layer_distillation_loss(student_states: tuple[torch.Tensor, ...], teacher_st
 def _trainer_class():
     from transformers import Seq2SeqTrainer
 
-    from pruning.gates import target_sparsity
+    from pruning.hard_concrete import target_sparsity
 
     class GateTrainer(Seq2SeqTrainer):
         """``Seq2SeqTrainer`` whose loss adds distillation and the Lagrangian, and whose optimizer
@@ -218,9 +218,9 @@ def _trainer_class():
 
 
 def train_gates(dense: LoadedModel, examples: list[Example], settings: LearnedSettings, *, task: str,
-                decoder_layers: tuple[int, ...] | None = None, learned_decoder_layers: int | None = None,
+                kept_decoder_layers: tuple[int, ...] | None = None, learned_decoder_layers: int | None = None,
                 device: str = "cpu", progress: Progress | None = None):
-    """Train encoder gates on a copy of ``dense`` shortened to ``decoder_layers`` (or, with
+    """Train encoder gates on a copy of ``dense`` shortened to ``kept_decoder_layers`` (or, with
     ``learned_decoder_layers`` = k, on the whole model with decoder layer gates that keep k);
     return the plan (in the dense model's indices), the folded and pruned student, and a summary.
 
@@ -229,8 +229,8 @@ def train_gates(dense: LoadedModel, examples: list[Example], settings: LearnedSe
         examples: Training examples.
         settings: Gate-training hyper-parameters.
         task: Task name (lengths).
-        decoder_layers: Kept decoder layer indices of the dense model (NASH's selection).
-        learned_decoder_layers: Instead of ``decoder_layers``: k, learned by decoder layer gates
+        kept_decoder_layers: Kept decoder layer indices of the dense model (NASH's selection).
+        learned_decoder_layers: Instead of ``kept_decoder_layers``: k, learned by decoder layer gates
             (``pruning.gates.DecoderLayerGates``).
         device: ``cpu`` or ``cuda``.
         progress: ``progress(fraction, message)`` after each step.
@@ -243,29 +243,31 @@ def train_gates(dense: LoadedModel, examples: list[Example], settings: LearnedSe
         needed the completion step: the deterministic gates alone fell short of the target).
 
     Raises:
-        ValueError: For no examples, bad settings, or not exactly one of ``decoder_layers`` and
+        ValueError: For no examples, bad settings, or not exactly one of ``kept_decoder_layers`` and
             ``learned_decoder_layers``.
     """
     from transformers import DataCollatorForSeq2Seq, TrainerCallback
 
     from pruning import PruningPlan, apply_plan, keep_all_plan
-    from pruning.gates import CoFiGates, DecoderLayerGates, EncoderGates, Lagrangian, fold_cofi_gates, fold_gates
+    from pruning.cofi import CoFiGates, fold_cofi_gates
+    from pruning.gates import DecoderLayerGates, EncoderGates, fold_gates
+    from pruning.hard_concrete import Lagrangian
 
     if not examples:
         raise ValueError("No training examples for gate training.")
-    if (decoder_layers is None) == (learned_decoder_layers is None):
+    if (kept_decoder_layers is None) == (learned_decoder_layers is None):
         raise ValueError("Give either the kept decoder layers or the number of decoder layers to learn, not both.")
     base = keep_all_plan(dense.model)
-    if settings.cofi and (learned_decoder_layers is not None or tuple(decoder_layers) != base.decoder_layers):
+    if settings.cofi and (learned_decoder_layers is not None or tuple(kept_decoder_layers) != base.kept_decoder_layers):
         raise ValueError(f"CoFi keeps every decoder layer (its gates narrow them instead); keep all "
                          f"{base.num_decoder_layers}.")
     device = resolve_device(device)
     spec = get_task(task)
-    if decoder_layers is None:
-        decoder_layers = base.decoder_layers  # the student keeps every layer; its gates choose k
+    if kept_decoder_layers is None:
+        kept_decoder_layers = base.kept_decoder_layers  # the student keeps every layer; its gates choose k
     shortened = PruningPlan(family=base.family, num_decoder_layers=base.num_decoder_layers, num_heads=base.num_heads,
-                            ffn_dim=base.ffn_dim, decoder_layers=tuple(decoder_layers),
-                            encoder_heads=base.encoder_heads, encoder_neurons=base.encoder_neurons)
+                            ffn_dim=base.ffn_dim, kept_decoder_layers=tuple(kept_decoder_layers),
+                            kept_encoder_heads=base.kept_encoder_heads, kept_encoder_neurons=base.kept_encoder_neurons)
     torch.manual_seed(settings.seed)
     student = apply_plan(dense.model, shortened)  # a new model; the dense one stays the teacher
     teacher = dense.model.eval() if settings.distill else None  # read only, under no_grad; placed below
@@ -299,10 +301,10 @@ def train_gates(dense: LoadedModel, examples: list[Example], settings: LearnedSe
     gates = wrapped.gates
     if decoder_gates is not None:  # the student has every decoder layer: its indices are the dense ones
         decoder_gates.detach()
-        student_kept = decoder_layers = decoder_gates.kept_layers()
+        student_kept = kept_decoder_layers = decoder_gates.kept_layers()
     else:
-        student_kept = tuple(range(len(decoder_layers)))
-    student_plan = gates.plan(student, decoder_layers=student_kept, target=settings.target_sparsity)
+        student_kept = tuple(range(len(kept_decoder_layers)))
+    student_plan = gates.plan(student, kept_decoder_layers=student_kept, target=settings.target_sparsity)
     method = "cofi" if settings.cofi else "nash-learned"
     if settings.cofi:  # the student is the dense model's shape: its plan is the plan
         plan = replace(student_plan, notes={"method": method})
@@ -310,8 +312,8 @@ def train_gates(dense: LoadedModel, examples: list[Example], settings: LearnedSe
                                  if stack == "encoder" and kind == "self"]}
     else:
         plan = PruningPlan(family=base.family, num_decoder_layers=base.num_decoder_layers, num_heads=base.num_heads,
-                           ffn_dim=base.ffn_dim, decoder_layers=tuple(decoder_layers),
-                           encoder_heads=student_plan.encoder_heads, encoder_neurons=student_plan.encoder_neurons,
+                           ffn_dim=base.ffn_dim, kept_decoder_layers=tuple(kept_decoder_layers),
+                           kept_encoder_heads=student_plan.kept_encoder_heads, kept_encoder_neurons=student_plan.kept_encoder_neurons,
                            notes={"method": method})
         gate_values = {"heads": [g.deterministic().tolist() for g in gates.heads]}  # kept neurons: see the plan
     plan = replace(plan, notes=dict(plan.notes, distill=settings.distill, target_sparsity=settings.target_sparsity,

@@ -120,7 +120,7 @@ def render(runs: str | None, shared: str | None) -> dict:
                                         cancel=cancel)
         except ValueError as err:
             raise gr.Error(str(err)) from None
-        return (f"Trained in {summary['wall_s'] / 60:.1f} min: {len(summary['front'])} subnetworks on the front.",
+        return (f"Trained in {summary.wall_s / 60:.1f} min: {len(summary.front)} subnetworks on the front.",
                 gr.Dropdown(choices=list(_runs(root_)), value=out.name))
 
     def refresh(root_):
@@ -130,7 +130,7 @@ def render(runs: str | None, shared: str | None) -> dict:
     def budget_range(state_, kind):
         if not state_:
             return gr.Slider()
-        front_ = state_["summary"]["front"]
+        front_ = state_["summary"].front
         if kind == "macs":
             return gr.Slider(minimum=1, maximum=100, value=50, step=0.5, label="Budget: % of dense MACs")
         top = max(p.latency_ms for p in front_) * 1.05
