@@ -236,3 +236,15 @@ def test_extrapolated_generation_macs_equal_a_direct_count(family):
         fast = count_macs(model, batch_size=2, input_tokens=8, new_tokens=9)
         slow = count_macs(model, batch_size=2, input_tokens=8, new_tokens=9, direct=True)
         assert fast == slow
+
+
+def test_padded_lengths_batch_like_group_by_length():
+    from explorer.evaluation.step_time import padded_lengths
+
+    lengths = [(10, 2), (3, 5), (9, 1), (4, 4)]
+    assert padded_lengths(lengths, 2) == (7.0, 3.5)  # sorted by source: (10, 9) -> 10, 2; (4, 3) -> 4, 5
+    assert padded_lengths(lengths, 4) == (10.0, 5.0)
+    many = [(i % 7 + 1, 1) for i in range(200)]  # 2 mega-batches of 50 x 2: each sorted on its own
+    assert padded_lengths(many, 2) < (7.0, 1.0)
+    with pytest.raises(ValueError):
+        padded_lengths([], 2)

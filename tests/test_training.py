@@ -129,3 +129,21 @@ def test_paired_bootstrap_interval_excludes_zero_only_for_a_real_difference():
     swapped = [1 - t if i in (0, 10, 1, 2) else t for i, t in enumerate(a)]  # two fixed, two broken
     same = paired_bootstrap(accuracy, y, a, swapped, resamples=300)
     assert same["diff"] == 0.0 and same["low"] < 0 < same["high"]
+
+
+def test_training_without_a_checkpoint_folder_leaves_no_temporary_folder(tmp_path, monkeypatch):
+    """Trainer runs without ``checkpoint_dir`` work in a temporary folder, removed afterwards (a
+    user's /tmp must not fill with empty ``explorer-*`` folders)."""
+    import tempfile
+
+    from explorer.training.classifier import finetune_classifier, training_dataset
+    from explorer.models.classifier import load_classifier
+    from explorer.data.splits import load_split
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    model, tokenizer, _ = load_classifier(f"random:{SHARED / 'models' / 'bert-mini'}", 2)
+    data = training_dataset(tokenizer, load_split("sst2", "train", SHARED / "data", limit=8), 16)
+    finetune_classifier(model, tokenizer, data, max_steps=2, batch_size=4)
+    assert [p.name for p in scratch.iterdir() if p.name.startswith("explorer-")] == []  # (torch keeps its own caches)

@@ -16,6 +16,23 @@ from explorer.models.loading import LoadedModel
 from explorer.runs.store import get_run
 
 
+MAX_CHARACTERS = 50_000  # longer inputs are refused: the models read 512 tokens at most
+
+
+def check_text(text: str | None) -> str:
+    """``text`` if a model can be given it.
+
+    Raises:
+        ValueError: If it is empty, only whitespace, or longer than ``MAX_CHARACTERS``.
+    """
+    if not text or not text.strip():
+        raise ValueError("Enter some text (or pick an example) to generate from.")
+    if len(text) > MAX_CHARACTERS:
+        raise ValueError(f"The input has {len(text):,} characters; the models read at most 512 tokens (a few "
+                         f"thousand characters), so paste at most {MAX_CHARACTERS:,}.")
+    return text
+
+
 def stream_generation(loaded: LoadedModel, text: str, max_new_tokens: int = 64) -> Iterator[tuple[str, float, int]]:
     """Greedy generation that yields ``(text so far, elapsed ms, generated tokens so far)`` after
     every generated token.
@@ -31,7 +48,7 @@ def stream_generation(loaded: LoadedModel, text: str, max_new_tokens: int = 64) 
         max_new_tokens: Upper bound on generated tokens.
 
     Raises:
-        ValueError: If ``text`` is empty.
+        ValueError: If ``text`` is empty or longer than ``MAX_CHARACTERS``.
     """
     import queue
 
@@ -40,8 +57,7 @@ def stream_generation(loaded: LoadedModel, text: str, max_new_tokens: int = 64) 
 
     from explorer.evaluation.latency import new_cache
 
-    if not text or not text.strip():
-        raise ValueError("Enter some text (or pick an example) to generate from.")
+    check_text(text)
     tokenizer, model = loaded.tokenizer, loaded.model.eval()
     enc = tokenizer([text], return_tensors="pt", truncation=True, max_length=512)
     inputs = dict(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], do_sample=False, num_beams=1)

@@ -16,7 +16,23 @@ from explorer.runs.store import Run, list_runs
 from pruning.atomic import atomic_write
 from pruning.plan import PruningPlan
 
-__all__ = ["COST_AXES", "export_csv", "pareto_view", "plan_runs", "plan_view"]
+__all__ = ["COST_AXES", "display_table", "export_csv", "pareto_view", "plan_runs", "plan_view"]
+
+TABLE_COLUMNS = ["run_id", "kind", "method", "model", "metric", "quality", "latency_ms", "decode_ms_per_token",
+                 "gmacs", "params_m", "encoder_sparsity", "decoder_layers", "device", "eval_examples", "weights"]
+# Decimals shown in the tab's table (the CSV download keeps every digit): ms to 0.1, quality to 0.01.
+ROUNDING = {"quality": 2, "latency_ms": 1, "decode_ms_per_token": 1, "gmacs": 3, "params_m": 1, "encoder_sparsity": 3}
+
+
+def display_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The columns the Pareto tab shows, rounded (``ROUNDING``); an empty table stays empty."""
+    if table.empty:
+        return table
+    shown = table[[c for c in TABLE_COLUMNS if c in table.columns]].copy()
+    for column, digits in ROUNDING.items():
+        if column in shown:
+            shown[column] = pd.to_numeric(shown[column], errors="coerce").round(digits)
+    return shown
 
 
 def plan_runs(task: str, root: str | None = None) -> list[str]:

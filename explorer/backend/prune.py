@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import threading
-import time
 from collections.abc import Callable
 
-from explorer.data.tasks import get_task
-from explorer.models.loading import peek_config
-from explorer.paths import cache_root
+from explorer.evaluation.step_time import measure_step_time
 from explorer.pipelines.nash import run_prune
 from explorer.pipelines.methods import METHODS, method_named
 from explorer.pipelines.nash_settings import Cancelled, PruneSettings, TimingSettings
@@ -47,58 +43,15 @@ def start_prune(settings: PruneSettings, root: str | None = None,
     return get_run(folder.name, store)
 
 
-_THROUGHPUT: dict[str, float] = {}
-
-
-def _matmul_flops_per_s(device: str) -> float:
-    """Measured fp32 matmul throughput of this device (FLOP/s), once per process (0.2 s)."""
-    import torch
-
-    if device not in _THROUGHPUT:
-        a = torch.randn(1024, 1024, device=device)
-        b = torch.randn(1024, 1024, device=device)
-        a @ b
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start, n = time.perf_counter(), 0
-        while time.perf_counter() - start < 0.2:
-            a @ b
-            n += 1
-        if device == "cuda":
-            torch.cuda.synchronize()
-        _THROUGHPUT[device] = 2 * 1024 ** 3 * n / (time.perf_counter() - start)
-    return _THROUGHPUT[device]
-
-
-def _linear_params(spec: str) -> int:
-    """Weights in the Linear layers of a model spec (built on the meta device: no memory, no download)."""
-    import torch
-    from transformers import AutoModelForSeq2SeqLM, EncoderDecoderModel
-
-    config = peek_config(spec)
-    with torch.device("meta"):
-        model = (EncoderDecoderModel(config) if config.model_type == "encoder-decoder"
-                 else AutoModelForSeq2SeqLM.from_config(config))
-    return sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
-
-
-def _tokens_per_step(task: str, ft: dict) -> int:
-    spec = get_task(task)
-    return ft.get("batch_size", 16) * ((ft.get("max_source_tokens") or spec.max_source_tokens)
-                                      + (ft.get("max_target_tokens") or spec.max_target_tokens))
-
-
 def finetune_estimate(settings: PruneSettings) -> dict:
     """How long a Prune request will train, and on what that guess rests: the dense fine-tune
     (unless cached), then gate training (``nash-learned``, ``cofi``) and recovery fine-tuning.
 
-    Seconds per step come, in order of preference, from the measured seconds per step of an
-    earlier dense fine-tune of the same model on the same device, scaled by tokens per step
-    (batch x the task's source + target lengths); else from 6 x (Linear weights) x (tokens per
-    step) training FLOPs (Kaplan et al. 2020, Sec. 2.1) over this device's measured fp32 matmul
-    speed at 50% utilisation, a rough figure and said to be one. A gate-training step with
-    distillation also runs the teacher's forward, counted as a third of a training step; recovery
-    steps are counted at the dense model's cost (the pruned model is faster: an upper bound).
+    Seconds per step are measured here (``explorer.evaluation.step_time``): the padded batch shape
+    from the task's real training examples batched as the Trainer batches them, and a real training
+    step of the model at that shape. A gate-training step with distillation also runs the teacher's
+    forward, counted as a third of a training step; recovery steps are counted at the dense model's
+    cost (the pruned model is faster: an upper bound).
 
     Returns:
         ``{"cached": bool, "steps": int, "seconds": float, "training_steps": int,
@@ -108,8 +61,6 @@ def finetune_estimate(settings: PruneSettings) -> dict:
     Raises:
         ValueError: For an unknown model, task or device.
     """
-    from dataclasses import asdict
-
     ft = settings.finetune
     cached = (dense_cache_dir(settings.model, settings.task, settings.data_dir, ft) / DONE_FILE).exists()
     gate_steps = settings.gate_steps if settings.method in ("nash-learned", "cofi") else 0
@@ -119,22 +70,13 @@ def finetune_estimate(settings: PruneSettings) -> dict:
         return {"cached": True, "steps": 0, "seconds": 0.0, "training_steps": 0, "training_seconds": 0.0,
                 "basis": "cache", "text": f"The dense {settings.model} is already fine-tuned for {settings.task} "
                                           "(cached): the run starts with pruning."}
-    tokens = _tokens_per_step(settings.task, asdict(ft))
-    history = []
-    for summary_file in sorted((cache_root() / "finetuned").glob(f"*/{DONE_FILE}")):
-        try:
-            done = json.loads(summary_file.read_text())
-            if done["model"] == settings.model and done["device"] == device and done["steps"] > 0:
-                per_token = done["wall_s"] / done["steps"] / _tokens_per_step(done["task"], done.get("settings", {}))
-                history.append((done["task"] != settings.task, per_token * tokens))
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-    if history:
-        per_step = min(history)[1]
-        basis = "an earlier fine-tune of this model on this device"
-    else:
-        per_step = 6 * _linear_params(settings.model) * tokens / (0.5 * _matmul_flops_per_s(device))
-        basis = "6 x weights x tokens FLOPs over this machine's measured matmul speed; rough"
+    measured = measure_step_time(settings.model, settings.task, batch_size=ft.batch_size,
+                                 max_source_tokens=ft.max_source_tokens, max_target_tokens=ft.max_target_tokens,
+                                 data_dir=settings.data_dir, device=device)
+    per_step = measured.seconds
+    basis = (f"a training step measured here at the task's padded batch shape, {ft.batch_size} x "
+             f"({measured.source_tokens:.0f} + {measured.target_tokens:.0f}) tokens, from {measured.examples} "
+             f"training examples")
     seconds = 0.0 if cached else per_step * ft.max_steps
     teacher = 4 / 3 if settings.distill else 1.0
     training = per_step * (gate_steps * teacher + settings.recovery_steps)

@@ -218,5 +218,11 @@ def cmd_report(args) -> int:
     path = Path(args.run) / "metrics.json"
     if not path.exists():
         raise ValueError(f"{args.run} has no metrics.json; give a folder written by `prune`.")
-    print(results_table(json.loads(path.read_text())))
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+        table = results_table(metrics)
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as err:
+        raise ValueError(f"{path} is not a metrics.json written by `prune` ({type(err).__name__}: {err}); run the "
+                         f"prune again.") from None
+    print(table)
     return 0

@@ -26,6 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}".splitlines()[0], file=sys.stderr)
         return 2
+    except OSError as err:  # a folder that cannot be written (permissions, a full disk)
+        where = f" {err.filename}" if err.filename else ""
+        print(f"error: cannot read or write{where}: {err.strerror or err}; check the path, its permissions and the "
+              f"free space.", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("error: interrupted; nothing was written to the output folder.", file=sys.stderr)
         return 130

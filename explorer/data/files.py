@@ -80,7 +80,15 @@ def find_split_file(folder: Path, split: str) -> Path | None:
 
 
 def _read_text(path: Path) -> str:
-    text = path.read_text(encoding="utf-8-sig")
+    raw = path.read_bytes()
+    if b"\x00" in raw[:4096]:
+        raise ValueError(f"{path}: a binary file, not text; give a UTF-8 TSV, CSV, JSON, JSONL or parquet file.")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[:err.start].count(b"\n") + 1
+        raise ValueError(f"{path}: line {line} is not UTF-8 (byte 0x{raw[err.start]:02x}); save the file as UTF-8 "
+                         f"(e.g. iconv -f latin1 -t utf-8).") from None
     if not text.strip():
         raise ValueError(f"{path}: the file is empty.")
     return text

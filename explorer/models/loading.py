@@ -133,7 +133,24 @@ def configure_bert2bert(model, tokenizer) -> None:
     model.config.vocab_size = model.config.decoder.vocab_size
 
 
+def _unreadable(path: Path, err: Exception) -> ValueError:
+    """The one-line error for a model folder whose files the libraries cannot read."""
+    reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return ValueError(f"{path} could not be loaded ({type(err).__name__}{': ' + reason[:200] if reason else ''}); "
+                      f"its files may be corrupt or incomplete. Save the model again (save_pretrained, or a new prune "
+                      f"run), or pick another model.")
+
+
 def _load_local(path: Path, spec: str) -> LoadedModel:
+    try:
+        return _load_local_files(path, spec)
+    except ValueError:
+        raise
+    except Exception as err:  # safetensors, JSON, tokenizer and shape errors of a damaged folder
+        raise _unreadable(path, err) from None
+
+
+def _load_local_files(path: Path, spec: str) -> LoadedModel:
     from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
 
     from pruning import load_pruned
@@ -218,7 +235,10 @@ def peek_config(spec: str):
     if path.is_dir():
         if not (path / "config.json").exists():
             raise ValueError(f"{path} has no config.json; give a folder written by save_pretrained. " + _available_hint())
-        return AutoConfig.from_pretrained(path)
+        try:
+            return AutoConfig.from_pretrained(path)
+        except Exception as err:  # a config.json that is not JSON, or not a config
+            raise _unreadable(path, err) from None
     if inner.startswith((".", "/", "~")):
         raise ValueError(f"{inner} is not a folder. " + _available_hint())
     _require_hub(inner)

@@ -110,8 +110,9 @@ def run_eftnas(settings: EftnasSettings, out_dir: str | os.PathLike, *, progress
     say = progress or (lambda f, m: None)
     say(0.0, "loading model and data")
     train, search, evaluation, search_where = _splits(settings)
-    work = RunFolder(out_dir, {**asdict(settings), "targets": list(settings.targets)}, resume=resume)
+    # The model loads before the work folder exists, so that a model that cannot be used leaves nothing behind.
     model, tokenizer, weights = load_classifier(settings.model, 1 if regression else len(spec.label_words))
+    work = RunFolder(out_dir, {**asdict(settings), "targets": list(settings.targets)}, resume=resume)
     train_data = training_dataset(tokenizer, train, settings.max_tokens, regression=regression,
                                   cache_dir=work.path / "cache")
     search_rows = tokenize(tokenizer, search, settings.max_tokens, regression=regression)

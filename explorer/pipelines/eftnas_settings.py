@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
+from pathlib import Path
 from dataclasses import asdict, dataclass
 
 Progress = Callable[[float, str], None]
@@ -75,6 +76,12 @@ class EftnasSettings:
         for name in ("finetune_epochs", "movement_epochs", "supernet_epochs"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
+        if self.data_dir is not None and Path(self.data_dir).expanduser().is_file():
+            raise ValueError(f"data_dir {self.data_dir} is one file; EFTNAS trains, searches and evaluates, so give the "
+                             f"folder that holds the task's train and evaluation files.")
+        if self.population < 2:
+            raise ValueError(f"population must be at least 2 (NSGA-II selects parents by binary tournament), got "
+                             f"{self.population}.")
         if self.search_samples is not None and self.search_samples < 1:
             raise ValueError("search_samples must be at least 1.")
         if self.learning_rate <= 0 or self.supernet_learning_rate <= 0:

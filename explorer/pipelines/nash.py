@@ -90,9 +90,11 @@ def run_prune(settings: PruneSettings, out_dir: str | os.PathLike, *, overwrite:
     try:
         return _run_prune_stages(settings, out_dir, work, spec, train, examples, device, say)
     except BaseException:
-        if main_process and not keep_unfinished:
-            shutil.rmtree(work.path, ignore_errors=True)
+        if main_process and (not keep_unfinished or not work.has_progress()):
+            shutil.rmtree(work.path, ignore_errors=True)  # (kept only when a resumed run would use it)
         raise
+    finally:
+        work.release()
 
 
 def _run_prune_stages(settings: PruneSettings, out_dir: Path, work, spec, train, examples, device: str,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from dataclasses import dataclass, field
 
 from explorer.data.tasks import get_task
@@ -28,6 +29,13 @@ class TimingSettings:
     num_beams: int = 1  # 1 = greedy
     repeats: int = 5
     task_lengths: bool = True  # also time at the task's median input and output lengths (task_lengths())
+
+    def check(self) -> None:
+        """Raises ValueError unless every count is a positive integer (checked before any long work)."""
+        for name in ("batch_size", "input_tokens", "new_tokens", "num_beams", "repeats"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"Timing {name.replace('_', ' ')} must be a positive integer, got {value!r}.")
 
 
 @dataclass(frozen=True)
@@ -103,5 +111,10 @@ class PruneSettings:
         if (self.eval_samples is not None and self.eval_samples < 1) or self.calibration_samples < 1 or self.calibration_tokens < 1 or self.recovery_steps < 0:
             raise ValueError("eval_samples, calibration_samples and calibration_tokens must be >= 1 and "
                              "recovery_steps >= 0.")
+        self.timing.check()
+        if self.data_dir is not None and Path(self.data_dir).expanduser().is_file():
+            raise ValueError(f"--data-dir {self.data_dir} is one file; a prune trains and evaluates, so give the folder "
+                             f"that holds the task's train and evaluation files (one file would be scored on the "
+                             f"examples it trained on).")
         get_task(self.task)
         resolve_device(self.device)

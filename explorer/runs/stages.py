@@ -8,10 +8,16 @@ output is half-written. ``--resume`` reopens the work folder and skips recorded 
 trains keeps Trainer checkpoints under ``checkpoints/<stage>`` and continues from the last one.
 When every stage is done the work folder is renamed to the final folder (replacing an older run
 only at that moment), so the final folder is either the old run or the whole new one.
+
+One run writes a folder at a time: the writer holds an exclusive ``flock`` on ``.<name>.lock`` beside
+it while it runs (the kernel releases it when the process ends, also on ``kill -9``, which leaves
+only the empty file), so a second run with the same output folder is refused at once instead of
+mixing its files into the first's.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -38,9 +44,12 @@ class RunFolder:
         path: The work folder (``.<name>.partial`` beside ``out_dir``).
 
     Raises:
-        ValueError: If a work folder exists and ``resume`` is False (it would be lost: pass
-            ``resume`` or delete it), or ``resume`` is True and its settings differ.
+        ValueError: If a work folder with progress exists and ``resume`` is False (it would be lost:
+            pass ``resume`` or delete it), ``resume`` is True and its settings differ, another run is
+            writing the same folder, or the folder cannot be written (permissions, no space).
     """
+
+    _lock_fd: int | None = None
 
     def __init__(self, out_dir: str | os.PathLike, settings: dict, *, resume: bool = False,
                  ignore: tuple[str, ...] = ("device", "save_steps"), writer: bool = True):
@@ -49,12 +58,27 @@ class RunFolder:
         self.writer = writer
         state_file = self.path / STATE_FILE
         settings = json.loads(json.dumps(settings, default=str))
+        self._lock_fd: int | None = None
         if not writer:
             state = json.loads(state_file.read_text()) if resume and state_file.is_file() else {}
             self.state = {"settings": settings, "done": state.get("done", {}), "started": _now(), "resumed": []}
             return
-        if self.path.exists() and state_file.is_file():
-            state = json.loads(state_file.read_text())
+        try:
+            self._lock_fd, self._lock_path = _lock(self.out_dir)
+            self._open(state_file, settings, resume, ignore)
+        except OSError as err:
+            self.release()
+            raise ValueError(f"Cannot write the run folder {self.out_dir} ({err.strerror or err}); choose a folder "
+                             f"you can write to, with free space.") from None
+        except BaseException:
+            self.release()
+            raise
+
+    def _open(self, state_file: Path, settings: dict, resume: bool, ignore: tuple[str, ...]) -> None:
+        state = json.loads(state_file.read_text()) if self.path.exists() and state_file.is_file() else None
+        if state is not None and not state["done"] and not _has_checkpoints(self.path):
+            state = None  # a run that failed or was killed before finishing anything: nothing to resume
+        if state is not None:
             if not resume:
                 raise ValueError(f"An unfinished run is in {self.path} (stages done: "
                                  f"{', '.join(state['done']) or 'none'}); pass --resume to continue it, or delete "
@@ -81,6 +105,23 @@ class RunFolder:
         out_dir = Path(out_dir)
         return out_dir.parent / f".{out_dir.name}.partial"
 
+    def release(self) -> None:
+        """Give up the folder's lock and remove its file (at the end of the run; idempotent)."""
+        if self._lock_fd is not None:
+            fd, self._lock_fd = self._lock_fd, None
+            try:
+                os.unlink(self._lock_path)
+            except OSError:
+                pass
+            os.close(fd)
+
+    def __del__(self) -> None:
+        self.release()
+
+    def has_progress(self) -> bool:
+        """Whether a resumed run would use anything here: a finished stage or a training checkpoint."""
+        return bool(self.state["done"]) or _has_checkpoints(self.path)
+
     def done(self, stage: str) -> dict | None:
         """The record of a finished stage, or None."""
         return self.state["done"].get(stage)
@@ -105,12 +146,46 @@ class RunFolder:
             os.replace(self.out_dir, old)
         os.replace(self.path, self.out_dir)
         shutil.rmtree(old, ignore_errors=True)
+        self.release()
         return self.out_dir
 
     def _write(self) -> None:
         if not self.writer:
             return
         atomic_write_text(self.path / STATE_FILE, json.dumps(self.state, indent=1))
+
+
+def _lock(out_dir: Path) -> tuple[int, Path]:
+    """An exclusive, non-blocking flock on ``.<name>.lock`` beside ``out_dir``: (descriptor, path).
+
+    The holder removes the file when it releases the lock (:meth:`RunFolder.release`); a process that
+    locked a file just removed (its path now names another file, or none) tries again, so two
+    processes never both hold the lock of one path.
+
+    Raises:
+        ValueError: If another process holds it.
+        OSError: If the lock file cannot be created.
+    """
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    path = out_dir.parent / f".{out_dir.name}.lock"
+    while True:
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ValueError(f"Another run is writing {out_dir} now; wait for it to finish or choose another output "
+                             f"folder.") from None
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                return fd, path
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # the previous holder removed this file as we locked it: lock the new one
+
+
+def _has_checkpoints(path: Path) -> bool:
+    return any((path / "checkpoints").glob("*/checkpoint-*"))
 
 
 def _now() -> str:

@@ -20,9 +20,8 @@ def generate(run_ids, text, example, task, root, int8=False):
     Yields:
         ``MAX_PANELS`` headers followed by ``MAX_PANELS`` output texts.
     """
-    if not text or not text.strip():
-        raise gr.Error("Enter some text, or pick an example from the test split.")
     try:
+        compare.check_text(text)
         sources = compare.compare_sources((run_ids or [])[:2], root, bool(int8))
     except (ValueError, FileNotFoundError) as err:
         raise gr.Error(str(err).splitlines()[0]) from None

@@ -13,8 +13,6 @@ INTRO = ("**Pareto front.** Each point is a model; the star is the dense model i
          "on the *relative* scale, which also shows the trade-offs reported in the "
          "[NASH](https://arxiv.org/abs/2310.10054) and EFTNAS (LREC-COLING 2024) papers as hollow diamonds, "
          "never mixed into the front.")
-TABLE_COLUMNS = ["run_id", "kind", "method", "model", "metric", "quality", "latency_ms", "decode_ms_per_token",
-                 "gmacs", "params_m", "encoder_sparsity", "decoder_layers", "device", "eval_examples", "weights"]
 
 
 def update(task, axis, scale, colour, references, reported, root):
@@ -27,7 +25,7 @@ def update(task, axis, scale, colour, references, reported, root):
     path = pareto.export_csv(frame, name=f"runs-{task}") if not frame.empty else None
     own = [r.run_id for r in common.list_runs_for_ui(root)]
     planned = pareto.plan_runs(task, root)
-    return (fig, note, frame[TABLE_COLUMNS] if not frame.empty else frame, path,
+    return (fig, note, pareto.display_table(frame), path,
             gr.Dropdown(choices=own, value=own[0] if own else None),
             gr.Dropdown(choices=planned, value=planned[0] if planned else None))
 

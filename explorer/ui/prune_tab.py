@@ -109,10 +109,13 @@ def render(runs: str | None, shared: str | None) -> dict:
             raise gr.Error(str(err).splitlines()[0]) from None
         return gr.Slider(maximum=count, value=min(2, count))
 
-    model.change(on_model, model, layers)
+    model.change(on_model, model, layers, api_name=False)
     estimate_inputs = [model, task, device, finetune_steps, method, recovery, gate_steps, shared_state]
-    for component in (model, task, device, finetune_steps, method, recovery, gate_steps):
-        component.change(estimate, estimate_inputs, estimate_box)
+    # One API endpoint per action: the estimate is /estimate, whichever setting changed.
+    # (always_last: while one estimate runs, only the latest of the changes queued behind it is estimated.)
+    model.change(estimate, estimate_inputs, estimate_box, api_name="estimate", trigger_mode="always_last")
+    for component in (task, device, finetune_steps, method, recovery, gate_steps):
+        component.change(estimate, estimate_inputs, estimate_box, api_name=False, trigger_mode="always_last")
 
     def on_run(model_, task_, method_, sparsity_, layers_, selection_, recovery_, device_, eval_, ft_, in_, new_,
                rep_, gates_, runs_, shared_, quantize_="none", request: gr.Request = None, progress=gr.Progress()):
