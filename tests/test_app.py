@@ -222,6 +222,9 @@ def test_browser_prunes_sees_the_new_point_and_two_generations(app, tmp_path):
         # First look: the Pareto tab draws the shipped reference runs without any run of one's own.
         page.get_by_role("tab", name="Pareto").click()
         expect(page.locator("#pareto-plot .legendtext", has_text="reference").first).to_be_visible()
+        # ... and the EFTNAS tab has drawn its first reference run's front without a click.
+        page.get_by_role("tab", name="EFTNAS").click()
+        expect(page.locator("#eftnas-front .legendtext", has_text="subnetworks").first).to_be_visible(timeout=120_000)
         # Prune a tiny model on SAMSum.
         page.get_by_role("tab", name="Prune").click()
         model = page.locator("#prune-model input")

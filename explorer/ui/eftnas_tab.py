@@ -97,7 +97,7 @@ def render(runs: str | None, shared: str | None) -> dict:
         value = gr.Slider(1, 100, value=50, step=0.5, label="Budget value", elem_id="eftnas-budget")
         extract = gr.Button("Choose the best subnetwork for the budget", variant="primary")
     chosen = gr.Markdown(elem_id="eftnas-chosen")
-    front = gr.Plot(label="Pareto front")
+    front = gr.Plot(label="Pareto front", elem_id="eftnas-front")
     with gr.Row():
         text = gr.Textbox(label="Classify a sentence with the dense model and the subnetwork (a pair: first ||| second)",
                           lines=2)
