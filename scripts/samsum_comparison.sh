@@ -14,8 +14,7 @@
 # Runs that already have metrics.json in $WORK are kept (delete them to redo); RUNS picks a subset.
 # Then metrics.json and plan.json of every run are copied to assets/reference_runs_samsum/ with a
 # provenance.json, and the table is printed.
-#   bash scripts/samsum_comparison.sh   # CPU subset on both cores (about 1 h; the shipped 2026-11-21 run was pinned to one core)
-#   bash scripts/samsum_comparison.sh                                  # both cores (the default); superseded by scripts/nash_tables.sh
+#   bash scripts/samsum_comparison.sh    # both cores (the shipped 2026-11-21 run was pinned to one); superseded by scripts/nash_tables.sh
 #   DEVICE=cuda GATE_STEPS=2000 RECOVERY_STEPS=2000 EVAL_SAMPLES=819 FINETUNE_STEPS=5000 bash scripts/samsum_comparison.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
