@@ -210,3 +210,14 @@ def test_resume_allows_another_device_or_checkpoint_interval_and_nothing_else(tm
     work.release()  # (a run holds its folder's lock until it ends)
     with pytest.raises(ValueError, match="differ: task"):
         RunFolder(out, {"task": "mrpc", "device": "cpu", "save_steps": 200}, resume=True)
+
+
+def test_a_run_folder_removes_only_its_own_stale_temporaries(tmp_path):
+    """What a writer killed mid-save left (atomic_directory's `.<name>.<8 chars>`) goes when the next
+    writer of that folder takes its lock; another run's temporary, work folder or files stay."""
+    from explorer.runs.stages import RunFolder
+
+    for name in (".run.kd5ot5qn", ".run.partial", ".other.kd5ot5qn", ".run.kd5ot5qnx", "run2"):
+        (tmp_path / name).mkdir()
+    RunFolder(tmp_path / "run", {"task": "rte"}, resume=True).release()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.kd5ot5qn", ".run.kd5ot5qnx", ".run.partial", "run2"]

@@ -12,7 +12,9 @@ only at that moment), so the final folder is either the old run or the whole new
 One run writes a folder at a time: the writer holds an exclusive ``flock`` on ``.<name>.lock`` beside
 it while it runs (the kernel releases it when the process ends, also on ``kill -9``, which leaves
 only the empty file), so a second run with the same output folder is refused at once instead of
-mixing its files into the first's.
+mixing its files into the first's. Holding it, the writer also removes what a run killed while saving
+its final folder left beside it: the temporary sibling of ``pruning.atomic.atomic_directory``
+(``.<name>.<8 characters>``), which no reader ever lists.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -65,6 +68,7 @@ class RunFolder:
             return
         try:
             self._lock_fd, self._lock_path = _lock(self.out_dir)
+            _remove_stale_temporaries(self.out_dir)
             self._open(state_file, settings, resume, ignore)
         except OSError as err:
             self.release()
@@ -182,6 +186,16 @@ def _lock(out_dir: Path) -> tuple[int, Path]:
         except FileNotFoundError:
             pass
         os.close(fd)  # the previous holder removed this file as we locked it: lock the new one
+
+
+def _remove_stale_temporaries(out_dir: Path) -> None:
+    """Remove ``atomic_directory``'s temporary siblings of ``out_dir`` (``.<name>.`` + mkdtemp's 8
+    characters) left by a writer killed mid-save. Only the holder of the folder's lock may call it:
+    no other process writes them then."""
+    pattern = re.compile(rf"\.{re.escape(out_dir.name)}\.[a-z0-9_]{{8}}")
+    for path in out_dir.parent.iterdir():
+        if pattern.fullmatch(path.name) and path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _has_checkpoints(path: Path) -> bool:
