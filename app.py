@@ -20,7 +20,10 @@ def main() -> None:
     app = build_app(shared_data=str(shared) if shared.exists() else None)
     downloads = cache_root() / "downloads"  # CSVs and run zips offered for download (nothing else is served)
     downloads.mkdir(parents=True, exist_ok=True)
-    app.queue(default_concurrency_limit=2).launch(
+    # Quick, read-only requests (Pareto, run lists, examples, plans) of up to 8 sessions run at once; the
+    # heavy ones have their own limits (one prune or Start here, one EFTNAS training, one estimate, and
+    # generations one at a time in compare.TURNS).
+    app.queue(default_concurrency_limit=8).launch(
         server_name=os.environ.get("EXPLORER_HOST", os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")),
         server_port=int(os.environ.get("EXPLORER_PORT", os.environ.get("GRADIO_SERVER_PORT", "7860"))),
         allowed_paths=[str(downloads)])

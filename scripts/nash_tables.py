@@ -123,8 +123,13 @@ def task_table(task: str, runs: dict[str, dict], budgets: dict[str, str]) -> tup
         gates = m.get("gate_training") or {}
         steps = gates.get("steps", 0) + (m.get("recovery_finetune") or {}).get("steps", 0)
         if gates:
-            reached = "no (completion step)" if gates.get("target_enforced") else "yes"
-            reached += f" ({gates['target_reached_step']})" if gates.get("target_reached_step") else ""
+            first = gates.get("target_reached_step")
+            if gates.get("target_enforced"):  # the completion step dropped units to meet the target
+                reached = (f"no: {gates.get('expected_sparsity', float('nan')):.4f} of {gates.get('target', 0):.3f} "
+                           f"at the end" + (f" (reached at step {first}, then fell back)" if first else "")
+                           + "; completed by dropping units")
+            else:
+                reached = "yes" + (f" (step {first})" if first else "")
         else:
             reached = "-"
         label = LABEL.get(_kind(name), name)

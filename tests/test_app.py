@@ -35,13 +35,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def app(tmp_path_factory):
-    """``python app.py`` in a subprocess with its own runs folder and cache; yields (url, runs, tiny model)."""
-    from tiny import save_tiny_t5
-
-    base = tmp_path_factory.mktemp("app")
-    tiny = save_tiny_t5(base / "tiny-t5", T5_DIR)
+def serve(base: Path):
+    """Start ``python app.py`` with runs folder ``base/runs`` and cache ``base/cache``; returns
+    (process, url, log file) once the page is served."""
     port = free_port()
     (base / "tmp").mkdir()
     # TMPDIR elsewhere, so the cache is outside what Gradio serves by default, as ~/.cache is.
@@ -62,6 +58,17 @@ def app(tmp_path_factory):
                 proc.kill()
                 pytest.fail("app.py did not start:\n" + (base / "app.log").read_text()[-3000:])
             time.sleep(0.5)
+    return proc, url, log
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    """``python app.py`` in a subprocess with its own runs folder and cache; yields (url, runs, tiny model)."""
+    from tiny import save_tiny_t5
+
+    base = tmp_path_factory.mktemp("app")
+    tiny = save_tiny_t5(base / "tiny-t5", T5_DIR)
+    proc, url, log = serve(base)
     yield url, base / "runs", str(tiny)
     proc.terminate()
     proc.wait(timeout=30)
@@ -203,19 +210,66 @@ def test_the_page_answers_while_a_prune_runs(app):
     assert "Run **" in job.result(timeout=300)
 
 
-def test_browser_prunes_sees_the_new_point_and_two_generations(app, tmp_path):
+def test_sixteen_sessions_during_a_prune_and_an_eftnas_training_get_no_errors_and_lose_no_run(app):
+    """The load test (scripts/bench_load.py prints its response times): 16 gradio_client sessions click
+    through the Pareto and Compare tabs while a prune and an EFTNAS training run; every call is
+    answered without an error, both jobs finish, and no earlier run's file changes. Bounded: 30 s."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from bench_load import fingerprint, jobs, run_load
+    from gradio_client import Client
+
+    url, runs, tiny = app
+    quick = Client(url, verbose=False).predict(tiny, "samsum", "NASH (training-free)", *FAST.values(), api_name="/prune")
+    run_id = quick.split("Run **")[1].split("**")[0]
+    before = fingerprint(runs)
+    prune, eftnas = jobs(url, tiny, "samsum", 100, f"random:{SHARED / 'models' / 'bert-mini'}", (200, 10, 10, 10))
+    load = run_load(url, run_id, sessions=16, seconds=30, think=1.0)
+    assert not load.errors, load.errors[:5]
+    assert {"/pareto", "/list_runs", "/example", "/generate"} <= set(load.calls)
+    assert sum(len(times) for times in load.calls.values()) >= 16 * 4  # every session made its round
+    assert "Run **" in prune.result(timeout=900)
+    assert "Trained" in eftnas.result(timeout=900)[0]
+    after = fingerprint(runs)
+    assert {p: after.get(p) for p in before} == before  # nothing lost or changed
+    def finished(files):  # run folders with their results file: prune runs, and EFTNAS runs under eftnas/
+        return {str(Path(p).parent) for p in files if Path(p).name in ("metrics.json", "eftnas.json")}
+
+    new = finished(after) - finished(before)
+    assert len(new) == 2 and sum(n.startswith("eftnas/") for n in new) == 1, new
+
+
+def need_chromium() -> None:
+    """Skip without Debian's chromium, unless ``EXPLORER_REQUIRE_BROWSER=1`` (then fail)."""
     if not CHROMIUM.exists():
         if os.environ.get("EXPLORER_REQUIRE_BROWSER") == "1":
             pytest.fail("EXPLORER_REQUIRE_BROWSER=1 but /usr/bin/chromium is missing (apt-get install chromium)")
         pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+
+
+def launch(pw):
+    """Headless Debian chromium, offline (no component updates, no background networking)."""
+    return pw.chromium.launch(executable_path=str(CHROMIUM), args=[
+        "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"])
+
+
+def keep_screenshots(tmp_path: Path, *names: str) -> None:
+    """Copy screenshots to ``EXPLORER_SCREENSHOTS`` when it is set (for a person to look at)."""
+    if os.environ.get("EXPLORER_SCREENSHOTS"):
+        keep = Path(os.environ["EXPLORER_SCREENSHOTS"])
+        keep.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            shutil.copy(tmp_path / name, keep / name)
+
+
+def test_browser_prunes_sees_the_new_point_and_two_generations(app, tmp_path):
+    need_chromium()
     from playwright.sync_api import expect, sync_playwright
 
     url, runs, tiny = app
     before = {p.name for p in runs.iterdir()} if runs.exists() else set()
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        browser = launch(pw)
         page = browser.new_page(viewport={"width": 1400, "height": 1800})
         page.set_default_timeout(120_000)
         page.goto(url)
@@ -276,8 +330,60 @@ def test_browser_prunes_sees_the_new_point_and_two_generations(app, tmp_path):
         page.screenshot(path=str(tmp_path / "browser-test.png"), full_page=True)
         browser.close()
     assert (tmp_path / "browser-test.png").stat().st_size > 10_000
-    if os.environ.get("EXPLORER_SCREENSHOTS"):  # a copy for a person to look at
-        keep = Path(os.environ["EXPLORER_SCREENSHOTS"])
-        keep.mkdir(parents=True, exist_ok=True)
-        for name in ("browser-test-pareto.png", "browser-test.png"):
-            shutil.copy(tmp_path / name, keep / name)
+    keep_screenshots(tmp_path, "browser-test-pareto.png", "browser-test.png")
+
+
+def test_first_look_one_click_from_a_fresh_page_to_dense_and_pruned_generating(tmp_path):
+    """A new visitor on a fresh machine (empty runs folder and cache): one click on Start here runs
+    the offline default end to end (real MiniLM2MiniLM weights, rotten_tomatoes) with progress, and
+    the Compare tab opens with the dense and the pruned model generating side by side. A second
+    visitor's click reuses that run. Prints the minutes from opening the page to both outputs."""
+    need_chromium()
+    from playwright.sync_api import expect, sync_playwright
+
+    proc, url, log = serve(tmp_path)
+    runs = tmp_path / "runs"
+    try:
+        with sync_playwright() as pw:
+            browser = launch(pw)
+            page = browser.new_page(viewport={"width": 1400, "height": 1600})
+            page.set_default_timeout(60_000)
+            start = time.perf_counter()
+            page.goto(url)
+            expect(page.locator("#start-here")).to_be_visible()
+            page.screenshot(path=str(tmp_path / "first-look-0-page.png"), full_page=True)
+            page.locator("#start-here").click()
+            # Progress shows while it runs (Gradio's progress on the status line).
+            expect(page.locator("#start-here-status")).to_contain_text(re.compile(r"dense|fine-tun|loading"),
+                                                                       timeout=300_000)
+            expect(page.locator("#start-here-status .progress-text, #start-here-status .progress-level").first
+                   ).to_be_visible()
+            page.screenshot(path=str(tmp_path / "first-look-1-progress.png"), full_page=True)
+            expect(page.locator("#start-here-status")).to_contain_text("Made run", timeout=1_800_000)
+            for i in (0, 1):  # the Compare tab opened and both outputs streamed and finished
+                head = page.locator(f"#compare-head-{i}")
+                expect(head).to_contain_text(re.compile(r"ms/token, \d+ ms total, \d+ tokens"), timeout=300_000)
+                expect(head).not_to_contain_text("generating", timeout=300_000)
+            minutes = (time.perf_counter() - start) / 60
+            expect(page.locator("#compare-head-0")).to_contain_text("dense")
+            expect(page.locator("#compare-head-1")).to_contain_text("of encoder head and FFN parameters removed")
+            for i in (0, 1):
+                expect(page.locator(f"#compare-out-{i} textarea")).to_have_value(re.compile(r"\S"))
+            expect(page.locator("#compare-head-1")).to_contain_text(re.compile(r"reference .*: (correct|wrong)"))  # scored
+            page.screenshot(path=str(tmp_path / "first-look-2-compare.png"), full_page=True)
+            (run_id,) = [p.name for p in runs.iterdir() if not p.name.startswith(".")]
+            expect(page.locator("#compare-runs")).to_contain_text(run_id)
+            # A second visitor: the same click reuses the run (no second prune).
+            other = browser.new_page(viewport={"width": 1400, "height": 1600})
+            other.goto(url)
+            other.locator("#start-here").click()
+            expect(other.locator("#start-here-status")).to_contain_text(f"Reused run **{run_id}**".replace("**", ""))
+            expect(other.locator("#compare-head-1")).to_contain_text(re.compile(r"ms/token"), timeout=300_000)
+            browser.close()
+        assert [p.name for p in runs.iterdir() if not p.name.startswith(".")] == [run_id]
+        print(f"first look: {minutes:.1f} min from opening the page to both generations (fresh runs and cache)")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+    keep_screenshots(tmp_path, "first-look-0-page.png", "first-look-1-progress.png", "first-look-2-compare.png")

@@ -46,7 +46,8 @@ def _with(args: list[str], extra: list[str]) -> list[str]:
 def _explorer(args: list[str], env: dict, crash_at: str | None = None) -> subprocess.CompletedProcess:
     command = ([sys.executable, str(ROOT / "tests" / "crash_child.py"), crash_at, "--"] if crash_at
                else [sys.executable, "-m", "explorer"])
-    return subprocess.run(command + args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(command + args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+                          check=False)
 
 
 def _files(*folders: Path) -> dict[str, str]:

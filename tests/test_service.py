@@ -352,3 +352,45 @@ def test_decoder_only_refuses_encoder_sparsity():
     with pytest.raises(ValueError, match="decoder-only"):
         prune_settings("minilm2minilm", "samsum", 0.3, 2, "uniform", 0, "cpu", 8,
                                method="Decoder only (baseline)")
+
+
+@needs_shared
+@pytest.mark.slow
+def test_start_here_runs_the_prune_tabs_default_once_then_reuses_it(tiny_dir, tmp_path, cache, monkeypatch):
+    """The first look runs exactly the Prune tab's defaults (a tiny model standing in for the offline
+    default here) and hands over a test example; a second click, on another device, reuses that run."""
+    from explorer.backend import first_look, prune
+
+    tiny = dict(prune.DEFAULTS, model=tiny_dir, task="samsum", recovery=2, eval_samples=2, finetune_steps=1,
+                input_tokens=16, new_tokens=4, repeats=1)
+    monkeypatch.setattr(prune, "DEFAULTS", tiny)
+    runs, shared = tmp_path / "runs", str(SHARED / "data")
+    write_run(runs, "other", fake_metrics(30, 40))  # a run of other settings is never taken for the default
+    run, example, reused = first_look.start_here(runs, shared)
+    assert not reused and run.metrics["settings"]["model"] == tiny_dir and run.metrics["task"] == "samsum"
+    assert run.metrics["settings"]["recovery_steps"] == 2 and example.source and example.target
+    again, _, reused = first_look.start_here(runs, shared, progress=lambda f, m: pytest.fail("it ran again"))
+    assert reused and again.run_id == run.run_id
+    assert first_look.find_run(first_look.default_settings(shared, device="auto"), runs).run_id == run.run_id
+    monkeypatch.setattr(prune, "DEFAULTS", dict(tiny, sparsity=0.5))  # other settings: not the same run
+    assert first_look.find_run(first_look.default_settings(shared), runs) is None
+
+
+def test_generations_take_turns_and_a_waiting_session_sees_its_place():
+    """compare.Turns: one generation at a time; a second caller is told at once how many are ahead,
+    gets its turn when the first is done, and one that stops waiting leaves the line."""
+    from explorer.backend.compare import Turns
+
+    turns = Turns()
+    assert list(turns.wait()) == []  # a free turn: no waiting at all
+    second = turns.wait()
+    assert next(second) >= 1  # told at once, while the first holds the turn
+    leaver = turns.wait()
+    assert next(leaver) >= 1
+    leaver.close()  # the session went away
+    turns.done()
+    assert list(second) in ([], [1])  # its turn comes
+    assert turns._waiting == 0
+    turns.done()
+    assert list(turns.wait()) == [] and turns._waiting == 0
+    turns.done()

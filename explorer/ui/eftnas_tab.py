@@ -138,7 +138,7 @@ def render(runs: str | None, shared: str | None) -> dict:
                          label="Budget: latency in ms (as measured when the run was made)")
 
     train.click(do_train, [model, task, device, train_samples, finetune_steps, movement_steps, supernet_steps, root],
-                [trained_note, run], api_name="eftnas_train")
+                [trained_note, run], concurrency_limit=1, api_name="eftnas_train")
     stop.click(lambda: cancel.set(), None, None, api_name=False)
     reload.click(refresh, root, run, api_name=False)
     run.change(open_run, [run, root], [state, front, space_plot, importance_plot, value, note], api_name="eftnas_open")

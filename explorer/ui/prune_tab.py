@@ -70,31 +70,34 @@ def render(runs: str | None, shared: str | None) -> dict:
     """
     gr.Markdown(INTRO)
     with gr.Row():
-        model = gr.Dropdown(common.model_choices(), value="minilm2minilm", allow_custom_value=True,
+        d = prune.DEFAULTS
+        model = gr.Dropdown(common.model_choices(), value=d["model"], allow_custom_value=True,
                             label="Model (offline ones first; or type a Hub id or a local folder)",
                             elem_id="prune-model")
-        task = gr.Dropdown(common.task_choices(), value="rotten_tomatoes", label="Task", elem_id="prune-task")
-        method = gr.Dropdown(prune.METHOD_LABELS, value=prune.METHOD_LABELS[0], label="Method")
+        task = gr.Dropdown(common.task_choices(), value=d["task"], label="Task", elem_id="prune-task")
+        method = gr.Dropdown(prune.METHOD_LABELS, value=d["method"], label="Method")
     with gr.Row():
-        sparsity = gr.Slider(0.0, 0.95, value=0.3, step=0.05, label="Encoder sparsity (fraction of encoder head "
-                                                                     "and FFN parameters removed)")
-        layers = gr.Slider(1, 6, value=2, step=1, label="Decoder layers kept")
-        selection = gr.Radio(["uniform", "low", "high", "learned"], value="uniform", label="Decoder layer selection",
+        sparsity = gr.Slider(0.0, 0.95, value=d["sparsity"], step=0.05,
+                             label="Encoder sparsity (fraction of encoder head and FFN parameters removed)")
+        layers = gr.Slider(1, 6, value=d["layers"], step=1, label="Decoder layers kept")
+        selection = gr.Radio(["uniform", "low", "high", "learned"], value=d["selection"],
+                             label="Decoder layer selection",
                              info="learned: decoder layer gates, with NASH (learned gates) only")
     with gr.Row():
-        recovery = gr.Number(100, precision=0, minimum=0, label="Recovery fine-tuning steps (0: none)")
+        recovery = gr.Number(d["recovery"], precision=0, minimum=0, label="Recovery fine-tuning steps (0: none)")
         devices = common.device_choices()
         device = gr.Radio(devices, value=devices[-1], label="Device")
-        eval_samples = gr.Number(64, precision=0, minimum=1, label="Evaluation examples")
+        eval_samples = gr.Number(d["eval_samples"], precision=0, minimum=1, label="Evaluation examples")
     with gr.Accordion("Dense fine-tuning and timing", open=False):
         with gr.Row():
-            finetune_steps = gr.Number(250, precision=0, minimum=1, label="Dense fine-tuning steps (cached)")
-            input_tokens = gr.Number(256, precision=0, minimum=1, label="Timing: input tokens")
-            new_tokens = gr.Number(64, precision=0, minimum=1, label="Timing: new tokens")
-            repeats = gr.Number(5, precision=0, minimum=1, label="Timing: repeats (median)")
-            gate_steps = gr.Number(300, precision=0, minimum=1, label="Learned gates: training steps")
-            quantize = gr.Dropdown(["none", "int8"], value="none", label="Weights after pruning (int8: CPU only)",
-                                   elem_id="prune-quantize")
+            finetune_steps = gr.Number(d["finetune_steps"], precision=0, minimum=1,
+                                       label="Dense fine-tuning steps (cached)")
+            input_tokens = gr.Number(d["input_tokens"], precision=0, minimum=1, label="Timing: input tokens")
+            new_tokens = gr.Number(d["new_tokens"], precision=0, minimum=1, label="Timing: new tokens")
+            repeats = gr.Number(d["repeats"], precision=0, minimum=1, label="Timing: repeats (median)")
+            gate_steps = gr.Number(d["gate_steps"], precision=0, minimum=1, label="Learned gates: training steps")
+            quantize = gr.Dropdown(["none", "int8"], value=d["quantize"],
+                                   label="Weights after pruning (int8: CPU only)", elem_id="prune-quantize")
     estimate_box = gr.Markdown(elem_id="finetune-estimate")
     with gr.Row():
         go = gr.Button("Prune", variant="primary", elem_id="prune-button")
@@ -113,9 +116,12 @@ def render(runs: str | None, shared: str | None) -> dict:
     estimate_inputs = [model, task, device, finetune_steps, method, recovery, gate_steps, shared_state]
     # One API endpoint per action: the estimate is /estimate, whichever setting changed.
     # (always_last: while one estimate runs, only the latest of the changes queued behind it is estimated.)
-    model.change(estimate, estimate_inputs, estimate_box, api_name="estimate", trigger_mode="always_last")
+    # (One estimate at a time in the app: a first one times a training step.)
+    model.change(estimate, estimate_inputs, estimate_box, api_name="estimate", trigger_mode="always_last",
+                 concurrency_limit=1, concurrency_id="estimate")
     for component in (task, device, finetune_steps, method, recovery, gate_steps):
-        component.change(estimate, estimate_inputs, estimate_box, api_name=False, trigger_mode="always_last")
+        component.change(estimate, estimate_inputs, estimate_box, api_name=False, trigger_mode="always_last",
+                         concurrency_limit=1, concurrency_id="estimate")
 
     def on_run(model_, task_, method_, sparsity_, layers_, selection_, recovery_, device_, eval_, ft_, in_, new_,
                rep_, gates_, runs_, shared_, quantize_="none", request: gr.Request = None, progress=gr.Progress()):
@@ -130,6 +136,6 @@ def render(runs: str | None, shared: str | None) -> dict:
     event = go.click(on_run, [model, task, method, sparsity, layers, selection, recovery, device, eval_samples,
                               finetune_steps, input_tokens, new_tokens, repeats, gate_steps, runs_state,
                               shared_state, quantize],
-                     result, concurrency_limit=1, api_name="prune")
+                     result, concurrency_limit=1, concurrency_id="prune", api_name="prune")
     stop.click(on_cancel, None, None, queue=False, api_name="cancel")
     return {"event": event, "estimate": (estimate, estimate_inputs, estimate_box)}
