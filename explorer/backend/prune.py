@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable
 
 from explorer.evaluation.step_time import measure_step_time
-from explorer.pipelines.nash import run_prune
+from explorer.pipelines.nash_process import prune_in_subprocess
 from explorer.pipelines.methods import METHODS, method_named
 from explorer.pipelines.nash_settings import Cancelled, PruneSettings, TimingSettings
 from explorer.runs.store import Run, get_run, new_run_dir, runs_root
@@ -24,6 +24,7 @@ def start_prune(settings: PruneSettings, root: str | None = None,
                 progress: Callable[[float, str], None] | None = None,
                 cancel: threading.Event | None = None) -> Run:
     """Run a prune (``settings.method``) into a new run folder of the runs store and return the run.
+    The prune runs in a child process (``explorer.pipelines.nash_process``), its progress forwarded.
 
     Args:
         settings: What to run.
@@ -32,19 +33,14 @@ def start_prune(settings: PruneSettings, root: str | None = None,
         cancel: When set, the run stops at its next progress report.
 
     Raises:
-        ValueError: As ``explorer.pipelines.nash.run_prune`` does.
-        Cancelled: When ``cancel`` was set; no run folder is left behind.
+        ValueError: As ``explorer.pipelines.nash.run_prune`` does (its message, one line).
+        Cancelled: When ``cancel`` was set (the child is killed within 0.2 s); no run folder is left behind.
     """
-    def say(fraction: float, message: str) -> None:
-        if cancel is not None and cancel.is_set():
-            raise Cancelled("Run cancelled; nothing was saved (earlier runs are untouched).")
-        if progress:
-            progress(fraction, message)
-
     store = runs_root(root)
     label = f"{settings.method}-s{settings.encoder_sparsity:g}-k{settings.decoder_layers}-{settings.layer_selection}"
     folder = new_run_dir(store, settings.model, settings.task, label)
-    run_prune(settings, folder, progress=say, keep_unfinished=False)
+    # In a child process: the app's process keeps answering other sessions (explorer/pipelines/nash_process.py).
+    prune_in_subprocess(settings, folder, progress=progress, cancel=cancel)
     return get_run(folder.name, store)
 
 

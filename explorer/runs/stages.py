@@ -68,7 +68,7 @@ class RunFolder:
             return
         try:
             self._lock_fd, self._lock_path = _lock(self.out_dir)
-            _remove_stale_temporaries(self.out_dir)
+            remove_stale_temporaries(self.out_dir)
             self._open(state_file, settings, resume, ignore)
         except OSError as err:
             self.release()
@@ -188,7 +188,7 @@ def _lock(out_dir: Path) -> tuple[int, Path]:
         os.close(fd)  # the previous holder removed this file as we locked it: lock the new one
 
 
-def _remove_stale_temporaries(out_dir: Path) -> None:
+def remove_stale_temporaries(out_dir: Path) -> None:
     """Remove ``atomic_directory``'s temporary siblings of ``out_dir`` (``.<name>.`` + mkdtemp's 8
     characters) left by a writer killed mid-save. Only the holder of the folder's lock may call it:
     no other process writes them then."""
