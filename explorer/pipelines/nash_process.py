@@ -1,5 +1,6 @@
 """A prune in a child process (``python -m explorer.pipelines.nash_process SETTINGS_JSON OUT``), so that
-the app's own process stays free to answer every other session while it trains.
+the app's own process stays free to answer every other session while it trains (the child also runs
+at a lower CPU priority, ``lower_priority``).
 
 Run in the app's process, the training loop's Python steps share one interpreter lock with the Gradio
 server and every request of other sessions; the load benchmark (``scripts/bench_load.py``) measured the
@@ -53,9 +54,23 @@ def prune_in_subprocess(settings: PruneSettings, out_dir: str | os.PathLike, pro
     try:
         child = subprocess.Popen([sys.executable, "-m", "explorer.pipelines.nash_process", f.name, str(out_dir)],
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        lower_priority(child.pid)
         return _follow(child, out_dir, progress, cancel)
     finally:
         os.unlink(f.name)
+
+
+NICE = 10  # training children yield the cores to the app's requests (a Linux nice value; 0 is normal)
+
+
+def lower_priority(pid: int) -> None:
+    """Give a training child a lower CPU priority (``nice`` ``NICE``), set before it imports torch, so its
+    threads inherit it: on 2 cores the app's own requests (Pareto, Compare) get the CPU first. Ignored
+    where the system does not allow it."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, NICE)
+    except (OSError, AttributeError):
+        pass
 
 
 def _follow(child: subprocess.Popen, out_dir: Path, progress: Progress | None, cancel) -> dict:
