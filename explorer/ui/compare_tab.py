@@ -93,10 +93,12 @@ def render(runs: str | None, shared: str | None) -> dict:
                 headers.append(gr.Markdown(elem_id=f"compare-head-{i}"))
                 outputs.append(gr.Textbox(lines=4, label="output", elem_id=f"compare-out-{i}"))
 
-    def list_choices(root):
+    def run_ids(root):
         # Generation is for encoder-decoder runs; EFTNAS classifiers are compared in the EFTNAS tab.
-        return gr.Dropdown(choices=[r.run_id for r in common.list_runs_for_ui(root)
-                                    if r.metrics.get("method") != "eftnas"])
+        return [r.run_id for r in common.list_runs_for_ui(root) if r.metrics.get("method") != "eftnas"]
+
+    def list_choices(root):
+        return gr.Dropdown(choices=run_ids(root))
 
     def on_pick(task_name, shared_dir):
         try:
@@ -109,8 +111,7 @@ def render(runs: str | None, shared: str | None) -> dict:
         """The first look's hand-over ``(run_id, task, example)``: the run chosen beside dense, the
         example as input (so the outputs are scored against its reference)."""
         run_id, task_name, picked = handover
-        choices = [r.run_id for r in common.list_runs_for_ui(root) if r.metrics.get("method") != "eftnas"]
-        return (gr.Dropdown(choices=choices, value=[run_id]), picked.source, (picked.source, picked),
+        return (gr.Dropdown(choices=run_ids(root), value=[run_id]), picked.source, (picked.source, picked),
                 f"**Reference:** {picked.target}", task_name)
 
     refresh.click(list_choices, runs_state, choice, api_name="list_runs")
