@@ -389,6 +389,8 @@ def test_the_eftnas_tab_child_gets_every_setting_as_one_json_document(tmp_path, 
     class FakeChild:
         stdout = iter(["[ 50.0%] super-network: step 1/2\n"])
 
+        pid = 123456
+
         def __init__(self, cmd, **kwargs):
             seen["cmd"] = cmd
             seen["settings"] = EftnasSettings.from_json(open(cmd[cmd.index("--settings-json") + 1]).read())
@@ -398,9 +400,11 @@ def test_the_eftnas_tab_child_gets_every_setting_as_one_json_document(tmp_path, 
 
     monkeypatch.setattr(subprocess, "Popen", FakeChild)
     monkeypatch.setattr(eftnas_process, "load_run", lambda out: {"out": str(out)})
+    monkeypatch.setattr(eftnas_process, "lower_priority", lambda pid: seen.update(reniced=pid))
     progress = []
     assert train_in_subprocess(settings, tmp_path / "run", progress=lambda f, m: progress.append((f, m)))
     assert seen["settings"] == settings and progress == [(0.5, "super-network: step 1/2")]
+    assert seen["reniced"] == FakeChild.pid  # the app's requests come first
     assert not __import__("os").path.exists(seen["cmd"][seen["cmd"].index("--settings-json") + 1])  # cleaned up
     ran = {}
     monkeypatch.setattr(eftnas, "run_eftnas", lambda s, out, progress=None, resume=False: ran.update(s=s) or {})
