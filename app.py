@@ -18,6 +18,9 @@ def main() -> None:
 
     shared = Path(__file__).resolve().parent.parent / "shared" / "data"
     app = build_app(shared_data=str(shared) if shared.exists() else None)
+    from explorer.backend.pareto import pareto_view
+
+    pareto_view("rotten_tomatoes")  # the front a new page opens with, drawn once now (plotly's first is slow)
     downloads = cache_root() / "downloads"  # CSVs and run zips offered for download (nothing else is served)
     downloads.mkdir(parents=True, exist_ok=True)
     # Quick, read-only requests (Pareto, run lists, examples, plans) of up to 8 sessions run at once; the

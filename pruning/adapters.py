@@ -29,7 +29,9 @@ class Attention:
 
     ``q``, ``k``, ``v`` map hidden -> heads * head_dim (rows grouped by head);
     ``o`` maps heads * head_dim -> hidden (columns grouped by head).
-    ``module`` holds the head-count attribute named ``heads_attr``.
+    ``module`` holds the head-count attribute named ``heads_attr`` (empty: none, the module infers it).
+    With grouped-query attention (``kv_heads`` > 0), ``k`` and ``v`` map hidden -> kv_heads * head_dim,
+    and query head h reads K/V head ``h // (heads / kv_heads)``.
     """
 
     module: nn.Module
@@ -39,6 +41,8 @@ class Attention:
     o: nn.Linear
     head_dim: int
     heads_attr: str
+    kv_heads: int = 0  # grouped-query attention: K and V have this many heads (0: as many as Q)
+    groups_attr: str = ""  # the module's attribute with query heads per K/V head (GQA)
 
 
 @dataclass(frozen=True)
@@ -488,7 +492,88 @@ class BertEncoderAdapter(Bert2BertAdapter):
             raise ValueError("An encoder-only model has no decoder layers to select.")
 
 
-_ADAPTERS = {"t5": T5Adapter, "bart": BartAdapter, "bert2bert": Bert2BertAdapter, "bert": BertEncoderAdapter}
+class LlamaAdapter(FamilyAdapter):
+    """Decoder-only LMs of the Llama layout (``LlamaForCausalLM``; SmolLM2): ``model.model.layers``, each
+    with ``self_attn`` (q/k/v/o_proj, grouped-query attention) and a gated FFN ``mlp`` (gate_proj and
+    up_proj read hidden, down_proj writes it). No encoder and no cross-attention: plans of this family
+    keep decoder layers (``kept_decoder_layers``) and narrow them (``kept_decoder_heads``,
+    ``kept_decoder_neurons``); their encoder fields are empty."""
+
+    family = "llama"
+
+    def encoder_layers(self, model):
+        return []
+
+    def decoder_container(self, model):
+        return model.model, "layers"
+
+    def attention(self, layer):
+        a = layer.self_attn
+        return Attention(a, a.q_proj, a.k_proj, a.v_proj, a.o_proj, a.head_dim, "",
+                         kv_heads=a.k_proj.out_features // a.head_dim, groups_attr="num_key_value_groups")
+
+    def ffn(self, layer):
+        return FFN(((layer.mlp, "gate_proj"), (layer.mlp, "up_proj")), (layer.mlp, "down_proj"))
+
+    def cross_attention(self, layer):
+        return None
+
+    def num_heads(self, model):
+        return 0
+
+    def ffn_dim(self, model):
+        return 0
+
+    def decoder_num_heads(self, model):
+        return model.config.num_attention_heads
+
+    def decoder_kv_heads(self, model) -> int:
+        """K/V heads per layer of the dense model (grouped-query attention)."""
+        return model.config.num_key_value_heads
+
+    def decoder_ffn_dim(self, model):
+        return model.config.intermediate_size
+
+    def hidden_size(self, model):
+        raise ValueError(f"Hidden-dimension pruning (CoFi) is not supported for {self.family} models.")
+
+    def set_num_decoder_layers(self, model, k):
+        model.config.num_hidden_layers = k
+
+    def after_decoder_selection(self, model, kept, old_layers):
+        # Per-layer lists of the config follow the kept layers (Gemma 3 and newer Llama-style configs
+        # list each layer's attention type; the mask and the KV cache are built from it).
+        for name in ("layer_types",):
+            values = getattr(model.config, name, None)
+            if values is not None and len(values) == len(old_layers):
+                setattr(model.config, name, [values[i] for i in kept])
+        for i, layer in enumerate(getattr(*self.decoder_container(model))):
+            if hasattr(layer, "attention_type") and getattr(model.config, "layer_types", None):
+                layer.attention_type = model.config.layer_types[i]
+
+
+class Gemma3Adapter(LlamaAdapter):
+    """Gemma 3 text models (``Gemma3ForCausalLM``): the Llama layout plus per-head-dim q/k norms (unchanged
+    by head pruning), four norms per layer, and ``config.layer_types`` alternating sliding-window and full
+    attention, which :meth:`after_decoder_selection` keeps for the kept layers (so the Gemma3Attention
+    objects' own ``is_sliding`` / ``sliding_window`` stay right, and the model builds the matching masks)."""
+
+    family = "gemma3"
+
+
+_ADAPTERS = {"t5": T5Adapter, "bart": BartAdapter, "bert2bert": Bert2BertAdapter, "bert": BertEncoderAdapter,
+             "llama": LlamaAdapter, "gemma3": Gemma3Adapter}
+DECODER_ONLY_FAMILIES = {"llama": ("llama",), "gemma3": ("gemma3_text", "gemma3")}  # family -> model_type
+
+
+def lm_family_of_config(config) -> str | None:
+    """The decoder-only LM family of a config (``"llama"``, ``"gemma3"``), or None for any other model
+    (:func:`family_of_config` covers the encoder-decoder and encoder families)."""
+    model_type = getattr(config, "model_type", None)
+    for family, types in DECODER_ONLY_FAMILIES.items():
+        if model_type in types:
+            return family
+    return None
 
 
 def family_of_config(config) -> str:
@@ -529,4 +614,4 @@ def get_adapter(model_or_config) -> FamilyAdapter:
         ValueError: For unsupported architectures (see :func:`family_of_config`).
     """
     config = getattr(model_or_config, "config", model_or_config)
-    return _ADAPTERS[family_of_config(config)]()
+    return _ADAPTERS[lm_family_of_config(config) or family_of_config(config)]()

@@ -162,13 +162,17 @@ class PruningPlan:
         parts = []
         if self.num_decoder_layers:
             parts.append(f"decoder {self.num_decoder_layers} -> {len(self.kept_decoder_layers)} layers {list(self.kept_decoder_layers)}")
-        parts.append(f"encoder heads {self.num_heads * self.num_encoder_layers} -> {heads}")
-        parts.append(f"FFN neurons {self.ffn_dim * self.num_encoder_layers} -> {neurons}")
+        if self.num_encoder_layers:  # a decoder-only LM's plan has no encoder (and no cross-attention)
+            parts.append(f"encoder heads {self.num_heads * self.num_encoder_layers} -> {heads}")
+            parts.append(f"FFN neurons {self.ffn_dim * self.num_encoder_layers} -> {neurons}")
         if self.narrows_decoder:
             k = len(self.kept_decoder_layers)
-            for label, per_layer, upper in (("self-attention heads", self.kept_decoder_heads, self.decoder_num_heads),
-                                            ("cross-attention heads", self.kept_cross_heads, self.decoder_num_heads),
-                                            ("FFN neurons", self.kept_decoder_neurons, self.decoder_ffn_dim)):
+            blocks = (("self-attention heads", self.kept_decoder_heads, self.decoder_num_heads),
+                      ("cross-attention heads", self.kept_cross_heads, self.decoder_num_heads),
+                      ("FFN neurons", self.kept_decoder_neurons, self.decoder_ffn_dim))
+            for label, per_layer, upper in blocks:
+                if label.startswith("cross") and not self.num_encoder_layers:
+                    continue
                 kept = sum(len(per_layer[i]) for i in self.kept_decoder_layers) if per_layer else upper * k
                 parts.append(f"decoder {label} {upper * k} -> {kept}")
         if self.narrows_hidden:

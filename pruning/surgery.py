@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .adapters import Attention, FamilyAdapter, get_adapter, hidden_axes
+from .adapters import DECODER_ONLY_FAMILIES, Attention, FamilyAdapter, get_adapter, hidden_axes
 from .atomic import atomic_directory
 from .plan import PruningPlan
 
@@ -98,16 +98,51 @@ def keep_heads(adapter: FamilyAdapter, layer: nn.Module, heads: tuple[int, ...],
         _replace_linear(_parent_of(layer, att.o), att.o, prune_linear(att.o, head_index((), att.head_dim), 1))
         return
     index = head_index(heads, att.head_dim)
-    for name, lin, dim in (("q", att.q, 0), ("k", att.k, 0), ("v", att.v, 0)):
-        _replace_linear(att.module, lin, prune_linear(lin, index, dim))
+    if att.kv_heads:  # grouped-query attention: K and V keep the groups that keep query heads
+        groups = grouped_query_heads(heads, current_heads, att.kv_heads)
+        kv_index = head_index(tuple(groups), att.head_dim)
+        projections = (("q", att.q, index), ("k", att.k, kv_index), ("v", att.v, kv_index))
+    else:
+        projections = (("q", att.q, index), ("k", att.k, index), ("v", att.v, index))
+    for _name, lin, rows in projections:
+        _replace_linear(att.module, lin, prune_linear(lin, rows, 0))
     o_parent = _parent_of(layer, att.o)
     _replace_linear(o_parent, att.o, prune_linear(att.o, index, 1))
-    setattr(att.module, att.heads_attr, len(heads))
+    if att.kv_heads:
+        setattr(att.module, att.groups_attr, len(heads) // len(groups))
+    if att.heads_attr:
+        setattr(att.module, att.heads_attr, len(heads))
     for size_attr in ("inner_dim", "all_head_size"):
         if hasattr(att.module, size_attr):
             setattr(att.module, size_attr, len(heads) * att.head_dim)
     if adapter.family == "t5":
         _use_head_subset_of_position_bias(att.module, heads)
+
+
+def grouped_query_heads(heads: tuple[int, ...], num_heads: int, kv_heads: int) -> dict[int, tuple[int, ...]]:
+    """The K/V groups that kept query heads ``heads`` (of ``num_heads``) fall in, with their query heads:
+    ``{group: (query heads, ...)}``. Query head h reads K/V head ``h // (num_heads // kv_heads)``
+    (grouped-query attention, Ainslie et al., EMNLP 2023, Sec. 2.2).
+
+    A pruned GQA block must keep the same number of query heads in every group it keeps, because the
+    attention repeats each K/V head ``num_key_value_groups`` times (one number per layer, as
+    transformers' ``repeat_kv`` does). Both ways of removing heads satisfy this: removing whole groups
+    (a K/V head and all its query heads: the K/V cache shrinks) and removing the same number of query
+    heads from every group (finer steps; the K/V cache stays).
+
+    Raises:
+        ValueError: If the kept groups keep different numbers of query heads.
+    """
+    size = num_heads // kv_heads
+    groups: dict[int, list[int]] = {}
+    for h in heads:
+        groups.setdefault(h // size, []).append(h)
+    counts = {len(q) for q in groups.values()}
+    if len(counts) > 1:
+        raise ValueError(f"Grouped-query attention ({num_heads} query heads sharing {kv_heads} K/V heads) keeps the "
+                         f"same number of query heads in every kept group; the plan keeps {sorted(heads)}, "
+                         f"which gives groups of {sorted(counts)}. Keep whole groups, or as many heads in each.")
+    return {g: tuple(q) for g, q in groups.items()}
 
 
 class SkippedSelfAttention(nn.Module):
@@ -177,7 +212,8 @@ def narrow_decoder(model: nn.Module, plan: PruningPlan) -> None:
     heads, ffn_dim = plan.decoder_num_heads, plan.decoder_ffn_dim
     for layer, i in pairs:
         self_att, cross_att = adapter.attention(layer), adapter.cross_attention(layer)
-        if (self_att.q.out_features != heads * self_att.head_dim or cross_att.q.out_features != heads * cross_att.head_dim
+        if (self_att.q.out_features != heads * self_att.head_dim
+                or cross_att is not None and cross_att.q.out_features != heads * cross_att.head_dim
                 or getattr(*adapter.ffn(layer).output).in_features != ffn_dim):
             raise ValueError(f"Decoder layer {i} is already narrowed or not of the plan's dense size "
                              f"({heads} heads, FFN {ffn_dim}).")
@@ -331,7 +367,11 @@ def load_pruned(directory: str | os.PathLike, *, device: str | torch.device = "c
     plan = PruningPlan.load(directory)
     config = AutoConfig.from_pretrained(directory)
     archs = getattr(config, "architectures", None) or []
-    if plan.family == "bert" and any("SequenceClassification" in a for a in archs):
+    if plan.family in DECODER_ONLY_FAMILIES:
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_config(config)
+    elif plan.family == "bert" and any("SequenceClassification" in a for a in archs):
         model = AutoModelForSequenceClassification.from_config(config)
     elif plan.family == "bert":
         model = AutoModel.from_config(config)

@@ -16,48 +16,29 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+from app_process import start_app, stop_app  # noqa: E402
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def startup_once(runs: Path, browser) -> tuple[float, float | None]:
     """Seconds from launching app.py to HTTP 200, and to the Pareto plot drawn in ``browser``
     (already running, so its own start is not counted; None without chromium)."""
-    port = _free_port()
-    env = dict(os.environ, EXPLORER_PORT=str(port), EXPLORER_RUNS=str(runs))
-    url = f"http://127.0.0.1:{port}/"
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc, url = start_app({"EXPLORER_RUNS": str(runs)}, poll_s=0.05)
     try:
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=1)
-                break
-            except OSError:
-                if proc.poll() is not None:
-                    raise RuntimeError("app.py exited during start-up")
-                time.sleep(0.05)
         served = time.perf_counter() - start
         drawn = None
         if browser is not None:
@@ -71,8 +52,7 @@ def startup_once(runs: Path, browser) -> tuple[float, float | None]:
             page.close()
         return served, drawn
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop_app(proc)
 
 
 def prune_once(device: str, runs: str, sparsity: float, layers: int) -> tuple[float, dict]:

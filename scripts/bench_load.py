@@ -22,16 +22,12 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import random
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,33 +125,6 @@ def fingerprint(runs: Path) -> dict[str, str]:
                                                                           for part in p.relative_to(runs).parts)}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_app(base: Path) -> tuple[subprocess.Popen, str]:
-    """``python app.py`` on 127.0.0.1 with runs ``base/runs`` and cache ``base/cache``; (process, url)."""
-    port = free_port()
-    env = dict(os.environ, EXPLORER_PORT=str(port), EXPLORER_RUNS=str(base / "runs"),
-               EXPLORER_CACHE=str(base / "cache"), HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False")
-    log = open(base / "app.log", "w")  # noqa: SIM115  (open for the app's lifetime)
-    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            return proc, url
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError("app.py did not start:\n" + (base / "app.log").read_text()[-3000:]) from None
-            time.sleep(0.5)
-
-
 def jobs(url: str, prune_model: str, prune_task: str, recovery: int, eftnas_model: str, eftnas_args: tuple):
     """Submit a prune and an EFTNAS training (gradio_client jobs) and wait until both are running."""
     from gradio_client import Client
@@ -180,6 +149,7 @@ def main() -> None:
     parser.add_argument("--think", type=float, default=2.0, help="largest pause between a user's clicks (s)")
     parser.add_argument("--real", action="store_true", help="prune MiniLM2MiniLM and train MiniLM (real weights)")
     args = parser.parse_args()
+    from app_process import start_app, stop_app
     from gradio_client import Client
     from tiny import save_tiny_t5
 
@@ -188,7 +158,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
         base = Path(tmp)
         tiny = str(save_tiny_t5(base / "tiny-t5", SHARED / "models" / "t5-small"))
-        proc, url = start_app(base)
+        proc, url = start_app({"EXPLORER_RUNS": str(base / "runs"), "EXPLORER_CACHE": str(base / "cache")},
+                              log=base / "app.log")
         try:
             client = Client(url, verbose=False)
             quick = client.predict(tiny, "samsum", "NASH (training-free)", 0.5, 2, "uniform", 1, "cpu", 2, 1, 16, 4,
@@ -204,21 +175,20 @@ def main() -> None:
             load = run_load(url, run_id, args.sessions, args.seconds, args.think)
             loaded_s = time.monotonic() - start
             still = [name for name, job in (("prune", prune), ("EFTNAS", eftnas)) if not job.done()]
+            print(f"{args.sessions} sessions for {loaded_s:.0f} s "
+                  f"({'real models' if args.real else 'tiny random models'}), think time up to {args.think} s, on "
+                  f"{device_description('cpu')}; running meanwhile: a prune and an EFTNAS training "
+                  f"({', '.join(still) or 'none'} still running when the load ended).\n")
+            print(load.table())
+            print(f"\nerrors: {len(load.errors)}" + "".join(f"\n  {e}: {m}" for e, m in load.errors[:10]), flush=True)
             results = {name: job.result(timeout=3600) for name, job in (("prune", prune), ("EFTNAS", eftnas))}
             after = fingerprint(base / "runs")
         finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+            stop_app(proc)
     lost = [p for p, digest in before.items() if after.get(p) != digest]
-    print(f"{args.sessions} sessions for {loaded_s:.0f} s ({'real models' if args.real else 'tiny random models'}), "
-          f"think time up to {args.think} s, on {device_description('cpu')}; running meanwhile: a prune and an "
-          f"EFTNAS training ({', '.join(still) or 'none'} still running when the load ended).\n")
-    print(load.table())
-    print(f"\nerrors: {len(load.errors)}" + "".join(f"\n  {e}: {m}" for e, m in load.errors[:10]))
     print(f"prune: {'finished' if 'Run **' in results['prune'] else results['prune']}; EFTNAS: "
           f"{'finished' if 'Trained' in str(results['EFTNAS']) else results['EFTNAS']}; earlier run files changed or "
           f"lost: {len(lost)}")
-
 
 if __name__ == "__main__":
     main()

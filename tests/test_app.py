@@ -10,13 +10,12 @@ import os
 import re
 import shutil
 import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from app_process import folders_env, start_app, stop_app
 from conftest import ROOT, SHARED
 
 T5_DIR = SHARED / "models" / "t5-small"
@@ -29,36 +28,13 @@ FAST = dict(sparsity=0.5, layers=2, selection="uniform", recovery=1, device="cpu
             input_tokens=16, new_tokens=4, repeats=1, gate_steps=2)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def serve(base: Path):
     """Start ``python app.py`` with runs folder ``base/runs`` and cache ``base/cache``; returns
-    (process, url, log file) once the page is served."""
-    port = free_port()
-    (base / "tmp").mkdir()
-    # TMPDIR elsewhere, so the cache is outside what Gradio serves by default, as ~/.cache is.
-    env = dict(os.environ, EXPLORER_PORT=str(port), EXPLORER_RUNS=str(base / "runs"),
-               EXPLORER_CACHE=str(base / "cache"), TMPDIR=str(base / "tmp"), HF_HUB_OFFLINE="1",
-               GRADIO_ANALYTICS_ENABLED="False")
-    log = open(base / "app.log", "w")
-    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 120
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                pytest.fail("app.py did not start:\n" + (base / "app.log").read_text()[-3000:])
-            time.sleep(0.5)
-    return proc, url, log
+    (process, url) once the page is served (its output in ``base/app.log``)."""
+    try:
+        return start_app(folders_env(base), log=base / "app.log", timeout_s=120)
+    except RuntimeError as err:
+        pytest.fail(str(err))
 
 
 @pytest.fixture(scope="module")
@@ -68,11 +44,9 @@ def app(tmp_path_factory):
 
     base = tmp_path_factory.mktemp("app")
     tiny = save_tiny_t5(base / "tiny-t5", T5_DIR)
-    proc, url, log = serve(base)
+    proc, url = serve(base)
     yield url, base / "runs", str(tiny)
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+    stop_app(proc)
 
 
 def test_the_app_listens_on_loopback_only(app):
@@ -341,7 +315,7 @@ def test_first_look_one_click_from_a_fresh_page_to_dense_and_pruned_generating(t
     need_chromium()
     from playwright.sync_api import expect, sync_playwright
 
-    proc, url, log = serve(tmp_path)
+    proc, url = serve(tmp_path)
     runs = tmp_path / "runs"
     try:
         with sync_playwright() as pw:
@@ -383,7 +357,5 @@ def test_first_look_one_click_from_a_fresh_page_to_dense_and_pruned_generating(t
         assert [p.name for p in runs.iterdir() if not p.name.startswith(".")] == [run_id]
         print(f"first look: {minutes:.1f} min from opening the page to both generations (fresh runs and cache)")
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
+        stop_app(proc)
     keep_screenshots(tmp_path, "first-look-0-page.png", "first-look-1-progress.png", "first-look-2-compare.png")

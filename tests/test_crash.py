@@ -103,3 +103,33 @@ def test_kill_9_during_a_stage_loses_nothing_and_the_next_run_succeeds(stage, ea
     assert sorted(p.name for p in runs.iterdir()) == sorted(listed + [out.name]), list(runs.iterdir())
     assert not [p for p in cache.rglob("*") if p.name.startswith(".") and ".checkpoints" not in p.name
                 and p.name.endswith(".tmp")], "a temporary file was left in the cache"
+
+
+def test_a_training_child_ends_when_the_app_that_started_it_is_killed():
+    """kill -9 of the app (here: a parent standing in for it) must not leave its training child running."""
+    import time
+
+    child_code = ("import time; from explorer.pipelines.nash_process import exit_with_parent; "
+                  "exit_with_parent(0.1); time.sleep(120)")
+    parent_code = ("import subprocess, sys, time; from explorer.pipelines.nash_process import child_environment; "
+                   f"c = subprocess.Popen([sys.executable, '-c', {child_code!r}], env=child_environment()); "
+                   "print(c.pid, flush=True); time.sleep(120)")
+    parent = subprocess.Popen([sys.executable, "-c", parent_code], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    child_pid = int(parent.stdout.readline())
+    time.sleep(1.0)
+    os.kill(child_pid, 0)  # running while its parent runs
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child_pid, 0)
+        except ProcessLookupError:
+            return  # gone (reaped by init)
+        with open(f"/proc/{child_pid}/stat") as stat:
+            if stat.read().split(")")[-1].split()[0] == "Z":
+                return  # exited, only not reaped yet
+        time.sleep(0.1)
+    os.kill(child_pid, signal.SIGKILL)
+    pytest.fail("the child outlived its parent by 10 s")

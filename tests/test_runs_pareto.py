@@ -47,6 +47,28 @@ def test_runs_are_listed_after_restart_and_broken_or_temporary_folders_are_skipp
         get_run("broken", tmp_path)
 
 
+def test_the_remembered_run_list_and_front_follow_every_change_of_the_runs_folder(tmp_path):
+    from explorer.backend.pareto import pareto_view
+    from pruning.atomic import atomic_write_text
+
+    write_run(tmp_path, "a-run", fake_metrics(30, 40))
+    first = pareto_view("samsum", root=str(tmp_path), references=False, reported=False)
+    assert pareto_view("samsum", root=str(tmp_path), references=False, reported=False) is first  # unchanged
+    write_run(tmp_path, "b-run", fake_metrics(35, 50))  # a new run
+    second = pareto_view("samsum", root=str(tmp_path), references=False, reported=False)
+    assert second is not first and set(second[1]["run_id"]) == {"a-run", "b-run"}
+    assert [r.run_id for r in list_runs(tmp_path)] == ["a-run", "b-run"]
+    changed = fake_metrics(31, 40)  # a run's metrics rewritten (atomically, as the store writes)
+    atomic_write_text(tmp_path / "a-run" / "metrics.json", json.dumps(changed))
+    assert get_run("a-run", tmp_path).metrics["quality"]["pruned"]["metrics"]["rougeL"] == 31
+    third = pareto_view("samsum", root=str(tmp_path), references=False, reported=False)
+    pruned = third[1][third[1]["kind"] != "dense"]
+    assert set(pruned["quality"]) == {31, 35}
+    (tmp_path / "b-run" / "plan.json").unlink()  # no longer a complete run
+    assert [r.run_id for r in list_runs(tmp_path)] == ["a-run"]
+    assert set(pareto_view("samsum", root=str(tmp_path), references=False, reported=False)[1]["run_id"]) == {"a-run"}
+
+
 def test_new_run_dir_never_reuses_a_name(tmp_path):
     first = new_run_dir(tmp_path, "/some/folder/minilm", "samsum", "s0.3-k2")
     first.mkdir()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import random
 import threading
 import time
@@ -167,12 +168,18 @@ def task_example(task: str, shared: str | None = None, index: int | None = None,
         ValueError: For an unknown task or unreadable data.
     """
     spec = get_task(task)
-    examples = load_split(task, spec.eval_split, data_dir=data_dir_for(task, shared), limit=500)
+    examples = _first_examples(task, spec.eval_split, data_dir_for(task, shared))
     if not examples:
         raise ValueError(f"The {spec.eval_split} split of {task} is empty.")
     if index is None:
         index = random.Random(seed).randrange(len(examples))
     return examples[index % len(examples)]
+
+
+@functools.lru_cache(maxsize=16)
+def _first_examples(task: str, split: str, data_dir) -> tuple[Example, ...]:
+    """The first 500 examples of a split, read once per process (the example button is clicked often)."""
+    return tuple(load_split(task, split, data_dir=data_dir, limit=500))
 
 
 def score_against_reference(task: str, prediction: str, example: Example) -> str:

@@ -75,6 +75,33 @@ def cmd_prune(args) -> int:
     return 0
 
 
+def cmd_prune_lm(args) -> int:
+    """``prune-lm``: a decoder-only LM by depth and width, healed, evaluated and timed; prints a summary."""
+    from explorer.pipelines.lm_prune import LMPruneSettings, run_lm_prune
+
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.overwrite:
+        raise ValueError(f"{out} exists and is not empty; pass --overwrite or choose another --out.")
+    settings = LMPruneSettings(
+        model=args.model, layers=args.layers, selection=args.selection, width_sparsity=args.width_sparsity,
+        width_criterion=args.width_criterion, heal_steps=args.heal_steps, heal=args.heal,
+        heal_batch_size=args.heal_batch_size, heal_learning_rate=args.heal_learning_rate, data_dir=args.data_dir,
+        calibration_texts=args.calibration_texts, eval_texts=args.eval_texts, max_tokens=args.max_tokens,
+        input_tokens=args.input_tokens, new_tokens=args.new_tokens, repeats=args.repeats, device=args.device,
+        seed=args.seed)
+    m = run_lm_prune(settings, out, progress=_progress)
+    dense, pruned = (m["quality"][k]["metrics"]["perplexity"] for k in ("dense", "pruned"))
+    d = m["difference_vs_dense"]
+    t_dense, t_pruned = (m["measurements"][k]["latency"] for k in ("dense", "pruned"))
+    print(f"{m['model']}: {m['plan_summary']}\n"
+          f"perplexity on {m['quality']['pruned']['num_examples']} test texts: dense {dense:.2f} -> pruned "
+          f"{pruned:.2f} (difference {d['diff']:+.2f}, 95% CI [{d['low']:+.2f}, {d['high']:+.2f}])\n"
+          f"decode ms/token: {t_dense['decode_ms_per_token']:.1f} -> {t_pruned['decode_ms_per_token']:.1f} "
+          f"({m['speedup_decode']:.2f}x); prefill ms: {t_dense['prefill_ms']:.0f} -> {t_pruned['prefill_ms']:.0f}\n"
+          f"wrote {out} (model, plan.json, metrics.json)")
+    return 0
+
+
 def cmd_finetune(args) -> int:
     """``finetune``: dense fine-tuning (cached); prints the summary as JSON."""
     import shutil

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import sys
 
-from explorer.cli.commands import cmd_demo, cmd_eftnas, cmd_evaluate, cmd_finetune, cmd_measure, cmd_prune, cmd_report
+from explorer.cli.commands import (cmd_demo, cmd_eftnas, cmd_evaluate, cmd_finetune, cmd_measure, cmd_prune,
+                                   cmd_prune_lm, cmd_report)
 from explorer.cli.parser import build_parser
 
-COMMANDS = {"prune": cmd_prune, "finetune": cmd_finetune, "measure": cmd_measure, "evaluate": cmd_evaluate,
-            "report": cmd_report, "eftnas": cmd_eftnas, "demo": cmd_demo}
+COMMANDS = {"prune": cmd_prune, "prune-lm": cmd_prune_lm, "finetune": cmd_finetune, "measure": cmd_measure,
+            "evaluate": cmd_evaluate, "report": cmd_report, "eftnas": cmd_eftnas, "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,6 +17,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import warnings
 
+    from explorer.pipelines.nash_process import exit_with_parent
+
+    exit_with_parent()  # when the app started this command as its child
     from transformers.utils import logging as hf_logging
 
     warnings.filterwarnings("ignore", message=".*better way to train encoder-decoder models.*")

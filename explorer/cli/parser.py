@@ -88,6 +88,33 @@ def build_parser() -> argparse.ArgumentParser:
                    help="int8: the pruned model's Linear weights in int8 (dynamic quantization, CPU); evaluated and "
                         "timed also in fp32 for comparison")
 
+    p = sub.add_parser("prune-lm", help="a decoder-only LM (SmolLM2, Gemma 3): keep k layers, narrow them, heal, "
+                                        "evaluate perplexity, time decoding")
+    p.add_argument("--model", default="smollm2-135m", help="smollm2-135m or gemma3-270m (offline), a local folder of "
+                   "a Llama or Gemma 3 causal LM, or random:<config folder>")
+    p.add_argument("--layers", type=int, required=True, help="decoder layers to keep (1..L)")
+    p.add_argument("--selection", default="block-influence", choices=["uniform", "block-influence", "perplexity"],
+                   help="which layers: NASH's uniform rule, ShortGPT's Block Influence, or Shortened LLaMA's "
+                        "perplexity with each layer removed")
+    p.add_argument("--width-sparsity", type=float, default=0.0, help="fraction of FFN neurons (and of query heads "
+                   "per K/V group, rounded down) removed in each kept layer, in [0, 1)")
+    p.add_argument("--width-criterion", default="activation", choices=["activation", "taylor"])
+    p.add_argument("--heal-steps", type=int, default=0, help="recovery fine-tuning steps after pruning (0: none)")
+    p.add_argument("--heal", default="lora", choices=["lora", "full"])
+    p.add_argument("--heal-batch-size", type=int, default=8)
+    p.add_argument("--heal-learning-rate", type=float, default=None, help="default 2e-4 (LoRA), 2e-5 (full)")
+    p.add_argument("--data-dir", default=None, help="a folder with SAMSum (e.g. ../shared/data)")
+    p.add_argument("--calibration-texts", type=int, default=32)
+    p.add_argument("--eval-texts", type=int, default=200)
+    p.add_argument("--max-tokens", type=int, default=256, help="tokens per text (calibration, healing, evaluation)")
+    p.add_argument("--input-tokens", type=int, default=256, help="timing: prompt tokens")
+    p.add_argument("--new-tokens", type=int, default=64, help="timing: generated tokens")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output folder (pruned model, plan.json, metrics.json)")
+    p.add_argument("--overwrite", action="store_true")
+
     p = sub.add_parser("finetune", help="dense fine-tuning (cached by model, task and settings)")
     _common(p)
     _finetune_args(p)

@@ -344,3 +344,65 @@ def new_cache():
     from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
     return EncoderDecoderCache(DynamicCache(), DynamicCache())
+
+
+@dataclass(frozen=True)
+class LMLatency:
+    """Median latencies of a decoder-only LM, in milliseconds: ``prefill_ms`` (one forward pass over the
+    prompt, filling the KV cache), ``decode_ms_per_token`` (``(latency_ms - prefill_ms) / new_tokens``),
+    ``latency_ms`` (greedy ``generate`` of exactly ``new_tokens`` tokens, prefill included), with the
+    setting they were measured in."""
+
+    prefill_ms: float
+    decode_ms_per_token: float
+    latency_ms: float
+    input_tokens: int
+    new_tokens: int
+    device: str
+    repeats: int
+
+
+def measure_lm_latency(model: nn.Module, *, input_tokens: int = 256, new_tokens: int = 64, device: str = "cpu",
+                       repeats: int = 5, warmup: int = 1) -> LMLatency:
+    """Time prefill and greedy generation of a decoder-only LM (batch 1), as :func:`measure_latency` times an
+    encoder-decoder: random prompt ids (:func:`random_input_ids`), exactly ``new_tokens`` new tokens (EOS
+    suppressed by ``min_new_tokens``), KV cache on, ``torch.inference_mode``, medians of ``repeats`` runs after
+    ``warmup`` untimed ones (``torch.utils.benchmark.timer``). The model is moved to ``device`` and stays there.
+
+    Raises:
+        ValueError: On a non-positive size, an unknown device, or an encoder-decoder model.
+        RuntimeError: If ``generate`` did not return exactly ``new_tokens`` new tokens.
+    """
+    check_positive(input_tokens=input_tokens, new_tokens=new_tokens, repeats=repeats)
+    if getattr(model.config, "is_encoder_decoder", False):
+        raise ValueError(f"{type(model).__name__} is an encoder-decoder model; time it with measure_latency.")
+    torch_device = _parse_device(device)
+    was_training = model.training
+    model.to(torch_device).eval()
+    try:
+        ids = random_input_ids(model, 1, input_tokens, torch_device)
+        mask = torch.ones_like(ids)
+        eos = model.generation_config.eos_token_id if model.generation_config.eos_token_id is not None else \
+            model.config.eos_token_id
+        config = GenerationConfig(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, num_beams=1,
+                                  use_cache=True, repetition_penalty=1.0, no_repeat_ngram_size=0, eos_token_id=eos,
+                                  pad_token_id=_as_list(eos)[0] if eos is not None else 0)
+
+        def prefill():
+            return model(input_ids=ids, attention_mask=mask, use_cache=True)
+
+        def generate():
+            return model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
+
+        with torch.inference_mode():
+            out = generate()
+            if out.shape[1] != input_tokens + new_tokens:
+                raise RuntimeError(f"generate returned {out.shape[1] - input_tokens} new tokens, expected "
+                                   f"{new_tokens}.")
+            prefill_ms = median_ms(prefill, repeats=repeats, warmup=warmup, device=torch_device)
+            latency_ms = median_ms(generate, repeats=repeats, warmup=max(warmup - 1, 0), device=torch_device)
+    finally:
+        model.train(was_training)
+    return LMLatency(prefill_ms=prefill_ms, decode_ms_per_token=max(latency_ms - prefill_ms, 0.0) / new_tokens,
+                     latency_ms=latency_ms, input_tokens=input_tokens, new_tokens=new_tokens,
+                     device=device_description(device), repeats=repeats)

@@ -85,6 +85,11 @@ def load_model(spec: str) -> LoadedModel:
         raise ValueError("No model given. " + _available_hint())
     if spec.lower() in OFFLINE_MODELS:
         return _load_minilm2minilm()
+    from explorer.models.lm import OFFLINE_LMS
+
+    if spec.lower() in OFFLINE_LMS:
+        raise ValueError(f"{spec} is a decoder-only LM; NASH needs an encoder-decoder model. Prune it by depth and "
+                         f"width with: python -m explorer prune-lm --model {spec.lower()} --layers K ...")
     if spec.startswith(RANDOM_PREFIX):
         return _load_random(spec[len(RANDOM_PREFIX):])
     path = Path(spec).expanduser()

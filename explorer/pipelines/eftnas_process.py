@@ -11,7 +11,7 @@ from explorer.pipelines.eftnas_settings import EftnasSettings
 from explorer.runs.eftnas_runs import load_run
 from nas.records import RunSummary
 from explorer.paths import REPOSITORY
-from explorer.pipelines.nash_process import lower_priority
+from explorer.pipelines.nash_process import child_environment, lower_priority
 
 Progress = Callable[[float, str], None]
 
@@ -39,7 +39,7 @@ def train_in_subprocess(settings: EftnasSettings, out_dir: str | os.PathLike,
     root = REPOSITORY
     try:
         child = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                 env=child_environment())
         lower_priority(child.pid)  # the app's requests first
         return _follow(child, out_dir, progress, cancel)
     finally:

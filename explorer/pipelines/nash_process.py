@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -49,7 +50,7 @@ def prune_in_subprocess(settings: PruneSettings, out_dir: str | os.PathLike, pro
     out_dir = Path(out_dir).resolve()
     with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="prune-settings-", delete=False) as f:
         f.write(json.dumps(asdict(settings)))
-    env = {**os.environ, "PYTHONUNBUFFERED": "1",
+    env = {**child_environment(),
            "PYTHONPATH": os.pathsep.join([str(REPOSITORY)] + [p for p in [os.environ.get("PYTHONPATH")] if p])}
     try:
         child = subprocess.Popen([sys.executable, "-m", "explorer.pipelines.nash_process", f.name, str(out_dir)],
@@ -58,6 +59,33 @@ def prune_in_subprocess(settings: PruneSettings, out_dir: str | os.PathLike, pro
         return _follow(child, out_dir, progress, cancel)
     finally:
         os.unlink(f.name)
+
+
+PARENT = "EXPLORER_PARENT_PID"  # set in a training child's environment: the process that waits for it
+
+
+def child_environment() -> dict[str, str]:
+    """The environment of a training child: this one, unbuffered output, and ``EXPLORER_PARENT_PID``
+    so that the child ends when this process does (:func:`exit_with_parent`)."""
+    return {**os.environ, "PYTHONUNBUFFERED": "1", PARENT: str(os.getpid())}
+
+
+def exit_with_parent(interval_s: float = 1.0) -> None:
+    """In a training child started with :func:`child_environment`: end this process (as a crash would,
+    ``os._exit``) within ``interval_s`` of its parent's end, so that stopping or killing the app never
+    leaves a training job running without anyone to report to. Every stage of a run is safe against
+    such an end (``tests/test_crash.py``). Does nothing without ``EXPLORER_PARENT_PID``."""
+    expected = os.environ.get(PARENT)
+    if not expected:
+        return
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != int(expected):
+                os._exit(3)
+            time.sleep(interval_s)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
 
 
 NICE = 10  # training children yield the cores to the app's requests (a Linux nice value; 0 is normal)
@@ -122,6 +150,7 @@ def main(argv: list[str]) -> int:
     """The child: run the prune of the settings file ``argv[0]`` into ``argv[1]``."""
     from explorer.pipelines.nash import run_prune
 
+    exit_with_parent()
     settings = PruneSettings.from_dict(json.loads(Path(argv[0]).read_text()))
 
     def say(fraction: float, message: str) -> None:

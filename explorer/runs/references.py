@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from explorer.runs.points import REPORTED_COLUMNS, runs_table
-from explorer.runs.store import list_runs
+from explorer.runs.store import list_runs, runs_signature
 from explorer.paths import ASSETS
 
 
@@ -22,9 +22,23 @@ def reference_folders() -> list[Path]:
 
 def reference_table(task: str | None = None) -> pd.DataFrame:
     """The reference runs shipped in ``assets/`` (measured by this project's scripts; see
-    :func:`reference_folders`), their provenance in the ``source`` column."""
+    :func:`reference_folders`), their provenance in the ``source`` column. Built again only when a
+    reference folder changed (``runs_signature``); the table is shared and must not be modified."""
+    folders = reference_folders()
+    key = (task, tuple((f, runs_signature(f)) for f in folders))
+    if key not in _TABLES:
+        if len(_TABLES) >= 32:  # every task and both signatures fit; more means the folders changed
+            _TABLES.clear()
+        _TABLES[key] = _reference_table(folders, task)
+    return _TABLES[key]
+
+
+_TABLES: dict[tuple, pd.DataFrame] = {}
+
+
+def _reference_table(folders: list[Path], task: str | None) -> pd.DataFrame:
     tables = []
-    for folder in reference_folders():
+    for folder in folders:
         try:
             prov = json.loads((folder / "provenance.json").read_text())
             source = f"reference run: {prov['command']}, {prov['date']}, commit {prov['commit']}"

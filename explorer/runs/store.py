@@ -54,15 +54,44 @@ class Run:
         return self.path.name
 
 
+def runs_signature(root: str | os.PathLike | None = None) -> tuple:
+    """What identifies the runs folder's content without reading it: for every visible folder, the
+    inode, size and modification time (ns) of its ``metrics.json`` and whether it has a ``plan.json``.
+    Run files are written atomically (a new file renamed into place), so any change to a run changes
+    this. Costs a few ``stat`` calls per run (no file is read)."""
+    entries = []
+    with os.scandir(runs_root(root)) as folders:
+        for folder in folders:
+            if folder.name.startswith(".") or not folder.is_dir():
+                continue
+            try:
+                st = os.stat(os.path.join(folder.path, METRICS_FILE))
+                metrics = (st.st_ino, st.st_size, st.st_mtime_ns)
+            except OSError:
+                metrics = None
+            entries.append((folder.name, metrics, os.path.exists(os.path.join(folder.path, "plan.json"))))
+    return tuple(sorted(entries))
+
+
+_LISTED: dict[Path, tuple[tuple, list]] = {}  # runs folder -> (signature, runs): list_runs' memory
+
+
 def list_runs(root: str | os.PathLike | None = None) -> list[Run]:
     """Every complete run in the runs folder, oldest first.
 
     A folder counts only if it has a readable ``metrics.json`` and a ``plan.json``;
     temporaries and broken folders are skipped (never raised on), so one bad folder
-    cannot hide the others.
+    cannot hide the others. The folder is read again only when :func:`runs_signature` changed
+    (the app lists runs on nearly every click); the returned ``metrics`` dicts are shared between
+    calls and must not be modified.
     """
+    folder_root = runs_root(root)
+    signature, key = runs_signature(folder_root), folder_root.resolve()
+    remembered = _LISTED.get(key)
+    if remembered is not None and remembered[0] == signature:
+        return list(remembered[1])
     runs = []
-    for folder in sorted(runs_root(root).iterdir()):
+    for folder in sorted(folder_root.iterdir()):
         if folder.name.startswith(".") or not folder.is_dir():
             continue
         try:
@@ -71,7 +100,8 @@ def list_runs(root: str | os.PathLike | None = None) -> list[Run]:
             continue
         if (folder / "plan.json").exists():
             runs.append(Run(folder, metrics))
-    return runs
+    _LISTED[key] = (signature, runs)
+    return list(runs)
 
 
 def get_run(run_id: str, root: str | os.PathLike | None = None) -> Run:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 from explorer.backend import common, compare
+from explorer.ui.errors import shown_to_user
 
 INTRO = ("**Compare.** The same input goes to the dense model and to the pruned runs you choose; each output "
          "streams as its tokens arrive, with milliseconds per token and in total, and, for an example from the "
@@ -23,11 +24,9 @@ def generate(run_ids, text, example, task, root, int8=False):
     Yields:
         ``MAX_PANELS`` headers followed by ``MAX_PANELS`` output texts.
     """
-    try:
+    with shown_to_user():
         compare.check_text(text)
         sources = compare.compare_sources((run_ids or [])[:2], root, bool(int8))
-    except (ValueError, FileNotFoundError) as err:
-        raise gr.Error(str(err).splitlines()[0]) from None
     scored = example is not None and example[0] == text
     heads = [h for h, _ in sources] + [""] * (MAX_PANELS - len(sources))
     texts = [""] * MAX_PANELS
@@ -43,7 +42,7 @@ def generate(run_ids, text, example, task, root, int8=False):
 def _generate_in_turn(sources, heads, texts, text, example, task):
     """The models of ``sources`` generate one after the other (this session's turn)."""
     for i, (head, spec) in enumerate(sources):
-        try:
+        with shown_to_user():
             loaded = common.MODELS.get(spec)
             heads[i] = f"{head}\n\n*loading and generating...*"
             yield heads + texts
@@ -59,8 +58,6 @@ def _generate_in_turn(sources, heads, texts, text, example, task):
             heads[i] = f"{head}\n\n{timing or 'no tokens generated'}"
             if example is not None:
                 heads[i] += "\n\n" + compare.score_against_reference(task, texts[i], example[1])
-        except (ValueError, FileNotFoundError, OSError) as err:
-            raise gr.Error(str(err).splitlines()[0]) from None
         yield heads + texts
 
 
@@ -101,10 +98,8 @@ def render(runs: str | None, shared: str | None) -> dict:
         return gr.Dropdown(choices=run_ids(root))
 
     def on_pick(task_name, shared_dir):
-        try:
+        with shown_to_user():
             ex = compare.task_example(task_name, shared_dir)
-        except (ValueError, FileNotFoundError) as err:
-            raise gr.Error(str(err).splitlines()[0]) from None
         return ex.source, (ex.source, ex), f"**Reference:** {ex.target}"
 
     def show(handover, root):

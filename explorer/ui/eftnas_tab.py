@@ -8,6 +8,7 @@ import threading
 import gradio as gr
 
 from explorer.backend import eftnas
+from explorer.ui.errors import shown_to_user
 
 INTRO = ("**EFTNAS** ([Munoz et al., LREC-COLING 2024](https://aclanthology.org/2024.lrec-main.497/)) for BERT-style "
          "classifiers: movement-sparsity importance (NNCF) generates a search space of per-layer widths, weights are "
@@ -27,10 +28,8 @@ def open_run(label, root):
     """(summary state, front figure, search-space figure, importance figure, slider, note) of a run."""
     if not label:
         return None, None, None, None, gr.Slider(), "Train a super-network or pick a run."
-    try:
+    with shown_to_user():
         run = eftnas.open_run(label, root)
-    except ValueError as err:
-        raise gr.Error(str(err)) from None
     return ({"folder": run["folder"], "summary": run["summary"]}, run["front_figure"], run["space_figure"],
             run["importance_figure"], gr.Slider(value=50), run["note"])
 
@@ -39,10 +38,8 @@ def pick(state, budget, value):
     """(chosen point state, front figure, description) for the budget."""
     if not state:
         raise gr.Error("Open a run first.")
-    try:
+    with shown_to_user():
         return eftnas.choose_subnetwork(state["summary"], budget, value)
-    except ValueError as err:
-        raise gr.Error(str(err)) from None
 
 
 def _chosen(state, point) -> None:
@@ -52,19 +49,15 @@ def _chosen(state, point) -> None:
 
 def add(state, point, root):
     _chosen(state, point)
-    try:
+    with shown_to_user():
         folder = eftnas.add_to_pareto(state["folder"], point, root)
-    except ValueError as err:
-        raise gr.Error(str(err)) from None
     return f"Added **{folder.name}** to the Pareto front (see the Pareto tab)."
 
 
 def classify(state, point, text):
     _chosen(state, point)
-    try:
+    with shown_to_user():
         rows = eftnas.classify_side_by_side(state["folder"], point, text)
-    except ValueError as err:
-        raise gr.Error(str(err)) from None
     return [list(r) for r in rows]
 
 
@@ -113,13 +106,11 @@ def render(runs: str | None, shared: str | None) -> dict:
 
     def do_train(model_, task_, device_, n, ft, mv, sn, root_, progress=gr.Progress()):
         cancel.clear()
-        try:
+        with shown_to_user():
             out, summary = eftnas.train(model_, task_, device=device_, train_samples=int(n) or None,
                                         finetune_steps=int(ft), movement_steps=int(mv), supernet_steps=int(sn),
                                         data_dir=shared, root=root_, progress=lambda f, m: progress(f, desc=m),
                                         cancel=cancel)
-        except ValueError as err:
-            raise gr.Error(str(err)) from None
         return (f"Trained in {summary.wall_s / 60:.1f} min: {len(summary.front)} subnetworks on the front.",
                 gr.Dropdown(choices=list(_runs(root_)), value=out.name))
 

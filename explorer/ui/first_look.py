@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gradio as gr
 from explorer.backend import common, first_look, prune
+from explorer.ui.errors import shown_to_user
 
 TEXT = ("**New here? Start here.** One click prunes the offline default (MiniLM2MiniLM, real MiniLM-L6 "
         "weights, on rotten_tomatoes: a dense fine-tune, training-free NASH keeping {layers} of 6 decoder layers "
@@ -16,13 +17,9 @@ TEXT = ("**New here? Start here.** One click prunes the offline default (MiniLM2
 def on_start(root, shared, request: gr.Request = None, progress=gr.Progress()):
     """Run or reuse the default prune; returns (status Markdown, hand-over for the Compare tab)."""
     cancel = common.CANCEL.new(request.session_hash if request else "default")
-    try:
+    with shown_to_user():
         run, example, reused = first_look.start_here(root, shared, progress=lambda f, m: progress(f, desc=m),
                                                      cancel=cancel)
-    except prune.Cancelled as err:
-        raise gr.Error(str(err)) from None
-    except (ValueError, FileNotFoundError, OSError) as err:
-        raise gr.Error(str(err).splitlines()[0]) from None
     m = run.metrics
     dense, pruned = m["quality"]["dense"], m["quality"]["pruned"]
     main = dense["main_metric"]

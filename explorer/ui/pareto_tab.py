@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 from explorer.backend import common, pareto
+from explorer.ui.errors import shown_to_user
 
 INTRO = ("**Pareto front.** Each point is a model; the star is the dense model it was pruned from. A model is on "
          "the front (dotted line) when no other model is both at least as good and at least as cheap: the front is "
@@ -17,11 +18,9 @@ INTRO = ("**Pareto front.** Each point is a model; the star is the dense model i
 
 def update(task, axis, scale, colour, references, reported, root):
     """(figure, note, table, CSV path, run choices, plan-view run choices) for the tab's current settings."""
-    try:
+    with shown_to_user():
         fig, frame, note = pareto.pareto_view(task, axis, colour, root, scale=scale, references=references,
                                                reported=reported)
-    except ValueError as err:
-        raise gr.Error(str(err).splitlines()[0]) from None
     path = pareto.export_csv(frame, name=f"runs-{task}") if not frame.empty else None
     own = [r.run_id for r in common.list_runs_for_ui(root)]
     planned = pareto.plan_runs(task, root)
@@ -34,10 +33,8 @@ def show_plan(run_id, root):
     """(figure, caption) of what ``run_id`` removed."""
     if not run_id:
         return None, "Pick a run to see what it removed."
-    try:
+    with shown_to_user():
         return pareto.plan_view(run_id, root)
-    except ValueError as err:
-        raise gr.Error(str(err)) from None
 
 
 def render(runs: str | None) -> dict:
@@ -81,10 +78,8 @@ def render(runs: str | None) -> dict:
     def on_zip(run_id, root):
         if not run_id:
             raise gr.Error("Choose one of your runs first.")
-        try:
+        with shown_to_user():
             return common.run_zip(run_id, root)
-        except ValueError as err:
-            raise gr.Error(str(err)) from None
 
     zip_button.click(on_zip, [pick, runs_state], zipped, concurrency_limit=1, api_name="zip_run")
     return {"update": (update, inputs, outputs)}

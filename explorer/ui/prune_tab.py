@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 from explorer.backend import common, prune
+from explorer.ui.errors import shown_to_user
 
 INTRO = ("**Prune.** [NASH](https://arxiv.org/abs/2310.10054) (Ko et al., Findings of EMNLP 2023) makes an "
          "encoder-decoder model faster in two ways: it *narrows the encoder* (removes attention heads and FFN "
@@ -22,16 +23,12 @@ def run(model, task, method, sparsity, layers, selection, recovery, device, eval
     Returns:
         Markdown summary of the new run.
     """
-    try:
+    with shown_to_user():
         settings = prune.prune_settings(model, task, sparsity, layers, selection, recovery, device, eval_samples,
                                           data_dir=common.data_dir_for(task, shared), finetune_steps=finetune_steps,
                                           input_tokens=input_tokens, new_tokens=new_tokens, repeats=repeats,
                                           method=method, gate_steps=gate_steps, quantize=quantize)
         result = prune.start_prune(settings, runs, progress=lambda f, m: progress(f, desc=m), cancel=cancel)
-    except prune.Cancelled as err:
-        raise gr.Error(str(err)) from None
-    except (ValueError, FileNotFoundError) as err:
-        raise gr.Error(str(err).splitlines()[0]) from None
     m = result.metrics
     dense, pruned = m["quality"]["dense"], m["quality"]["pruned"]
     main = dense["main_metric"]
@@ -106,10 +103,8 @@ def render(runs: str | None, shared: str | None) -> dict:
     runs_state, shared_state = gr.State(runs), gr.State(shared)
 
     def on_model(spec):
-        try:
+        with shown_to_user():
             count = common.decoder_layer_count(spec)
-        except ValueError as err:
-            raise gr.Error(str(err).splitlines()[0]) from None
         return gr.Slider(maximum=count, value=min(2, count))
 
     model.change(on_model, model, layers, api_name=False)
