@@ -31,6 +31,23 @@ def tiny_t5_dir(tmp_path_factory):
     return save_tiny_t5(tmp_path_factory.mktemp("tiny-t5"), T5_TOKENIZER)
 
 
+@pytest.fixture(scope="module")
+def tiny_lm(tmp_path_factory):
+    """A 4-layer Llama with T5's real tokenizer (vocab 32,128), saved as a local folder."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(T5_TOKENIZER)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=48, intermediate_size=96, num_hidden_layers=4,
+                         num_attention_heads=6, num_key_value_heads=2, max_position_embeddings=256,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None)
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
 # Tests that import NNCF run in a child process ------------------------------------------------
 #
 # NNCF patches torch for the whole process once imported (it wraps torch.nn.functional and torch

@@ -114,6 +114,13 @@ def _prune(tiny, **changes):
              *settings.values()), "/prune")
 
 
+def _lm(**changes):
+    """Inputs of the Prune tab's decoder-only LM section (``/prune_lm``), small, with ``changes``."""
+    values = dict(model="smollm2-135m", layers=20, selection="block-influence", width=0.0, heal_steps=0, heal="lora",
+                  eval_texts=10, zero_shot=10, summaries=2, device="cpu")
+    return tuple({**values, **changes}.values())
+
+
 # The UI half of the bad-input battery (the CLI half: test_bad_input.py): (inputs, endpoint, message).
 UI_CASES = {
     "prune-unknown-model": lambda t: (*_prune(t, model="no-such-model-xyz"), "no-such-model-xyz"),
@@ -135,6 +142,12 @@ UI_CASES = {
     "zip-path-as-run": lambda t: (("../runs",), "/zip_run", "not in the list of choices"),
     "pareto-unknown-task": lambda t: (("samsung", "latency_ms", "absolute", "kind", True, True), "/pareto", "not in the list of choices"),
     "example-unknown-task": lambda t: (("samsung",), "/example", "not in the list of choices"),
+    "prune-lm-unknown-model": lambda t: (_lm(model="gpt-17"), "/prune_lm", "not in the list of choices"),
+    "prune-lm-layers-40": lambda t: (_lm(layers=40), "/prune_lm", "greater than maximum value 30"),
+    "prune-lm-width-1": lambda t: (_lm(width=1.0), "/prune_lm", "greater than maximum value 0.9"),
+    "prune-lm-eval-texts-0": lambda t: (_lm(eval_texts=0), "/prune_lm", "less than minimum value 1"),
+    "pareto-lm-unknown-metric": lambda t: (("lm-samsum", "latency_ms", "absolute", "kind", True, True, "bleu"),
+                                           "/pareto", "not in the list of choices"),
     "eftnas-open-unknown-run": lambda t: (("no such run",), "/eftnas_open", "not in the list of choices"),
     "eftnas-extract-before-open": lambda t: (("macs", 50), "/eftnas_extract", "Open a run first"),
     "eftnas-classify-before-choosing": lambda t: (("a fine film",), "/eftnas_classify", "choose a budget first"),

@@ -12,27 +12,12 @@ pytestmark = pytest.mark.skipif(not (SHARED / "data" / "SAMSum").exists(),
                                 reason="../shared/data is not beside the project")
 
 
-@pytest.fixture(scope="module")
-def tiny_lm(tmp_path_factory):
-    """A 4-layer Llama with T5's real tokenizer (vocab 32,128), saved as a local folder."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    tokenizer = AutoTokenizer.from_pretrained(SHARED / "models" / "t5-small")
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=48, intermediate_size=96, num_hidden_layers=4,
-                         num_attention_heads=6, num_key_value_heads=2, max_position_embeddings=256,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None)
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
-
-
 def settings(model, **kw):
     from explorer.pipelines.lm_prune import LMPruneSettings
 
     base = dict(model=model, layers=2, data_dir=str(SHARED / "data"), calibration_texts=4, eval_texts=6,
-                max_tokens=48, batch_size=4, input_tokens=16, new_tokens=4, repeats=1, heal_texts=8)
+                max_tokens=48, batch_size=4, input_tokens=16, new_tokens=4, repeats=1, heal_texts=8,
+                zero_shot_examples=8, summaries=3)
     return LMPruneSettings(**{**base, **kw})
 
 
@@ -55,6 +40,79 @@ def test_prune_heal_evaluate_and_the_saved_run_loads(tiny_lm, tmp_path):
     dense, pruned = (saved["quality"][k]["metrics"]["perplexity"] for k in ("dense", "pruned"))
     assert diff["diff"] == pytest.approx(pruned - dense, abs=0.02)
     assert saved["measurements"]["pruned"]["params"]["params_m"] < saved["measurements"]["dense"]["params"]["params_m"]
+    for name, scored in (("zero_shot_accuracy", 8), ("rougeL", 3)):  # task scores, each with its interval
+        t = saved["task_differences"][name]
+        assert t["n"] == scored and t["low"] <= t["diff"] <= t["high"]
+        assert t["diff"] == pytest.approx(saved["quality"]["pruned"]["metrics"][name]
+                                          - saved["quality"]["dense"]["metrics"][name], abs=0.02)
+    assert saved["quality"]["pruned"]["summaries"]["prompt"] == "plain"  # T5's tokenizer has no chat template
+    assert len(saved["task_outputs"]["pruned"]["summaries"]["texts"]) == 3
+
+
+def test_label_word_scores_are_the_log_likelihood_of_each_word(tiny_lm):
+    """The single-token shortcut (one forward, only the label words' rows of the output layer) and the general
+    path (summed log-probabilities of every token of each word) both pick the word a full forward pass prefers."""
+    from explorer.evaluation.lm_tasks import SENTIMENT_PROMPT, label_word_predictions
+    from explorer.models.lm import load_lm
+
+    lm = load_lm(tiny_lm)
+    texts = ["a gorgeous, witty film", "dull and far too long", "it is fine", "what a mess", "moving"]
+    tok = lm.tokenizer
+
+    def full_forward(words):
+        best = []
+        for text in texts:
+            prompt = tok(SENTIMENT_PROMPT.format(text=text))["input_ids"]
+            scores = []
+            for word in words:
+                ids = tok(word, add_special_tokens=False)["input_ids"]
+                with torch.no_grad():
+                    logp = torch.log_softmax(lm.model(input_ids=torch.tensor([prompt + ids])).logits[0], -1)
+                scores.append(sum(logp[len(prompt) - 1 + i, t].item() for i, t in enumerate(ids)))
+            best.append(max(range(len(words)), key=scores.__getitem__))
+        return best
+
+    single = (" negative", " positive")
+    assert all(len(tok(w, add_special_tokens=False)["input_ids"]) == 1 for w in single)
+    assert label_word_predictions(lm.model, tok, texts, batch_size=2) == full_forward(single)
+    several = (" terribly bad", " wonderfully good", " so-so")
+    assert any(len(tok(w, add_special_tokens=False)["input_ids"]) > 1 for w in several)
+    assert label_word_predictions(lm.model, tok, texts, label_words=several, batch_size=3) == full_forward(several)
+    with pytest.raises(ValueError, match="non-empty"):
+        label_word_predictions(lm.model, tok, ["fine", " "])
+
+
+def test_summary_prompts_use_the_chat_template_when_there_is_one(tiny_lm):
+    from explorer.evaluation.lm_tasks import summary_prompts
+    from explorer.models.lm import load_lm
+
+    tok = load_lm(tiny_lm).tokenizer
+    prompts, kind = summary_prompts(tok, ["A: hi\nB: hello"])
+    assert kind == "plain" and prompts == ["Dialogue:\nA: hi\nB: hello\nSummary:"]
+    tok.chat_template = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}" \
+                        "{% if add_generation_prompt %}<assistant>{% endif %}"
+    prompts, kind = summary_prompts(tok, ["A: hi\nB: hello"])
+    assert kind == "chat-template" and prompts[0].startswith("<user>Summarize") and prompts[0].endswith("<assistant>")
+
+
+def test_an_older_run_gets_its_task_scores_added_and_keeps_the_rest(tiny_lm, tmp_path):
+    from explorer.pipelines.lm_prune import add_tasks_to_run, run_lm_prune
+
+    run_lm_prune(settings(tiny_lm, selection="uniform"), tmp_path / "run")
+    path = tmp_path / "run" / "metrics.json"
+    full = json.loads(path.read_text())
+    old = json.loads(json.dumps({k: v for k, v in full.items() if k not in ("task_differences", "task_outputs")}))
+    for block in old["quality"].values():
+        for key in ("zero_shot_accuracy", "rougeL"):
+            block["metrics"].pop(key)
+            block["higher_is_better"].pop(key)
+        block.pop("zero_shot"), block.pop("summaries")
+    path.write_text(json.dumps(old))
+    again = add_tasks_to_run(tmp_path / "run")
+    assert again["task_differences"] == full["task_differences"]  # the same models score the same
+    assert again["quality"] == full["quality"] and again["per_text"] == full["per_text"]
+    assert json.loads(path.read_text()) == json.loads(json.dumps(again))
+    assert add_tasks_to_run(tmp_path / "run") == again  # a run that has them is left alone
 
 
 def test_lora_healing_lowers_the_training_loss_and_leaves_a_plain_model(tiny_lm):

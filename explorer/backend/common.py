@@ -79,8 +79,9 @@ class ModelCache:
         self._size, self._models, self._lock = size, {}, threading.Lock()
 
     def get(self, spec: str) -> LoadedModel:
-        """The loaded model for a spec or run folder, loading it on first use; ``int8:<spec>`` is
-        that model with int8 Linear weights (``pruning.quantization``, CPU)."""
+        """The loaded model for a spec or run folder, loading it on first use (a decoder-only LM through
+        ``explorer.models.lm.load_lm``); ``int8:<spec>`` is that model with int8 Linear weights
+        (``pruning.quantization``, CPU)."""
         with self._lock:
             if spec not in self._models:
                 if len(self._models) >= self._size:
@@ -93,7 +94,9 @@ class ModelCache:
                     fp32 = load_model(spec[len(INT8):])
                     self._models[spec] = replace(fp32, model=quantize(fp32.model, "int8"))
                 else:
-                    self._models[spec] = load_model(spec)
+                    from explorer.models.lm import is_lm_spec, load_lm
+
+                    self._models[spec] = load_lm(spec) if is_lm_spec(spec) else load_model(spec)
             return self._models[spec]
 
 

@@ -79,8 +79,10 @@ def stream_generation(loaded: LoadedModel, text: str, max_new_tokens: int = 64) 
     raised here.
 
     Args:
-        loaded: Model and tokenizer (encoder-decoder).
-        text: Input text; truncated to 512 tokens.
+        loaded: Model and tokenizer: an encoder-decoder model reads ``text``; a decoder-only LM reads it as the
+            user's message through its chat template (``explorer.evaluation.lm_tasks.chat_prompt``) and streams
+            its reply.
+        text: Input text; truncated to 512 tokens (an LM's prompt: its last 512).
         max_new_tokens: Upper bound on generated tokens.
 
     Raises:
@@ -95,14 +97,21 @@ def stream_generation(loaded: LoadedModel, text: str, max_new_tokens: int = 64) 
 
     check_text(text)
     tokenizer, model = loaded.tokenizer, loaded.model.eval()
-    enc = tokenizer([text], return_tensors="pt", truncation=True, max_length=512)
-    inputs = dict(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], do_sample=False, num_beams=1)
+    if getattr(model.config, "is_encoder_decoder", False):
+        enc = tokenizer([text], return_tensors="pt", truncation=True, max_length=512)
+        ids, mask, cache = enc["input_ids"], enc["attention_mask"], new_cache
+    else:  # a decoder-only LM: a chat turn; its own cache
+        from explorer.evaluation.lm_tasks import chat_prompt
+
+        ids = torch.tensor([tokenizer(chat_prompt(tokenizer, text), add_special_tokens=False)["input_ids"][-512:]])
+        mask, cache = torch.ones_like(ids), lambda: None
+    inputs = dict(input_ids=ids, attention_mask=mask, do_sample=False, num_beams=1)
     with torch.inference_mode():
-        model.generate(**inputs, max_new_tokens=2, past_key_values=new_cache())
+        model.generate(**inputs, max_new_tokens=2, past_key_values=cache())
     events: queue.Queue = queue.Queue()
 
     class Streamer(BaseStreamer):
-        """Receives the decoder start token first (skipped), then each generated token."""
+        """Receives the decoder start token (an LM: its prompt) first, skipped, then each generated token."""
 
         def __init__(self):
             self.ids: list[int] = []
@@ -122,7 +131,7 @@ def stream_generation(loaded: LoadedModel, text: str, max_new_tokens: int = 64) 
         try:
             with torch.inference_mode():
                 model.generate(**inputs, max_new_tokens=max_new_tokens, streamer=Streamer(),
-                               past_key_values=new_cache())
+                               past_key_values=cache())
         except Exception as err:  # handed to the caller's thread
             events.put(err)
             events.put(None)
@@ -144,7 +153,8 @@ def compare_sources(run_ids: list[str], root: str | None = None, int8: bool = Fa
     """(explanation, model spec) for the dense model and each chosen run, dense first; with ``int8``
     also the first run with int8 Linear weights (``int8:<folder>``, see :class:`ModelCache`).
 
-    The dense model is the fine-tuned one the first run was pruned from.
+    The dense model is the fine-tuned one the first run was pruned from (a decoder-only LM's: the offline model
+    itself).
 
     Raises:
         ValueError: If no run is chosen or a run is unknown.
@@ -152,6 +162,9 @@ def compare_sources(run_ids: list[str], root: str | None = None, int8: bool = Fa
     if not run_ids:
         raise ValueError("Choose at least one run to compare with its dense model.")
     runs = [get_run(r, root) for r in run_ids]
+    if len({r.metrics.get("kind") == "lm" for r in runs}) > 1:
+        raise ValueError("Compare decoder-only LM runs with each other, and NASH runs with each other: they have "
+                         "different dense models.")
     dense = runs[0].metrics.get("dense_finetune") or {}
     dense_spec = dense.get("path") or runs[0].metrics["model"]
     sources = [(f"dense: {runs[0].metrics['model']}", dense_spec)] + [(_explain(r), str(r.path)) for r in runs]

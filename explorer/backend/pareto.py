@@ -18,7 +18,8 @@ from explorer.runs.store import Run, list_runs, runs_root, runs_signature
 from pruning.atomic import atomic_write_text
 from pruning.plan import PruningPlan
 
-__all__ = ["COST_AXES", "display_table", "export_csv", "pareto_view", "plan_runs", "plan_view"]
+__all__ = ["COST_AXES", "LM_METRICS", "LM_TASKS", "display_table", "export_csv", "pareto_view", "plan_runs",
+           "plan_view"]
 
 TABLE_COLUMNS = ["run_id", "kind", "method", "model", "metric", "quality", "latency_ms", "decode_ms_per_token",
                  "gmacs", "params_m", "encoder_sparsity", "decoder_layers", "device", "eval_examples", "weights"]
@@ -64,9 +65,11 @@ def plan_view(run_id: str, root: str | None = None):
 
 
 def pareto_view(task: str, axis: str = "latency_ms", color: str = "kind", root: str | None = None,
-                scale: str = "absolute", references: bool = True, reported: bool = True):
+                scale: str = "absolute", references: bool = True, reported: bool = True, metric: str | None = None):
     """(figure or None, table, note) for ``task``: the user's runs, plus the shipped reference
-    runs and (relative scale only) the papers' reported points when asked.
+    runs and (relative scale only) the papers' reported points when asked. ``task`` is a registered task or a
+    decoder-only LM's corpus (:data:`LM_TASKS`); ``metric`` another quality metric than each run's main one
+    (an LM's ``zero_shot_accuracy`` or ``rougeL`` instead of perplexity; None or ``main``: the main one).
 
     Raises:
         ValueError: For an unknown task, axis or scale.
@@ -75,12 +78,14 @@ def pareto_view(task: str, axis: str = "latency_ms", color: str = "kind", root: 
     (``runs.store.runs_signature``); the shipped reference runs only change with the code.
     The figure and table returned are shared between calls and must not be modified.
     """
-    key = (task, axis, color, str(runs_root(root).resolve()), scale, references, reported, runs_signature(root))
+    metric = None if metric in (None, "", "main") else metric
+    key = (task, axis, color, str(runs_root(root).resolve()), scale, references, reported, metric,
+           runs_signature(root))
     if key in _VIEWS:  # the same settings on an unchanged runs folder: the same answer, at no cost
         return _VIEWS[key]
     with _DRAWING:  # sessions asking at once wait for one drawing instead of each drawing it (one interpreter)
         if key not in _VIEWS:
-            view = _pareto_view(task, axis, color, root, scale, references, reported)
+            view = _pareto_view(task, axis, color, root, scale, references, reported, metric)
             if len(_VIEWS) >= 64:
                 _VIEWS.pop(next(iter(_VIEWS)))
             _VIEWS[key] = view
@@ -91,18 +96,23 @@ _VIEWS: dict[tuple, tuple] = {}  # pareto_view's last answers (the tab is redraw
 _DRAWING = threading.Lock()
 
 
-def _pareto_view(task, axis, color, root, scale, references, reported):
-    get_task(task)
+LM_TASKS = ("lm-samsum",)  # decoder-only LM runs (prune-lm): perplexity on SAMSum and task scores
+LM_METRICS = ("perplexity", "zero_shot_accuracy", "rougeL")
+
+
+def _pareto_view(task, axis, color, root, scale, references, reported, metric):
+    if task not in LM_TASKS:
+        get_task(task)
     if axis not in COST_AXES:
         raise ValueError(f"Unknown axis {axis!r}; choose one of {', '.join(COST_AXES)}.")
     if scale not in SCALES:
         raise ValueError(f"Unknown scale {scale!r}; choose absolute or relative.")
-    own = runs_table([(r.run_id, r.metrics) for r in list_runs(root)])
-    frames = [own[own["task"] == task]] + ([reference_table(task)] if references else [])
+    own = runs_table([(r.run_id, r.metrics) for r in list_runs(root)], metric=metric)
+    frames = [own[own["task"] == task]] + ([reference_table(task, metric)] if references else [])
     frames = [f for f in frames if not f.empty]
     table = pd.concat(frames, ignore_index=True) if frames else own.iloc[0:0]
     notes = []
-    papers = reported_points() if reported else None
+    papers = reported_points() if reported and task not in LM_TASKS else None  # the papers report no LM points
     if papers is not None and scale == "absolute":
         notes.append("The papers' reported points are speed-ups and % of dense quality: choose the relative "
                      "scale to see them.")
@@ -110,7 +120,8 @@ def _pareto_view(task, axis, color, root, scale, references, reported):
         shown = [COST_AXES[a] for a in COST_AXES if papers[f"{a}_rel"].notna().any()]
         notes.append(f"The papers report no {COST_AXES[axis]}; their points appear on: {'; '.join(shown)}.")
     if table.empty:
-        return None, table, " ".join(notes + [f"No runs on {task} yet: prune a model in the Prune tab."])
+        return None, table, " ".join(notes + [f"No runs on {task}" + (f" with {metric}" if metric else "")
+                                              + " yet: prune a model in the Prune tab."])
     if (table["weights"] != "pretrained").any():
         notes.append("Runs with random weights have meaningless quality; only their cost is real.")
     return make_pareto_figure(table, axis, papers, color=color, scale=scale), table, " ".join(notes)
@@ -118,6 +129,8 @@ def _pareto_view(task, axis, color, root, scale, references, reported):
 
 def _explain(run: Run) -> str:
     m = run.metrics
+    if m.get("kind") == "lm":
+        return f"{m['model']}: {m['plan_summary']}"
     return (f"{m['model']} on {m['task']}: {m['plan_summary']} "
             f"({m['encoder_sparsity_achieved'] * 100:.0f}% of encoder head and FFN parameters removed)")
 

@@ -44,6 +44,54 @@ def start_prune(settings: PruneSettings, root: str | None = None,
     return get_run(folder.name, store)
 
 
+# The Prune tab's decoder-only LM section: its widgets start here. Fewer evaluation texts than the reference runs
+# (200 perplexity texts, 872 SST-2 sentences, 100 summaries) so that a first run takes minutes on 2 cores.
+LM_DEFAULTS = dict(model="smollm2-135m", layers=20, selection="block-influence", width_sparsity=0.0, heal_steps=0,
+                   heal="lora", eval_texts=100, zero_shot_examples=300, summaries=20)
+
+
+def lm_prune_settings(model: str, layers: int, selection: str, width_sparsity: float, heal_steps: int, heal: str,
+                      eval_texts: int, zero_shot_examples: int, summaries: int, device: str = "cpu",
+                      data_dir: str | None = None):
+    """Settings of one decoder-only LM request of the Prune tab (``explorer.pipelines.lm_prune.LMPruneSettings``).
+
+    Raises:
+        ValueError: With a message that says what to change (checked before any work); SAMSum missing locally.
+    """
+    from explorer.models.lm import OFFLINE_LMS
+    from explorer.pipelines.lm_prune import LMPruneSettings
+
+    if not model or str(model).strip().lower() not in OFFLINE_LMS:
+        raise ValueError(f"Choose a decoder-only LM: {', '.join(OFFLINE_LMS)}.")
+    if data_dir is None:
+        raise ValueError("Decoder-only LM pruning reads SAMSum from a local data folder (e.g. ../shared/data); "
+                         "start the app with --shared-data pointing at one.")
+    try:
+        return LMPruneSettings(model=str(model).strip().lower(), layers=int(layers), selection=selection,
+                               width_sparsity=float(width_sparsity), heal_steps=int(heal_steps), heal=heal,
+                               eval_texts=int(eval_texts), zero_shot_examples=int(zero_shot_examples),
+                               summaries=int(summaries), device=resolve_device(device), data_dir=data_dir)
+    except TypeError as err:  # None from an emptied number box
+        raise ValueError("Fill in every number (layers, sparsity, steps, texts).") from err
+
+
+def start_lm_prune(settings, root: str | None = None, progress: Callable[[float, str], None] | None = None,
+                   cancel: threading.Event | None = None) -> Run:
+    """Prune a decoder-only LM (``explorer.pipelines.lm_prune.run_lm_prune``) into a new run folder, in a child
+    process as :func:`start_prune` does.
+
+    Raises:
+        ValueError: With the child's one-line error (more layers than the model has, unreadable data).
+        Cancelled: When ``cancel`` was set; no run folder is left behind.
+    """
+    store = runs_root(root)
+    label = (f"{settings.selection}-k{settings.layers}-w{settings.width_sparsity:g}"
+             + (f"-{settings.heal}{settings.heal_steps}" if settings.heal_steps else ""))
+    folder = new_run_dir(store, settings.model, f"lm-{settings.corpus}", label)
+    prune_in_subprocess(settings, folder, progress=progress, cancel=cancel)
+    return get_run(folder.name, store)
+
+
 def finetune_estimate(settings: PruneSettings) -> dict:
     """How long a Prune request will train, and on what that guess rests: the dense fine-tune
     (unless cached), then gate training (``nash-learned``, ``cofi``) and recovery fine-tuning.

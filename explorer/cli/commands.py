@@ -87,6 +87,7 @@ def cmd_prune_lm(args) -> int:
         width_criterion=args.width_criterion, heal_steps=args.heal_steps, heal=args.heal,
         heal_batch_size=args.heal_batch_size, heal_learning_rate=args.heal_learning_rate, data_dir=args.data_dir,
         calibration_texts=args.calibration_texts, eval_texts=args.eval_texts, max_tokens=args.max_tokens,
+        zero_shot_task=args.zero_shot_task, zero_shot_examples=args.zero_shot_examples, summaries=args.summaries,
         input_tokens=args.input_tokens, new_tokens=args.new_tokens, repeats=args.repeats, device=args.device,
         seed=args.seed)
     m = run_lm_prune(settings, out, progress=_progress)
@@ -98,7 +99,10 @@ def cmd_prune_lm(args) -> int:
           f"{pruned:.2f} (difference {d['diff']:+.2f}, 95% CI [{d['low']:+.2f}, {d['high']:+.2f}])\n"
           f"decode ms/token: {t_dense['decode_ms_per_token']:.1f} -> {t_pruned['decode_ms_per_token']:.1f} "
           f"({m['speedup_decode']:.2f}x); prefill ms: {t_dense['prefill_ms']:.0f} -> {t_pruned['prefill_ms']:.0f}\n"
-          f"wrote {out} (model, plan.json, metrics.json)")
+          + "".join(f"{name}: dense {m['quality']['dense']['metrics'][name]:.2f} -> pruned "
+                    f"{m['quality']['pruned']['metrics'][name]:.2f} (difference {t['diff']:+.2f}, 95% CI "
+                    f"[{t['low']:+.2f}, {t['high']:+.2f}])\n" for name, t in m["task_differences"].items())
+          + f"wrote {out} (model, plan.json, metrics.json)")
     return 0
 
 

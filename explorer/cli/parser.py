@@ -107,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration-texts", type=int, default=32)
     p.add_argument("--eval-texts", type=int, default=200)
     p.add_argument("--max-tokens", type=int, default=256, help="tokens per text (calibration, healing, evaluation)")
+    p.add_argument("--zero-shot-task", default="sst2", choices=["sst2", "rotten_tomatoes"],
+                   help="zero-shot accuracy by label-word log-likelihood on this task's labelled split")
+    p.add_argument("--zero-shot-examples", type=int, default=872, help="its first N examples (0: skip)")
+    p.add_argument("--summaries", type=int, default=100,
+                   help="SAMSum test dialogues summarized through the chat template, ROUGE-scored (0: skip)")
     p.add_argument("--input-tokens", type=int, default=256, help="timing: prompt tokens")
     p.add_argument("--new-tokens", type=int, default=64, help="timing: generated tokens")
     p.add_argument("--repeats", type=int, default=5)

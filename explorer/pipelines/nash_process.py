@@ -1,4 +1,5 @@
-"""A prune in a child process (``python -m explorer.pipelines.nash_process SETTINGS_JSON OUT``), so that
+"""A prune in a child process (``python -m explorer.pipelines.nash_process SETTINGS_JSON OUT [nash|lm]``: a NASH
+prune, or a decoder-only LM's with ``lm``), so that
 the app's own process stays free to answer every other session while it trains (the child also runs
 at a lower CPU priority, ``lower_priority``).
 
@@ -32,10 +33,11 @@ PROGRESS = "PROGRESS "
 Progress = Callable[[float, str], None]
 
 
-def prune_in_subprocess(settings: PruneSettings, out_dir: str | os.PathLike, progress: Progress | None = None,
+def prune_in_subprocess(settings, out_dir: str | os.PathLike, progress: Progress | None = None,
                         cancel: threading.Event | None = None) -> dict:
-    """Run :func:`explorer.pipelines.nash.run_prune` into ``out_dir`` in a child process; returns its
-    metrics (``metrics.json``).
+    """Run :func:`explorer.pipelines.nash.run_prune` (for ``PruneSettings``) or
+    :func:`explorer.pipelines.lm_prune.run_lm_prune` (for ``LMPruneSettings``) into ``out_dir`` in a child
+    process; returns its metrics (``metrics.json``).
 
     Args:
         settings: What to run (every field goes to the child as JSON).
@@ -53,7 +55,8 @@ def prune_in_subprocess(settings: PruneSettings, out_dir: str | os.PathLike, pro
     env = {**child_environment(),
            "PYTHONPATH": os.pathsep.join([str(REPOSITORY)] + [p for p in [os.environ.get("PYTHONPATH")] if p])}
     try:
-        child = subprocess.Popen([sys.executable, "-m", "explorer.pipelines.nash_process", f.name, str(out_dir)],
+        job = "nash" if isinstance(settings, PruneSettings) else "lm"
+        child = subprocess.Popen([sys.executable, "-m", "explorer.pipelines.nash_process", f.name, str(out_dir), job],
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         lower_priority(child.pid)
         return _follow(child, out_dir, progress, cancel)
@@ -147,17 +150,23 @@ def _remove_begun(out_dir: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """The child: run the prune of the settings file ``argv[0]`` into ``argv[1]``."""
-    from explorer.pipelines.nash import run_prune
-
+    """The child: run the prune of the settings file ``argv[0]`` into ``argv[1]``; ``argv[2]`` is ``nash``
+    (the default) or ``lm``."""
     exit_with_parent()
-    settings = PruneSettings.from_dict(json.loads(Path(argv[0]).read_text()))
+    document = json.loads(Path(argv[0]).read_text())
 
     def say(fraction: float, message: str) -> None:
         print(PROGRESS + json.dumps([fraction, message]), flush=True)
 
     try:
-        run_prune(settings, argv[1], progress=say, keep_unfinished=False)
+        if (argv[2] if len(argv) > 2 else "nash") == "lm":
+            from explorer.pipelines.lm_prune import LMPruneSettings, run_lm_prune
+
+            run_lm_prune(LMPruneSettings(**document), argv[1], progress=say)
+        else:
+            from explorer.pipelines.nash import run_prune
+
+            run_prune(PruneSettings.from_dict(document), argv[1], progress=say, keep_unfinished=False)
     except (ValueError, FileNotFoundError, OSError) as err:
         print(f"error: {err}".splitlines()[0], flush=True)
         return 2

@@ -31,10 +31,10 @@ COLUMNS = ["run_id", "kind", "method", "model", "task", "metric", "quality", "hi
 REPORTED_COLUMNS = ["method", "model", "task", "claim", "source", "quality_rel", *(f"{a}_rel" for a in COST_AXES)]
 
 
-def _point(run_id: str, metrics: dict, which: str, reference: str | None) -> dict:
+def _point(run_id: str, metrics: dict, which: str, reference: str | None, metric: str | None = None) -> dict:
     quality = metrics["quality"][which]
     measured = metrics["measurements"][which]
-    main = quality["main_metric"]
+    main = metric or quality["main_metric"]
     dense = which == "dense"
     kind = ("dense" if dense else "measured") if reference is None else ("dense (reference)" if dense else "reference")
 
@@ -42,10 +42,16 @@ def _point(run_id: str, metrics: dict, which: str, reference: str | None) -> dic
         return {"latency_ms": side["latency"]["latency_ms"],
                 "task_latency_ms": (side.get("latency_task") or {}).get("latency_ms", float("nan")),
                 "decode_ms_per_token": side["latency"]["decode_ms_per_token"],
-                "gmacs": side["macs"]["gmacs"], "params_m": side["params"]["params_m"]}
+                "gmacs": (side.get("macs") or {}).get("gmacs", float("nan")), "params_m": side["params"]["params_m"]}
 
     dense_side = metrics["measurements"]["dense"]
-    intervals = metrics.get("intervals") or {}
+    lm = metrics.get("kind") == "lm"  # a decoder-only LM run (prune-lm): perplexity and task differences
+    if lm:
+        found = (metrics["difference_vs_dense"] if main == "perplexity"
+                 else metrics.get("task_differences", {}).get(main))
+        intervals = {"vs_dense": {**found, "metric": main}} if found else {}
+    else:
+        intervals = metrics.get("intervals") or {}
     interval = "" if dense else "<br>".join(
         f"{label}: {iv['diff']:+.2f} [{iv['low']:+.2f}, {iv['high']:+.2f}] {iv.get('metric', main)}"
         f" ({'real' if iv['low'] > 0 or iv['high'] < 0 else 'within noise'}, 95% paired bootstrap)"
@@ -58,9 +64,11 @@ def _point(run_id: str, metrics: dict, which: str, reference: str | None) -> dic
         "quality": quality["metrics"][main], "higher_is_better": bool(quality["higher_is_better"][main]),
         **costs(measured),
         "encoder_sparsity": 0.0 if dense else metrics.get("encoder_sparsity_achieved"),
-        "decoder_layers": None if dense else str(metrics.get("decoder_layers_kept")),
+        "decoder_layers": None if dense else str(len(metrics["kept_layers"]) if lm
+                                                 else metrics.get("decoder_layers_kept")),
         "plan": "dense model" if dense else metrics.get("plan_summary", ""),
-        "device": metrics.get("device", ""), "eval_examples": quality["num_examples"],
+        "device": metrics.get("device") or measured["latency"].get("device", ""),
+        "eval_examples": quality["num_examples"],
         "weights": metrics.get("weights", "pretrained"), "source": reference or "measured here", "interval": interval,
         "precision": "fp32" if dense else {"none": "fp32"}.get(metrics.get("settings", {}).get("quantize", "none"),
                                                              metrics.get("settings", {}).get("quantize")),
@@ -69,20 +77,25 @@ def _point(run_id: str, metrics: dict, which: str, reference: str | None) -> dic
     }
 
 
-def runs_table(runs_metrics: list[tuple[str, dict]], reference: str | None = None) -> pd.DataFrame:
+def runs_table(runs_metrics: list[tuple[str, dict]], reference: str | None = None,
+               metric: str | None = None) -> pd.DataFrame:
     """One row per pruned model and one per dense model, from ``(run_id, metrics)`` pairs.
 
     Args:
         runs_metrics: ``(run_id, metrics.json contents)`` pairs.
         reference: Provenance of shipped reference runs (then kinds are ``reference`` and
             ``dense (reference)``); None for the user's own runs (``measured``, ``dense``).
+        metric: The quality metric shown (e.g. a decoder-only LM run's ``zero_shot_accuracy`` instead of its main
+            metric, perplexity); runs that did not measure it are left out. None: each run's main metric.
 
     The dense model of each (model, task, device) appears once, from its newest run.
     """
     rows, dense = [], {}
     for run_id, metrics in runs_metrics:
-        rows.append(_point(run_id, metrics, "pruned", reference))
-        point = _point(run_id, metrics, "dense", reference)
+        if metric and not all(metric in metrics["quality"][k]["metrics"] for k in ("dense", "pruned")):
+            continue
+        rows.append(_point(run_id, metrics, "pruned", reference, metric))
+        point = _point(run_id, metrics, "dense", reference, metric)
         key = (point["model"], point["task"], point["device"])
         for name, value in dense.get(key, {}).items():  # an axis the newest run lacks, from an earlier one
             if isinstance(point[name], float) and math.isnan(point[name]):

@@ -20,23 +20,24 @@ def reference_folders() -> list[Path]:
     return sorted(f for f in ASSETS.glob("reference_runs*") if f.is_dir())
 
 
-def reference_table(task: str | None = None) -> pd.DataFrame:
+def reference_table(task: str | None = None, metric: str | None = None) -> pd.DataFrame:
     """The reference runs shipped in ``assets/`` (measured by this project's scripts; see
     :func:`reference_folders`), their provenance in the ``source`` column. Built again only when a
-    reference folder changed (``runs_signature``); the table is shared and must not be modified."""
+    reference folder changed (``runs_signature``); the table is shared and must not be modified. ``metric``: as
+    in ``runs_table``."""
     folders = reference_folders()
-    key = (task, tuple((f, runs_signature(f)) for f in folders))
+    key = (task, metric, tuple((f, runs_signature(f)) for f in folders))
     if key not in _TABLES:
         if len(_TABLES) >= 32:  # every task and both signatures fit; more means the folders changed
             _TABLES.clear()
-        _TABLES[key] = _reference_table(folders, task)
+        _TABLES[key] = _reference_table(folders, task, metric)
     return _TABLES[key]
 
 
 _TABLES: dict[tuple, pd.DataFrame] = {}
 
 
-def _reference_table(folders: list[Path], task: str | None) -> pd.DataFrame:
+def _reference_table(folders: list[Path], task: str | None, metric: str | None = None) -> pd.DataFrame:
     tables = []
     for folder in folders:
         try:
@@ -44,7 +45,7 @@ def _reference_table(folders: list[Path], task: str | None) -> pd.DataFrame:
             source = f"reference run: {prov['command']}, {prov['date']}, commit {prov['commit']}"
         except (OSError, json.JSONDecodeError, KeyError):
             source = f"reference run (assets/{folder.name})"
-        tables.append(runs_table([(r.run_id, r.metrics) for r in list_runs(folder)], reference=source))
+        tables.append(runs_table([(r.run_id, r.metrics) for r in list_runs(folder)], reference=source, metric=metric))
     tables = [t for t in tables if not t.empty]
     table = pd.concat(tables, ignore_index=True) if tables else runs_table([])
     return table if task is None else table[table["task"] == task].reset_index(drop=True)

@@ -51,7 +51,8 @@ def build_app(runs: str | None = None, shared_data: str | None = None):
             .then(show, [start["handover"]] + show_inputs, show_outputs, api_name=False) \
             .then(*compare["generate"], api_name=False)
         # A new run shows up on the Pareto front and in the Compare tab's run list at once.
-        prune["event"].success(*pareto["update"], api_name=False).success(*compare["refresh"], api_name=False)
+        for event in (prune["event"], prune["lm_event"]):
+            event.success(*pareto["update"], api_name=False).success(*compare["refresh"], api_name=False)
         # First look: the front (with the shipped reference runs), the run list and the fine-tune estimate.
         app.load(*pareto["update"], api_name=False)
         app.load(*compare["refresh"], api_name=False)

@@ -10,7 +10,9 @@ INTRO = ("**Compare.** The same input goes to the dense model and to the pruned 
          "streams as its tokens arrive, with milliseconds per token and in total, and, for an example from the "
          "task's test split, its score against the reference. The models run one after the other, so each "
          "timing has the machine to itself. Above each output: what was removed. NASH's first finding shows "
-         "here: fewer decoder layers means fewer milliseconds per token.")
+         "here: fewer decoder layers means fewer milliseconds per token. A decoder-only LM run (SmolLM2, Gemma 3) "
+         "reads the input as a chat message through its chat template and streams its reply beside the dense "
+         "LM's.")
 MAX_PANELS = 4  # dense, two runs, and the first run with int8 weights
 # Streamed outputs reach the page at most every 100 ms (each update sends every panel): a fast model's
 # 64 tokens are a few updates, not 64, which keeps the server answering other sessions under load.
@@ -91,7 +93,8 @@ def render(runs: str | None, shared: str | None) -> dict:
                 outputs.append(gr.Textbox(lines=4, label="output", elem_id=f"compare-out-{i}"))
 
     def run_ids(root):
-        # Generation is for encoder-decoder runs; EFTNAS classifiers are compared in the EFTNAS tab.
+        # Generation is for encoder-decoder and decoder-only LM runs; EFTNAS classifiers are compared in the
+        # EFTNAS tab.
         return [r.run_id for r in common.list_runs_for_ui(root) if r.metrics.get("method") != "eftnas"]
 
     def list_choices(root):

