@@ -39,9 +39,9 @@ RUNS = {
     # (in-domain text helps it too).
     "heal": {"block-influence-k18-lora": dict(layers=18, selection="block-influence", heal_steps=230, heal="lora"),
              "dense-lora": dict(layers=30, selection="uniform", heal_steps=230, heal="lora"),
+             "block-influence-k15-lora": dict(layers=15, selection="block-influence", heal_steps=230, heal="lora"),
              "block-influence-k20-lora": dict(layers=20, selection="block-influence", heal_steps=230, heal="lora"),
-             "block-influence-k20-full": dict(layers=20, selection="block-influence", heal_steps=190, heal="full"),
-             "block-influence-k15-lora": dict(layers=15, selection="block-influence", heal_steps=230, heal="lora")},
+             "block-influence-k20-full": dict(layers=20, selection="block-influence", heal_steps=190, heal="full")},
 }
 SHIPPED = ROOT / "assets" / "reference_runs_lm"
 
@@ -124,15 +124,61 @@ def table(out: Path) -> str:
     return "\n".join(rows)
 
 
+def selection_table(out: Path) -> str:
+    """At each depth, Block Influence and perplexity selection against NASH's uniform rule: the paired bootstrap
+    interval of the perplexity difference (selection minus uniform) over the same evaluation texts."""
+    from explorer.evaluation.metrics import paired_bootstrap
+    from explorer.pipelines.lm_prune import pooled_perplexity
+
+    rows = ["| layers kept | selection | perplexity | uniform's | difference [95% CI] | better than uniform |",
+            "|---|---|---|---|---|---|"]
+    for k in (24, 20, 15):
+        base = out / f"uniform-k{k}" / "metrics.json"
+        if not base.exists():
+            continue
+        u = json.loads(base.read_text())
+        for selection in ("block-influence", "perplexity"):
+            path = out / f"{selection}-k{k}" / "metrics.json"
+            if not path.exists():
+                continue
+            m = json.loads(path.read_text())
+            d = paired_bootstrap(pooled_perplexity, m["per_text"]["tokens"], u["per_text"]["nll"], m["per_text"]["nll"])
+            rows.append(f"| {k} | {selection} | {m['quality']['pruned']['metrics']['perplexity']:.2f} | "
+                        f"{u['quality']['pruned']['metrics']['perplexity']:.2f} | {d['diff']:+.2f} "
+                        f"[{d['low']:+.2f}, {d['high']:+.2f}] | {'yes' if d['high'] < 0 else 'no'} |")
+    return "\n".join(rows)
+
+
 def ship(out: Path) -> None:
-    """Results only (metrics.json, plan.json) of every run to assets/reference_runs_lm."""
+    """Results only (metrics.json, plan.json) of every run to assets/reference_runs_lm; a run re-timed by
+    ``--retime`` ships with those quiet timings in its measurements (``latency_retimed`` says when)."""
+    retimed = json.loads((out / "retimed.json").read_text()) if (out / "retimed.json").exists() else None
     for run in sorted(p for p in out.iterdir() if (p / "metrics.json").exists()):
         target = SHIPPED / run.name
         target.mkdir(parents=True, exist_ok=True)
-        for name in ("metrics.json", "plan.json"):
-            shutil.copy2(run / name, target / name)
+        shutil.copy2(run / "plan.json", target / "plan.json")
+        metrics = json.loads((run / "metrics.json").read_text())
+        if retimed and run.name in retimed["runs"]:
+            times = retimed["runs"][run.name]
+            for side in ("dense", "pruned"):
+                metrics["measurements"][side]["latency"] = times[side]
+            metrics["speedup_decode"] = round(times["dense"]["decode_ms_per_token"]
+                                              / times["pruned"]["decode_ms_per_token"], 3)
+            metrics["speedup_end_to_end"] = round(times["dense"]["latency_ms"] / times["pruned"]["latency_ms"], 3)
+            metrics["latency_retimed"] = retimed["date"]
+        (target / "metrics.json").write_text(json.dumps(metrics, indent=1))
     if (out / "retimed.json").exists():
         shutil.copy2(out / "retimed.json", SHIPPED / "retimed.json")
+    import subprocess
+
+    from explorer.evaluation.latency import device_description
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
+    (SHIPPED / "provenance.json").write_text(json.dumps({
+        "command": "scripts/lm_table.py --out out/lm (then --retime, --ship)", "date": time.strftime("%Y-%m-%d"),
+        "commit": commit.strip(), "machine": device_description("cpu"),
+        "note": "measured by this project; the Pareto tab's latencies are those of each run (retimed.json has the "
+                "quiet re-timing the README table uses)"}, indent=1))
     print(f"shipped {SHIPPED}")
 
 
@@ -157,6 +203,8 @@ def main() -> None:
     elif not args.ship:
         run_all(out, args.only, args.model, args.eval_texts)
     print(table(out))
+    print()
+    print(selection_table(out))
     if args.ship:
         ship(out)
 
