@@ -34,12 +34,13 @@ RUNS = {
               for k in (24, 20, 15) for sel in ("uniform", "block-influence", "perplexity")},
     "width": {f"width-s{s}": dict(layers=30, selection="uniform", width_sparsity=s) for s in (0.25, 0.5)}
     | {"block-influence-k24-width-s0.25": dict(layers=24, selection="block-influence", width_sparsity=0.25)},
-    # Healing steps fill about 28 minutes on 2 quiet cores (batch 8 x <= 256 tokens: LoRA 7.2 s a step, full
-    # fine-tuning 8.7 s, measured on an 18-layer SmolLM2); the dense model healed the same way is the control
-    # (in-domain text helps it too).
+    # 230 healing steps (batch 8 x <= 256 tokens): about 11 minutes for 15 layers, 18 for 18 (LoRA); 550 steps
+    # at 15 layers fill most of the 30-minute budget. The dense model healed the same way is the
+    # control (in-domain text helps it too).
     "heal": {"block-influence-k18-lora": dict(layers=18, selection="block-influence", heal_steps=230, heal="lora"),
              "dense-lora": dict(layers=30, selection="uniform", heal_steps=230, heal="lora"),
              "block-influence-k15-lora": dict(layers=15, selection="block-influence", heal_steps=230, heal="lora"),
+             "block-influence-k15-lora-550": dict(layers=15, selection="block-influence", heal_steps=550, heal="lora"),
              "block-influence-k20-lora": dict(layers=20, selection="block-influence", heal_steps=230, heal="lora"),
              "block-influence-k20-full": dict(layers=20, selection="block-influence", heal_steps=190, heal="full")},
 }
