@@ -62,6 +62,7 @@ def test_compare_streams_the_dense_and_the_pruned_lm_reply(lm_run, tiny_lm):
 def test_lm_runs_and_nash_runs_are_not_compared_together(lm_run, tmp_path):
     import json
     import shutil
+    from pathlib import Path
 
     from explorer.backend import compare
 
@@ -71,12 +72,12 @@ def test_lm_runs_and_nash_runs_are_not_compared_together(lm_run, tmp_path):
     (nash / "metrics.json").write_text(json.dumps({"model": "t5-small", "task": "samsum", "plan_summary": "x",
                                                    "encoder_sparsity_achieved": 0.1}))
     (nash / "plan.json").write_text("{}")
-    shutil.copytree(nash, __import__("pathlib").Path(root) / nash.name)
+    shutil.copytree(nash, Path(root) / nash.name)
     try:
         with pytest.raises(ValueError, match="Compare decoder-only LM runs with each other"):
             compare.compare_sources([run_id, nash.name], root)
     finally:
-        shutil.rmtree(__import__("pathlib").Path(root) / nash.name)
+        shutil.rmtree(Path(root) / nash.name)
 
 
 @pytest.mark.parametrize("change, message", [

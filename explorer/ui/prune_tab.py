@@ -191,7 +191,7 @@ def _render_lm(runs_state, shared_state):
                               label="Width sparsity (FFN neurons and query heads per K/V group removed)")
         with gr.Row():
             heal_steps = gr.Number(d["heal_steps"], precision=0, minimum=0,
-                                   label="Healing steps (0: none; about 7 s each on 2 CPU cores)")
+                                   label="Healing steps (0: none; SmolLM2: 3-5 s each on 2 CPU cores)")
             heal = gr.Radio(["lora", "full"], value=d["heal"], label="Healing")
             eval_texts = gr.Number(d["eval_texts"], precision=0, minimum=1, label="Perplexity: SAMSum test texts")
             zero_shot = gr.Number(d["zero_shot_examples"], precision=0, minimum=0,
