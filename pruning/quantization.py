@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 QUANTIZATIONS = ("none", "int8")
+SCALES = ("tensor", "channel")  # int8 scale granularity: one per weight matrix, or one per output row
 # Layers kept in fp32 by default (names or name suffixes), chosen by measurement: see the README.
 KEEP_FP32: tuple[str, ...] = ()
 
@@ -38,7 +39,8 @@ def check_scheme(scheme: str) -> str:
     return scheme
 
 
-def quantize(model: nn.Module, scheme: str = "int8", *, keep_fp32: tuple[str, ...] | None = None) -> nn.Module:
+def quantize(model: nn.Module, scheme: str = "int8", *, keep_fp32: tuple[str, ...] | None = None,
+             scales: str = "tensor") -> nn.Module:
     """A copy of ``model`` with int8 Linear weights (``scheme="int8"``), or ``model`` itself (``"none"``).
 
     Args:
@@ -47,20 +49,26 @@ def quantize(model: nn.Module, scheme: str = "int8", *, keep_fp32: tuple[str, ..
         keep_fp32: Module names (exact, or a suffix after a dot) whose Linear layers stay fp32;
             default :data:`KEEP_FP32`. Linear layers with no weights (all heads or neurons of a
             layer removed) stay as they are.
+        scales: ``"tensor"``: one int8 scale per weight matrix (``default_dynamic_qconfig``);
+            ``"channel"``: one per output row (``per_channel_dynamic_qconfig``), so that a row of
+            small weights is not rounded on the scale of the largest row.
 
     Returns:
         The quantized copy in eval mode (the input model is not modified).
 
     Raises:
-        ValueError: For an unknown scheme, or a model not on the CPU (the int8 kernels are CPU-only).
+        ValueError: For an unknown scheme or ``scales``, or a model not on the CPU (the int8 kernels
+            are CPU-only).
     """
     check_scheme(scheme)
+    if scales not in SCALES:
+        raise ValueError(f"Unknown int8 scales {scales!r}; use one of {', '.join(SCALES)}.")
     if scheme == "none":
         return model
     if any(p.device.type != "cpu" for p in model.parameters()):
         raise ValueError("int8 dynamic quantization runs on the CPU; move the model there (or use --quantize none "
                          "on a GPU).")
-    from torch.ao.quantization import quantize_dynamic
+    from torch.ao.quantization import default_dynamic_qconfig, per_channel_dynamic_qconfig, quantize_dynamic
 
     keep = KEEP_FP32 if keep_fp32 is None else tuple(keep_fp32)
     # A Linear with no inputs or outputs (a layer whose heads or FFN neurons were all removed) holds
@@ -70,7 +78,9 @@ def quantize(model: nn.Module, scheme: str = "int8", *, keep_fp32: tuple[str, ..
     with warnings.catch_warnings():  # torch.ao's quantized tensors are deprecated in favour of torchao (README)
         warnings.simplefilter("ignore", UserWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
-        quantized = quantize_dynamic(model.eval(), names, dtype=torch.qint8, inplace=False)
+        qconfig = per_channel_dynamic_qconfig if scales == "channel" else default_dynamic_qconfig
+        quantized = quantize_dynamic(model.eval(), {name: qconfig for name in names}, dtype=torch.qint8,
+                                     inplace=False)
     return quantized.eval()
 
 
@@ -96,5 +106,6 @@ def weight_bytes(model: nn.Module) -> int:
     for module in model.modules():
         if isinstance(module, DynamicLinear):
             weight, bias = module._packed_params._weight_bias()
-            total += weight.numel() * weight.element_size() + (bias.numel() * bias.element_size() if bias is not None else 0)
+            total += weight.numel() * weight.element_size()
+            total += bias.numel() * bias.element_size() if bias is not None else 0
     return total

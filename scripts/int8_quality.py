@@ -9,7 +9,10 @@ measurement.
   every subnetwork of the front, on the whole reported split (GLUE dev).
 
     .venv/bin/python scripts/int8_quality.py out/nash/*/learned-k3-s0.3 out/eftnas/minilm-mrpc \
-        [--json out/int8_quality.json]
+        [--json out/int8_quality.json] [--scales tensor channel] [--output-layer int8]
+
+``--scales``: one int8 scale per weight matrix (``tensor``, the default scheme) and / or one per output row
+(``channel``); ``--output-layer``: the output layer's variants to run (``int8``, ``fp32``; both by default).
 
 Evaluation only (no timing), so it may run beside training. Target (issue): the loss from int8 is
 within 1 point, or within the interval, on every task.
@@ -30,8 +33,17 @@ from explorer.data.splits import load_split
 from explorer.evaluation.scoring import paired_interval
 from pruning import load_pruned, quantize  # noqa: E402
 
-VARIANTS = {"int8, LM head int8": (), "int8, LM head fp32": ("lm_head", "decoder.cls.predictions.decoder")}
-CLASSIFIER_VARIANTS = {"int8, classifier int8": (), "int8, classifier fp32": ("classifier",)}
+VARIANTS = {"int8": (), "fp32": ("lm_head", "decoder.cls.predictions.decoder")}  # the LM head in ...
+CLASSIFIER_VARIANTS = {"int8": (), "fp32": ("classifier",)}
+SCALES = ("tensor",)
+OUTPUT_LAYER = ("int8", "fp32")
+ONLY: list[str] | None = None
+
+
+def _variants(table: dict, head: str) -> list[tuple[str, tuple[str, ...], str]]:
+    """(label, layers kept fp32, scales) for every chosen scale granularity and output-layer precision."""
+    return [(f"int8{', per-channel' if s == 'channel' else ''}, {head} {out}", table[out], s)
+            for s in SCALES for out in OUTPUT_LAYER]
 
 
 def _row(run: Path, task: str, label: str, metric: str, fp32: float, int8: float, iv: dict) -> dict:
@@ -60,12 +72,14 @@ def check_eftnas(run: Path) -> list[dict]:
     labels = [r["labels"] for r in rows]
     metric = getattr(m, summary.metric)
     models = [("dense", load_classifier_weights(run / "dense"))]
-    models += [(f"{p.macs_fraction:.0%} MACs", extract_for_budget(run, p)[0]) for p in summary.front]
+    models += [(f"{p.macs_fraction:.0%} MACs", extract_for_budget(run, p)[0]) for p in summary.front
+               if not ONLY or f"{p.macs_fraction:.0%}" in ONLY]
+    models = [m for m in models if not ONLY or m[0] != "dense" or "dense" in ONLY]
     out = []
     for name, model in models:
         fp32 = predict(model, tokenizer, rows)
-        for label, keep in CLASSIFIER_VARIANTS.items():
-            int8 = predict(quantize(model, "int8", keep_fp32=keep), tokenizer, rows)
+        for label, keep, scales in _variants(CLASSIFIER_VARIANTS, "classifier"):
+            int8 = predict(quantize(model, "int8", keep_fp32=keep, scales=scales), tokenizer, rows)
             iv = m.paired_bootstrap(metric, labels, fp32, int8)
             out.append(_row(run, spec.name, f"{name}, {label}", summary.metric, metric(labels, fp32),
                             metric(labels, int8), iv))
@@ -86,8 +100,8 @@ def check(run: Path, data_dir: str | None) -> list[dict]:
     reference = predictions.get("pruned_fp32") or predictions["pruned"]
     fp32_value = metrics["quality"].get("pruned_fp32", metrics["quality"]["pruned"])["metrics"][spec.main_metric]
     rows = []
-    for label, keep in VARIANTS.items():
-        model = quantize(fp32, "int8", keep_fp32=keep)
+    for label, keep, scales in _variants(VARIANTS, "LM head"):
+        model = quantize(fp32, "int8", keep_fp32=keep, scales=scales)
         result = evaluate_quality(model, tokenizer, spec.name, examples, split=predictions["split"])
         iv = paired_interval(spec, examples, reference, result["predictions"])
         rows.append(_row(run, spec.name, label, spec.main_metric, fp32_value, result["metrics"][spec.main_metric], iv))
@@ -95,11 +109,18 @@ def check(run: Path, data_dir: str | None) -> list[dict]:
 
 
 def main() -> None:
+    global SCALES, OUTPUT_LAYER, ONLY
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", type=Path, help="finished prune run folders (with predictions.json) or EFTNAS run folders")
+    parser.add_argument("runs", nargs="+", type=Path,
+                        help="finished prune run folders (with predictions.json) or EFTNAS run folders")
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--scales", nargs="+", choices=("tensor", "channel"), default=["tensor"])
+    parser.add_argument("--output-layer", nargs="+", choices=OUTPUT_LAYER, default=list(OUTPUT_LAYER))
+    parser.add_argument("--only", nargs="*", help="EFTNAS runs: only these models ('dense', or a front member's "
+                        "MACs label such as '61%%')")
     args = parser.parse_args()
+    SCALES, OUTPUT_LAYER, ONLY = tuple(args.scales), tuple(args.output_layer), args.only
     rows = [row for run in args.runs for row in check(run, args.data_dir)]
     print("| run | task | weights | metric | fp32 | int8 | int8 - fp32, 95% CI | within target |")
     print("|---|---|---|---|---|---|---|---|")

@@ -1,6 +1,8 @@
 """Decode ms per token of a decoder-only LM at several depths and widths, before any pruning run: which budgets
 reach a speed-up at all (timing depends on the shape, not on which layers, heads or neurons are kept, so the
-first ones are kept). Rounds alternate the dense model and every shape; medians per shape.
+first ones are kept). Rounds alternate the dense model and every shape; per shape the median decode time over
+rounds, and the speed-up as the median of each round's ratio to the dense model of the same round (paired: a
+drift of the machine between rounds moves both), with the lowest and highest round's ratio beside it.
 
     .venv/bin/python scripts/lm_speed_grid.py --layers 30 20 18 17 15 --width 0 0.25 --pause-pids 1234
 """
@@ -49,13 +51,17 @@ def main() -> None:
             for key, model in shapes.items():
                 t = measure_lm_latency(model, input_tokens=args.input_tokens, new_tokens=args.new_tokens, repeats=3)
                 times[key].append(t.decode_ms_per_token)
-    base = statistics.median(times[(config.num_hidden_layers, 0.0)]) if (config.num_hidden_layers, 0.0) in times \
-        else None
-    print("| layers | width sparsity | params (M) | decode ms/token | speed-up |\n|---|---|---|---|---|")
+    base = times.get((config.num_hidden_layers, 0.0))
+    print(f"{args.rounds} rounds of {args.input_tokens} in / {args.new_tokens} out, batch 1\n")
+    print("| layers | width sparsity | params (M) | decode ms/token (median) | speed-up (median of rounds) | "
+          "lowest - highest round |\n|---|---|---|---|---|---|")
     for (k, s), values in times.items():
-        ms = statistics.median(values)
         params = sum(p.numel() for p in shapes[(k, s)].parameters()) / 1e6
-        print(f"| {k} | {s} | {params:.1f} | {ms:.2f} | {base / ms:.2f}x |" if base else f"| {k} | {s} | {ms:.2f} |")
+        row = f"| {k} | {s} | {params:.1f} | {statistics.median(values):.2f} |"
+        if base:
+            ratios = [b / v for b, v in zip(base, values)]
+            row += f" {statistics.median(ratios):.2f}x | {min(ratios):.2f} - {max(ratios):.2f}x |"
+        print(row)
 
 
 if __name__ == "__main__":

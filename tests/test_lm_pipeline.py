@@ -115,6 +115,42 @@ def test_an_older_run_gets_its_task_scores_added_and_keeps_the_rest(tiny_lm, tmp
     assert add_tasks_to_run(tmp_path / "run") == again  # a run that has them is left alone
 
 
+def test_answer_line_takes_the_first_line_with_content_after_a_summary_label():
+    from explorer.evaluation.lm_tasks import answer_line
+
+    assert answer_line("Summary:\nAmanda baked cookies.\nBob: ok") == "Amanda baked cookies."  # a base model's
+    assert answer_line("Summary: Amanda will come.\nmore") == "Amanda will come."  # a healed model's
+    assert answer_line("**Summary:** Bob is late.") == "Bob is late." and answer_line("TL;DR - fine") == "fine"
+    assert answer_line("Amanda: hi\nBob: hey") == "Amanda: hi"
+    assert answer_line("Summary of the call: x") == "Summary of the call: x"  # not a label
+    assert answer_line("Summary:") == answer_line(" \n ") == ""
+
+
+def test_runs_scored_by_the_first_answer_rule_are_rescored(tiny_lm, tmp_path):
+    import copy
+
+    from explorer.pipelines.lm_prune import add_tasks_to_run, run_lm_prune
+
+    run_lm_prune(settings(tiny_lm, selection="uniform"), tmp_path / "run")
+    path = tmp_path / "run" / "metrics.json"
+    full = json.loads(path.read_text())
+    old = copy.deepcopy(full)
+    block = old["task_outputs"]["pruned"]["summaries"]
+    del block["answer_rule"], block["replies"]  # rule 1 kept each reply's first line, label and all
+    block["texts"] = [f"Summary: {t}" for t in block["texts"]]
+    block["rougeL"] = [0.0] * len(block["texts"])
+    old["quality"]["pruned"]["metrics"]["rougeL"] = 0.0
+    path.write_text(json.dumps(old))
+    again = add_tasks_to_run(tmp_path / "run")
+    assert again["task_outputs"]["pruned"]["summaries"]["texts"] == full["task_outputs"]["pruned"]["summaries"]["texts"]
+    assert again["task_differences"] == full["task_differences"] and again["quality"] == full["quality"]
+    assert add_tasks_to_run(tmp_path / "run") == again  # up to date now
+    block["texts"] = ["Summary:"] * len(block["texts"])  # a bare label: the answer was on a line not kept
+    path.write_text(json.dumps(old))
+    again = add_tasks_to_run(tmp_path / "run")  # so the pruned model answers again
+    assert again["task_outputs"]["pruned"]["summaries"] == full["task_outputs"]["pruned"]["summaries"]
+
+
 def test_lora_healing_lowers_the_training_loss_and_leaves_a_plain_model(tiny_lm):
     from explorer.models.lm import load_lm
     from explorer.pipelines.lm_prune import text_losses

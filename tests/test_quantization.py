@@ -34,6 +34,23 @@ def test_int8_copy_is_smaller_close_to_fp32_and_leaves_the_original_alone(family
         quantize(model, "int4")
 
 
+def test_per_channel_scales_keep_a_row_of_small_weights_that_one_scale_per_tensor_rounds_away():
+    torch.manual_seed(0)
+    layer = torch.nn.Sequential(torch.nn.Linear(64, 8))
+    with torch.no_grad():
+        layer[0].weight[0] *= 200  # one large row sets the per-tensor scale
+    x = torch.randn(4, 64)
+    with torch.no_grad():
+        exact = layer(x)[:, 1:]
+        errors = {s: (quantize(layer, "int8", scales=s)(x)[:, 1:] - exact).abs().max().item()
+                  for s in ("tensor", "channel")}
+    assert errors["channel"] * 10 < errors["tensor"]
+    weight, _ = quantize(layer, "int8", scales="channel")[0]._packed_params._weight_bias()
+    assert weight.qscheme() == torch.per_channel_affine and weight.q_per_channel_scales().shape == (8,)
+    with pytest.raises(ValueError, match="Unknown int8 scales"):
+        quantize(layer, "int8", scales="row")
+
+
 @pytest.mark.parametrize("family", ["t5", "bert2bert"])
 def test_int8_of_a_layer_with_every_head_and_neuron_removed_runs(family):
     """A layer left with no heads (BERT only) or no FFN neurons has empty Linear layers; int8 leaves

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 
 import torch
@@ -20,6 +21,11 @@ SENTIMENT_PROMPT = "{text}\nQuestion: Is this sentence positive or negative?\nAn
 SENTIMENT_WORDS = (" negative", " positive")  # label 0, label 1
 SUMMARY_INSTRUCTION = "Summarize this dialogue in one sentence.\n\n{dialogue}"
 PLAIN_SUMMARY_PROMPT = "Dialogue:\n{dialogue}\nSummary:"
+# The rule that turns a raw reply into the scored answer (:func:`answer_line`); runs and cached dense outputs
+# record it, so a change of rule re-scores them (``explorer.pipelines.lm_prune.add_tasks_to_run``).
+# 1: the first line of the reply; 2: the first line with content after a leading "Summary:" / "TL;DR:" label.
+ANSWER_RULE = 2
+_LABEL = re.compile(r"^\W*(?:summary|tl;?dr)\W*?[:\-]\W*", re.IGNORECASE)
 
 
 @torch.no_grad()
@@ -115,8 +121,7 @@ def generate_replies(model, tokenizer, prompts: Sequence[str], *, max_new_tokens
                      max_prompt_tokens: int = 512,
                      progress: Callable[[float, str], None] | None = None) -> list[str]:
     """Greedy continuation of each prompt (left-padded batches in order of length, KV cache on), decoded without
-    special tokens, only the new tokens, cut at the first line break (a one-sentence answer; small models
-    otherwise go on to continue the dialogue).
+    special tokens, only the new tokens (the raw reply; :func:`answer_line` takes the answer out of it).
 
     Args:
         prompts: (N,) full prompt texts (chat template already applied); truncated from the left to
@@ -124,7 +129,7 @@ def generate_replies(model, tokenizer, prompts: Sequence[str], *, max_new_tokens
         max_new_tokens: Upper bound on new tokens; generation also stops at the model's EOS.
 
     Returns:
-        (N,) replies in the order of ``prompts``.
+        (N,) replies in the order of ``prompts``, stripped of surrounding whitespace.
     """
     device = model_device(model)
     model.eval()
@@ -142,11 +147,24 @@ def generate_replies(model, tokenizer, prompts: Sequence[str], *, max_new_tokens
                                    do_sample=False, num_beams=1, pad_token_id=pad, eos_token_id=eos,
                                    repetition_penalty=1.0)
         for i, row in zip(index, generated[:, width:]):
-            text = tokenizer.decode(row, skip_special_tokens=True).strip()
-            out[i] = text.split("\n")[0].strip()
+            out[i] = tokenizer.decode(row, skip_special_tokens=True).strip()
         if progress:
             progress(min(1.0, (start + len(index)) / len(order)), f"generated {start + len(index)}/{len(order)}")
     return out
+
+
+def answer_line(reply: str) -> str:
+    """The scored answer of a raw reply (rule ``ANSWER_RULE`` = 2): its first line that has content once a leading
+    ``Summary:`` / ``TL;DR:`` label (any case, with markdown around it) is removed. One line, because small models
+    otherwise go on to continue the dialogue; the label goes because it is not part of the summary (a base model
+    such as Gemma-3-270M answers ``"Summary:\\n<text>"``; healed models learn ``"Summary: <text>"`` from the
+    healing data). ``""`` when no line has content.
+    """
+    for line in reply.split("\n"):
+        text = _LABEL.sub("", line.strip(), count=1).strip()
+        if text:
+            return text
+    return ""
 
 
 def summarize_dialogues(model, tokenizer, dialogues: Sequence[str], references: Sequence[str], *,
@@ -155,8 +173,9 @@ def summarize_dialogues(model, tokenizer, dialogues: Sequence[str], references: 
     """Instruction summaries of ``dialogues`` (:func:`summary_prompts`, :func:`generate_replies`) and their ROUGE.
 
     Returns:
-        ``{"prompt": "chat-template" | "plain", "summaries": (N,) str, "rouge": {"rouge1", "rouge2", "rougeL",
-        "rougeLsum"} -> (N,) per-example F-measures in percent}``.
+        ``{"prompt": "chat-template" | "plain", "replies": (N,) raw replies, "summaries": (N,) their
+        :func:`answer_line`, "rouge": {"rouge1", "rouge2", "rougeL", "rougeLsum"} -> (N,) per-example F-measures
+        of the summaries in percent}``.
 
     Raises:
         ValueError: If the lists differ in length or are empty.
@@ -167,6 +186,8 @@ def summarize_dialogues(model, tokenizer, dialogues: Sequence[str], references: 
         raise ValueError(f"Need as many references as dialogues (and at least one): {len(dialogues)} dialogues, "
                          f"{len(references)} references.")
     prompts, kind = summary_prompts(tokenizer, dialogues)
-    summaries = generate_replies(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                                 progress=progress)
-    return {"prompt": kind, "summaries": summaries, "rouge": rouge_per_example(summaries, references)}
+    replies = generate_replies(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                               progress=progress)
+    summaries = [answer_line(r) for r in replies]
+    return {"prompt": kind, "replies": replies, "summaries": summaries,
+            "rouge": rouge_per_example(summaries, references)}

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from explorer.data.splits import load_split
+from explorer.evaluation.lm_tasks import ANSWER_RULE
 from explorer.paths import cache_root
 
 Progress = Callable[[float, str], None]
@@ -262,6 +263,8 @@ def _dense_cached(dense, settings: LMPruneSettings, what: str, compute: Callable
     fields = {"perplexity": ("model", "corpus", "data_dir", "eval_texts", "max_tokens"),
               "tasks": ("model", "corpus", "data_dir", "zero_shot_task", "zero_shot_examples", "summaries",
                         "max_tokens")}[what]
+    if what == "tasks":
+        key = (*key, f"answer-rule-{ANSWER_RULE}")  # summaries scored by another rule are not reused
     name = fingerprint(*(getattr(settings, f) for f in fields), *key)
     path = cache_root() / "lm-dense" / (f"{name}.json" if what == "perplexity" else f"{what}-{name}.json")
     if path.exists():
@@ -298,9 +301,28 @@ def task_outputs(model, tokenizer, settings: LMPruneSettings) -> dict:
         result = summarize_dialogues(model, tokenizer, [(e.texts[0] if e.texts else e.source) for e in examples],
                                      [e.target for e in examples], batch_size=settings.batch_size)
         out["summaries"] = {"prompt": result["prompt"], "references": [e.target for e in examples],
-                            "texts": result["summaries"],
+                            "answer_rule": ANSWER_RULE, "replies": result["replies"], "texts": result["summaries"],
                             **{k: [round(v, 2) for v in result["rouge"][k]] for k in ("rouge1", "rouge2", "rougeL")}}
     return out
+
+
+def _rescored_summaries(block: dict) -> dict | None:
+    """A summaries block of :func:`task_outputs` scored by the current ``ANSWER_RULE`` without generating again,
+    or None when that needs the model. Blocks of rule 1 kept only each reply's first line; rule 2's answer of
+    such a line is the same as of the whole reply unless the line is nothing but a label (then rule 2 reads the
+    next line, which was not kept)."""
+    from explorer.evaluation.lm_tasks import answer_line
+    from explorer.evaluation.metrics import rouge_per_example
+
+    if block.get("answer_rule", 1) == ANSWER_RULE:
+        return block
+    source = block.get("replies") or block["texts"]
+    if "replies" not in block and any(t.strip() and not answer_line(t) for t in block["texts"]):
+        return None
+    texts = [answer_line(t) for t in source]
+    rouge = rouge_per_example(texts, block["references"])
+    return {**block, "answer_rule": ANSWER_RULE, "texts": texts,
+            **{k: [round(v, 2) for v in rouge[k]] for k in ("rouge1", "rouge2", "rougeL")}}
 
 
 def add_task_scores(quality: dict, dense: dict, pruned: dict) -> dict:
@@ -332,9 +354,10 @@ def add_task_scores(quality: dict, dense: dict, pruned: dict) -> dict:
 
 
 def add_tasks_to_run(run_dir: str | Path, progress: Progress | None = None) -> dict:
-    """Score a finished run folder that has no task scores yet (runs made before they existed): the pruned model
-    from the folder, the dense model (cached), :func:`task_outputs`, then ``metrics.json`` rewritten atomically
-    with them. A run that has them is returned unchanged.
+    """Score a finished run folder that has no task scores yet (runs made before they existed), or whose summaries
+    were scored by an older ``ANSWER_RULE``: the pruned model from the folder (its stored replies when they are
+    enough, :func:`_rescored_summaries`), the dense model (cached), :func:`task_outputs`, then ``metrics.json``
+    rewritten atomically with them. A run that is up to date is returned unchanged.
 
     Raises:
         ValueError: If ``run_dir`` is not a decoder-only LM run.
@@ -347,7 +370,8 @@ def add_tasks_to_run(run_dir: str | Path, progress: Progress | None = None) -> d
     metrics = json.loads(path.read_text())
     if metrics.get("kind") != "lm":
         raise ValueError(f"{run_dir} is not a decoder-only LM run (prune-lm).")
-    if "task_differences" in metrics:
+    stored = metrics.get("task_outputs", {}).get("pruned")
+    if "task_differences" in metrics and (stored or {}).get("summaries", {}).get("answer_rule", 1) == ANSWER_RULE:
         return metrics
     known = set(LMPruneSettings.__dataclass_fields__)
     settings = LMPruneSettings(**{k: v for k, v in metrics["settings"].items() if k in known})
@@ -355,7 +379,11 @@ def add_tasks_to_run(run_dir: str | Path, progress: Progress | None = None) -> d
     say(0.0, f"{Path(run_dir).name}: task scores")
     dense = load_lm(settings.model)
     dense_tasks = _dense_cached(dense, settings, "tasks", lambda: task_outputs(dense.model, dense.tokenizer, settings))
-    pruned_tasks = task_outputs(load_pruned(run_dir), dense.tokenizer, settings)
+    summaries = _rescored_summaries(stored["summaries"]) if stored and "summaries" in stored else None
+    if summaries is not None and ("zero_shot" in stored) == bool(settings.zero_shot_examples):
+        pruned_tasks = {**stored, "summaries": summaries}
+    else:
+        pruned_tasks = task_outputs(load_pruned(run_dir), dense.tokenizer, settings)
     metrics["settings"] = asdict(settings)
     metrics["task_differences"] = add_task_scores(metrics["quality"], dense_tasks, pruned_tasks)
     metrics["task_outputs"] = {"dense": dense_tasks, "pruned": pruned_tasks}
