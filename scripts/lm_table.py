@@ -6,6 +6,7 @@ SAMSum test documents with a paired bootstrap interval against dense; decode ms 
     .venv/bin/python scripts/lm_table.py --out out/lm                       # every run (resumable), then the table
     .venv/bin/python scripts/lm_table.py --out out/lm --only depth          # one group of runs
     .venv/bin/python scripts/lm_table.py --out out/lm --retime --pause-pids 1234   # time every run again, quietly
+    .venv/bin/python scripts/lm_table.py --out out/lm --retime --missing-only     # only runs not re-timed yet
     .venv/bin/python scripts/lm_table.py --out out/lm --add-tasks           # task scores for older runs
 
 Each run is a folder ``<out>/<name>`` (``python -m explorer prune-lm``'s output); a finished one is kept, so an
@@ -72,27 +73,31 @@ def add_tasks(out: Path) -> None:
         add_tasks_to_run(run, progress=_progress)
 
 
-def retime(out: Path, pause: list[int], repeats: int) -> None:
-    """Every run and the dense model timed again in this process, alternating, with ``pause`` stopped."""
+def retime(out: Path, pause: list[int], repeats: int, missing_only: bool = False) -> None:
+    """Every run and the dense model timed again in this process, alternating, with ``pause`` stopped; with
+    ``missing_only``, only the runs that ``retimed.json`` does not have yet (added to it, each keeping its date)."""
     from explorer.evaluation.latency import measure_lm_latency, paused
     from explorer.models.lm import load_lm
     from pruning import load_pruned
 
     runs = sorted(p for p in out.iterdir() if (p / "metrics.json").exists())
+    before = json.loads((out / "retimed.json").read_text()) if missing_only and (out / "retimed.json").exists() \
+        else {"runs": {}}
+    runs = [r for r in runs if r.name not in before["runs"]]
     if not runs:
-        raise SystemExit(f"no runs in {out}")
+        raise SystemExit(f"no runs to time in {out}")
     model = json.loads((runs[0] / "metrics.json").read_text())["model"]
     dense = load_lm(model).model
     settings = json.loads((runs[0] / "metrics.json").read_text())["settings"]
     kwargs = dict(input_tokens=settings["input_tokens"], new_tokens=settings["new_tokens"], repeats=repeats)
-    times = {}
+    times, today = {}, time.strftime("%Y-%m-%d")
     with paused(pause):
         for run in runs:
             pruned = load_pruned(run)
             d, p = measure_lm_latency(dense, **kwargs), measure_lm_latency(pruned, **kwargs)
-            times[run.name] = {"dense": d.__dict__, "pruned": p.__dict__}
+            times[run.name] = {"dense": d.__dict__, "pruned": p.__dict__, "date": today}
             print(f"{run.name}: decode {d.decode_ms_per_token:.1f} -> {p.decode_ms_per_token:.1f} ms/token", flush=True)
-    (out / "retimed.json").write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "runs": times}, indent=1))
+    (out / "retimed.json").write_text(json.dumps({"date": today, "runs": {**before["runs"], **times}}, indent=1))
 
 
 def table(out: Path) -> str:
@@ -166,7 +171,7 @@ def ship(out: Path) -> None:
             metrics["speedup_decode"] = round(times["dense"]["decode_ms_per_token"]
                                               / times["pruned"]["decode_ms_per_token"], 3)
             metrics["speedup_end_to_end"] = round(times["dense"]["latency_ms"] / times["pruned"]["latency_ms"], 3)
-            metrics["latency_retimed"] = retimed["date"]
+            metrics["latency_retimed"] = times.get("date", retimed["date"])
         (target / "metrics.json").write_text(json.dumps(metrics, indent=1))
     if (out / "retimed.json").exists():
         shutil.copy2(out / "retimed.json", SHIPPED / "retimed.json")
@@ -180,7 +185,6 @@ def ship(out: Path) -> None:
         "commit": commit.strip(), "machine": device_description("cpu"),
         "note": "measured by this project; the Pareto tab's latencies are those of each run (retimed.json has the "
                 "quiet re-timing the README table uses)"}, indent=1))
-    print(f"shipped {SHIPPED}")
 
 
 def main() -> None:
@@ -190,6 +194,7 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--eval-texts", type=int, default=200)
     parser.add_argument("--retime", action="store_true")
+    parser.add_argument("--missing-only", action="store_true", help="with --retime: only runs not re-timed yet")
     parser.add_argument("--pause-pids", type=int, nargs="*", default=[])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--ship", action="store_true")
@@ -198,7 +203,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.retime:
-        retime(out, args.pause_pids, args.repeats)
+        retime(out, args.pause_pids, args.repeats, args.missing_only)
     elif args.add_tasks:
         add_tasks(out)
     elif not args.ship:
@@ -208,6 +213,7 @@ def main() -> None:
     print(selection_table(out))
     if args.ship:
         ship(out)
+        print(f"shipped {SHIPPED}", file=sys.stderr)
 
 
 if __name__ == "__main__":
