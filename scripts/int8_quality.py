@@ -32,8 +32,9 @@ from explorer.data.tasks import get_task
 from explorer.data.splits import load_split
 from explorer.evaluation.scoring import paired_interval
 from pruning import load_pruned, quantize  # noqa: E402
+from pruning.quantization import SCALES as QUANT_SCALES  # noqa: E402
 
-VARIANTS = {"int8": (), "fp32": ("lm_head", "decoder.cls.predictions.decoder")}  # the LM head in ...
+VARIANTS = {"int8": (), "fp32": ("lm_head", "decoder.cls.predictions.decoder")}  # LM head precision -> kept fp32
 CLASSIFIER_VARIANTS = {"int8": (), "fp32": ("classifier",)}
 SCALES = ("tensor",)
 OUTPUT_LAYER = ("int8", "fp32")
@@ -115,7 +116,7 @@ def main() -> None:
                         help="finished prune run folders (with predictions.json) or EFTNAS run folders")
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--json", type=Path, help="also write the rows here")
-    parser.add_argument("--scales", nargs="+", choices=("tensor", "channel"), default=["tensor"])
+    parser.add_argument("--scales", nargs="+", choices=QUANT_SCALES, default=["tensor"])
     parser.add_argument("--output-layer", nargs="+", choices=OUTPUT_LAYER, default=list(OUTPUT_LAYER))
     parser.add_argument("--only", nargs="*", help="EFTNAS runs: only these models ('dense', or a front member's "
                         "MACs label such as '61%%')")
