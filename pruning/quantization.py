@@ -17,6 +17,7 @@ weights every time).
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import torch
@@ -26,6 +27,28 @@ QUANTIZATIONS = ("none", "int8")
 SCALES = ("tensor", "channel")  # int8 scale granularity: one per weight matrix, or one per output row
 # Layers kept in fp32 by default (names or name suffixes), chosen by measurement: see the README.
 KEEP_FP32: tuple[str, ...] = ()
+
+
+# The FFN output projection of each family (the Linear whose input is the FFN's activation): BERT's
+# ``layer.N.output.dense`` (not ``attention.output.dense``), T5's ``DenseReluDense.wo``, BART's ``fc2``,
+# Llama's / Gemma's ``mlp.down_proj``.
+FFN_OUTPUT_PATTERN = re.compile(r"(layer\.\d+\.output\.dense|DenseReluDense\.wo|\.fc2|mlp\.down_proj)$")
+
+
+def ffn_output_layers(model: nn.Module) -> tuple[str, ...]:
+    """Names of the FFN output Linear layers of ``model`` (any supported family), for ``quantize(...,
+    keep_fp32=...)``.
+
+    Their inputs are the FFN's GELU / ReLU activations, long-tailed with a few outlier dimensions, which one
+    per-tensor int8 scale rounds badly (Bondarenko et al. 2021, "Understanding and Overcoming the Challenges of
+    Efficient Transformer Quantization"); measured here as the layer that sets int8's loss on MiniLM-L6
+    classifiers (``scripts/int8_sensitivity.py``, README).
+
+    Returns:
+        Module names in ``model.named_modules()`` order; empty for a model with none recognised.
+    """
+    return tuple(name for name, module in model.named_modules()
+                 if isinstance(module, nn.Linear) and FFN_OUTPUT_PATTERN.search(name))
 
 
 def check_scheme(scheme: str) -> str:

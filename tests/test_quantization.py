@@ -6,12 +6,12 @@ import json
 import pytest
 import torch
 from conftest import SHARED, T5_TOKENIZER
-from tiny import FAMILIES, batch
+from tiny import FAMILIES, batch, tiny_bert
 
 from explorer.cli.main import main
 from explorer.evaluation.latency import new_cache
 from pruning import PruningPlan, apply_plan, keep_all_plan, load_pruned, quantize, save_pruned, weight_bytes
-from pruning.quantization import is_quantized
+from pruning.quantization import ffn_output_layers, is_quantized
 
 SAMSUM = SHARED / "data" / "SAMSum"
 
@@ -49,6 +49,30 @@ def test_per_channel_scales_keep_a_row_of_small_weights_that_one_scale_per_tenso
     assert weight.qscheme() == torch.per_channel_affine and weight.q_per_channel_scales().shape == (8,)
     with pytest.raises(ValueError, match="Unknown int8 scales"):
         quantize(layer, "int8", scales="row")
+
+
+@pytest.mark.parametrize("family", ["t5", "t5-gated", "bart", "bert2bert", "bert-classifier", "llama"])
+def test_ffn_output_layers_are_one_per_ffn_block_and_stay_fp32_when_kept(family):
+    if family == "bert-classifier":
+        model = tiny_bert(layers=3, classifier=True)
+        blocks = 3
+    elif family == "llama":
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=3,
+                                             num_attention_heads=4, num_key_value_heads=2)).eval()
+        blocks = 3
+    else:
+        model = FAMILIES[family]().eval()
+        config = model.config
+        blocks = (config.encoder.num_hidden_layers + config.decoder.num_hidden_layers if family == "bert2bert"
+                  else config.num_layers + config.num_decoder_layers if family.startswith("t5")
+                  else config.encoder_layers + config.decoder_layers)
+    names = ffn_output_layers(model)
+    assert len(names) == blocks and not any("attention" in n or "SelfAttention" in n for n in names)
+    q = quantize(model, "int8", keep_fp32=names)
+    modules = dict(q.named_modules())
+    assert all(type(modules[n]) is torch.nn.Linear for n in names) and is_quantized(q)
 
 
 @pytest.mark.parametrize("family", ["t5", "bert2bert"])
