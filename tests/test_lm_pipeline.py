@@ -221,7 +221,10 @@ def test_the_command_line_prunes_an_lm_and_refuses_bad_input_with_one_line(tiny_
 
 
 def test_nash_given_an_offline_lm_points_to_prune_lm():
-    from explorer.models.loading import load_model
+    """Both ways in: loading the model, and ``prune``'s first look at its config (which used to say the Hub was
+    offline instead)."""
+    from explorer.models.loading import load_model, peek_decoder_layers
 
-    with pytest.raises(ValueError, match="decoder-only LM; NASH needs an encoder-decoder model.*prune-lm"):
-        load_model("smollm2-135m")
+    for look in (load_model, peek_decoder_layers):
+        with pytest.raises(ValueError, match="decoder-only LM; NASH needs an encoder-decoder model.*prune-lm"):
+            look("smollm2-135m")

@@ -85,11 +85,7 @@ def load_model(spec: str) -> LoadedModel:
         raise ValueError("No model given. " + _available_hint())
     if spec.lower() in OFFLINE_MODELS:
         return _load_minilm2minilm()
-    from explorer.models.lm import OFFLINE_LMS
-
-    if spec.lower() in OFFLINE_LMS:
-        raise ValueError(f"{spec} is a decoder-only LM; NASH needs an encoder-decoder model. Prune it by depth and "
-                         f"width with: python -m explorer prune-lm --model {spec.lower()} --layers K ...")
+    _refuse_offline_lm(spec)
     if spec.startswith(RANDOM_PREFIX):
         return _load_random(spec[len(RANDOM_PREFIX):])
     path = Path(spec).expanduser()
@@ -98,6 +94,15 @@ def load_model(spec: str) -> LoadedModel:
     if spec.startswith((".", "/", "~")) or os.sep in spec and not _looks_like_hub_id(spec):
         raise ValueError(f"{spec} is not a folder. " + _available_hint())
     return _load_hub(spec)
+
+
+def _refuse_offline_lm(spec: str) -> None:
+    """Raise the redirect to ``prune-lm`` when ``spec`` names one of the offline decoder-only LMs."""
+    from explorer.models.lm import OFFLINE_LMS
+
+    if spec.lower() in OFFLINE_LMS:
+        raise ValueError(f"{spec} is a decoder-only LM; NASH needs an encoder-decoder model. Prune it by depth and "
+                         f"width with: python -m explorer prune-lm --model {spec.lower()} --layers K ...")
 
 
 def _available_hint() -> str:
@@ -235,11 +240,13 @@ def peek_config(spec: str):
 
         encoder = AutoConfig.from_pretrained(minilm_path())
         return EncoderDecoderConfig.from_encoder_decoder_configs(encoder, encoder)
+    _refuse_offline_lm(spec)
     inner = spec[len(RANDOM_PREFIX):] if spec.startswith(RANDOM_PREFIX) else spec
     path = Path(inner).expanduser()
     if path.is_dir():
         if not (path / "config.json").exists():
-            raise ValueError(f"{path} has no config.json; give a folder written by save_pretrained. " + _available_hint())
+            raise ValueError(f"{path} has no config.json; give a folder written by save_pretrained. "
+                             + _available_hint())
         try:
             return AutoConfig.from_pretrained(path)
         except Exception as err:  # a config.json that is not JSON, or not a config
@@ -264,4 +271,5 @@ def peek_decoder_layers(spec: str) -> int:
         return config.decoder_layers
     if family == "bert2bert":
         return config.decoder.num_hidden_layers
-    raise ValueError(f"{spec} is an encoder-only model; NASH needs an encoder-decoder. Supported: {SUPPORTED_ENCODER_DECODER}.")
+    raise ValueError(f"{spec} is an encoder-only model; NASH needs an encoder-decoder. "
+                     f"Supported: {SUPPORTED_ENCODER_DECODER}.")
