@@ -24,20 +24,12 @@ from nas.records import RunSummary  # noqa: E402
 
 def intervals(folder: Path, run: RunSummary) -> None:
     """``eval_ci`` of every front member: paired bootstrap of (subnetwork - dense) on the reported split."""
-    from transformers import AutoTokenizer
-
     from explorer.evaluation import metrics
-    from explorer.runs.eftnas_runs import extract_for_budget
-    from explorer.evaluation.classify import predict, tokenize
-    from explorer.data.tasks import get_task
-    from explorer.data.splits import load_split
+    from explorer.evaluation.classify import predict
+    from explorer.runs.eftnas_runs import extract_for_budget, reported_split
     from nas.supernet import load_classifier_weights
 
-    settings, spec = run.settings, get_task(run.task)
-    tokenizer = AutoTokenizer.from_pretrained(folder / "dense")
-    rows = tokenize(tokenizer, load_split(spec, spec.eval_split, settings["data_dir"], limit=settings["eval_samples"]),
-                    settings["max_tokens"], regression=spec.kind == "regression")
-    labels = [r["labels"] for r in rows]
+    _, tokenizer, rows, labels = reported_split(folder)
     dense = predict(load_classifier_weights(folder / "dense"), tokenizer, rows)
     metric = getattr(metrics, run.metric)
     front = []

@@ -12,7 +12,8 @@ measurement.
         [--json out/int8_quality.json] [--scales tensor channel] [--output-layer int8]
 
 ``--scales``: one int8 scale per weight matrix (``tensor``, the default scheme) and / or one per output row
-(``channel``); ``--output-layer``: the output layer's variants to run (``int8``, ``fp32``; both by default).
+(``channel``); ``--output-layer``: the output layer's variants to run (``int8``, ``fp32``; both by default);
+``--ffn-output``: the FFN output layers' (``int8`` by default; ``fp32`` keeps them out of int8, README).
 
 Evaluation only (no timing), so it may run beside training. Target (issue): the loss from int8 is
 within 1 point, or within the interval, on every task.
@@ -21,6 +22,7 @@ within 1 point, or within the interval, on every task.
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,19 +34,29 @@ from explorer.data.tasks import get_task
 from explorer.data.splits import load_split
 from explorer.evaluation.scoring import paired_interval
 from pruning import load_pruned, quantize  # noqa: E402
-from pruning.quantization import SCALES as QUANT_SCALES  # noqa: E402
+from pruning.quantization import SCALES as QUANT_SCALES, ffn_output_layers  # noqa: E402
 
 VARIANTS = {"int8": (), "fp32": ("lm_head", "decoder.cls.predictions.decoder")}  # LM head precision -> kept fp32
 CLASSIFIER_VARIANTS = {"int8": (), "fp32": ("classifier",)}
-SCALES = ("tensor",)
-OUTPUT_LAYER = ("int8", "fp32")
-ONLY: list[str] | None = None
+PRECISIONS = ("int8", "fp32")
 
 
-def _variants(table: dict, head: str) -> list[tuple[str, tuple[str, ...], str]]:
-    """(label, layers kept fp32, scales) for every chosen scale granularity and output-layer precision."""
-    return [(f"int8{', per-channel' if s == 'channel' else ''}, {head} {out}", table[out], s)
-            for s in SCALES for out in OUTPUT_LAYER]
+@dataclass(frozen=True)
+class Options:
+    """Which int8 variants to run: weight scale granularities (``pruning.quantization.SCALES``), the output
+    layer's precisions, the FFN output layers' precisions (``ffn_output_layers``), and for EFTNAS runs which
+    models (None: all)."""
+    scales: tuple[str, ...] = ("tensor",)
+    output_layer: tuple[str, ...] = PRECISIONS
+    ffn_output: tuple[str, ...] = ("int8",)
+    only: tuple[str, ...] | None = None
+
+    def variants(self, model, table: dict, head: str) -> list[tuple[str, tuple[str, ...], str]]:
+        """(label, layers kept fp32, scales) for every chosen combination."""
+        ffn = ffn_output_layers(model)
+        return [(f"int8{', per-channel' if s == 'channel' else ''}, {head} {out}"
+                 f"{', FFN output fp32' if f == 'fp32' else ''}", table[out] + (ffn if f == "fp32" else ()), s)
+                for s in self.scales for out in self.output_layer for f in self.ffn_output]
 
 
 def _row(run: Path, task: str, label: str, metric: str, fp32: float, int8: float, iv: dict) -> dict:
@@ -56,40 +68,30 @@ def _row(run: Path, task: str, label: str, metric: str, fp32: float, int8: float
     return row
 
 
-def check_eftnas(run: Path) -> list[dict]:
+def check_eftnas(run: Path, options: Options) -> list[dict]:
     """int8 vs fp32 for the dense classifier and every front subnetwork of an EFTNAS run folder."""
-    from transformers import AutoTokenizer
-
     from explorer.evaluation import metrics as m
-    from explorer.runs.eftnas_runs import extract_for_budget, load_run
-    from explorer.evaluation.classify import predict, tokenize
-    from nas.supernet import load_classifier_weights
+    from explorer.evaluation.classify import predict
+    from explorer.runs.eftnas_runs import reported_split, run_models
 
-    summary = load_run(run)
-    settings, spec = summary.settings, get_task(summary.task)
-    tokenizer = AutoTokenizer.from_pretrained(run / "dense")
-    rows = tokenize(tokenizer, load_split(spec, spec.eval_split, settings["data_dir"], limit=settings["eval_samples"]),
-                    settings["max_tokens"], regression=spec.kind == "regression")
-    labels = [r["labels"] for r in rows]
+    summary, tokenizer, rows, labels = reported_split(run)
     metric = getattr(m, summary.metric)
-    models = [("dense", load_classifier_weights(run / "dense"))]
-    models += [(f"{p.macs_fraction:.0%} MACs", extract_for_budget(run, p)[0]) for p in summary.front
-               if not ONLY or f"{p.macs_fraction:.0%}" in ONLY]
-    models = [m for m in models if not ONLY or m[0] != "dense" or "dense" in ONLY]
     out = []
-    for name, model in models:
+    for name, load in run_models(run, summary, options.only):
+        model = load().eval()
         fp32 = predict(model, tokenizer, rows)
-        for label, keep, scales in _variants(CLASSIFIER_VARIANTS, "classifier"):
+        for label, keep, scales in options.variants(model, CLASSIFIER_VARIANTS, "classifier"):
             int8 = predict(quantize(model, "int8", keep_fp32=keep, scales=scales), tokenizer, rows)
             iv = m.paired_bootstrap(metric, labels, fp32, int8)
-            out.append(_row(run, spec.name, f"{name}, {label}", summary.metric, metric(labels, fp32),
+            out.append(_row(run, summary.task, f"{name}, {label}", summary.metric, metric(labels, fp32),
                             metric(labels, int8), iv))
     return out
 
 
-def check(run: Path, data_dir: str | None) -> list[dict]:
+def check(run: Path, data_dir: str | None, options: Options) -> list[dict]:
+    """int8 vs fp32 rows of one run folder (NASH prune run or EFTNAS run)."""
     if (run / "eftnas.json").exists():
-        return check_eftnas(run)
+        return check_eftnas(run, options)
     metrics = json.loads((run / "metrics.json").read_text())
     predictions = json.loads((run / "predictions.json").read_text())
     spec = get_task(metrics["task"])
@@ -101,7 +103,7 @@ def check(run: Path, data_dir: str | None) -> list[dict]:
     reference = predictions.get("pruned_fp32") or predictions["pruned"]
     fp32_value = metrics["quality"].get("pruned_fp32", metrics["quality"]["pruned"])["metrics"][spec.main_metric]
     rows = []
-    for label, keep, scales in _variants(VARIANTS, "LM head"):
+    for label, keep, scales in options.variants(fp32, VARIANTS, "LM head"):
         model = quantize(fp32, "int8", keep_fp32=keep, scales=scales)
         result = evaluate_quality(model, tokenizer, spec.name, examples, split=predictions["split"])
         iv = paired_interval(spec, examples, reference, result["predictions"])
@@ -110,19 +112,21 @@ def check(run: Path, data_dir: str | None) -> list[dict]:
 
 
 def main() -> None:
-    global SCALES, OUTPUT_LAYER, ONLY
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path,
                         help="finished prune run folders (with predictions.json) or EFTNAS run folders")
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument("--scales", nargs="+", choices=QUANT_SCALES, default=["tensor"])
-    parser.add_argument("--output-layer", nargs="+", choices=OUTPUT_LAYER, default=list(OUTPUT_LAYER))
+    parser.add_argument("--output-layer", nargs="+", choices=PRECISIONS, default=list(PRECISIONS))
+    parser.add_argument("--ffn-output", nargs="+", choices=PRECISIONS, default=["int8"],
+                        help="the FFN output layers' precision(s): fp32 keeps them out of int8")
     parser.add_argument("--only", nargs="*", help="EFTNAS runs: only these models ('dense', or a front member's "
                         "MACs label such as '61%%')")
     args = parser.parse_args()
-    SCALES, OUTPUT_LAYER, ONLY = tuple(args.scales), tuple(args.output_layer), args.only
-    rows = [row for run in args.runs for row in check(run, args.data_dir)]
+    options = Options(tuple(args.scales), tuple(args.output_layer), tuple(args.ffn_output),
+                      tuple(args.only) if args.only else None)
+    rows = [row for run in args.runs for row in check(run, args.data_dir, options)]
     print("| run | task | weights | metric | fp32 | int8 | int8 - fp32, 95% CI | within target |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:

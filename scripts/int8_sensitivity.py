@@ -66,27 +66,14 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
-    from transformers import AutoTokenizer
-
-    from explorer.data.splits import load_split
-    from explorer.data.tasks import get_task
     from explorer.evaluation import metrics as m
-    from explorer.evaluation.classify import predict, tokenize
-    from explorer.runs.eftnas_runs import extract_for_budget, load_run
-    from nas.supernet import load_classifier_weights
+    from explorer.evaluation.classify import predict
+    from explorer.runs.eftnas_runs import reported_split, run_models
     from pruning import quantize
 
-    summary = load_run(args.run)
-    settings, spec = summary.settings, get_task(summary.task)
-    tokenizer = AutoTokenizer.from_pretrained(args.run / "dense")
-    rows = tokenize(tokenizer, load_split(spec, spec.eval_split, settings["data_dir"], limit=settings["eval_samples"]),
-                    settings["max_tokens"], regression=spec.kind == "regression")
-    labels = [r["labels"] for r in rows]
+    summary, tokenizer, rows, labels = reported_split(args.run)
     metric = getattr(m, summary.metric)
-    models = [("dense", lambda: load_classifier_weights(args.run / "dense"))] if not args.only or "dense" in args.only \
-        else []
-    models += [(f"{p.macs_fraction:.0%} MACs", lambda p=p: extract_for_budget(args.run, p)[0]) for p in summary.front
-               if not args.only or f"{p.macs_fraction:.0%}" in args.only]
+    models = run_models(args.run, summary, args.only)
     out = []
     print(f"| model | variant | {summary.metric} fp32 | int8 | int8 - fp32 [95% CI] |\n|---|---|---|---|---|")
     for name, make in models:

@@ -202,7 +202,8 @@ def test_the_command_line_prunes_an_lm_and_refuses_bad_input_with_one_line(tiny_
         return subprocess.run([sys.executable, "-m", "explorer", "prune-lm", "--model", tiny_lm, "--data-dir",
                                str(SHARED / "data"), "--calibration-texts", "4", "--eval-texts", "4",
                                "--max-tokens", "32", "--input-tokens", "8", "--new-tokens", "2", "--repeats", "1",
-                               *args], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                               "--zero-shot-examples", "16", "--summaries", "4", *args], cwd=ROOT,
+                              capture_output=True, text=True, timeout=300,
                               env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
 
     done = cli("--layers", "2", "--out", str(tmp_path / "run"))

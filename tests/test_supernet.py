@@ -2,6 +2,8 @@
 skip-layer extraction, ONNX parity and the explorer's EFTNAS run (the EFTNAS issue, items 4-8)."""
 
 import math
+import subprocess
+import sys
 from dataclasses import replace
 import random
 
@@ -214,7 +216,8 @@ def test_onnx_export_of_a_subnetwork_with_a_skipped_layer_matches_pytorch(tmp_pa
 @pytest.mark.isolated  # imports NNCF
 def test_eftnas_run_end_to_end_on_a_tiny_random_bert(tmp_path):
     from explorer.pipelines.eftnas_settings import EftnasSettings
-    from explorer.runs.eftnas_runs import best_for_budget, extract_for_budget, load_run
+    from explorer.runs.eftnas_runs import (best_for_budget, extract_for_budget, load_run, reported_split,
+                                           run_models)
     from explorer.pipelines.report import front_table
     from explorer.pipelines.eftnas import run_eftnas
 
@@ -237,6 +240,19 @@ def test_eftnas_run_end_to_end_on_a_tiny_random_bert(tmp_path):
     sub, plan, _ = extract_for_budget(tmp_path / "run", best)
     assert tuple(len(h) for h in plan.kept_encoder_heads) == best.head_widths
     assert tuple(len(n) for n in plan.kept_encoder_neurons) == best.ffn_widths
+    _, _, rows, labels = reported_split(tmp_path / "run")
+    assert len(rows) == len(labels) == 24
+    assert [n for n, _ in run_models(tmp_path / "run", summary)] == ["dense"] + [f"{p.macs_fraction:.0%} MACs"
+                                                                                for p in front]
+    (name, load), = run_models(tmp_path / "run", summary, ["dense"])
+    assert name == "dense" and load()(input_ids=torch.tensor([[101, 2000, 102]])).logits.shape == (1, 2)
+    # int8 quality on an EFTNAS run (the script reads the run through the two helpers above).
+    int8 = subprocess.run([sys.executable, str(ROOT / "scripts" / "int8_quality.py"), str(tmp_path / "run"), "--only",
+                           "dense", "--output-layer", "int8", "--ffn-output", "int8", "fp32"],
+                          capture_output=True, text=True, timeout=600)
+    assert int8.returncode == 0, int8.stderr[-2000:]
+    table = [line for line in int8.stdout.splitlines() if line.startswith("| run | sst2 |")]
+    assert len(table) == 2 and "FFN output fp32" in table[1] and "FFN output" not in table[0]
 
     # The tab's actions: a budget, side-by-side classification, a run on the Pareto front.
     from explorer.pipelines.eftnas_settings import EftnasSettings

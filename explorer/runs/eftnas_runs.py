@@ -29,7 +29,8 @@ def load_run(directory: str | os.PathLike) -> RunSummary:
     try:
         return RunSummary.from_dict(json.loads((Path(directory) / RUN_FILE).read_text()))
     except (OSError, json.JSONDecodeError, ValueError) as err:
-        raise ValueError(f"{directory} is not a finished EFTNAS run ({err}); run `python -m explorer eftnas`.") from None
+        raise ValueError(f"{directory} is not a finished EFTNAS run ({err}); "
+                         f"run `python -m explorer eftnas`.") from None
 
 
 def front_json(front: list[FrontPoint]) -> str:
@@ -56,6 +57,39 @@ def extract_for_budget(directory: str | os.PathLike, point: FrontPoint):
     sub, plan = extract_subnetwork(model, list(point.head_widths), list(point.ffn_widths),
                                    notes={"macs_fraction": point.macs_fraction})
     return sub, plan, round(time.perf_counter() - start, 3)
+
+
+def reported_split(directory: str | os.PathLike) -> tuple[RunSummary, object, list[dict], list]:
+    """``(summary, tokenizer, rows, labels)``: the examples an EFTNAS run's front was scored on (its task's
+    reported split, GLUE dev, limited as the run was), tokenized by the run's dense tokenizer
+    (``explorer.evaluation.classify.tokenize``); ``labels`` are the rows' gold labels, in order.
+
+    Raises:
+        ValueError: If the folder is not a finished EFTNAS run.
+    """
+    from transformers import AutoTokenizer
+
+    from explorer.data.splits import load_split
+    from explorer.evaluation.classify import tokenize
+
+    summary = load_run(directory)
+    settings, spec = summary.settings, get_task(summary.task)
+    tokenizer = AutoTokenizer.from_pretrained(Path(directory) / "dense")
+    rows = tokenize(tokenizer, load_split(spec, spec.eval_split, settings["data_dir"], limit=settings["eval_samples"]),
+                    settings["max_tokens"], regression=spec.kind == "regression")
+    return summary, tokenizer, rows, [r["labels"] for r in rows]
+
+
+def run_models(directory: str | os.PathLike, summary: RunSummary, only: list[str] | None = None) -> list[tuple]:
+    """``[(name, load), ...]``: the dense classifier (``"dense"``) and every front member (``"61% MACs"``) of a
+    saved run, each with a function that loads it (the dense weights, or extraction from the super-network), so
+    that one model at a time is in memory. ``only``: names to keep (``"dense"``, or MACs labels such as
+    ``"61%"``); None keeps all."""
+    from nas.supernet import load_classifier_weights
+
+    models = [("dense", lambda: load_classifier_weights(Path(directory) / "dense"))]
+    models += [(f"{p.macs_fraction:.0%} MACs", lambda p=p: extract_for_budget(directory, p)[0]) for p in summary.front]
+    return [(name, load) for name, load in models if not only or name.split(" ")[0] in only]
 
 
 REFERENCE_DIR = ASSETS / "reference_eftnas"
