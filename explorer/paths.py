@@ -32,3 +32,10 @@ def slug(text: str) -> str:
 def settings_hash(data: dict) -> str:
     """Short stable hash of JSON-able settings, for cache keys."""
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def os_error_message(err: OSError) -> str:
+    """The one line shown for an ``OSError`` of a file or folder (a full disk, no permission), by the command
+    line and by every tab: which path, and what to check."""
+    where = f" {err.filename}" if err.filename else ""
+    return f"Cannot read or write{where}: {err.strerror or err}; check the path, its permissions and the free space."

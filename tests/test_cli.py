@@ -56,7 +56,8 @@ def test_prune_writes_smaller_model_plan_and_metrics(tiny_t5_dir, tmp_path, caps
     assert predictions["num_examples"] == 2 and len(predictions["dense"]) == len(predictions["pruned"]) == 2
     assert "predictions" not in metrics["quality"]["pruned"]  # every output in predictions.json, not metrics.json
     interval = metrics["intervals"]["vs_dense"]
-    assert interval["metric"] == "rougeL" and interval["n"] == 2 and interval["low"] <= interval["diff"] <= interval["high"]
+    assert interval["metric"] == "rougeL" and interval["n"] == 2
+    assert interval["low"] <= interval["diff"] <= interval["high"]
     source, target = metrics["task_lengths"]
     assert 1 <= source <= 512 and 1 <= target <= 128 and pruned["latency_task"]["input_tokens"] == source
     assert metrics["speedup_task_lengths"] > 0 and "task's median lengths" in stdout
@@ -97,6 +98,25 @@ def test_module_entry_point_reports_errors_in_one_line():
                             env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: Encoder sparsity must be in [0, 1)")
+
+
+def test_an_os_error_is_one_line_with_the_path_here_and_in_the_tabs(tmp_path, monkeypatch, capsys):
+    """A full disk or a folder without permission: the command line and every tab say the same line."""
+    import errno
+
+    from explorer.cli import main as cli_main
+    from explorer.ui.errors import user_message
+
+    full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "run" / "model.safetensors"))
+
+    def fails(args):
+        raise full
+
+    monkeypatch.setitem(cli_main.COMMANDS, "measure", fails)
+    code, _, err = run(["measure", "--model", "minilm2minilm"], capsys)
+    line = err.strip().splitlines()[-1]
+    assert code == 2 and line == f"error: {user_message(full)}"
+    assert str(tmp_path / "run" / "model.safetensors") in line and "No space left" in line and "free space" in line
 
 
 @needs_shared

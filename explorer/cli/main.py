@@ -31,9 +31,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}".splitlines()[0], file=sys.stderr)
         return 2
     except OSError as err:  # a folder that cannot be written (permissions, a full disk)
-        where = f" {err.filename}" if err.filename else ""
-        print(f"error: cannot read or write{where}: {err.strerror or err}; check the path, its permissions and the "
-              f"free space.", file=sys.stderr)
+        from explorer.paths import os_error_message
+
+        print(f"error: {os_error_message(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted; nothing was written to the output folder.", file=sys.stderr)

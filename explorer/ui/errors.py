@@ -6,6 +6,7 @@ from contextlib import contextmanager
 
 import gradio as gr
 
+from explorer.paths import os_error_message
 from explorer.pipelines.nash_settings import Cancelled
 
 # What the backend raises for something the user can change (bad input or settings, missing data, an
@@ -17,9 +18,7 @@ def user_message(err: BaseException) -> str:
     """The line shown for ``err``: the first line of its message; for an ``OSError`` (a full disk, no
     permission), which file and what to check, as the command line says it (``explorer.cli.main``)."""
     if isinstance(err, OSError) and not isinstance(err, FileNotFoundError) and err.strerror:
-        where = f" {err.filename}" if err.filename else ""
-        return (f"Cannot read or write{where}: {err.strerror}; check the path, its permissions and the free "
-                f"space.")
+        return os_error_message(err)
     return (str(err) or type(err).__name__).splitlines()[0]
 
 
