@@ -39,6 +39,13 @@ declare -A CURVE=([rte]=40 [mrpc]=60 [stsb]=90 [cola]=130 [rotten_tomatoes]=100 
 declare -A GATES=([rte]=400 [mrpc]=400 [stsb]=400 [cola]=400 [rotten_tomatoes]=400 [sst2]=600 [samsum]=600)
 declare -A RECOVERY=([rte]=200 [mrpc]=200 [stsb]=200 [cola]=200 [rotten_tomatoes]=200 [sst2]=300 [samsum]=300)
 PATIENCE="${PATIENCE:-4}"
+# Results (no weights) of every finished run go to assets/reference_runs_nash_<task> as soon as the run ends
+# (scripts/nash_tables.py --ship), so that a machine lost mid-table loses weights, not results. SHIP=0: don't.
+ship() {
+    [ "${SHIP:-1}" = 1 ] || return 0
+    HF_HUB_OFFLINE=1 .venv/bin/python scripts/nash_tables.py "$OUT" --ship > /dev/null \
+        || echo "== shipping the finished runs failed (the runs are kept in $OUT)" >&2
+}
 for task in ${TASKS:-rte mrpc stsb cola rotten_tomatoes sst2 samsum}; do
     upper=${task^^}
     var() { local name="$1_$upper"; echo "${!name:-$2}"; }
@@ -73,9 +80,11 @@ for task in ${TASKS:-rte mrpc stsb cola rotten_tomatoes sst2 samsum}; do
             start=$(date +%s)
             HF_HUB_OFFLINE=1 .venv/bin/python -m explorer prune "${common[@]}" --decoder-layers "$k" "${args[@]}" --out "$out"
             echo "== $task $method k$k s$s: $(( $(date +%s) - start )) s wall" >&2
+            ship
         done
     done
     # every run of the task timed again together, in alternating rounds (PAUSE_PIDS: jobs to stop meanwhile)
     echo "== $task: re-timing every run together" >&2
     HF_HUB_OFFLINE=1 .venv/bin/python scripts/nash_retime.py "$OUT/$task" --pause-pid ${PAUSE_PIDS:-}
+    ship
 done
