@@ -7,7 +7,8 @@ import threading
 from explorer.data.splits import task_folder
 from explorer.data.tasks import list_tasks
 from explorer.models.loading import OFFLINE_MODELS, LoadedModel, load_model, peek_decoder_layers
-from explorer.paths import cache_root
+from explorer.paths import cache_root, os_error_message  # noqa: F401 (re-exported: ui/errors.py)
+from explorer.pipelines.nash_settings import Cancelled  # noqa: F401 (re-exported: ui/errors.py)
 from explorer.runs.references import reference_folders
 from explorer.runs.store import Run, get_run, list_runs, runs_root, zip_run
 

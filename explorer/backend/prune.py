@@ -6,9 +6,10 @@ import threading
 from collections.abc import Callable
 
 from explorer.evaluation.step_time import measure_step_time
+from explorer.models.lm import OFFLINE_LMS
 from explorer.pipelines.nash_process import prune_in_subprocess
 from explorer.pipelines.methods import METHODS, method_named
-from explorer.pipelines.nash_settings import Cancelled, PruneSettings, TimingSettings
+from explorer.pipelines.nash_settings import PruneSettings, TimingSettings
 from explorer.runs.store import Run, get_run, new_run_dir, runs_root
 from explorer.training.finetune import DONE_FILE, FinetuneSettings, dense_cache_dir, resolve_device
 
@@ -58,7 +59,6 @@ def lm_prune_settings(model: str, layers: int, selection: str, width_sparsity: f
     Raises:
         ValueError: With a message that says what to change (checked before any work); SAMSum missing locally.
     """
-    from explorer.models.lm import OFFLINE_LMS
     from explorer.pipelines.lm_prune import LMPruneSettings
 
     if not model or str(model).strip().lower() not in OFFLINE_LMS:

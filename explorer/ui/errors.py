@@ -6,8 +6,7 @@ from contextlib import contextmanager
 
 import gradio as gr
 
-from explorer.paths import os_error_message
-from explorer.pipelines.nash_settings import Cancelled
+from explorer.backend.common import Cancelled, os_error_message
 
 # What the backend raises for something the user can change (bad input or settings, missing data, an
 # unwritable folder) or did (cancel); anything else is a bug and keeps Gradio's generic error.

@@ -177,13 +177,11 @@ def render(runs: str | None, shared: str | None) -> dict:
 
 def _render_lm(runs_state, shared_state):
     """The decoder-only LM section (its own budget controls and button); returns its click event."""
-    from explorer.models.lm import OFFLINE_LMS
-
     d = prune.LM_DEFAULTS
     with gr.Accordion("Decoder-only LMs: SmolLM2-135M, Gemma-3-270M (depth, width, healing)", open=False):
         gr.Markdown(LM_INTRO)
         with gr.Row():
-            model = gr.Dropdown(list(OFFLINE_LMS), value=d["model"], label="Model", elem_id="lm-model")
+            model = gr.Dropdown(list(prune.OFFLINE_LMS), value=d["model"], label="Model", elem_id="lm-model")
             layers = gr.Slider(1, 30, value=d["layers"], step=1, label="Decoder layers kept", elem_id="lm-layers")
             selection = gr.Radio(["uniform", "block-influence", "perplexity"], value=d["selection"],
                                  label="Layer selection")
@@ -205,7 +203,7 @@ def _render_lm(runs_state, shared_state):
         result = gr.Markdown(elem_id="lm-prune-result")
 
     def on_model(name):
-        count = OFFLINE_LMS[name].layers
+        count = prune.OFFLINE_LMS[name].layers
         return gr.Slider(maximum=count, value=min(d["layers"], count))
 
     def on_run(model_, layers_, selection_, width_, heal_steps_, heal_, eval_, zero_, summaries_, device_, runs_,
