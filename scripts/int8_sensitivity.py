@@ -31,12 +31,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pruning.quantization import FFN_OUTPUT_PATTERN  # noqa: E402
+
 # kind -> pattern over BERT module names (transformers' BertModel naming).
 KINDS = {
     "query / key / value": r"attention\.self\.(query|key|value)$",
     "attention output": r"attention\.output\.dense$",
     "FFN in": r"intermediate\.dense$",
-    "FFN out": r"layer\.\d+\.output\.dense$",
+    "FFN out": FFN_OUTPUT_PATTERN.pattern,  # pruning.quantization.ffn_output_layers' names
     "pooler + classifier": r"(pooler\.dense|classifier)$",
 }
 
