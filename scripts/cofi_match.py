@@ -1,13 +1,17 @@
 """CoFi at the latency of a NASH run (NASH, Sec. 5: methods compared at equal latency).
 
-Reads a finished NASH run (its settings and end-to-end speed-up over its own dense model), then
-runs CoFi (every decoder layer kept, gates on encoder and decoder widths) at sparsities chosen by
-``explorer.evaluation.latency_match``: a surrogate speed-up curve of uniform-width plans timed here, inverted
-at the NASH speed-up, then corrected by each real CoFi run's measured speed-up, until one lands
-within the tolerance (5%) or the tries are spent. CoFi gets the NASH run's training budget (gate
-steps, recovery steps, distillation), data, evaluation and timing settings. Every CoFi run is kept
-(each is a point of CoFi's front); ``<out>/cofi-match-<nash run>.json`` records the curve, the tries
-and the match. Finished runs are reused, so an interrupted search resumes.
+Reads a finished NASH run (its settings), then runs CoFi (every decoder layer kept, gates on
+encoder and decoder widths) at sparsities chosen by ``explorer.evaluation.latency_match``: a
+surrogate speed-up curve of uniform-width plans, inverted at the NASH run's speed-up, then
+corrected by each real CoFi run's speed-up, until one lands within the tolerance (5%) or the tries
+are spent. Speed-ups are never taken from runs timed at different moments: the NASH model and
+each CoFi model are timed together against the dense model in alternating rounds
+(``explorer.evaluation.latency.paired_speedups``), and the NASH speed-up of that same timing is
+the target. CoFi runs already in ``--out`` (an interrupted search, or an earlier one) are judged
+first, so a match may cost no training. CoFi gets the NASH run's training budget (gate steps,
+recovery steps, distillation), data, evaluation and timing settings. Every CoFi run is kept (each
+is a point of CoFi's front); ``<out>/cofi-match-<nash run>.json`` records the curve, the tries and
+the match. Time it on a quiet machine (``--pause-pid`` stops background jobs while timing).
 
     .venv/bin/python scripts/cofi_match.py out/nash/rte/learned-k3-s0.3 --out out/nash/rte
 """
@@ -26,64 +30,93 @@ from explorer.cli.commands import _progress
 from explorer.models.loading import load_model, peek_decoder_layers
 from explorer.pipelines.nash_settings import PruneSettings
 from explorer.pipelines.nash import run_prune
+from explorer.evaluation.latency import paired_speedups, paused
+from pruning import load_pruned
+from pruning.atomic import atomic_write_text
 
 GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
+
+
+def judge(dense, nash_model, cofi_dir: Path, timing, rounds: int, pause: list[int]) -> dict:
+    """The NASH model's and one CoFi run's speed-ups over dense, timed together (256 / 64 or the
+    run's timing setting), as a record of one try."""
+    with paused(pause):
+        timed = paired_speedups(dense, {"nash": nash_model, "cofi": load_pruned(cofi_dir)},
+                                input_tokens=timing.input_tokens, new_tokens=timing.new_tokens, rounds=rounds)
+    return {"sparsity": float(cofi_dir.name.removeprefix("cofi-s")), "run": str(cofi_dir),
+            "speedup": round(timed["cofi"].speedup, 3), "nash_speedup": round(timed["nash"].speedup, 3)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("nash_run", help="a finished prune run folder (metrics.json) to match")
     parser.add_argument("--out", required=True, help="where the CoFi runs go (cofi-s<sparsity> folders)")
-    parser.add_argument("--tries", type=int, default=3)
+    parser.add_argument("--tries", type=int, default=3, help="CoFi runs trained at most (earlier runs are free)")
     parser.add_argument("--tolerance", type=float, default=0.05, help="relative speed-up tolerance")
+    parser.add_argument("--rounds", type=int, default=10, help="alternating timing rounds per judgement")
+    parser.add_argument("--pause-pid", type=int, nargs="*", default=[], help="jobs stopped while timing")
     args = parser.parse_args()
-    nash = json.loads((Path(args.nash_run) / "metrics.json").read_text())
-    target = nash["speedup_end_to_end"]
+    nash_dir = Path(args.nash_run)
+    nash = json.loads((nash_dir / "metrics.json").read_text())
     settings = PruneSettings.from_dict(nash["settings"])
+    timing = settings.timing
     out = Path(args.out)
-    record_file = out / f"cofi-match-{Path(args.nash_run).name}.json"
+    record_file = out / f"cofi-match-{nash_dir.name}.json"
     record = json.loads(record_file.read_text()) if record_file.is_file() else {}
+    dense = load_model(nash["dense_finetune"]["path"]).model
+    nash_model = load_pruned(nash_dir)
     if "curve" not in record:
-        dense = load_model(nash["dense_finetune"]["path"]).model
-        timing = settings.timing
-        curve = latency_match.speedup_curve(dense, GRID, input_tokens=timing.input_tokens,
-                                            new_tokens=timing.new_tokens, repeats=3)
-        record = {"nash_run": str(args.nash_run), "target_speedup": target, "tolerance": args.tolerance,
+        with paused(args.pause_pid):
+            curve = latency_match.speedup_curve(dense, GRID, input_tokens=timing.input_tokens,
+                                                new_tokens=timing.new_tokens, rounds=5)
+        record = {"nash_run": str(nash_dir), "tolerance": args.tolerance, "timing": "paired rounds",
                   "curve": [[round(s, 4), round(v, 3)] for s, v in curve], "tries": []}
         out.mkdir(parents=True, exist_ok=True)
-        record_file.write_text(json.dumps(record, indent=1))
+        atomic_write_text(record_file, json.dumps(record, indent=1))
     curve = [tuple(p) for p in record["curve"]]
-    print(f"target speed-up {target:.2f}x; surrogate curve {record['curve']}", file=sys.stderr)
-    sparsity = latency_match.sparsity_for_speedup(curve, target)
     layers = peek_decoder_layers(settings.model)
-    for attempt in range(args.tries):
+    judged = {t["run"] for t in record["tries"]}
+    for cofi_dir in sorted(out.glob("cofi-s*")):  # runs of an earlier search: judged before any training
+        if (cofi_dir / "metrics.json").is_file() and str(cofi_dir) not in judged:
+            record["tries"].append(judge(dense, nash_model, cofi_dir, timing, args.rounds, args.pause_pid))
+
+    def best() -> dict | None:
+        return min(record["tries"], key=lambda t: abs(t["speedup"] / t["nash_speedup"] - 1.0), default=None)
+
+    trained = 0
+    while True:
+        closest = best()
+        if closest is not None:
+            print(f"closest: CoFi {closest['sparsity']} at {closest['speedup']:.2f}x, "
+                  f"NASH {closest['nash_speedup']:.2f}x", file=sys.stderr)
+        if closest is not None and latency_match.within(closest["speedup"], closest["nash_speedup"], args.tolerance):
+            record["matched"], record["why"] = closest["run"], None
+            break
+        if trained == args.tries:
+            record["matched"] = None
+            record["why"] = f"no CoFi run within {args.tolerance:.0%} of NASH's speed-up after {trained} new runs"
+            break
+        target = closest["nash_speedup"] if closest else json.loads((nash_dir / "metrics.json").read_text())[
+            "speedup_end_to_end"]
+        sparsity = (latency_match.sparsity_for_speedup(curve, target) if closest is None else
+                    latency_match.next_sparsity(curve, target, closest["sparsity"], closest["speedup"]))
         if sparsity is None:
             record["matched"] = None
-            record["why"] = (f"no CoFi sparsity up to {GRID[-1]} reaches {target:.2f}x on the surrogate: CoFi keeps all "
-                             f"{layers} decoder layers")
+            record["why"] = (f"no CoFi sparsity up to {GRID[-1]} reaches {target:.2f}x on the surrogate: CoFi keeps "
+                             f"all {layers} decoder layers")
             break
         sparsity = round(min(max(sparsity, 0.0), 0.97), 2)
+        while any(t["sparsity"] == sparsity for t in record["tries"]):  # tried: step past it
+            sparsity = round(sparsity + (0.02 if closest["speedup"] < closest["nash_speedup"] else -0.02), 2)
         run_dir = out / f"cofi-s{sparsity}"
-        if not (run_dir / "metrics.json").is_file():
-            cofi = replace(settings, method="cofi", decoder_layers=layers, encoder_sparsity=sparsity,
-                           layer_selection="uniform")
-            run_prune(cofi, run_dir, progress=_progress, resume=True)
-        measured = json.loads((run_dir / "metrics.json").read_text())["speedup_end_to_end"]
-        if not any(t["run"] == str(run_dir) for t in record["tries"]):
-            record["tries"].append({"sparsity": sparsity, "speedup": measured, "run": str(run_dir)})
-        print(f"CoFi at sparsity {sparsity}: {measured:.2f}x (target {target:.2f}x)", file=sys.stderr)
-        if latency_match.within(measured, target, args.tolerance):
-            record["matched"] = str(run_dir)
-            break
-        following = latency_match.next_sparsity(curve, target, sparsity, measured)
-        if following is not None and round(following, 2) == sparsity:
-            following += 0.02 if measured < target else -0.02
-        sparsity = following
-    else:
-        record["matched"] = None
-        record["why"] = f"no try within {args.tolerance:.0%} of {target:.2f}x after {args.tries} runs"
-    record_file.write_text(json.dumps(record, indent=1))
-    print(json.dumps({k: record[k] for k in ("target_speedup", "tries", "matched")}, indent=1))
+        cofi = replace(settings, method="cofi", decoder_layers=layers, encoder_sparsity=sparsity,
+                       layer_selection="uniform")
+        run_prune(cofi, run_dir, progress=_progress, resume=True)
+        trained += 1
+        record["tries"].append(judge(dense, nash_model, run_dir, timing, args.rounds, args.pause_pid))
+        atomic_write_text(record_file, json.dumps(record, indent=1))
+    atomic_write_text(record_file, json.dumps(record, indent=1))
+    print(json.dumps({k: record[k] for k in ("tries", "matched", "why")}, indent=1))
 
 
 if __name__ == "__main__":

@@ -3,20 +3,19 @@
 Each prune run timed its own dense and pruned model when it finished, minutes or hours apart on a
 shared machine whose speed drifts (the same dense model has timed 15-40% apart in different
 minutes). This script loads the dense model and every run's pruned model of one task folder
-(``scripts/nash_tables.sh``), and times them in alternating rounds (each round: dense, then every
-run, once each; ``explorer.evaluation.latency.measure_latency`` with one warm-up call per model first), at
-256 in / 64 new tokens and at the task's median lengths. A run's speed-up is the median over rounds
-of (dense ms / run ms in the same round). The results replace the runs' latencies and speed-ups in
-``metrics.json``; the values measured at run time stay under ``at_run``. Background jobs given by
+(``scripts/nash_tables.sh``), and times them in alternating rounds against the dense model
+(``explorer.evaluation.latency.paired_speedups``) at 256 in / 64 new tokens and at the task's median
+lengths. A run's speed-up is the median over rounds of (dense ms / run ms in the same round). The
+results replace the runs' latencies and speed-ups in ``metrics.json`` (the per-round ratios under
+``retimed.ratios``); the values measured at run time stay under ``at_run``. Background jobs given by
 ``--pause-pid`` are stopped while timing.
 
-    .venv/bin/python scripts/nash_retime.py out/nash/rte [--rounds 5] [--pause-pid PID]
+    .venv/bin/python scripts/nash_retime.py out/nash/rte [--rounds 10] [--pause-pid PID]
 """
 
 import argparse
 import json
 import os
-import statistics
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from explorer.evaluation.latency import device_description, measure_latency, paused
+from explorer.evaluation.latency import device_description, paired_speedups, paused
 from explorer.models.loading import load_model
 from pruning.atomic import atomic_write_text
 from pruning import load_pruned  # noqa: E402
@@ -37,20 +36,14 @@ def retime(folder: Path, rounds: int, pause: list[int]) -> None:
     metrics = {run: json.loads((run / "metrics.json").read_text()) for run in runs}
     first = metrics[runs[0]]
     dense = load_model(first["dense_finetune"]["path"]).model
-    models = {"dense": dense, **{run.name: load_pruned(run) for run in runs}}
+    runs_models = {run.name: load_pruned(run) for run in runs}
     timing = first["settings"]["timing"]
     settings = {"long": (timing["input_tokens"], timing["new_tokens"])}
     if first.get("task_lengths"):
         settings["task"] = tuple(first["task_lengths"])
-    times = {key: {name: [] for name in models} for key in settings}
     with paused(pause):
-        for key, (source, target) in settings.items():
-            for model in models.values():  # warm-up
-                measure_latency(model, input_tokens=source, new_tokens=target, repeats=1, warmup=1)
-            for _ in range(rounds):
-                for name, model in models.items():
-                    times[key][name].append(measure_latency(model, input_tokens=source, new_tokens=target,
-                                                            repeats=1, warmup=0).latency_ms)
+        timed = {key: paired_speedups(dense, runs_models, input_tokens=source, new_tokens=target, rounds=rounds)
+                 for key, (source, target) in settings.items()}
     stamp = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "rounds": rounds,
              "device": device_description("cpu"), "runs_timed_together": len(runs),
              "load_avg_1min": os.getloadavg()[0]}
@@ -62,13 +55,13 @@ def retime(folder: Path, rounds: int, pause: list[int]) -> None:
         m.setdefault("at_run", at_run)
         for key, field, latency in (("long", "speedup_end_to_end", "latency"),
                                     ("task", "speedup_task_lengths", "latency_task")):
-            if key not in times:
+            if key not in timed:
                 continue
-            dense_ms, run_ms = times[key]["dense"], times[key][run.name]
-            m[field] = round(statistics.median(d / r for d, r in zip(dense_ms, run_ms)), 3)
-            m["measurements"]["dense"][latency]["latency_ms"] = round(statistics.median(dense_ms), 1)
-            m["measurements"]["pruned"][latency]["latency_ms"] = round(statistics.median(run_ms), 1)
-        m["retimed"] = stamp
+            result = timed[key][run.name]
+            m[field] = round(result.speedup, 3)
+            m["measurements"]["dense"][latency]["latency_ms"] = round(result.reference_ms, 1)
+            m["measurements"]["pruned"][latency]["latency_ms"] = round(result.model_ms, 1)
+        m["retimed"] = {**stamp, "ratios": {key: [round(r, 3) for r in timed[key][run.name].ratios] for key in timed}}
         atomic_write_text(run / "metrics.json", json.dumps(m, indent=1, default=str))
         print(f"{run.name}: {m['speedup_end_to_end']:.2f}x at {settings['long']} (at run time "
               f"{at_run['speedup_end_to_end']:.2f}x)" + (f", {m['speedup_task_lengths']:.2f}x at the task's lengths "
@@ -78,7 +71,7 @@ def retime(folder: Path, rounds: int, pause: list[int]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="+", type=Path, help="task folders of scripts/nash_tables.sh")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--pause-pid", type=int, nargs="*", default=[])
     args = parser.parse_args()
     for folder in args.folders:

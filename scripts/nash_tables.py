@@ -59,6 +59,19 @@ def matches(folder: Path) -> dict[str, dict]:
     return {Path(r["nash_run"]).name: r for r in (json.loads(p.read_text()) for p in folder.glob("cofi-match-*.json"))}
 
 
+def match_notes(folder: Path) -> dict[str, str]:
+    """CoFi run name -> e.g. ``"1.41x vs learned-k3-s0.3 1.38x timed together, matched"``, from the matching
+    records' paired judgements (scripts/cofi_match.py); runs without one are left out."""
+    notes = {}
+    for nash_name, record in matches(folder).items():
+        for attempt in record.get("tries", []):
+            name = Path(attempt["run"]).name
+            if "nash_speedup" in attempt and not notes.get(name, "").endswith("matched"):  # a match wins
+                notes[name] = (f"{attempt['speedup']:.2f}x vs {nash_name} {attempt['nash_speedup']:.2f}x timed "
+                               "together" + (", matched" if record.get("matched") == attempt["run"] else ""))
+    return notes
+
+
 def budget_of(name: str, run: dict, budgets: dict[str, str]) -> str:
     """The budget a run belongs to, e.g. ``k3-s0.3``: decoder-only runs (encoder whole) that of the
     NASH runs with the same k; CoFi runs that of the NASH run they were matched to (``budgets``: run name or ``k<k>`` -> budget)."""
@@ -98,8 +111,10 @@ def _ci(iv: dict | None) -> str:
     return f"{iv['diff']:+.2f} [{iv['low']:+.2f}, {iv['high']:+.2f}]{real}"
 
 
-def task_table(task: str, runs: dict[str, dict], budgets: dict[str, str]) -> tuple[list[str], dict]:
-    """Markdown rows of one task and ``{(method, budget): % of dense}`` for the average."""
+def task_table(task: str, runs: dict[str, dict], budgets: dict[str, str],
+               cofi_notes: dict[str, str] | None = None) -> tuple[list[str], dict]:
+    """Markdown rows of one task and ``{(method, budget): % of dense}`` for the average (``cofi_notes``:
+    CoFi run name -> how its speed-up compared with NASH's when timed together, from :func:`match_notes`)."""
     any_run = next(iter(runs.values()))["metrics"]
     q = any_run["quality"]["dense"]
     main = q["main_metric"]
@@ -135,6 +150,8 @@ def task_table(task: str, runs: dict[str, dict], budgets: dict[str, str]) -> tup
         label = LABEL.get(_kind(name), name)
         if _kind(name) == "cofi":
             label += f", sparsity {m['settings']['encoder_sparsity']}"
+            if (cofi_notes or {}).get(name):
+                label += f" ({cofi_notes[name]})"
         task_speed = f"{m['speedup_task_lengths']:.2f}x" if m.get("speedup_task_lengths") else "-"
         lines.append(f"| {budget} | {label} | {value:.2f} | {share:.1f} | {_ci((m.get('intervals') or {}).get('vs_dense'))}"
                      f" | {_ci((m.get('intervals') or {}).get('vs_training_free'))} | {m['speedup_end_to_end']:.2f}x"
@@ -234,16 +251,19 @@ def main() -> None:
         if not runs:
             continue
         budgets = {}
-        for nash_name, record in matches(folder).items():
-            for attempt in record.get("tries", []):
-                budgets[Path(attempt["run"]).name] = nash_name.split("-", 1)[1] if nash_name.startswith(
-                    "learned-") else nash_name
+        records = matches(folder)
+        for matched_only in (False, True):  # a CoFi run tried for several budgets belongs to the one it matched
+            for nash_name, record in records.items():
+                for attempt in record.get("tries", []):
+                    if not matched_only or record.get("matched") == attempt["run"]:
+                        budgets[Path(attempt["run"]).name] = nash_name.split("-", 1)[1] if nash_name.startswith(
+                            "learned-") else nash_name
         for n, r in runs.items():  # decoder-only runs belong to the NASH budget with their k
             if _kind(n) in ("training-free", "learned"):
                 k = len(r["metrics"]["decoder_layers_kept"])
                 budgets[f"k{k}"] = f"k{k}-s{r['metrics']['settings']['encoder_sparsity']}"
         add_intervals(task, runs, budgets, args.data_dir)
-        lines, shares = task_table(task, runs, budgets)
+        lines, shares = task_table(task, runs, budgets, match_notes(folder))
         print("\n".join(lines) + "\n")
         curve = curve_lines(task, next(iter(runs.values()))["metrics"].get("dense_finetune") or {})
         if curve:

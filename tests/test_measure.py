@@ -11,7 +11,7 @@ from torch import nn
 from transformers import (BartConfig, BartForConditionalGeneration, BertConfig, BertModel, EncoderDecoderConfig,
                           EncoderDecoderModel, T5Config, T5ForConditionalGeneration)
 
-from explorer.evaluation.latency import LatencyResult, device_description, measure_latency
+from explorer.evaluation.latency import LatencyResult, device_description, measure_latency, paired_speedups
 from explorer.evaluation.costs import count_macs, count_params
 
 BERT_MINI = Path(__file__).resolve().parents[2] / "shared" / "models" / "bert-mini" / "config.json"
@@ -87,6 +87,22 @@ def test_measure_latency_restores_training_flag_and_supports_beams():
     result = measure_latency(model, batch_size=2, input_tokens=6, new_tokens=3, num_beams=2, repeats=1, warmup=0)
     assert model.training
     assert result.num_beams == 2 and result.batch_size == 2 and result.latency_ms > 0
+
+
+def test_paired_speedups_time_every_model_in_each_round_against_the_reference():
+    reference, shallow = tiny_t5(decoder_layers=4).train(), tiny_t5(decoder_layers=1)
+    timed = paired_speedups(reference, {"shallow": shallow, "same": reference}, input_tokens=8, new_tokens=4, rounds=3)
+    assert list(timed) == ["shallow", "same"]
+    for result in timed.values():
+        assert len(result.ratios) == 3 and all(r > 0 for r in result.ratios)
+        assert result.speedup == pytest.approx(sorted(result.ratios)[1])  # the median of the rounds
+        assert result.model_ms > 0 and result.reference_ms > 0
+    assert timed["same"].reference_ms == timed["shallow"].reference_ms  # one reference timing per round
+    assert reference.training  # flags restored
+    with pytest.raises(ValueError, match="rounds"):
+        paired_speedups(reference, {"shallow": shallow}, rounds=0)
+    with pytest.raises(ValueError):
+        paired_speedups(reference, {"shallow": shallow}, input_tokens=0)
 
 
 def test_eos_cannot_stop_generation_early():

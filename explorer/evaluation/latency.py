@@ -128,18 +128,7 @@ def measure_latency(model: nn.Module, *, batch_size: int = 1, input_tokens: int 
     was_training = model.training
     model.to(torch_device).eval()
     try:
-        input_ids = random_input_ids(model, batch_size, input_tokens, torch_device)
-        attention_mask = torch.ones_like(input_ids)
-        encoder = model.get_encoder()
-        generation_config = exact_length_generation_config(model, new_tokens, num_beams)
-
-        def encode():
-            return encoder(input_ids=input_ids, attention_mask=attention_mask)
-
-        def generate():
-            return model.generate(input_ids=input_ids, attention_mask=attention_mask,
-                                  generation_config=generation_config, past_key_values=new_cache())
-
+        encode, generate = _timed_calls(model, batch_size, input_tokens, new_tokens, num_beams, torch_device)
         with torch.inference_mode():
             check_generated_length(generate(), batch_size, new_tokens)
             encoder_ms = median_ms(encode, repeats=repeats, warmup=warmup, device=torch_device)
@@ -157,6 +146,98 @@ def measure_latency(model: nn.Module, *, batch_size: int = 1, input_tokens: int 
         device=description,
         repeats=repeats,
     )
+
+
+def _timed_calls(model: nn.Module, batch_size: int, input_tokens: int, new_tokens: int, num_beams: int,
+                 device: torch.device) -> tuple[Callable[[], object], Callable[[], torch.Tensor]]:
+    """The encoder pass and the exact-length ``generate`` call that :func:`measure_latency` times, as
+    closures over seeded random inputs (the model must already be on ``device`` in eval mode)."""
+    input_ids = random_input_ids(model, batch_size, input_tokens, device)
+    attention_mask = torch.ones_like(input_ids)
+    encoder = model.get_encoder()
+    generation_config = exact_length_generation_config(model, new_tokens, num_beams)
+
+    def encode():
+        return encoder(input_ids=input_ids, attention_mask=attention_mask)
+
+    def generate():
+        return model.generate(input_ids=input_ids, attention_mask=attention_mask,
+                              generation_config=generation_config, past_key_values=new_cache())
+
+    return encode, generate
+
+
+@dataclass
+class PairedSpeedup:
+    """One model's speed-up over a reference, timed in alternating rounds (:func:`paired_speedups`).
+
+    Attributes:
+        speedup: Median over rounds of (reference ms / model ms in the same round).
+        model_ms: Median end-to-end latency of the model, ms.
+        reference_ms: Median end-to-end latency of the reference, ms.
+        ratios: The per-round ratios (their spread shows how steady the machine was).
+    """
+
+    speedup: float
+    model_ms: float
+    reference_ms: float
+    ratios: list[float]
+
+
+def paired_speedups(reference: nn.Module, models: dict[str, nn.Module], *, input_tokens: int = 256,
+                    new_tokens: int = 64, rounds: int = 10, device: str = "cpu") -> dict[str, PairedSpeedup]:
+    """Speed-ups of several models over one reference, timed in alternating rounds.
+
+    The speed of a shared CPU drifts by 15-40% within minutes, more than the differences between
+    pruned models of one budget. So every model is first generated once untimed, then each of
+    ``rounds`` rounds times the reference and every model once (the ``generate`` call that
+    :func:`measure_latency` times: greedy, batch 1, exactly ``new_tokens`` tokens, seeded random
+    input), and a model's speed-up is the median over rounds of the ratio within the round: drift
+    slower than a round cancels. Used to re-time a task's runs together (``scripts/nash_retime.py``)
+    and to match CoFi's latency to NASH's (NASH Sec. 5; ``scripts/cofi_match.py``).
+
+    Args:
+        reference: The model speed-ups are relative to (usually the dense model).
+        models: Name -> model to time against it (encoder-decoder models, possibly pruned).
+        input_tokens: Encoder input length, >= 1.
+        new_tokens: Generated tokens, >= 1.
+        rounds: Alternating rounds, >= 1.
+        device: ``"cpu"`` or ``"cuda[:N]"`` (models are moved there and stay).
+
+    Returns:
+        Name -> :class:`PairedSpeedup`, in the order of ``models``.
+
+    Raises:
+        ValueError: For ``rounds`` < 1, or the errors of :func:`measure_latency`.
+    """
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}.")
+    check_positive(input_tokens=input_tokens, new_tokens=new_tokens)
+    torch_device = _parse_device(device)
+    everything = {None: reference, **models}
+    flags = {name: model.training for name, model in everything.items()}
+    try:
+        calls = {}
+        with torch.inference_mode():
+            for name, model in everything.items():
+                check_encoder_decoder(model)
+                model.to(torch_device).eval()
+                calls[name] = _timed_calls(model, 1, input_tokens, new_tokens, 1, torch_device)[1]
+                check_generated_length(calls[name](), 1, new_tokens)  # also the untimed warm-up
+            times: dict[str | None, list[float]] = {name: [] for name in everything}
+            for _ in range(rounds):
+                for name, generate in calls.items():
+                    times[name].append(median_ms(generate, repeats=1, warmup=0, device=torch_device))
+    finally:
+        for name, model in everything.items():
+            model.train(flags[name])
+    reference_times = times.pop(None)
+    out = {}
+    for name, values in times.items():
+        ratios = [r / m for r, m in zip(reference_times, values)]
+        out[name] = PairedSpeedup(speedup=statistics.median(ratios), model_ms=statistics.median(values),
+                                  reference_ms=statistics.median(reference_times), ratios=ratios)
+    return out
 
 
 @contextmanager

@@ -16,9 +16,10 @@ guesses it cheaply and then corrects the guess with real runs:
    on the surrogate curve (its error at s is assumed to hold nearby). Runs stop when the
    speed-up is within the tolerance (5% in the paper's comparison) or the tries are spent.
 
-Speed-ups, not milliseconds, are matched: every run times its own dense model in the same
-process, so a ratio is far less exposed to the load of a shared machine than absolute times
-taken minutes apart.
+Speed-ups, not milliseconds, are matched, and never ones timed at different moments: a shared
+CPU's speed drifts by 15-40% within minutes. The surrogate plans are timed together against the
+dense model, and each real CoFi run is timed together with the NASH run it should match
+(``explorer.evaluation.latency.paired_speedups``, alternating rounds; ``scripts/cofi_match.py``).
 """
 
 from __future__ import annotations
@@ -65,34 +66,33 @@ def uniform_width_plan(model, sparsity: float):
                        notes={"method": "uniform-width surrogate (timing only)", "sparsity": sparsity})
 
 
-def speedup_curve(model, sparsities, *, input_tokens: int = 256, new_tokens: int = 64, repeats: int = 3,
+def speedup_curve(model, sparsities, *, input_tokens: int = 256, new_tokens: int = 64, rounds: int = 5,
                   device: str = "cpu") -> list[tuple[float, float]]:
-    """``[(sparsity, speed-up), ...]`` of :func:`uniform_width_plan` models against ``model``,
-    timed in this process with ``explorer.evaluation.latency.measure_latency`` (greedy, batch 1, the dense
-    model timed again before each plan so that drift in the machine's speed cancels).
+    """``[(sparsity, speed-up), ...]`` of :func:`uniform_width_plan` models against ``model``, all
+    timed together in alternating rounds (``explorer.evaluation.latency.paired_speedups``: greedy,
+    batch 1, the ratio to the dense model taken within each round, so that drift in the machine's
+    speed cancels).
 
     Args:
         model: The dense model (not modified).
         sparsities: Increasing values in [0, 1).
+        rounds: Alternating rounds, >= 1.
 
     Returns:
-        Speed-up = dense ms / plan ms, one per sparsity.
+        Speed-up = dense ms / plan ms (median over rounds), one per sparsity.
+
+    Raises:
+        ValueError: For a sparsity outside [0, 1) or ``rounds`` < 1.
     """
-    from explorer.evaluation.latency import measure_latency
+    from explorer.evaluation.latency import paired_speedups
     from pruning import apply_plan
 
-    def ms(m) -> float:
-        return measure_latency(m, input_tokens=input_tokens, new_tokens=new_tokens, repeats=repeats,
-                               device=device).latency_ms
-
-    points = []
     with torch.inference_mode(False):
-        for s in sparsities:
-            smaller = apply_plan(model, uniform_width_plan(model, s))
-            points.append((float(s), ms(model) / ms(smaller)))
-            del smaller
+        smaller = {str(float(s)): apply_plan(model, uniform_width_plan(model, s)) for s in sparsities}
+    timed = paired_speedups(model, smaller, input_tokens=input_tokens, new_tokens=new_tokens, rounds=rounds,
+                            device=device)
     model.to("cpu")
-    return points
+    return [(float(s), result.speedup) for s, result in timed.items()]
 
 
 def sparsity_for_speedup(curve: list[tuple[float, float]], target: float) -> float | None:

@@ -46,6 +46,7 @@ def results_table(metrics: dict) -> str:
                     f"{metrics['measurements']['dense']['latency_task']['latency_ms']:.1f} ms, pruned "
                     f"{metrics['measurements']['pruned']['latency_task']['latency_ms']:.1f} ms, speed-up "
                     f"{metrics['speedup_task_lengths']:.2f}x.")
+        rows.append(encoder_share_line(metrics["measurements"]["dense"], source, target))
     if (iv := (metrics.get("intervals") or {}).get("int8_vs_fp32")):
         fp32_ms = metrics["measurements"]["pruned_fp32"]["latency"]["latency_ms"]
         rows.append(f"int8 against the same pruned model in fp32: {iv['diff']:+.2f} {main} [{iv['low']:+.2f}, "
@@ -64,3 +65,20 @@ def results_table(metrics: dict) -> str:
     if metrics["weights"] != "pretrained":
         rows.append("WEIGHTS ARE RANDOM: the quality columns mean nothing; only time, MACs and parameters do.")
     return "\n".join(rows)
+
+
+def encoder_share_line(dense: dict, source: int, target: int) -> str:
+    """One sentence on how much of the dense model's end-to-end time the encoder takes at 256 / 64
+    tokens and at the task's median lengths (``dense``: the dense ``measurements`` entry, with
+    ``latency`` and ``latency_task``). Where outputs are one or two tokens (GLUE as text-to-text) the
+    encoder dominates and shortening the decoder buys little; NASH's decoder-depth argument (Sec. 3)
+    is about long outputs."""
+    def share(latency: dict) -> float:
+        return 100 * min(latency["encoder_ms"] / latency["latency_ms"], 1.0) if latency["latency_ms"] else float("nan")
+
+    long, task = dense["latency"], dense["latency_task"]
+    at_task = share(task)
+    lesson = ("the encoder dominates, so encoder sparsity, not decoder depth, sets the speed-up here"
+              if at_task >= 50 else "the decoder dominates, so decoder depth sets the speed-up here")
+    return (f"The encoder takes {share(long):.0f}% of the dense model's time at {long['input_tokens']} in / "
+            f"{long['new_tokens']} out and {at_task:.0f}% at the task's {source} in / {target} out: {lesson}.")
