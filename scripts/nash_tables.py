@@ -134,7 +134,8 @@ def task_table(task: str, runs: dict[str, dict], budgets: dict[str, str],
         value = m["quality"]["pruned"]["metrics"][main]
         share = 100 * value / dense_value if dense_value else float("nan")
         budget = budget_of(name, run, budgets)
-        shares[(_kind(name), budget)] = share
+        if _kind(name) != "cofi" or (cofi_notes or {}).get(name, "").endswith("matched"):  # CoFi: the matched run
+            shares[(_kind(name), budget)] = share
         gates = m.get("gate_training") or {}
         steps = gates.get("steps", 0) + (m.get("recovery_finetune") or {}).get("steps", 0)
         if gates:
