@@ -30,17 +30,18 @@ from explorer.cli.commands import _progress
 from explorer.models.loading import load_model, peek_decoder_layers
 from explorer.pipelines.nash_settings import PruneSettings
 from explorer.pipelines.nash import run_prune
-from explorer.evaluation.latency import paired_speedups, paused
+from explorer.evaluation.latency import paired_speedups, paused, registered_groups
 from pruning import load_pruned
 from pruning.atomic import atomic_write_text
 
 GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
 
 
-def judge(dense, nash_model, cofi_dir: Path, timing, rounds: int, pause: list[int]) -> dict:
+def judge(dense, nash_model, cofi_dir: Path, timing, rounds: int, pause: list[int], lock: Path | None,
+          registry: Path | None) -> dict:
     """The NASH model's and one CoFi run's speed-ups over dense, timed together (256 / 64 or the
     run's timing setting), as a record of one try."""
-    with paused(pause):
+    with paused(pause + registered_groups(registry), lock):
         timed = paired_speedups(dense, {"nash": nash_model, "cofi": load_pruned(cofi_dir)},
                                 input_tokens=timing.input_tokens, new_tokens=timing.new_tokens, rounds=rounds)
     return {"sparsity": float(cofi_dir.name.removeprefix("cofi-s")), "run": str(cofi_dir),
@@ -54,7 +55,11 @@ def main() -> None:
     parser.add_argument("--tries", type=int, default=3, help="CoFi runs trained at most (earlier runs are free)")
     parser.add_argument("--tolerance", type=float, default=0.05, help="relative speed-up tolerance")
     parser.add_argument("--rounds", type=int, default=10, help="alternating timing rounds per judgement")
-    parser.add_argument("--pause-pid", type=int, nargs="*", default=[], help="jobs stopped while timing")
+    parser.add_argument("--pause-pid", type=int, nargs="*", default=[],
+                        help="jobs stopped while timing (a negative PID: a process group)")
+    parser.add_argument("--lock", type=Path, help="a lock file shared by jobs that pause each other")
+    parser.add_argument("--pause-registry", type=Path,
+                        help="a folder of registered process groups (nash_tables.sh jobs) also stopped while timing")
     args = parser.parse_args()
     nash_dir = Path(args.nash_run)
     nash = json.loads((nash_dir / "metrics.json").read_text())
@@ -66,7 +71,7 @@ def main() -> None:
     dense = load_model(nash["dense_finetune"]["path"]).model
     nash_model = load_pruned(nash_dir)
     if "curve" not in record:
-        with paused(args.pause_pid):
+        with paused(args.pause_pid + registered_groups(args.pause_registry), args.lock):
             curve = latency_match.speedup_curve(dense, GRID, input_tokens=timing.input_tokens,
                                                 new_tokens=timing.new_tokens, rounds=5)
         record = {"nash_run": str(nash_dir), "tolerance": args.tolerance, "timing": "paired rounds",
@@ -78,7 +83,8 @@ def main() -> None:
     judged = {t["run"] for t in record["tries"]}
     for cofi_dir in sorted(out.glob("cofi-s*")):  # runs of an earlier search: judged before any training
         if (cofi_dir / "metrics.json").is_file() and str(cofi_dir) not in judged:
-            record["tries"].append(judge(dense, nash_model, cofi_dir, timing, args.rounds, args.pause_pid))
+            record["tries"].append(judge(dense, nash_model, cofi_dir, timing, args.rounds, args.pause_pid, args.lock,
+                                         args.pause_registry))
 
     def best() -> dict | None:
         return min(record["tries"], key=lambda t: abs(t["speedup"] / t["nash_speedup"] - 1.0), default=None)
@@ -113,7 +119,8 @@ def main() -> None:
                        layer_selection="uniform")
         run_prune(cofi, run_dir, progress=_progress, resume=True)
         trained += 1
-        record["tries"].append(judge(dense, nash_model, run_dir, timing, args.rounds, args.pause_pid))
+        record["tries"].append(judge(dense, nash_model, run_dir, timing, args.rounds, args.pause_pid, args.lock,
+                                         args.pause_registry))
         atomic_write_text(record_file, json.dumps(record, indent=1))
     atomic_write_text(record_file, json.dumps(record, indent=1))
     print(json.dumps({k: record[k] for k in ("tries", "matched", "why")}, indent=1))

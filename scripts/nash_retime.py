@@ -8,7 +8,7 @@ minutes). This script loads the dense model and every run's pruned model of one 
 lengths. A run's speed-up is the median over rounds of (dense ms / run ms in the same round). The
 results replace the runs' latencies and speed-ups in ``metrics.json`` (the per-round ratios under
 ``retimed.ratios``); the values measured at run time stay under ``at_run``. Background jobs given by
-``--pause-pid`` are stopped while timing.
+``--pause-pid`` are stopped while timing (under ``--lock``, so that two such jobs never time at once).
 
     .venv/bin/python scripts/nash_retime.py out/nash/rte [--rounds 10] [--pause-pid PID]
 """
@@ -23,13 +23,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from explorer.evaluation.latency import device_description, paired_speedups, paused
+from explorer.evaluation.latency import device_description, paired_speedups, paused, registered_groups
 from explorer.models.loading import load_model
 from pruning.atomic import atomic_write_text
 from pruning import load_pruned  # noqa: E402
 
 
-def retime(folder: Path, rounds: int, pause: list[int]) -> None:
+def retime(folder: Path, rounds: int, pause: list[int], lock: Path | None = None, registry: Path | None = None) -> None:
     runs = sorted(p for p in folder.iterdir() if (p / "metrics.json").is_file())
     if not runs:
         raise SystemExit(f"No finished runs in {folder}.")
@@ -41,7 +41,7 @@ def retime(folder: Path, rounds: int, pause: list[int]) -> None:
     settings = {"long": (timing["input_tokens"], timing["new_tokens"])}
     if first.get("task_lengths"):
         settings["task"] = tuple(first["task_lengths"])
-    with paused(pause):
+    with paused(pause + registered_groups(registry), lock):
         timed = {key: paired_speedups(dense, runs_models, input_tokens=source, new_tokens=target, rounds=rounds)
                  for key, (source, target) in settings.items()}
     stamp = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "rounds": rounds,
@@ -72,10 +72,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="+", type=Path, help="task folders of scripts/nash_tables.sh")
     parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--pause-pid", type=int, nargs="*", default=[])
+    parser.add_argument("--pause-pid", type=int, nargs="*", default=[],
+                        help="jobs stopped while timing (a negative PID: a process group)")
+    parser.add_argument("--lock", type=Path, help="a lock file shared by jobs that pause each other")
+    parser.add_argument("--pause-registry", type=Path,
+                        help="a folder of registered process groups (nash_tables.sh jobs) also stopped while timing")
     args = parser.parse_args()
     for folder in args.folders:
-        retime(folder, args.rounds, args.pause_pid)
+        retime(folder, args.rounds, args.pause_pid, args.lock, args.pause_registry)
 
 
 if __name__ == "__main__":

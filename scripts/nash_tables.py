@@ -245,7 +245,7 @@ def main() -> None:
     if args.shipped:
         folders = {p.name[len("reference_runs_nash_"):]: p for p in sorted(root.glob("reference_runs_nash_*"))}
     else:
-        folders = {p.name: p for p in sorted(root.iterdir()) if p.is_dir()}
+        folders = {p.name: p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")}
     shares_by_task = {}
     for task, folder in folders.items():
         runs = load_task(folder)

@@ -19,7 +19,10 @@
 # CURVE_EVERY steps: SAMSum validation dialogues; for GLUE, training examples held out of training,
 # never the dev set) and keeps its best point; it stops after PATIENCE points without a new best.
 #
-#   nohup bash scripts/nash_tables.sh > out/nash-tables.log 2>&1 &     # many hours on 2 CPU cores
+#   nohup setsid bash scripts/nash_tables.sh > out/nash-tables.log 2>&1 &     # many hours on 2 CPU cores
+#   # or one job per core, each taking the tasks the other does not hold:
+#   OMP_NUM_THREADS=1 TASKS="rte mrpc stsb" nohup setsid bash scripts/nash_tables.sh > out/nash-a.log 2>&1 &
+#   OMP_NUM_THREADS=1 TASKS="cola sst2 samsum rte" nohup setsid bash scripts/nash_tables.sh > out/nash-b.log 2>&1 &
 #
 # Resumable: run it again and every finished run is kept, an unfinished one continues from its last
 # stage or checkpoint, the dense fine-tune from its checkpoints (prune --resume). TASKS picks tasks
@@ -39,14 +42,26 @@ declare -A CURVE=([rte]=40 [mrpc]=60 [stsb]=90 [cola]=130 [rotten_tomatoes]=100 
 declare -A GATES=([rte]=400 [mrpc]=400 [stsb]=400 [cola]=400 [rotten_tomatoes]=400 [sst2]=600 [samsum]=600)
 declare -A RECOVERY=([rte]=200 [mrpc]=200 [stsb]=200 [cola]=200 [rotten_tomatoes]=200 [sst2]=300 [samsum]=300)
 PATIENCE="${PATIENCE:-4}"
+# Several jobs may run this script at once (e.g. one per CPU core with OMP_NUM_THREADS=1 and different TASKS
+# orders): each task is held by one job at a time (a lock per task; a job skips a task another holds), each
+# job registers its process group in $OUT/.jobs, and every timing (re-timing, CoFi matching) takes the lock
+# $OUT/.timing.lock and stops the other registered jobs meanwhile. Run-time speed-ups of runs trained beside
+# another job are superseded by the task's re-timing.
+mkdir -p "$OUT/.jobs"
+me=$(ps -o pgid= $$ | tr -d ' ')
+touch "$OUT/.jobs/$me"
+trap 'rm -f "$OUT/.jobs/$me"' EXIT
+timing=(--lock "$OUT/.timing.lock" --pause-registry "$OUT/.jobs")
 # Results (no weights) of every finished run go to assets/reference_runs_nash_<task> as soon as the run ends
 # (scripts/nash_tables.py --ship), so that a machine lost mid-table loses weights, not results. SHIP=0: don't.
 ship() {
     [ "${SHIP:-1}" = 1 ] || return 0
-    HF_HUB_OFFLINE=1 .venv/bin/python scripts/nash_tables.py "$OUT" --ship > /dev/null \
+    HF_HUB_OFFLINE=1 flock "$OUT/.ship.lock" .venv/bin/python scripts/nash_tables.py "$OUT" --ship > /dev/null \
         || echo "== shipping the finished runs failed (the runs are kept in $OUT)" >&2
 }
 for task in ${TASKS:-rte mrpc stsb cola rotten_tomatoes sst2 samsum}; do
+    exec {task_lock}>"$OUT/.$task.lock"
+    if ! flock -n "$task_lock"; then echo "== $task: another job holds it, skipped" >&2; exec {task_lock}>&-; continue; fi
     upper=${task^^}
     var() { local name="$1_$upper"; echo "${!name:-$2}"; }
     gate=$(var GATE_STEPS "${GATES[$task]}"); recovery=$(var RECOVERY_STEPS "${RECOVERY[$task]}")
@@ -71,7 +86,9 @@ for task in ${TASKS:-rte mrpc stsb cola rotten_tomatoes sst2 samsum}; do
                               args=(--method decoder-only --encoder-sparsity 0 --recovery-steps "$both") ;;
                 cofi) [ -f "$OUT/$task/learned-k$k-s$s/metrics.json" ] || { echo "== $task cofi k$k s$s: no learned run to match" >&2; continue; }
                       echo "== $task: CoFi matched to learned-k$k-s$s" >&2
-                      HF_HUB_OFFLINE=1 .venv/bin/python scripts/cofi_match.py "$OUT/$task/learned-k$k-s$s" --out "$OUT/$task"
+                      HF_HUB_OFFLINE=1 .venv/bin/python scripts/cofi_match.py "$OUT/$task/learned-k$k-s$s" --out "$OUT/$task" \
+                          "${timing[@]}" --pause-pid ${PAUSE_PIDS:-}
+                      ship
                       continue ;;
                 *) echo "unknown method $method" >&2; exit 2 ;;
             esac
@@ -85,6 +102,7 @@ for task in ${TASKS:-rte mrpc stsb cola rotten_tomatoes sst2 samsum}; do
     done
     # every run of the task timed again together, in alternating rounds (PAUSE_PIDS: jobs to stop meanwhile)
     echo "== $task: re-timing every run together" >&2
-    HF_HUB_OFFLINE=1 .venv/bin/python scripts/nash_retime.py "$OUT/$task" --pause-pid ${PAUSE_PIDS:-}
+    HF_HUB_OFFLINE=1 .venv/bin/python scripts/nash_retime.py "$OUT/$task" "${timing[@]}" --pause-pid ${PAUSE_PIDS:-}
     ship
+    exec {task_lock}>&-
 done

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from torch import nn
 from transformers import (BartConfig, BartForConditionalGeneration, BertConfig, BertModel, EncoderDecoderConfig,
                           EncoderDecoderModel, T5Config, T5ForConditionalGeneration)
 
-from explorer.evaluation.latency import LatencyResult, device_description, measure_latency, paired_speedups
+from explorer.evaluation.latency import LatencyResult, device_description, measure_latency, paired_speedups, paused
 from explorer.evaluation.costs import count_macs, count_params
 
 BERT_MINI = Path(__file__).resolve().parents[2] / "shared" / "models" / "bert-mini" / "config.json"
@@ -103,6 +104,37 @@ def test_paired_speedups_time_every_model_in_each_round_against_the_reference():
         paired_speedups(reference, {"shallow": shallow}, rounds=0)
     with pytest.raises(ValueError):
         paired_speedups(reference, {"shallow": shallow}, input_tokens=0)
+
+
+def test_paused_stops_a_process_group_under_a_lock_and_continues_it(tmp_path):
+    import fcntl
+    import subprocess
+
+    def state(pid: int) -> str:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+    job = subprocess.Popen(["sleep", "60"], start_new_session=True)  # its own process group
+    lock = tmp_path / "timing.lock"
+    try:
+        with paused([-job.pid, 999_999_999], lock=lock) as stopped:  # an unknown PID is skipped
+            assert stopped == [-job.pid]
+            for _ in range(100):
+                if state(job.pid) == "T":
+                    break
+                time.sleep(0.01)
+            assert state(job.pid) == "T"
+            with open(lock, "a") as other, pytest.raises(BlockingIOError):  # a second timer would wait
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        for _ in range(100):
+            if state(job.pid) != "T":
+                break
+            time.sleep(0.01)
+        assert state(job.pid) != "T"
+        with open(lock, "a") as other:
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released
+    finally:
+        job.kill()
+        job.wait()
 
 
 def test_eos_cannot_stop_generation_early():

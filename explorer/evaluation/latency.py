@@ -241,21 +241,32 @@ def paired_speedups(reference: nn.Module, models: dict[str, nn.Module], *, input
 
 
 @contextmanager
-def paused(pids):
+def paused(pids, lock: str | Path | None = None):
     """Stop the processes ``pids`` (SIGSTOP; e.g. a background training run) for the duration of a
     timing, and continue them (SIGCONT) afterwards, also when the timing fails: a timed model should
-    have the machine to itself. Unknown PIDs are skipped."""
+    have the machine to itself. A negative PID stops a whole process group (``kill -STOP -PGID``:
+    a job and its children). Unknown PIDs are skipped.
+
+    ``lock``: a file that jobs which pause each other lock exclusively (``fcntl.flock``) for the
+    whole timing, taken before anything is stopped, so two of them never time at once and never
+    stop each other in turn (which would leave both stopped)."""
+    import fcntl
     import os
     import signal
 
+    handle = None
+    if lock is not None:
+        Path(lock).parent.mkdir(parents=True, exist_ok=True)
+        handle = open(lock, "a")
+        fcntl.flock(handle, fcntl.LOCK_EX)
     stopped = []
-    for pid in pids or ():
-        try:
-            os.kill(int(pid), signal.SIGSTOP)
-            stopped.append(int(pid))
-        except ProcessLookupError:
-            pass
     try:
+        for pid in pids or ():
+            try:
+                os.kill(int(pid), signal.SIGSTOP)
+                stopped.append(int(pid))
+            except ProcessLookupError:
+                pass
         yield stopped
     finally:
         for pid in stopped:
@@ -263,6 +274,29 @@ def paused(pids):
                 os.kill(pid, signal.SIGCONT)
             except ProcessLookupError:
                 pass
+        if handle is not None:
+            handle.close()  # releases the lock
+
+
+def registered_groups(registry: str | Path | None) -> list[int]:
+    """The process groups registered in ``registry`` (a folder holding one empty file per group,
+    named by its PGID; ``scripts/nash_tables.sh`` registers each of its jobs there), other than this
+    process's own and those no longer alive, as negative PIDs for :func:`paused`. None or a missing
+    folder gives []."""
+    import os
+
+    if registry is None or not Path(registry).is_dir():
+        return []
+    groups = []
+    for entry in Path(registry).iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpgrp():
+            continue
+        try:
+            os.killpg(int(entry.name), 0)
+        except (ProcessLookupError, PermissionError):
+            continue
+        groups.append(-int(entry.name))
+    return sorted(groups)
 
 
 def device_description(device: str) -> str:
