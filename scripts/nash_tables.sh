@@ -34,11 +34,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-out/nash}"
 DATA="${DATA:-../shared/data}"
-# Dense epochs: SST-2 one pass (67k examples), the small tasks five with the best point kept.
-declare -A EPOCHS=([rte]=5 [mrpc]=5 [stsb]=5 [cola]=5 [rotten_tomatoes]=3 [sst2]=1 [samsum]=3)
+# Dense epochs: SST-2 one pass (67k examples), the small tasks five with the best point kept, SAMSum two
+# (1,842 steps of 16 dialogues: about 3 h on one core of an AMD EPYC, the issue's budget; the curve stops it earlier
+# when ROUGE-L on 200 validation dialogues stops improving).
+declare -A EPOCHS=([rte]=5 [mrpc]=5 [stsb]=5 [cola]=5 [rotten_tomatoes]=3 [sst2]=1 [samsum]=2)
 declare -A BATCH=([rte]=32 [mrpc]=32 [stsb]=32 [cola]=32 [rotten_tomatoes]=32 [sst2]=32 [samsum]=16)
 declare -A LR=([rte]=1e-4 [mrpc]=1e-4 [stsb]=1e-4 [cola]=1e-4 [rotten_tomatoes]=1e-4 [sst2]=1e-4 [samsum]=2e-4)
-declare -A CURVE=([rte]=40 [mrpc]=60 [stsb]=90 [cola]=130 [rotten_tomatoes]=100 [sst2]=250 [samsum]=250)
+declare -A CURVE=([rte]=40 [mrpc]=60 [stsb]=90 [cola]=130 [rotten_tomatoes]=100 [sst2]=250 [samsum]=200)
 declare -A GATES=([rte]=400 [mrpc]=400 [stsb]=400 [cola]=400 [rotten_tomatoes]=400 [sst2]=600 [samsum]=600)
 declare -A RECOVERY=([rte]=200 [mrpc]=200 [stsb]=200 [cola]=200 [rotten_tomatoes]=200 [sst2]=300 [samsum]=300)
 PATIENCE="${PATIENCE:-4}"
