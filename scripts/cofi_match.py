@@ -54,7 +54,7 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="where the CoFi runs go (cofi-s<sparsity> folders)")
     parser.add_argument("--tries", type=int, default=3, help="CoFi runs trained at most (earlier runs are free)")
     parser.add_argument("--tolerance", type=float, default=0.05, help="relative speed-up tolerance")
-    parser.add_argument("--rounds", type=int, default=10, help="alternating timing rounds per judgement")
+    parser.add_argument("--rounds", type=int, default=20, help="alternating timing rounds per judgement")
     parser.add_argument("--pause-pid", type=int, nargs="*", default=[],
                         help="jobs stopped while timing (a negative PID: a process group)")
     parser.add_argument("--lock", type=Path, help="a lock file shared by jobs that pause each other")
