@@ -104,8 +104,14 @@ def main() -> None:
             break
         target = closest["nash_speedup"] if closest else json.loads((nash_dir / "metrics.json").read_text())[
             "speedup_end_to_end"]
-        sparsity = (latency_match.sparsity_for_speedup(curve, target) if closest is None else
-                    latency_match.next_sparsity(curve, target, closest["sparsity"], closest["speedup"]))
+        between = latency_match.sparsity_between_tries([(t["sparsity"], t["speedup"] / t["nash_speedup"])
+                                                        for t in record["tries"]])
+        if between is not None:
+            sparsity = between
+        elif closest is None:
+            sparsity = latency_match.sparsity_for_speedup(curve, target)
+        else:
+            sparsity = latency_match.next_sparsity(curve, target, closest["sparsity"], closest["speedup"])
         if sparsity is None:
             record["matched"] = None
             record["why"] = (f"no CoFi sparsity up to {GRID[-1]} reaches {target:.2f}x on the surrogate: CoFi keeps "

@@ -37,3 +37,11 @@ def test_the_sparsity_for_a_speedup_is_interpolated_and_corrected_by_a_real_run(
     following = lm.next_sparsity(curve, 1.75, tried=0.6, measured=1.4)
     assert following == pytest.approx(lm.sparsity_for_speedup(curve, 1.75 * 1.75 / 1.4)) and following > 0.6
     assert lm.within(1.70, 1.75) and not lm.within(1.60, 1.75)
+
+
+def test_real_runs_on_both_sides_of_the_target_are_interpolated_instead_of_the_surrogate():
+    # ratios CoFi / NASH speed-up of real runs: 0.35 too slow, 0.62 and 0.72 too fast
+    tries = [(0.62, 1.091), (0.35, 0.923), (0.72, 1.223)]
+    assert lm.sparsity_between_tries(tries) == pytest.approx(0.35 + 0.077 / 0.168 * 0.27)
+    assert lm.sparsity_between_tries([(0.62, 1.09), (0.72, 1.22)]) is None  # not bracketed yet
+    assert lm.sparsity_between_tries([]) is None

@@ -13,8 +13,10 @@ guesses it cheaply and then corrects the guess with real runs:
    the target, by linear interpolation of the measured points.
 3. **Correction** (:func:`next_sparsity`): after a real CoFi run at sparsity s measured speed-up
    S_real while the surrogate predicted S_sur, the next guess targets ``target * S_sur / S_real``
-   on the surrogate curve (its error at s is assumed to hold nearby). Runs stop when the
-   speed-up is within the tolerance (5% in the paper's comparison) or the tries are spent.
+   on the surrogate curve (its error at s is assumed to hold nearby). Once real runs fall on both
+   sides of the target, the next guess interpolates between them instead
+   (:func:`sparsity_between_tries`). Runs stop when the speed-up is within the tolerance (5% in
+   the paper's comparison) or the tries are spent.
 
 Speed-ups, not milliseconds, are matched, and never ones timed at different moments: a shared
 CPU's speed drifts by 15-40% within minutes. The surrogate plans are timed together against the
@@ -115,6 +117,21 @@ def next_sparsity(curve: list[tuple[float, float]], target: float, tried: float,
     is rescaled by its error at ``tried`` and inverted again (module docstring, step 3)."""
     predicted = _interpolate(curve, tried)
     return sparsity_for_speedup(curve, target * predicted / measured)
+
+
+def sparsity_between_tries(tries: list[tuple[float, float]]) -> float | None:
+    """The next CoFi sparsity from real runs alone, once they bracket the target: ``tries`` are
+    ``(sparsity, CoFi speed-up / NASH speed-up)`` pairs (each ratio from one timing of both models
+    together); between the two runs adjacent in sparsity whose ratios lie on either side of 1, the
+    sparsity at ratio 1 by linear interpolation. None while no pair brackets 1 (then the surrogate,
+    :func:`next_sparsity`, guides the search). Real runs beat the surrogate once they exist: the
+    surrogate's uniform widths are not the shapes CoFi's gates learn, and its curve can be flat over
+    a range of sparsities where real runs are not."""
+    points = sorted(tries)
+    for (s0, r0), (s1, r1) in zip(points, points[1:]):
+        if (r0 - 1.0) * (r1 - 1.0) < 0:
+            return s0 + (1.0 - r0) * (s1 - s0) / (r1 - r0)
+    return None
 
 
 def within(measured: float, target: float, tolerance: float = 0.05) -> bool:
