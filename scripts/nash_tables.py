@@ -111,6 +111,19 @@ def _ci(iv: dict | None) -> str:
     return f"{iv['diff']:+.2f} [{iv['low']:+.2f}, {iv['high']:+.2f}]{real}"
 
 
+def reached_after_warmup(gates: dict) -> int | None:
+    """The gates' ``target_reached_step``, counted only once the target's warm-up (half the gate steps) is
+    over, as ``explorer.training.gates`` now records it. Runs recorded before that counted a step-1 "reach"
+    when the gates started above a small target (CoFi's do); for them the step is read from the sparsity
+    trace (20 points, so it may be late by up to a twentieth of the steps)."""
+    first, steps = gates.get("target_reached_step"), gates.get("steps", 0)
+    if first is None or first > steps // 2:
+        return first
+    target = gates.get("target", 0.0)
+    return next((step for step, value in gates.get("sparsity_trace") or [] if step > steps // 2
+                 and value >= target - 0.005), None)
+
+
 def task_table(task: str, runs: dict[str, dict], budgets: dict[str, str],
                cofi_notes: dict[str, str] | None = None) -> tuple[list[str], dict]:
     """Markdown rows of one task and ``{(method, budget): % of dense}`` for the average (``cofi_notes``:
@@ -139,7 +152,7 @@ def task_table(task: str, runs: dict[str, dict], budgets: dict[str, str],
         gates = m.get("gate_training") or {}
         steps = gates.get("steps", 0) + (m.get("recovery_finetune") or {}).get("steps", 0)
         if gates:
-            first = gates.get("target_reached_step")
+            first = reached_after_warmup(gates)
             if gates.get("target_enforced"):  # the completion step dropped units to meet the target
                 reached = (f"no: {gates.get('expected_sparsity', float('nan')):.4f} of {gates.get('target', 0):.3f} "
                            f"at the end" + (f" (reached at step {first}, then fell back)" if first else "")

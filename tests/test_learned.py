@@ -139,3 +139,12 @@ def test_cofi_trains_gates_on_encoder_and_decoder_and_keeps_every_decoder_layer(
         assert pruned.generate(**ids, max_new_tokens=3, past_key_values=new_cache()).shape[1] >= 2
     with pytest.raises(ValueError, match="CoFi keeps every decoder layer"):
         train_gates(dense, EXAMPLES, settings, task="samsum", kept_decoder_layers=(0, 3))
+
+
+@pytest.mark.slow
+def test_gates_that_start_above_a_small_target_have_not_reached_it_before_the_warm_up_ends(dense):
+    # CoFi's gates start near sparsity 0.3-0.4: above a target of 0.1 from step 1, which is not the Lagrangian's doing
+    settings = LearnedSettings(target_sparsity=0.1, max_steps=8, warmup_steps=4, batch_size=8, cofi=True)
+    _, _, summary = train_gates(dense, EXAMPLES, settings, task="samsum", kept_decoder_layers=(0, 1, 2, 3))
+    assert summary["sparsity_trace"][0][1] >= 0.1  # above the target at once
+    assert summary["target_reached_step"] is not None and summary["target_reached_step"] > 4

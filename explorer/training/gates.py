@@ -156,7 +156,7 @@ def _trainer_class():
             super().__init__(*args, **kwargs)
             self.teacher, self.learned = teacher, learned
             self.last = {}
-            self.reached_step: int | None = None  # first step whose expected sparsity was within 0.005 of the target
+            self.reached_step: int | None = None  # first step after the warm-up within 0.005 of the target
             self.trace: list[list[float]] = []  # [[step, expected sparsity], ...], 20 points per run
 
         def create_optimizer(self, model=None):
@@ -208,7 +208,10 @@ def _trainer_class():
             loss = loss + lagrangian
             self.last["lagrangian"] = float(lagrangian.detach())
             step, expected = self.state.global_step + 1, self.last["expected_sparsity"]
-            if self.reached_step is None and expected >= self.learned.target_sparsity - TARGET_TOLERANCE:
+            # reached: by the gates under the full target, i.e. once the warm-up has ramped it up (CoFi's gates
+            # start above a small target, which says nothing about the Lagrangian reaching it)
+            if (self.reached_step is None and self.state.global_step >= warmup
+                    and expected >= self.learned.target_sparsity - TARGET_TOLERANCE):
                 self.reached_step = step
             if step % max(1, self.learned.max_steps // 20) == 0 and (not self.trace or self.trace[-1][0] != step):
                 self.trace.append([step, round(expected, 4)])
@@ -238,7 +241,8 @@ def train_gates(dense: LoadedModel, examples: list[Example], settings: LearnedSe
     Returns:
         ``(plan, pruned model, summary)``; the summary has the loss parts, expected sparsity,
         target and multipliers of the last step, the wall time, ``target_reached_step`` (the first
-        step whose expected sparsity came within ``TARGET_TOLERANCE`` of the target; None: never),
+        step at or after the target's warm-up whose expected sparsity came within ``TARGET_TOLERANCE``
+        of the target; None: never),
         ``sparsity_trace`` (expected sparsity at 20 points) and ``target_enforced`` (whether the plan
         needed the completion step: the deterministic gates alone fell short of the target).
 
