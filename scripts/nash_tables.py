@@ -84,24 +84,34 @@ def budget_of(name: str, run: dict, budgets: dict[str, str]) -> str:
     return f"k{k}-s{m['settings']['encoder_sparsity']}"
 
 
-def add_intervals(task: str, runs: dict[str, dict], budgets: dict[str, str], data_dir: str | None) -> None:
-    """``intervals.vs_training_free``: each run against training-free NASH at its budget, on the same
-    evaluation examples (paired bootstrap of the main metric), written into the run's metrics."""
+def add_intervals(task: str, runs: dict[str, dict], budgets: dict[str, str], data_dir: str | None,
+                  matched: dict[str, str] | None = None) -> None:
+    """``intervals.vs_training_free``: each run against training-free NASH at its budget, and for learned
+    NASH with distillation ``intervals.vs_cofi_matched``: against the CoFi run matched to its latency
+    (``matched``: budget -> CoFi run name), on the same evaluation examples (paired bootstrap of the main
+    metric), written into the runs' metrics."""
     spec = get_task(task)
     examples = None
-    for name, run in runs.items():
-        budget = budget_of(name, run, budgets)
-        reference = runs.get(f"training-free-{budget}")
-        if reference is None or name == f"training-free-{budget}" or not run["predictions"] \
-                or not reference["predictions"]:
-            continue
+
+    def interval(reference: dict | None, run: dict) -> dict | None:
+        nonlocal examples
+        if reference is None or not run["predictions"] or not reference["predictions"]:
+            return None
         n = run["predictions"]["num_examples"]
         if reference["predictions"]["num_examples"] != n:
-            continue
+            return None
         if examples is None or len(examples) != n:
             examples = load_split(spec, spec.eval_split, data_dir if task != "rotten_tomatoes" else None, limit=n)
-        run["metrics"].setdefault("intervals", {})["vs_training_free"] = paired_interval(
-            spec, examples, reference["predictions"]["pruned"], run["predictions"]["pruned"])
+        return paired_interval(spec, examples, reference["predictions"]["pruned"], run["predictions"]["pruned"])
+
+    for name, run in runs.items():
+        budget = budget_of(name, run, budgets)
+        comparisons = {"vs_training_free": None if name == f"training-free-{budget}" else f"training-free-{budget}"}
+        if name == f"learned-{budget}":
+            comparisons["vs_cofi_matched"] = (matched or {}).get(budget)
+        for key, reference in comparisons.items():
+            if reference and (found := interval(runs.get(reference), run)):
+                run["metrics"].setdefault("intervals", {})[key] = dict(found, against=reference)
 
 
 def _ci(iv: dict | None) -> str:
@@ -276,9 +286,17 @@ def main() -> None:
             if _kind(n) in ("training-free", "learned"):
                 k = len(r["metrics"]["decoder_layers_kept"])
                 budgets[f"k{k}"] = f"k{k}-s{r['metrics']['settings']['encoder_sparsity']}"
-        add_intervals(task, runs, budgets, args.data_dir)
+        matched = {budgets[Path(r["matched"]).name]: Path(r["matched"]).name for r in records.values()
+                   if r.get("matched") and Path(r["matched"]).name in runs}
+        add_intervals(task, runs, budgets, args.data_dir, matched)
         lines, shares = task_table(task, runs, budgets, match_notes(folder))
         print("\n".join(lines) + "\n")
+        against = [(name, r["metrics"]["intervals"]["vs_cofi_matched"]) for name, r in runs.items()
+                   if "vs_cofi_matched" in (r["metrics"].get("intervals") or {})]
+        for name, iv in sorted(against):
+            print(f"- Learned NASH + distillation ({name}) minus CoFi at its latency ({iv['against']}): {_ci(iv)}")
+        if against:
+            print()
         curve = curve_lines(task, next(iter(runs.values()))["metrics"].get("dense_finetune") or {})
         if curve:
             print("\n".join(curve) + "\n")

@@ -108,13 +108,16 @@ def test_runs_table_and_figure():
 def test_hover_shows_each_difference_with_its_interval_and_task_latency_axis_skips_older_runs():
     with_ci = fake_metrics(35, 50)
     with_ci["intervals"] = {"vs_dense": {"metric": "rougeL", "diff": -5.0, "low": -7.5, "high": -2.5, "n": 8},
-                            "vs_training_free": {"metric": "rougeL", "diff": 0.4, "low": -1.0, "high": 1.9, "n": 8}}
+                            "vs_training_free": {"metric": "rougeL", "diff": 0.4, "low": -1.0, "high": 1.9, "n": 8},
+                            "vs_cofi_matched": {"metric": "rougeL", "diff": -1.2, "low": -2.6, "high": 0.1, "n": 8,
+                                                "against": "cofi-s0.47"}}
     for side, ms in (("dense", 40.0), ("pruned", 20.0)):
         with_ci["measurements"][side]["latency_task"] = {"latency_ms": ms}
     table = runs_table([("r1", with_ci), ("r2", fake_metrics(30, 60))])
     hover = str([t.customdata for t in make_pareto_figure(table, "latency_ms").data])
     assert "vs dense: -5.00 [-7.50, -2.50] rougeL (real" in hover
     assert "vs training-free NASH: +0.40 [-1.00, +1.90] rougeL (within noise" in hover
+    assert "vs CoFi at the same latency: -1.20 [-2.60, +0.10] rougeL (within noise" in hover
     assert "no interval recorded" in hover  # r2 has none
     fig = make_pareto_figure(table, "task_latency_ms")
     assert sorted(x for t in fig.data if t.name != "Pareto front" for x in t.x) == [20.0, 40.0]

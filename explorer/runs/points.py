@@ -55,7 +55,8 @@ def _point(run_id: str, metrics: dict, which: str, reference: str | None, metric
     interval = "" if dense else "<br>".join(
         f"{label}: {iv['diff']:+.2f} [{iv['low']:+.2f}, {iv['high']:+.2f}] {iv.get('metric', main)}"
         f" ({'real' if iv['low'] > 0 or iv['high'] < 0 else 'within noise'}, 95% paired bootstrap)"
-        for key, label in (("vs_dense", "vs dense"), ("vs_training_free", "vs training-free NASH"))
+        for key, label in (("vs_dense", "vs dense"), ("vs_training_free", "vs training-free NASH"),
+                           ("vs_cofi_matched", "vs CoFi at the same latency"))
         if (iv := intervals.get(key))) or "no interval recorded"
     return {
         "run_id": run_id, "kind": kind,
