@@ -10,7 +10,7 @@ results replace the runs' latencies and speed-ups in ``metrics.json`` (the per-r
 ``retimed.ratios``); the values measured at run time stay under ``at_run``. Background jobs given by
 ``--pause-pid`` are stopped while timing (under ``--lock``, so that two such jobs never time at once).
 
-    .venv/bin/python scripts/nash_retime.py out/nash/rte [--rounds 10] [--pause-pid PID]
+    .venv/bin/python scripts/nash_retime.py out/nash/rte [--rounds 20] [--pause-pid PID]
 """
 
 import argparse
@@ -64,14 +64,14 @@ def retime(folder: Path, rounds: int, pause: list[int], lock: Path | None = None
         m["retimed"] = {**stamp, "ratios": {key: [round(r, 3) for r in timed[key][run.name].ratios] for key in timed}}
         atomic_write_text(run / "metrics.json", json.dumps(m, indent=1, default=str))
         print(f"{run.name}: {m['speedup_end_to_end']:.2f}x at {settings['long']} (at run time "
-              f"{at_run['speedup_end_to_end']:.2f}x)" + (f", {m['speedup_task_lengths']:.2f}x at the task's lengths "
+              f"{m['at_run']['speedup_end_to_end']:.2f}x)" + (f", {m['speedup_task_lengths']:.2f}x at the task's lengths "
                                                          f"{settings['task']}" if "task" in settings else ""))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="+", type=Path, help="task folders of scripts/nash_tables.sh")
-    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--pause-pid", type=int, nargs="*", default=[],
                         help="jobs stopped while timing (a negative PID: a process group)")
     parser.add_argument("--lock", type=Path, help="a lock file shared by jobs that pause each other")
