@@ -30,7 +30,7 @@ from explorer.cli.commands import _progress
 from explorer.models.loading import load_model, peek_decoder_layers
 from explorer.pipelines.nash_settings import PruneSettings
 from explorer.pipelines.nash import run_prune
-from explorer.evaluation.latency import paired_speedups, paused, registered_groups
+from explorer.evaluation.latency import all_cores, paired_speedups, paused, registered_groups
 from pruning import load_pruned
 from pruning.atomic import atomic_write_text
 
@@ -41,7 +41,7 @@ def judge(dense, nash_model, cofi_dir: Path, timing, rounds: int, pause: list[in
           registry: Path | None) -> dict:
     """The NASH model's and one CoFi run's speed-ups over dense, timed together (256 / 64 or the
     run's timing setting), as a record of one try."""
-    with paused(pause + registered_groups(registry), lock):
+    with paused(pause + registered_groups(registry), lock), all_cores():
         timed = paired_speedups(dense, {"nash": nash_model, "cofi": load_pruned(cofi_dir)},
                                 input_tokens=timing.input_tokens, new_tokens=timing.new_tokens, rounds=rounds)
     return {"sparsity": float(cofi_dir.name.removeprefix("cofi-s")), "run": str(cofi_dir),
@@ -71,7 +71,7 @@ def main() -> None:
     dense = load_model(nash["dense_finetune"]["path"]).model
     nash_model = load_pruned(nash_dir)
     if "curve" not in record:
-        with paused(args.pause_pid + registered_groups(args.pause_registry), args.lock):
+        with paused(args.pause_pid + registered_groups(args.pause_registry), args.lock), all_cores():
             curve = latency_match.speedup_curve(dense, GRID, input_tokens=timing.input_tokens,
                                                 new_tokens=timing.new_tokens, rounds=5)
         record = {"nash_run": str(nash_dir), "tolerance": args.tolerance, "timing": "paired rounds",

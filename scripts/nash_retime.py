@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from explorer.evaluation.latency import device_description, paired_speedups, paused, registered_groups
+from explorer.evaluation.latency import all_cores, device_description, paired_speedups, paused, registered_groups
 from explorer.models.loading import load_model
 from pruning.atomic import atomic_write_text
 from pruning import load_pruned  # noqa: E402
@@ -41,11 +41,13 @@ def retime(folder: Path, rounds: int, pause: list[int], lock: Path | None = None
     settings = {"long": (timing["input_tokens"], timing["new_tokens"])}
     if first.get("task_lengths"):
         settings["task"] = tuple(first["task_lengths"])
-    with paused(pause + registered_groups(registry), lock):
+    with paused(pause + registered_groups(registry), lock), all_cores():
         timed = {key: paired_speedups(dense, runs_models, input_tokens=source, new_tokens=target, rounds=rounds)
                  for key, (source, target) in settings.items()}
+    with all_cores():
+        device = device_description("cpu")
     stamp = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "rounds": rounds,
-             "device": device_description("cpu"), "runs_timed_together": len(runs),
+             "device": device, "runs_timed_together": len(runs),
              "load_avg_1min": os.getloadavg()[0]}
     for run in runs:
         m = metrics[run]
@@ -63,9 +65,10 @@ def retime(folder: Path, rounds: int, pause: list[int], lock: Path | None = None
             m["measurements"]["pruned"][latency]["latency_ms"] = round(result.model_ms, 1)
         m["retimed"] = {**stamp, "ratios": {key: [round(r, 3) for r in timed[key][run.name].ratios] for key in timed}}
         atomic_write_text(run / "metrics.json", json.dumps(m, indent=1, default=str))
+        task_part = (f", {m['speedup_task_lengths']:.2f}x at the task's lengths {settings['task']}"
+                     if "task" in settings else "")
         print(f"{run.name}: {m['speedup_end_to_end']:.2f}x at {settings['long']} (at run time "
-              f"{m['at_run']['speedup_end_to_end']:.2f}x)" + (f", {m['speedup_task_lengths']:.2f}x at the task's lengths "
-                                                         f"{settings['task']}" if "task" in settings else ""))
+              f"{m['at_run']['speedup_end_to_end']:.2f}x){task_part}")
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from transformers import (BartConfig, BartForConditionalGeneration, BertConfig, 
                           EncoderDecoderModel, T5Config, T5ForConditionalGeneration)
 
 from explorer.evaluation.latency import LatencyResult, device_description, measure_latency, paired_speedups, paused
+from explorer.evaluation.latency import all_cores
 from explorer.evaluation.costs import count_macs, count_params
 
 BERT_MINI = Path(__file__).resolve().parents[2] / "shared" / "models" / "bert-mini" / "config.json"
@@ -296,3 +298,14 @@ def test_padded_lengths_batch_like_group_by_length():
     assert padded_lengths(many, 2) < (7.0, 1.0)
     with pytest.raises(ValueError):
         padded_lengths([], 2)
+
+
+def test_all_cores_uses_every_core_inside_and_restores_the_thread_count():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with all_cores():
+            assert torch.get_num_threads() == (os.cpu_count() or 1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -278,6 +278,21 @@ def paused(pids, lock: str | Path | None = None):
             handle.close()  # releases the lock
 
 
+@contextmanager
+def all_cores():
+    """Run the block with torch using every CPU core (``os.cpu_count()`` intra-op threads), then restore
+    the thread count: for timings taken while other jobs are paused (:func:`paused`), by a job that
+    trains on one thread beside another job."""
+    import os
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or before)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def registered_groups(registry: str | Path | None) -> list[int]:
     """The process groups registered in ``registry`` (a folder holding one empty file per group,
     named by its PGID; ``scripts/nash_tables.sh`` registers each of its jobs there), other than this
