@@ -34,6 +34,7 @@ ORDER = ("training-free", "learned", "learned-nodistill", "decoder-only", "cofi"
 LABEL = {"training-free": "NASH training-free", "learned": "NASH learned + distillation",
          "learned-nodistill": "NASH learned, no distillation", "decoder-only": "decoder-only shortening",
          "cofi": "CoFi (all 6 decoder layers)"}
+DISTINCT_OF = 200  # summarization tables count distinct outputs among the first 200 test dialogues
 
 
 def _kind(name: str) -> str:
@@ -121,6 +122,12 @@ def _ci(iv: dict | None) -> str:
     return f"{iv['diff']:+.2f} [{iv['low']:+.2f}, {iv['high']:+.2f}]{real}"
 
 
+def distinct_outputs(predictions: list[str], first: int | None = None) -> int:
+    """How many different texts are among the first ``first`` (default ``DISTINCT_OF``) predictions: a
+    summarizer that collapsed to one generic sentence writes 1 (the issue's check on 200 test dialogues)."""
+    return len(set(predictions[:first or DISTINCT_OF]))
+
+
 def reached_after_warmup(gates: dict) -> int | None:
     """The gates' ``target_reached_step``, counted only once the target's warm-up (half the gate steps) is
     over, as ``explorer.training.gates`` now records it. Runs recorded before that counted a step-1 "reach"
@@ -143,12 +150,17 @@ def task_table(task: str, runs: dict[str, dict], budgets: dict[str, str],
     main = q["main_metric"]
     dense_value = q["metrics"][main]
     curve = any_run["dense_finetune"].get("curve") or []
+    generative = get_task(task).kind == "summarization"
+    any_predictions = next((r["predictions"] for r in runs.values() if r["predictions"]), None)
+    dense_distinct = (f"; dense writes {distinct_outputs(any_predictions['dense'])} distinct summaries of the first "
+                      f"{DISTINCT_OF} test dialogues" if generative and any_predictions else "")
     lines = [f"**{task}** ({q['num_examples']} {q['split']} examples; dense {main} {dense_value:.2f}, fine-tuned "
              f"{any_run['dense_finetune'].get('steps')} steps, kept step {any_run['dense_finetune'].get('kept_step', '-')}"
-             f"{', curve ' + ' '.join(f'{v:.1f}' for _, v in curve) if curve else ''})", "",
+             f"{', curve ' + ' '.join(f'{v:.1f}' for _, v in curve) if curve else ''}{dense_distinct})", "",
              f"| budget | method | {main} | % of dense | vs dense, 95% CI | vs training-free, 95% CI | speed-up 256/64 "
-             f"| speed-up at task lengths | GMACs | params (M) | training steps | gates reached target (step) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             f"| speed-up at task lengths | GMACs | params (M) | training steps | gates reached target (step) |"
+             + (f" distinct of first {DISTINCT_OF} |" if generative else ""),
+             "|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if generative else "")]
     shares = {}
     keyed = sorted(runs.items(), key=lambda kv: (budget_of(kv[0], kv[1], budgets), ORDER.index(_kind(kv[0]))
                                                  if _kind(kv[0]) in ORDER else 99))
@@ -180,7 +192,9 @@ def task_table(task: str, runs: dict[str, dict], budgets: dict[str, str],
         lines.append(f"| {budget} | {label} | {value:.2f} | {share:.1f} | {_ci((m.get('intervals') or {}).get('vs_dense'))}"
                      f" | {_ci((m.get('intervals') or {}).get('vs_training_free'))} | {m['speedup_end_to_end']:.2f}x"
                      f" | {task_speed} | {m['measurements']['pruned']['macs']['gmacs']:.2f} | "
-                     f"{m['measurements']['pruned']['params']['params_m']:.1f} | {steps} | {reached} |")
+                     f"{m['measurements']['pruned']['params']['params_m']:.1f} | {steps} | {reached} |"
+                     + (f" {distinct_outputs(run['predictions']['pruned']) if run['predictions'] else '-'} |"
+                        if generative else ""))
     return lines, shares
 
 

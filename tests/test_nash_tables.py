@@ -1,0 +1,52 @@
+"""scripts/nash_tables.py: the method tables NASH's comparison is read from (no training; metrics.json
+inputs below are test inputs, not results)."""
+
+import importlib.util
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "nash_tables.py"
+spec = importlib.util.spec_from_file_location("nash_tables", SCRIPT)
+nash_tables = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(nash_tables)
+
+
+def metrics(task: str, main: str, value: float, dense: float, sparsity: float, gates: dict | None = None) -> dict:
+    quality = {"metrics": {main: dense}, "main_metric": main, "num_examples": 4, "split": "test"}
+    return {"quality": {"dense": quality, "pruned": {**quality, "metrics": {main: value}}},
+            "dense_finetune": {"steps": 100, "kept_step": 80, "curve": [[40, 10.0], [80, 20.0]]},
+            "settings": {"encoder_sparsity": sparsity}, "decoder_layers_kept": [0, 3, 5], "speedup_end_to_end": 1.4,
+            "speedup_task_lengths": 1.1, "gate_training": gates or {}, "recovery_finetune": {"steps": 200},
+            "measurements": {"pruned": {"macs": {"gmacs": 1.0}, "params": {"params_m": 50.0}}}}
+
+
+def test_summarization_tables_count_distinct_outputs_of_the_first_200_test_dialogues():
+    collapsed = ["Tom and Ann will meet."] * 250  # a summarizer that writes one sentence for everything
+    varied = [f"summary {i}" for i in range(250)]
+    assert nash_tables.distinct_outputs(collapsed) == 1 and nash_tables.distinct_outputs(varied) == 200
+    runs = {"learned-k3-s0.3": {"metrics": metrics("samsum", "rougeL", 30.0, 40.0, 0.3, {"steps": 400}),
+                                "predictions": {"dense": varied, "pruned": collapsed}, "dir": Path(".")}}
+    lines, shares = nash_tables.task_table("samsum", runs, {"learned-k3-s0.3": "k3-s0.3"})
+    assert "dense writes 200 distinct summaries of the first 200 test dialogues" in lines[0]
+    assert lines[2].endswith("distinct of first 200 |") and lines[3].count("---") == lines[2].count("|") - 1
+    row = lines[4].split("|")
+    assert row[-2].strip() == "1" and row[4].strip() == "75.0"  # 30 of 40 ROUGE-L: 75% of dense
+    assert shares == {("learned", "k3-s0.3"): 75.0}
+    glue, _ = nash_tables.task_table("rte", {"learned-k3-s0.3": {**runs["learned-k3-s0.3"], "metrics": metrics(
+        "rte", "accuracy", 60.0, 66.0, 0.3)}}, {"learned-k3-s0.3": "k3-s0.3"})
+    assert "distinct" not in "".join(glue)  # classification tables have no such column
+
+
+def test_only_the_matched_cofi_run_counts_for_the_average_and_gates_reached_means_after_warm_up():
+    gates = {"steps": 400, "target": 0.3, "target_reached_step": 50, "target_enforced": False,
+             "sparsity_trace": [[50, 0.33], [150, 0.2], [260, 0.299], [400, 0.3]]}
+    def run(value: float, sparsity: float, gates: dict | None = None) -> dict:
+        return {"metrics": metrics("rte", "accuracy", value, 66.0, sparsity, gates), "predictions": None,
+                "dir": Path(".")}
+
+    runs = {"cofi-s0.35": run(60.0, 0.35), "cofi-s0.47": run(63.0, 0.47), "learned-k3-s0.3": run(62.0, 0.3, gates)}
+    budgets = {name: "k3-s0.3" for name in runs}
+    notes = {"cofi-s0.35": "1.23x vs learned-k3 1.34x timed together", "cofi-s0.47": "1.44x vs 1.41x, matched"}
+    lines, shares = nash_tables.task_table("rte", runs, budgets, notes)
+    assert shares[("cofi", "k3-s0.3")] == 100 * 63.0 / 66.0  # the matched run, not the first CoFi try
+    learned = next(line for line in lines if "NASH learned" in line)
+    assert learned.rstrip(" |").endswith("yes (step 260)")  # step 50 was before the warm-up (half of 400 steps)
