@@ -9,9 +9,10 @@ from explorer.ui.errors import shown_to_user
 INTRO = ("**Pareto front.** Each point is a model; the star is the dense model it was pruned from. A model is on "
          "the front (dotted line) when no other model is both at least as good and at least as cheap: the front is "
          "the best trade-off found so far, and a point below it is wasted budget. Quality comes from the number of "
-         "evaluation examples in each point's hover (the reference runs: 200); compare like with like. Reference runs were measured by "
-         "this project (see their hover for the machine and date); latencies from different machines only compare "
-         "on the *relative* scale, which also shows the trade-offs reported in the "
+         "evaluation examples in each point's hover (the k x s grid of reference runs: 200; the NASH tables' runs: the "
+         "whole evaluation split); compare like with like. Reference runs were measured by this project (see their "
+         "hover for the machine and date); latencies from different machines only compare on the *relative* "
+         "scale, which also shows the trade-offs reported in the "
          "[NASH](https://arxiv.org/abs/2310.10054) and EFTNAS (LREC-COLING 2024) papers as hollow diamonds, "
          "never mixed into the front.")
 
