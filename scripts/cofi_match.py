@@ -85,6 +85,7 @@ def main() -> None:
         if (cofi_dir / "metrics.json").is_file() and str(cofi_dir) not in judged:
             record["tries"].append(judge(dense, nash_model, cofi_dir, timing, args.rounds, args.pause_pid, args.lock,
                                          args.pause_registry))
+            atomic_write_text(record_file, json.dumps(record, indent=1))  # a stopped search keeps its judgements
 
     def best() -> dict | None:
         return min(record["tries"], key=lambda t: abs(t["speedup"] / t["nash_speedup"] - 1.0), default=None)
