@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from explorer.data.tasks import get_task
 from explorer.data.splits import load_split
+from explorer.evaluation.latency import speedup_interval
 from explorer.evaluation.scoring import paired_interval
 
 GLUE = ("rte", "mrpc", "stsb", "cola", "sst2")
@@ -75,7 +76,8 @@ def match_notes(folder: Path) -> dict[str, str]:
 
 def budget_of(name: str, run: dict, budgets: dict[str, str]) -> str:
     """The budget a run belongs to, e.g. ``k3-s0.3``: decoder-only runs (encoder whole) that of the
-    NASH runs with the same k; CoFi runs that of the NASH run they were matched to (``budgets``: run name or ``k<k>`` -> budget)."""
+    NASH runs with the same k; CoFi runs that of the NASH run they were matched to (``budgets``: run name
+    or ``k<k>`` -> budget)."""
     if _kind(name) == "cofi":
         return budgets.get(name, f"unmatched, {name}")
     m = run["metrics"]
@@ -122,6 +124,17 @@ def _ci(iv: dict | None) -> str:
     return f"{iv['diff']:+.2f} [{iv['low']:+.2f}, {iv['high']:+.2f}]{real}"
 
 
+def _speed(value: float | None, ratios: list[float] | None) -> str:
+    """A speed-up cell: ``1.73x [1.65, 1.85]`` with the 95% interval of the median over the re-timing's
+    rounds (``latency.speedup_interval``) when the run was re-timed, else the run's own ``1.73x``."""
+    if not value:
+        return "-"
+    if not ratios or len(ratios) < 2:
+        return f"{value:.2f}x"
+    low, high = speedup_interval(ratios)
+    return f"{value:.2f}x [{low:.2f}, {high:.2f}]"
+
+
 def distinct_outputs(predictions: list[str], first: int | None = None) -> int:
     """How many different texts are among the first ``first`` (default ``DISTINCT_OF``) predictions: a
     summarizer that collapsed to one generic sentence writes 1 (the issue's check on 200 test dialogues)."""
@@ -155,10 +168,12 @@ def task_table(task: str, runs: dict[str, dict], budgets: dict[str, str],
     dense_distinct = (f"; dense writes {distinct_outputs(any_predictions['dense'])} distinct summaries of the first "
                       f"{DISTINCT_OF} test dialogues" if generative and any_predictions else "")
     lines = [f"**{task}** ({q['num_examples']} {q['split']} examples; dense {main} {dense_value:.2f}, fine-tuned "
-             f"{any_run['dense_finetune'].get('steps')} steps, kept step {any_run['dense_finetune'].get('kept_step', '-')}"
+             f"{any_run['dense_finetune'].get('steps')} steps, "
+             f"kept step {any_run['dense_finetune'].get('kept_step', '-')}"
              f"{', curve ' + ' '.join(f'{v:.1f}' for _, v in curve) if curve else ''}{dense_distinct})", "",
-             f"| budget | method | {main} | % of dense | vs dense, 95% CI | vs training-free, 95% CI | speed-up 256/64 "
-             f"| speed-up at task lengths | GMACs | params (M) | training steps | gates reached target (step) |"
+             f"| budget | method | {main} | % of dense | vs dense, 95% CI | vs training-free, 95% CI "
+             f"| speed-up 256/64, 95% CI | speed-up at task lengths, 95% CI | GMACs | params (M) | training steps "
+             f"| gates reached target (step) |"
              + (f" distinct of first {DISTINCT_OF} |" if generative else ""),
              "|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if generative else "")]
     shares = {}
@@ -188,9 +203,12 @@ def task_table(task: str, runs: dict[str, dict], budgets: dict[str, str],
             label += f", sparsity {m['settings']['encoder_sparsity']}"
             if (cofi_notes or {}).get(name):
                 label += f" ({cofi_notes[name]})"
-        task_speed = f"{m['speedup_task_lengths']:.2f}x" if m.get("speedup_task_lengths") else "-"
-        lines.append(f"| {budget} | {label} | {value:.2f} | {share:.1f} | {_ci((m.get('intervals') or {}).get('vs_dense'))}"
-                     f" | {_ci((m.get('intervals') or {}).get('vs_training_free'))} | {m['speedup_end_to_end']:.2f}x"
+        ratios = (m.get("retimed") or {}).get("ratios") or {}
+        task_speed = _speed(m.get("speedup_task_lengths"), ratios.get("task"))
+        intervals = m.get("intervals") or {}
+        lines.append(f"| {budget} | {label} | {value:.2f} | {share:.1f} | {_ci(intervals.get('vs_dense'))}"
+                     f" | {_ci(intervals.get('vs_training_free'))}"
+                     f" | {_speed(m['speedup_end_to_end'], ratios.get('long'))}"
                      f" | {task_speed} | {m['measurements']['pruned']['macs']['gmacs']:.2f} | "
                      f"{m['measurements']['pruned']['params']['params_m']:.1f} | {steps} | {reached} |"
                      + (f" {distinct_outputs(run['predictions']['pruned']) if run['predictions'] else '-'} |"
@@ -253,7 +271,8 @@ def ship(task: str, folder: Path, runs: dict[str, dict]) -> Path:
                 shutil.copy(run["dir"] / extra, target / extra)
     for record in folder.glob("cofi-match-*.json"):
         shutil.copy(record, stage / record.name)
-    plot_curve(task, next(iter(runs.values()))["metrics"].get("dense_finetune") or {}, stage / "dense_learning_curve.png")
+    plot_curve(task, next(iter(runs.values()))["metrics"].get("dense_finetune") or {},
+               stage / "dense_learning_curve.png")
     commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
                             cwd=ROOT).stdout.strip()
     any_run = next(iter(runs.values()))["metrics"]

@@ -14,7 +14,7 @@ from transformers import (BartConfig, BartForConditionalGeneration, BertConfig, 
                           EncoderDecoderModel, T5Config, T5ForConditionalGeneration)
 
 from explorer.evaluation.latency import LatencyResult, device_description, measure_latency, paired_speedups, paused
-from explorer.evaluation.latency import all_cores
+from explorer.evaluation.latency import all_cores, speedup_interval
 from explorer.evaluation.costs import count_macs, count_params
 
 BERT_MINI = Path(__file__).resolve().parents[2] / "shared" / "models" / "bert-mini" / "config.json"
@@ -100,12 +100,35 @@ def test_paired_speedups_time_every_model_in_each_round_against_the_reference():
         assert len(result.ratios) == 3 and all(r > 0 for r in result.ratios)
         assert result.speedup == pytest.approx(sorted(result.ratios)[1])  # the median of the rounds
         assert result.model_ms > 0 and result.reference_ms > 0
-    assert timed["same"].reference_ms == timed["shallow"].reference_ms  # one reference timing per round
+    assert timed["same"].reference_ms == timed["shallow"].reference_ms  # one reference median for all
     assert reference.training  # flags restored
     with pytest.raises(ValueError, match="rounds"):
         paired_speedups(reference, {"shallow": shallow}, rounds=0)
     with pytest.raises(ValueError):
         paired_speedups(reference, {"shallow": shallow}, input_tokens=0)
+
+
+def test_paired_speedups_cancel_drift_within_a_round_of_many_models(monkeypatch):
+    from explorer.evaluation import latency
+
+    reference = tiny_t5(decoder_layers=1)
+    calls = []
+
+    def drifting_clock(fn, *, repeats, warmup, device):  # every call 10% slower than the one before
+        calls.append(fn)
+        return 10.0 * (1 + 0.1 * len(calls))
+
+    monkeypatch.setattr(latency, "median_ms", drifting_clock)
+    same = {f"copy {i}": reference for i in range(5)}  # all as fast as the reference
+    timed = latency.paired_speedups(reference, same, input_tokens=4, new_tokens=2, rounds=2)
+    assert len(calls) == 2 * (2 * 5 + 1)  # per round: the reference around each model
+    for result in timed.values():  # with one reference timing per round the fifth copy would read 11/16
+        assert result.ratios == pytest.approx([1.0, 1.0])
+    low, high = speedup_interval([1.3, 1.5, 1.4, 1.6, 1.2, 1.45, 1.35])
+    assert low <= 1.4 <= high and high - low < 0.4
+    assert speedup_interval([1.5, 1.5]) == (1.5, 1.5)
+    with pytest.raises(ValueError, match="at least 2"):
+        speedup_interval([1.5])
 
 
 def test_paused_stops_a_process_group_under_a_lock_and_continues_it(tmp_path):

@@ -44,9 +44,11 @@ def test_only_the_matched_cofi_run_counts_for_the_average_and_gates_reached_mean
                 "dir": Path(".")}
 
     runs = {"cofi-s0.35": run(60.0, 0.35), "cofi-s0.47": run(63.0, 0.47), "learned-k3-s0.3": run(62.0, 0.3, gates)}
+    runs["learned-k3-s0.3"]["metrics"]["retimed"] = {"ratios": {"long": [1.3, 1.5, 1.4, 1.45, 1.35]}}
     budgets = {name: "k3-s0.3" for name in runs}
     notes = {"cofi-s0.35": "1.23x vs learned-k3 1.34x timed together", "cofi-s0.47": "1.44x vs 1.41x, matched"}
     lines, shares = nash_tables.task_table("rte", runs, budgets, notes)
     assert shares[("cofi", "k3-s0.3")] == 100 * 63.0 / 66.0  # the matched run, not the first CoFi try
     learned = next(line for line in lines if "NASH learned" in line)
+    assert "| 1.40x [1.3" in learned and "| 1.10x |" in learned  # re-timed: with its interval; task lengths: not
     assert learned.rstrip(" |").endswith("yes (step 260)")  # step 50 was before the warm-up (half of 400 steps)

@@ -172,10 +172,10 @@ class PairedSpeedup:
     """One model's speed-up over a reference, timed in alternating rounds (:func:`paired_speedups`).
 
     Attributes:
-        speedup: Median over rounds of (reference ms / model ms in the same round).
+        speedup: Median over rounds of (mean of the two neighbouring reference timings / model ms).
         model_ms: Median end-to-end latency of the model, ms.
-        reference_ms: Median end-to-end latency of the reference, ms.
         ratios: The per-round ratios (their spread shows how steady the machine was).
+        reference_ms: Median over every reference timing (a round has one more than it has models).
     """
 
     speedup: float
@@ -190,11 +190,15 @@ def paired_speedups(reference: nn.Module, models: dict[str, nn.Module], *, input
 
     The speed of a shared CPU drifts by 15-40% within minutes, more than the differences between
     pruned models of one budget. So every model is first generated once untimed, then each of
-    ``rounds`` rounds times the reference and every model once (the ``generate`` call that
-    :func:`measure_latency` times: greedy, batch 1, exactly ``new_tokens`` tokens, seeded random
-    input), and a model's speed-up is the median over rounds of the ratio within the round: drift
-    slower than a round cancels. Used to re-time a task's runs together (``scripts/nash_retime.py``)
-    and to match CoFi's latency to NASH's (NASH Sec. 5; ``scripts/cofi_match.py``).
+    ``rounds`` rounds times every model once between two timings of the reference (reference, model
+    1, reference, model 2, ..., reference; each the ``generate`` call that :func:`measure_latency`
+    times: greedy, batch 1, exactly ``new_tokens`` tokens, seeded random input). A model's ratio in a
+    round is the mean of its two neighbouring reference timings over its own, so drift slower than
+    three calls cancels however many models a round holds (with one reference timing per round of 18
+    models, later models were timed up to half a minute after it, and one model's ratios spread over
+    0.95-1.66); its speed-up is the median of the ratios over rounds (:func:`speedup_interval` gives
+    its interval). Used to re-time a task's runs together (``scripts/nash_retime.py``) and to match
+    CoFi's latency to NASH's (NASH Sec. 5; ``scripts/cofi_match.py``).
 
     Args:
         reference: The model speed-ups are relative to (usually the dense model).
@@ -224,20 +228,54 @@ def paired_speedups(reference: nn.Module, models: dict[str, nn.Module], *, input
                 model.to(torch_device).eval()
                 calls[name] = _timed_calls(model, 1, input_tokens, new_tokens, 1, torch_device)[1]
                 check_generated_length(calls[name](), 1, new_tokens)  # also the untimed warm-up
-            times: dict[str | None, list[float]] = {name: [] for name in everything}
+            reference_call = calls.pop(None)
+            reference_times: list[float] = []
+            times: dict[str, list[float]] = {name: [] for name in calls}
+            ratios: dict[str, list[float]] = {name: [] for name in calls}
             for _ in range(rounds):
+                before = median_ms(reference_call, repeats=1, warmup=0, device=torch_device)
+                reference_times.append(before)
                 for name, generate in calls.items():
-                    times[name].append(median_ms(generate, repeats=1, warmup=0, device=torch_device))
+                    ms = median_ms(generate, repeats=1, warmup=0, device=torch_device)
+                    after = median_ms(reference_call, repeats=1, warmup=0, device=torch_device)
+                    times[name].append(ms)
+                    ratios[name].append((before + after) / 2 / ms)
+                    reference_times.append(after)
+                    before = after
     finally:
         for name, model in everything.items():
             model.train(flags[name])
-    reference_times = times.pop(None)
-    out = {}
-    for name, values in times.items():
-        ratios = [r / m for r, m in zip(reference_times, values)]
-        out[name] = PairedSpeedup(speedup=statistics.median(ratios), model_ms=statistics.median(values),
-                                  reference_ms=statistics.median(reference_times), ratios=ratios)
-    return out
+    return {name: PairedSpeedup(speedup=statistics.median(ratios[name]), model_ms=statistics.median(values),
+                                reference_ms=statistics.median(reference_times), ratios=ratios[name])
+            for name, values in times.items()}
+
+
+def speedup_interval(ratios: list[float], confidence: float = 0.95, resamples: int = 2000,
+                     seed: int = 0) -> tuple[float, float]:
+    """A bootstrap interval of the median of per-round speed-up ratios (:attr:`PairedSpeedup.ratios`),
+    ``scipy.stats.bootstrap`` (percentile method) over the rounds.
+
+    Args:
+        ratios: (rounds,) reference ms / model ms, one per round; at least 2.
+        confidence: Coverage of the interval, in (0, 1).
+
+    Returns:
+        ``(low, high)`` bounds of the median speed-up (x). Two speed-ups whose intervals overlap are
+        not told apart by the timing.
+
+    Raises:
+        ValueError: Fewer than 2 ratios, or ``confidence`` outside (0, 1).
+    """
+    import numpy as np
+    from scipy.stats import bootstrap
+
+    if len(ratios) < 2 or not 0 < confidence < 1:
+        raise ValueError(f"Need at least 2 ratios and a confidence in (0, 1); got {len(ratios)} and {confidence}.")
+    if len(set(ratios)) == 1:
+        return ratios[0], ratios[0]
+    result = bootstrap((np.asarray(ratios, dtype=float),), np.median, confidence_level=confidence,
+                       n_resamples=resamples, method="percentile", random_state=seed)
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
 @contextmanager
