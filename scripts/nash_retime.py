@@ -5,7 +5,8 @@ shared machine whose speed drifts (the same dense model has timed 15-40% apart i
 minutes). This script loads the dense model and every run's pruned model of one task folder
 (``scripts/nash_tables.sh``), and times them in alternating rounds against the dense model
 (``explorer.evaluation.latency.paired_speedups``) at 256 in / 64 new tokens and at the task's median
-lengths. A run's speed-up is the median over rounds of (dense ms / run ms in the same round). The
+lengths. A run's speed-up is the median over rounds of (mean of the dense timings just before and
+just after the run's / run ms), so drift within a round of many runs cancels. The
 results replace the runs' latencies and speed-ups in ``metrics.json`` (the per-round ratios under
 ``retimed.ratios``); the values measured at run time stay under ``at_run``. Background jobs given by
 ``--pause-pid`` are stopped while timing (under ``--lock``, so that two such jobs never time at once).
@@ -47,6 +48,7 @@ def retime(folder: Path, rounds: int, pause: list[int], lock: Path | None = None
     with all_cores():
         device = device_description("cpu")
     stamp = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "rounds": rounds,
+             "protocol": "each run between two dense timings",
              "device": device, "runs_timed_together": len(runs),
              "load_avg_1min": os.getloadavg()[0]}
     for run in runs:
