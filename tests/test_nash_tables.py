@@ -52,3 +52,15 @@ def test_only_the_matched_cofi_run_counts_for_the_average_and_gates_reached_mean
     learned = next(line for line in lines if "NASH learned" in line)
     assert "| 1.40x [1.3" in learned and "| 1.10x |" in learned  # re-timed: with its interval; task lengths: not
     assert learned.rstrip(" |").endswith("yes (step 260)")  # step 50 was before the warm-up (half of 400 steps)
+
+
+def test_cofi_runs_within_5_percent_of_nash_in_the_same_re_timing_are_compared_too():
+    def run(speedup: float, date: str | None = "2026-12-01T18:00") -> dict:
+        m = {"speedup_end_to_end": speedup, **({"retimed": {"date": date}} if date else {})}
+        return {"metrics": m}
+
+    runs = {"learned-k1-s0.5": run(1.80), "cofi-s0.85": run(1.70), "cofi-s0.87": run(1.75), "cofi-s0.9": run(1.86),
+            "cofi-s0.95": run(1.80, date="2026-11-30T10:00"), "training-free-k1-s0.5": run(1.78)}
+    # 0.85 is 5.6% slower; 0.95 was timed in another re-timing; training-free NASH is not CoFi
+    assert nash_tables.same_speed_cofi("learned-k1-s0.5", runs) == [("cofi-s0.87", 1.75), ("cofi-s0.9", 1.86)]
+    assert nash_tables.same_speed_cofi("learned-k1-s0.5", {**runs, "learned-k1-s0.5": run(1.80, None)}) == []
