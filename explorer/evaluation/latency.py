@@ -260,8 +260,8 @@ def speedup_interval(ratios: list[float], confidence: float = 0.95, resamples: i
         confidence: Coverage of the interval, in (0, 1).
 
     Returns:
-        ``(low, high)`` bounds of the median speed-up (x). Two speed-ups whose intervals overlap are
-        not told apart by the timing.
+        ``(low, high)`` bounds of the median speed-up (x). Two speed-ups whose intervals do not
+        overlap differ beyond the timing's noise (overlapping ones may still differ a little).
 
     Raises:
         ValueError: Fewer than 2 ratios, or ``confidence`` outside (0, 1).
