@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 from explorer.data.tasks import get_task
 from explorer.data.splits import load_split
 from explorer.evaluation.latency import speedup_interval
-from explorer.evaluation.scoring import paired_interval
+from explorer.evaluation.scoring import compute_metrics, paired_interval
 
 GLUE = ("rte", "mrpc", "stsb", "cola", "sst2")
 ORDER = ("training-free", "learned", "learned-nodistill", "decoder-only", "cofi")
@@ -85,6 +85,37 @@ def budget_of(name: str, run: dict, budgets: dict[str, str]) -> str:
     if _kind(name) == "decoder-only":
         return budgets.get(f"k{k}", f"k{k}-s0")
     return f"k{k}-s{m['settings']['encoder_sparsity']}"
+
+
+def rescore(task: str, runs: dict[str, dict], data_dir: str | None) -> list[str]:
+    """Score every run's stored predictions (dense and pruned) again with the current scorer
+    (``scoring.compute_metrics``) and write the result into its metrics; a changed score keeps the
+    old one under ``rescored.previous``. A run's numbers then never depend on the scorer of the day it
+    ran: STS-B runs made before the regression parser accepted WordPiece's "3. 8" scored Pearson 0.
+    Returns the names of the runs whose scores changed."""
+    spec, changed, examples = get_task(task), [], None
+    for name, run in runs.items():
+        predictions = run["predictions"]
+        if not predictions:
+            continue
+        n = predictions["num_examples"]
+        if examples is None or len(examples) != n:
+            examples = load_split(spec, spec.eval_split, data_dir if task != "rotten_tomatoes" else None, limit=n)
+        quality = run["metrics"]["quality"]
+        fresh = {side: compute_metrics(spec, predictions[side], examples) for side in ("dense", "pruned")}
+        if any(quality[side]["metrics"] != fresh[side] for side in fresh):
+            run["metrics"]["rescored"] = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+                                          "previous": {side: quality[side]["metrics"] for side in fresh}}
+            for side in fresh:
+                quality[side]["metrics"] = fresh[side]
+            run["metrics"].setdefault("intervals", {})["vs_dense"] = paired_interval(
+                spec, examples, predictions["dense"], predictions["pruned"])
+            dense = run["metrics"].get("dense_finetune") or {}
+            if dense.get("curve") and not any(v for _, v in dense["curve"]) and fresh["dense"][spec.main_metric]:
+                dense["curve_note"] = ("the curve was scored with the parser that failed on WordPiece's \"3. 8\" "
+                                       "(every point 0); its checkpoints are gone, so it cannot be scored again")
+            changed.append(name)
+    return changed
 
 
 def add_intervals(task: str, runs: dict[str, dict], budgets: dict[str, str], data_dir: str | None,
@@ -183,6 +214,7 @@ def task_table(task: str, runs: dict[str, dict], budgets: dict[str, str],
     main = q["main_metric"]
     dense_value = q["metrics"][main]
     curve = any_run["dense_finetune"].get("curve") or []
+    curve_note = any_run["dense_finetune"].get("curve_note")
     generative = get_task(task).kind == "summarization"
     any_predictions = next((r["predictions"] for r in runs.values() if r["predictions"]), None)
     dense_distinct = (f"; dense writes {distinct_outputs(any_predictions['dense'])} distinct summaries of the first "
@@ -190,7 +222,8 @@ def task_table(task: str, runs: dict[str, dict], budgets: dict[str, str],
     lines = [f"**{task}** ({q['num_examples']} {q['split']} examples; dense {main} {dense_value:.2f}, fine-tuned "
              f"{any_run['dense_finetune'].get('steps')} steps, "
              f"kept step {any_run['dense_finetune'].get('kept_step', '-')}"
-             f"{', curve ' + ' '.join(f'{v:.1f}' for _, v in curve) if curve else ''}{dense_distinct})", "",
+             f"{', curve ' + ' '.join(f'{v:.1f}' for _, v in curve) if curve and not curve_note else ''}"
+             f"{', no valid curve: ' + curve_note if curve_note else ''}{dense_distinct})", "",
              f"| budget | method | {main} | % of dense | vs dense, 95% CI | vs training-free, 95% CI "
              f"| speed-up 256/64, 95% CI | speed-up at task lengths, 95% CI | GMACs | params (M) | training steps "
              f"| gates reached target (step) |"
@@ -240,7 +273,7 @@ def curve_lines(task: str, dense: dict) -> list[str]:
     """The dense fine-tune's learning curve as a markdown table (step, metric on the held-out examples,
     distinct outputs)."""
     curve, details = dense.get("curve") or [], {d["step"]: d for d in dense.get("curve_details") or []}
-    if not curve:
+    if not curve or dense.get("curve_note"):
         return []
     lines = [f"Dense learning curve of {task} (held-out examples; kept step {dense.get('kept_step')}"
              f"{', stopped early' if dense.get('stopped_early') else ''}):", "",
@@ -261,7 +294,7 @@ def plot_curve(task: str, dense: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     curve = dense.get("curve") or []
-    if not curve:
+    if not curve or dense.get("curve_note"):
         return
     main = get_task(task).main_metric
     fig, ax = plt.subplots(figsize=(5, 3))
@@ -341,6 +374,9 @@ def main() -> None:
                 budgets[f"k{k}"] = f"k{k}-s{r['metrics']['settings']['encoder_sparsity']}"
         matched = {budgets[Path(r["matched"]).name]: Path(r["matched"]).name for r in records.values()
                    if r.get("matched") and Path(r["matched"]).name in runs}
+        rescored = rescore(task, runs, args.data_dir)
+        if rescored:
+            print(f"{task}: scored again from the stored predictions: {', '.join(rescored)}", file=sys.stderr)
         add_intervals(task, runs, budgets, args.data_dir, matched)
         lines, shares = task_table(task, runs, budgets, match_notes(folder))
         print("\n".join(lines) + "\n")

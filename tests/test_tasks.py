@@ -248,6 +248,8 @@ def test_pearson_and_spearman_hand_checked():
     assert scores["spearman"] == pytest.approx(100.0)
     assert compute_metrics("stsb", ["4.0", "3.0", "2.0", "1.0"], examples)["pearson"] == pytest.approx(-100.0)
     assert compute_metrics("stsb", ["x", "x", "x", "x"], examples) == {"pearson": 0.0, "spearman": 0.0}
+    # a WordPiece tokenizer (BERT2BERT) decodes "3.0" as "3. 0": the same scores
+    assert compute_metrics("stsb", ["1. 0", "2. 0", "3. 0", "5. 0"], examples) == scores
 
 
 def test_rouge_identical_disjoint_and_partial():

@@ -14,13 +14,14 @@ def _parse_prediction(spec: TaskSpec, prediction: str) -> int | float:
     """Class id or score of a generated text; ``INVALID_LABEL`` (-1) when it does not parse.
 
     Classification: exact match of the stripped, case-folded text with a label word.
-    Regression: ``float`` of the stripped text, finite; an invalid score is -1, outside
-    the 0-5 range, as T5's ``string_to_float`` default (t5/data/postprocessors.py).
+    Regression: ``float`` of the text with its whitespace removed (a WordPiece tokenizer, as in
+    BERT2BERT models, decodes "3.8" as "3. 8"), finite; an invalid score is -1, outside the 0-5
+    range, as T5's ``string_to_float`` default (t5/data/postprocessors.py).
     """
     text = prediction.strip()
     if spec.kind == "regression":
         try:
-            value = float(text)
+            value = float("".join(text.split()))
         except ValueError:
             return float(metrics.INVALID_LABEL)
         return value if math.isfinite(value) else float(metrics.INVALID_LABEL)
