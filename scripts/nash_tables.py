@@ -15,6 +15,7 @@ the CoFi matching records, the dense learning curve and a provenance.json.
 """
 
 import argparse
+import functools
 import json
 import shutil
 import subprocess
@@ -87,20 +88,26 @@ def budget_of(name: str, run: dict, budgets: dict[str, str]) -> str:
     return f"k{k}-s{m['settings']['encoder_sparsity']}"
 
 
+@functools.lru_cache(maxsize=4)
+def eval_examples(task: str, n: int, data_dir: str | None) -> list:
+    """The first ``n`` examples of the task's evaluation split, read once per table (rescoring and
+    every interval score the same examples)."""
+    spec = get_task(task)
+    return load_split(spec, spec.eval_split, data_dir if task != "rotten_tomatoes" else None, limit=n)
+
+
 def rescore(task: str, runs: dict[str, dict], data_dir: str | None) -> list[str]:
     """Score every run's stored predictions (dense and pruned) again with the current scorer
     (``scoring.compute_metrics``) and write the result into its metrics; a changed score keeps the
     old one under ``rescored.previous``. A run's numbers then never depend on the scorer of the day it
     ran: STS-B runs made before the regression parser accepted WordPiece's "3. 8" scored Pearson 0.
     Returns the names of the runs whose scores changed."""
-    spec, changed, examples = get_task(task), [], None
+    spec, changed = get_task(task), []
     for name, run in runs.items():
         predictions = run["predictions"]
         if not predictions:
             continue
-        n = predictions["num_examples"]
-        if examples is None or len(examples) != n:
-            examples = load_split(spec, spec.eval_split, data_dir if task != "rotten_tomatoes" else None, limit=n)
+        examples = eval_examples(task, predictions["num_examples"], data_dir)
         quality = run["metrics"]["quality"]
         fresh = {side: compute_metrics(spec, predictions[side], examples) for side in ("dense", "pruned")}
         if any(quality[side]["metrics"] != fresh[side] for side in fresh):
@@ -125,18 +132,15 @@ def add_intervals(task: str, runs: dict[str, dict], budgets: dict[str, str], dat
     (``matched``: budget -> CoFi run name), on the same evaluation examples (paired bootstrap of the main
     metric), written into the runs' metrics."""
     spec = get_task(task)
-    examples = None
 
     def interval(reference: dict | None, run: dict) -> dict | None:
-        nonlocal examples
         if reference is None or not run["predictions"] or not reference["predictions"]:
             return None
         n = run["predictions"]["num_examples"]
         if reference["predictions"]["num_examples"] != n:
             return None
-        if examples is None or len(examples) != n:
-            examples = load_split(spec, spec.eval_split, data_dir if task != "rotten_tomatoes" else None, limit=n)
-        return paired_interval(spec, examples, reference["predictions"]["pruned"], run["predictions"]["pruned"])
+        return paired_interval(spec, eval_examples(task, n, data_dir), reference["predictions"]["pruned"],
+                               run["predictions"]["pruned"])
 
     for name, run in runs.items():
         budget = budget_of(name, run, budgets)
