@@ -38,9 +38,11 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
     return shown
 
 
-def plan_runs(task: str, root: str | None = None) -> list[str]:
-    """Run ids on ``task`` whose plan can be drawn: the user's (newest first), then reference runs."""
-    own = [r.run_id for r in list_runs_for_ui(root) if r.metrics.get("task") == task]
+def plan_runs(task: str, root: str | None = None, runs: list[Run] | None = None) -> list[str]:
+    """Run ids on ``task`` whose plan can be drawn: the user's (newest first), then reference runs.
+    ``runs``: the user's runs as :func:`list_runs_for_ui` gives them, when the caller already has them
+    (None: read from ``root``)."""
+    own = [r.run_id for r in (list_runs_for_ui(root) if runs is None else runs) if r.metrics.get("task") == task]
     return own + reference_table(task)["run_id"].tolist()
 
 

@@ -23,8 +23,9 @@ def update(task, axis, scale, colour, references, reported, root, metric="main")
         fig, frame, note = pareto.pareto_view(task, axis, colour, root, scale=scale, references=references,
                                                reported=reported, metric=metric)
     path = pareto.export_csv(frame, name=f"runs-{task}") if not frame.empty else None
-    own = [r.run_id for r in common.list_runs_for_ui(root)]
-    planned = pareto.plan_runs(task, root)
+    runs = common.list_runs_for_ui(root)  # read once for both dropdowns
+    own = [r.run_id for r in runs]
+    planned = pareto.plan_runs(task, root, runs)
     return (fig, note, pareto.display_table(frame), path,
             gr.Dropdown(choices=own, value=own[0] if own else None),
             gr.Dropdown(choices=planned, value=planned[0] if planned else None))
