@@ -313,8 +313,16 @@ def plot_curve(task: str, dense: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def _contents(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` but its provenance (relative path -> bytes)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != "provenance.json"}
+
+
 def ship(task: str, folder: Path, runs: dict[str, dict]) -> Path:
-    """Copy the runs of ``task`` (results, no weights) to ``assets/reference_runs_nash_<task>``."""
+    """Copy the runs of ``task`` (results, no weights) to ``assets/reference_runs_nash_<task>``. When the
+    shipped folder already holds exactly these files, it is left as it is, with its provenance (the
+    commit and date of the shipping that brought them)."""
     dest = ROOT / "assets" / f"reference_runs_nash_{task}"
     stage = dest.with_name(f".{dest.name}.partial")
     shutil.rmtree(stage, ignore_errors=True)
@@ -339,6 +347,9 @@ def ship(task: str, folder: Path, runs: dict[str, dict]) -> Path:
         "machine": any_run.get("device", ""), "dense_finetune": any_run.get("dense_finetune"),
         "note": "measured by this project on CPU; each run's metrics.json records its settings and wall times"},
         indent=1))
+    if dest.exists() and _contents(dest) == _contents(stage):  # nothing new: keep the provenance of what it is
+        shutil.rmtree(stage)
+        return dest
     old = dest.with_name(f".{dest.name}.old")
     if dest.exists():
         dest.rename(old)

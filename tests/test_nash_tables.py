@@ -81,3 +81,21 @@ def test_stored_predictions_are_scored_again_with_the_current_scorer():
     assert metrics["intervals"]["vs_dense"]["diff"] < 0 and "cannot be scored again" in metrics["dense_finetune"][
         "curve_note"]
     assert nash_tables.rescore("stsb", runs, str(data)) == []  # scored once: nothing changes
+
+
+def test_shipping_the_same_runs_again_keeps_their_provenance(tmp_path, monkeypatch):
+    monkeypatch.setattr(nash_tables, "ROOT", tmp_path)
+    run_dir = tmp_path / "out" / "learned-k3-s0.3"
+    run_dir.mkdir(parents=True)
+    (run_dir / "plan.json").write_text("{}")
+    runs = {"learned-k3-s0.3": {"metrics": metrics("rte", "accuracy", 60.0, 66.0, 0.3), "dir": run_dir}}
+    dest = nash_tables.ship("rte", run_dir.parent, runs)
+    provenance = dest / "provenance.json"
+    first = provenance.read_text().replace('"date"', '"first"')
+    provenance.write_text(first)  # what a shipping on an earlier commit and date wrote
+    nash_tables.ship("rte", run_dir.parent, runs)
+    assert provenance.read_text() == first and not list(tmp_path.glob("assets/.*"))
+    runs["learned-k3-s0.3"]["metrics"]["quality"]["pruned"]["metrics"]["accuracy"] = 61.0  # a changed result
+    nash_tables.ship("rte", run_dir.parent, runs)
+    assert provenance.read_text() != first and '"accuracy": 61.0' in (
+        dest / "minilm2minilm__rte__learned-k3-s0.3" / "metrics.json").read_text()
