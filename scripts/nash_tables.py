@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from explorer.data.tasks import get_task
 from explorer.data.splits import load_split
 from explorer.evaluation.latency import speedup_interval
-from explorer.evaluation.scoring import compute_metrics, paired_interval
+from explorer.evaluation.scoring import average_interval, compute_metrics, paired_interval
 
 GLUE = ("rte", "mrpc", "stsb", "cola", "sst2")
 ORDER = ("training-free", "learned", "learned-nodistill", "decoder-only", "cofi")
@@ -209,9 +209,49 @@ def reached_after_warmup(gates: dict) -> int | None:
                  and value >= target - 0.005), None)
 
 
+def chosen_runs(runs: dict[str, dict], budgets: dict[str, str],
+                cofi_notes: dict[str, str] | None = None) -> dict[tuple[str, str], str]:
+    """``{(method, budget): run name}`` of the runs that enter the GLUE average: every run of a method
+    and budget, but of CoFi only the run its search matched to NASH's latency (``cofi_notes`` as in
+    :func:`task_table`)."""
+    return {(_kind(name), budget_of(name, run, budgets)): name for name, run in runs.items()
+            if _kind(name) != "cofi" or (cofi_notes or {}).get(name, "").endswith("matched")}
+
+
+def average_table(per_task: dict[str, tuple[dict[str, dict], dict]], data_dir: str | None) -> list[str]:
+    """Markdown rows of the GLUE average (``per_task``: task -> (runs, :func:`chosen_runs`)) for every
+    method and budget that has a run on every task: the average of the tasks' main metrics for dense and
+    the method, their difference and the method's average % of dense, each with a stratified paired
+    bootstrap 95% interval (``scoring.average_interval``: each task's evaluation examples resampled
+    within the task)."""
+    tasks = list(per_task)
+    keys = sorted(set.intersection(*(set(chosen) for _, chosen in per_task.values())),
+                  key=lambda k: (k[1], ORDER.index(k[0]) if k[0] in ORDER else 9))
+    lines = [f"**GLUE average** over {', '.join(tasks)} (unweighted mean of each task's main metric on its whole "
+             "dev split; intervals: stratified paired bootstrap, 95%):", "",
+             "| budget | method | dense average | method average | vs dense, 95% CI | average % of dense, 95% CI |",
+             "|---|---|---|---|---|---|"]
+    for kind, budget in keys:
+        parts = []
+        for task in tasks:
+            runs, chosen = per_task[task]
+            predictions = runs[chosen[(kind, budget)]]["predictions"]
+            if not predictions:
+                break
+            parts.append((task, eval_examples(task, predictions["num_examples"], data_dir), predictions["dense"],
+                          predictions["pruned"]))
+        else:
+            avg = average_interval(parts)
+            lines.append(f"| {budget} | {LABEL.get(kind, kind)} | {avg['a']:.2f} | {avg['b']:.2f} | {_ci(avg)} | "
+                         f"{avg['share']:.1f} [{avg['share_low']:.1f}, {avg['share_high']:.1f}] |")
+            continue
+        lines.append(f"| {budget} | {LABEL.get(kind, kind)} | - | - | no stored predictions | - |")
+    return lines
+
+
 def task_table(task: str, runs: dict[str, dict], budgets: dict[str, str],
-               cofi_notes: dict[str, str] | None = None) -> tuple[list[str], dict]:
-    """Markdown rows of one task and ``{(method, budget): % of dense}`` for the average (``cofi_notes``:
+               cofi_notes: dict[str, str] | None = None) -> list[str]:
+    """Markdown rows of one task (``cofi_notes``:
     CoFi run name -> how its speed-up compared with NASH's when timed together, from :func:`match_notes`)."""
     any_run = next(iter(runs.values()))["metrics"]
     q = any_run["quality"]["dense"]
@@ -233,7 +273,6 @@ def task_table(task: str, runs: dict[str, dict], budgets: dict[str, str],
              f"| gates reached target (step) |"
              + (f" distinct of first {DISTINCT_OF} |" if generative else ""),
              "|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if generative else "")]
-    shares = {}
     keyed = sorted(runs.items(), key=lambda kv: (budget_of(kv[0], kv[1], budgets), ORDER.index(_kind(kv[0]))
                                                  if _kind(kv[0]) in ORDER else 99))
     for name, run in keyed:
@@ -241,8 +280,6 @@ def task_table(task: str, runs: dict[str, dict], budgets: dict[str, str],
         value = m["quality"]["pruned"]["metrics"][main]
         share = 100 * value / dense_value if dense_value else float("nan")
         budget = budget_of(name, run, budgets)
-        if _kind(name) != "cofi" or (cofi_notes or {}).get(name, "").endswith("matched"):  # CoFi: the matched run
-            shares[(_kind(name), budget)] = share
         gates = m.get("gate_training") or {}
         steps = gates.get("steps", 0) + (m.get("recovery_finetune") or {}).get("steps", 0)
         if gates:
@@ -270,7 +307,7 @@ def task_table(task: str, runs: dict[str, dict], budgets: dict[str, str],
                      f"{m['measurements']['pruned']['params']['params_m']:.1f} | {steps} | {reached} |"
                      + (f" {distinct_outputs(run['predictions']['pruned']) if run['predictions'] else '-'} |"
                         if generative else ""))
-    return lines, shares
+    return lines
 
 
 def curve_lines(task: str, dense: dict) -> list[str]:
@@ -370,7 +407,7 @@ def main() -> None:
         folders = {p.name[len("reference_runs_nash_"):]: p for p in sorted(root.glob("reference_runs_nash_*"))}
     else:
         folders = {p.name: p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")}
-    shares_by_task = {}
+    chosen_by_task = {}
     for task, folder in folders.items():
         runs = load_task(folder)
         if not runs:
@@ -393,7 +430,7 @@ def main() -> None:
         if rescored:
             print(f"{task}: scored again from the stored predictions: {', '.join(rescored)}", file=sys.stderr)
         add_intervals(task, runs, budgets, args.data_dir, matched)
-        lines, shares = task_table(task, runs, budgets, match_notes(folder))
+        lines = task_table(task, runs, budgets, match_notes(folder))
         print("\n".join(lines) + "\n")
         against = [(name, r["metrics"]["intervals"]["vs_cofi_matched"]) for name, r in runs.items()
                    if "vs_cofi_matched" in (r["metrics"].get("intervals") or {})]
@@ -409,20 +446,12 @@ def main() -> None:
         curve = curve_lines(task, next(iter(runs.values()))["metrics"].get("dense_finetune") or {})
         if curve:
             print("\n".join(curve) + "\n")
-        shares_by_task[task] = shares
+        chosen_by_task[task] = (runs, chosen_runs(runs, budgets, match_notes(folder)))
         if args.ship and not args.shipped:
             print(f"shipped to {ship(task, folder, runs)}\n", file=sys.stderr)
-    glue = [t for t in GLUE if t in shares_by_task]
+    glue = [t for t in GLUE if t in chosen_by_task]
     if glue:
-        keys = sorted(set.intersection(*(set(shares_by_task[t]) for t in glue)), key=lambda k: (k[1], ORDER.index(k[0])
-                                                                                               if k[0] in ORDER else 9))
-        print(f"**GLUE average** over {', '.join(glue)} (% of dense, main metric of each task):\n")
-        print("| budget | method | average % of dense |")
-        print("|---|---|---|")
-        for kind, budget in keys:
-            values = [shares_by_task[t][(kind, budget)] for t in glue]
-            print(f"| {budget} | {LABEL.get(kind, kind)} | {sum(values) / len(values):.1f} |")
-
+        print("\n".join(average_table({t: chosen_by_task[t] for t in glue}, args.data_dir)))
 
 if __name__ == "__main__":
     main()

@@ -25,13 +25,12 @@ def test_summarization_tables_count_distinct_outputs_of_the_first_200_test_dialo
     assert nash_tables.distinct_outputs(collapsed) == 1 and nash_tables.distinct_outputs(varied) == 200
     runs = {"learned-k3-s0.3": {"metrics": metrics("samsum", "rougeL", 30.0, 40.0, 0.3, {"steps": 400}),
                                 "predictions": {"dense": varied, "pruned": collapsed}, "dir": Path(".")}}
-    lines, shares = nash_tables.task_table("samsum", runs, {"learned-k3-s0.3": "k3-s0.3"})
+    lines = nash_tables.task_table("samsum", runs, {"learned-k3-s0.3": "k3-s0.3"})
     assert "dense writes 200 distinct summaries of the first 200 test dialogues" in lines[0]
     assert lines[2].endswith("distinct of first 200 |") and lines[3].count("---") == lines[2].count("|") - 1
     row = lines[4].split("|")
     assert row[-2].strip() == "1" and row[4].strip() == "75.0"  # 30 of 40 ROUGE-L: 75% of dense
-    assert shares == {("learned", "k3-s0.3"): 75.0}
-    glue, _ = nash_tables.task_table("rte", {"learned-k3-s0.3": {**runs["learned-k3-s0.3"], "metrics": metrics(
+    glue = nash_tables.task_table("rte", {"learned-k3-s0.3": {**runs["learned-k3-s0.3"], "metrics": metrics(
         "rte", "accuracy", 60.0, 66.0, 0.3)}}, {"learned-k3-s0.3": "k3-s0.3"})
     assert "distinct" not in "".join(glue)  # classification tables have no such column
 
@@ -47,8 +46,9 @@ def test_only_the_matched_cofi_run_counts_for_the_average_and_gates_reached_mean
     runs["learned-k3-s0.3"]["metrics"]["retimed"] = {"ratios": {"long": [1.3, 1.5, 1.4, 1.45, 1.35]}}
     budgets = {name: "k3-s0.3" for name in runs}
     notes = {"cofi-s0.35": "1.23x vs learned-k3 1.34x timed together", "cofi-s0.47": "1.44x vs 1.41x, matched"}
-    lines, shares = nash_tables.task_table("rte", runs, budgets, notes)
-    assert shares[("cofi", "k3-s0.3")] == 100 * 63.0 / 66.0  # the matched run, not the first CoFi try
+    lines = nash_tables.task_table("rte", runs, budgets, notes)
+    assert nash_tables.chosen_runs(runs, budgets, notes) == {  # CoFi: the matched run, not the first try
+        ("cofi", "k3-s0.3"): "cofi-s0.47", ("learned", "k3-s0.3"): "learned-k3-s0.3"}
     learned = next(line for line in lines if "NASH learned" in line)
     assert "| 1.40x [1.3" in learned and "| 1.10x |" in learned  # re-timed: with its interval; task lengths: not
     assert learned.rstrip(" |").endswith("yes (step 260)")  # step 50 was before the warm-up (half of 400 steps)
@@ -99,3 +99,31 @@ def test_shipping_the_same_runs_again_keeps_their_provenance(tmp_path, monkeypat
     nash_tables.ship("rte", run_dir.parent, runs)
     assert provenance.read_text() != first and '"accuracy": 61.0' in (
         dest / "minilm2minilm__rte__learned-k3-s0.3" / "metrics.json").read_text()
+
+
+def test_glue_average_row_per_method_on_every_task_with_a_stratified_interval(monkeypatch):
+    from explorer.data.tasks import Example
+
+    examples = {"rte": [Example(source=f"p {i}", target="", label=i % 2) for i in range(40)],
+                "cola": [Example(source=f"s {i}", target="", label=i % 2) for i in range(60)]}
+    monkeypatch.setattr(nash_tables, "eval_examples", lambda task, n, data_dir: examples[task][:n])
+    words = {"rte": ["entailment", "not_entailment"], "cola": ["unacceptable", "acceptable"]}
+
+    def run(task: str, wrong_every: int) -> dict:
+        gold = [words[task][e.label] for e in examples[task]]
+        pruned = [words[task][1 - e.label] if i % wrong_every == 0 else g
+                  for i, (e, g) in enumerate(zip(examples[task], gold))]
+        return {"predictions": {"num_examples": len(gold), "dense": gold, "pruned": pruned}}
+
+    rte = {"learned-k3-s0.3": run("rte", 4), "training-free-k3-s0.3": run("rte", 5)}
+    per_task = {"rte": (rte, {("learned", "k3-s0.3"): "learned-k3-s0.3",
+                              ("training-free", "k3-s0.3"): "training-free-k3-s0.3"}),
+                "cola": ({"learned-k3-s0.3": run("cola", 100)}, {("learned", "k3-s0.3"): "learned-k3-s0.3"})}
+    lines = nash_tables.average_table(per_task, None)
+    assert len(lines) == 5 and "training-free" not in lines[-1]  # a method without a run on every task: no row
+    row = lines[-1].split("|")
+    # dense: 100 accuracy on RTE, 100 MCC on CoLA; learned: 75 on RTE (every 4th wrong) and, with one of 60 wrong
+    # on CoLA (i = 0: TN 29, FP 1, TP 30), MCC 870 / sqrt(31 * 30 * 30 * 29) = 96.72: average (75 + 96.72) / 2
+    assert row[3].strip() == "100.00" and row[4].strip() == "85.86"
+    assert row[5].strip().startswith("-14.14 [-") and row[5].strip().endswith("**real**")  # RTE's loss is real
+    assert row[6].strip().startswith("85.9 [") and float(row[6].split("[")[1].split(",")[1].rstrip("] ")) < 100

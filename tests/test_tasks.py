@@ -388,3 +388,28 @@ def test_paired_interval_for_a_summarization_and_a_classification_task():
         paired_interval("cola", labelled, right, noisy, metric="rougeL")
     with pytest.raises(ValueError, match="same number"):
         paired_interval("cola", labelled, right, noisy[:-1])
+
+
+def test_average_interval_averages_tasks_and_resamples_each_within_itself():
+    from explorer.evaluation.scoring import average_interval, paired_interval
+
+    labelled = [Example(source=f"s {i}", target="", label=i % 2) for i in range(80)]
+    words = ["unacceptable", "acceptable"]
+    right = [words[e.label] for e in labelled]
+    noisy = [words[1 - e.label] if i % 8 < 2 else words[e.label] for i, e in enumerate(labelled)]  # 10 of each class
+    dialogues = [Example(source=f"dialogue {i}", target=f"anna meets tom at {i} pm") for i in range(30)]
+    same = [e.target for e in dialogues]
+    cola = compute_metrics("cola", noisy, labelled)["mcc"]
+    assert cola == pytest.approx(50.0)  # 40 of each class, 10 of each flipped: MCC = (30*30 - 10*10) / (40*40) = 0.5
+    both = average_interval([("cola", labelled, right, noisy), ("samsum", dialogues, same, same)], resamples=300)
+    assert both["tasks"] == 2 and both["a"] == pytest.approx(100.0) and both["b"] == pytest.approx(75.0)
+    assert both["diff"] == pytest.approx(-25.0) and both["share"] == pytest.approx(75.0)  # (50 + 100) / 2 % of dense
+    alone = paired_interval("cola", labelled, right, noisy, resamples=300)
+    # SAMSum's identical outputs add no spread: the average's interval is CoLA's alone, halved (other draws).
+    assert both["low"] < both["diff"] < both["high"] < 0
+    assert both["high"] - both["low"] == pytest.approx((alone["high"] - alone["low"]) / 2, rel=0.35)
+    assert both["share_low"] < 75.0 < both["share_high"] < 100.0
+    with pytest.raises(ValueError, match="scores 0"):
+        average_interval([("cola", labelled, ["acceptable"] * 80, right)])  # a constant reference: MCC 0
+    with pytest.raises(ValueError, match="at least one task"):
+        average_interval([])

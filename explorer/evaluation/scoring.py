@@ -108,3 +108,76 @@ def paired_interval(task: TaskSpec | str, examples: list[Example], predictions_a
                                           [_parse_prediction(spec, p) for p in predictions_b], resamples=resamples,
                                           seed=seed)
     return {"metric": metric, **result}
+
+
+def average_interval(parts: list[tuple[TaskSpec | str, list[Example], list[str], list[str]]], *,
+                     resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> dict[str, float]:
+    """The average over tasks of two models' main metrics, as NASH and GLUE report it (an unweighted
+    mean of each task's main metric), with stratified bootstrap intervals of model b's average
+    difference from model a (points) and of its average share of a (% of a, task by task).
+
+    Each resample draws every task's examples with replacement within that task (the tasks are
+    independent samples of different sizes; ``scipy.stats.bootstrap`` with one index sample per task,
+    ``paired=False``) and scores both models on the same drawn examples of each task, so the interval
+    reflects how the two models differ, not how hard the examples are.
+
+    Args:
+        parts: One ``(task, examples, predictions_a, predictions_b)`` per task: ``examples`` (N_t,),
+            the two models' (N_t,) generated texts (a: the reference, e.g. dense).
+        resamples: Bootstrap resamples; ``confidence``: the intervals' level; ``seed``: their RNG.
+
+    Returns:
+        ``{"tasks", "a", "b", "diff", "low", "high", "share", "share_low", "share_high", "confidence"}``:
+        the averages of a and b and their difference in points with its interval, and b's average
+        percentage of a with its interval (percentile method). A difference is real at that level when
+        its interval excludes 0.
+
+    Raises:
+        ValueError: No tasks, lengths that differ within a task, examples without labels, or a task
+            whose reference scores 0 or less on its examples (no share of it exists).
+    """
+    import numpy as np
+    from scipy.stats import bootstrap
+
+    if not parts:
+        raise ValueError("Need at least one task to average over.")
+    scorers = []
+    for task, examples, predictions_a, predictions_b in parts:
+        spec, _ = _lookup(task)
+        if not (len(examples) == len(predictions_a) == len(predictions_b)) or not examples:
+            raise ValueError(f"{spec.name}: need the same number of examples and predictions of each model, at least "
+                             f"one; got {len(examples)}, {len(predictions_a)} and {len(predictions_b)}.")
+        if spec.kind == "summarization":
+            references = [e.target for e in examples]
+            per_a = np.asarray(metrics.rouge_per_example(predictions_a, references)[spec.main_metric])
+            per_b = np.asarray(metrics.rouge_per_example(predictions_b, references)[spec.main_metric])
+            scorers.append(lambda idx, a=per_a, b=per_b: (float(a[idx].mean()), float(b[idx].mean())))
+            continue
+        if any(e.label is None for e in examples):
+            raise ValueError(f"{spec.name}: every example needs a gold label for an interval; score a labelled split.")
+        gold = np.asarray([e.label for e in examples])
+        a = np.asarray([_parse_prediction(spec, p) for p in predictions_a])
+        b = np.asarray([_parse_prediction(spec, p) for p in predictions_b])
+        score = _SCORERS[spec.main_metric]
+        scorers.append(lambda idx, y=gold, a=a, b=b, score=score: (score(list(y[idx]), list(a[idx])),
+                                                                   score(list(y[idx]), list(b[idx]))))
+    whole = [scorer(np.arange(len(part[1]))) for scorer, part in zip(scorers, parts)]
+    if any(a <= 0 for a, _ in whole):
+        raise ValueError("A task's reference model scores 0 or less on its examples: no share of it exists; "
+                         "compare the differences in points (paired_interval) instead.")
+
+    def averages(*indices):
+        pairs = [scorer(np.asarray(idx)) for scorer, idx in zip(scorers, indices)]
+        return np.array([np.mean([b - a for a, b in pairs]),
+                         np.mean([100 * b / a if a else np.nan for a, b in pairs])])
+
+    result = bootstrap(tuple(np.arange(len(part[1])) for part in parts), averages, paired=False, vectorized=False,
+                       n_resamples=resamples, confidence_level=confidence, method="percentile",
+                       random_state=np.random.default_rng(seed))
+    (low, share_low), (high, share_high) = result.confidence_interval
+    diff, share = averages(*(np.arange(len(part[1])) for part in parts))
+    return {"tasks": len(parts), "a": round(float(np.mean([a for a, _ in whole])), 2),
+            "b": round(float(np.mean([b for _, b in whole])), 2), "diff": round(float(diff), 2),
+            "low": round(float(low), 2), "high": round(float(high), 2), "share": round(float(share), 1),
+            "share_low": round(float(share_low), 1), "share_high": round(float(share_high), 1),
+            "confidence": confidence}
