@@ -32,8 +32,9 @@ from explorer.evaluation.latency import speedup_interval
 from explorer.evaluation.scoring import average_interval, compute_metrics, paired_interval
 
 GLUE = ("rte", "mrpc", "stsb", "cola", "sst2")
-ORDER = ("training-free", "learned", "learned-nodistill", "decoder-only", "cofi")
-LABEL = {"training-free": "NASH training-free", "learned": "NASH learned + distillation",
+ORDER = ("dense-trained", "training-free", "learned", "learned-nodistill", "decoder-only", "cofi")
+LABEL = {"dense-trained": "dense + the same training (control)",
+         "training-free": "NASH training-free", "learned": "NASH learned + distillation",
          "learned-nodistill": "NASH learned, no distillation", "decoder-only": "decoder-only shortening",
          "cofi": "CoFi (all 6 decoder layers)"}
 DISTINCT_OF = 200  # summarization tables count distinct outputs among the first 200 test dialogues
@@ -81,6 +82,8 @@ def budget_of(name: str, run: dict, budgets: dict[str, str]) -> str:
     or ``k<k>`` -> budget)."""
     if _kind(name) == "cofi":
         return budgets.get(name, f"unmatched, {name}")
+    if _kind(name) == "dense-trained":  # the control: nothing removed, every method's training
+        return "control"
     m = run["metrics"]
     k = len(m["decoder_layers_kept"])
     if _kind(name) == "decoder-only":
@@ -127,10 +130,12 @@ def rescore(task: str, runs: dict[str, dict], data_dir: str | None) -> list[str]
 
 def add_intervals(task: str, runs: dict[str, dict], budgets: dict[str, str], data_dir: str | None,
                   matched: dict[str, str] | None = None) -> None:
-    """``intervals.vs_training_free``: each run against training-free NASH at its budget, and for learned
-    NASH with distillation ``intervals.vs_cofi_matched``: against the CoFi run matched to its latency
-    (``matched``: budget -> CoFi run name), on the same evaluation examples (paired bootstrap of the main
-    metric), written into the runs' metrics."""
+    """``intervals.vs_training_free``: each run against training-free NASH at its budget;
+    ``intervals.vs_dense_trained``: against the control (the dense model given the same training as every
+    method, ``dense-trained-*``) when the task has one; and for learned NASH with distillation
+    ``intervals.vs_cofi_matched``: against the CoFi run matched to its latency (``matched``: budget -> CoFi
+    run name), on the same evaluation examples (paired bootstrap of the main metric), written into the
+    runs' metrics."""
     spec = get_task(task)
 
     def interval(reference: dict | None, run: dict) -> dict | None:
@@ -142,9 +147,11 @@ def add_intervals(task: str, runs: dict[str, dict], budgets: dict[str, str], dat
         return paired_interval(spec, eval_examples(task, n, data_dir), reference["predictions"]["pruned"],
                                run["predictions"]["pruned"])
 
+    control = next((name for name in runs if _kind(name) == "dense-trained"), None)
     for name, run in runs.items():
         budget = budget_of(name, run, budgets)
-        comparisons = {"vs_training_free": None if name == f"training-free-{budget}" else f"training-free-{budget}"}
+        comparisons = {"vs_training_free": None if name == f"training-free-{budget}" else f"training-free-{budget}",
+                       "vs_dense_trained": None if name == control else control}
         if name == f"learned-{budget}":
             comparisons["vs_cofi_matched"] = (matched or {}).get(budget)
         for key, reference in comparisons.items():
@@ -251,8 +258,9 @@ def average_table(per_task: dict[str, tuple[dict[str, dict], dict]], data_dir: s
 
 def task_table(task: str, runs: dict[str, dict], budgets: dict[str, str],
                cofi_notes: dict[str, str] | None = None) -> list[str]:
-    """Markdown rows of one task (``cofi_notes``:
-    CoFi run name -> how its speed-up compared with NASH's when timed together, from :func:`match_notes`)."""
+    """Markdown rows of one task (``cofi_notes``: CoFi run name -> how its speed-up compared with NASH's
+    when timed together, from :func:`match_notes`). With a control run (``dense-trained-*``: the dense model
+    trained as long as the methods) the table has a column of each run's interval against it."""
     any_run = next(iter(runs.values()))["metrics"]
     q = any_run["quality"]["dense"]
     main = q["main_metric"]
@@ -260,6 +268,7 @@ def task_table(task: str, runs: dict[str, dict], budgets: dict[str, str],
     curve = any_run["dense_finetune"].get("curve") or []
     curve_note = any_run["dense_finetune"].get("curve_note")
     generative = get_task(task).kind == "summarization"
+    controlled = any(_kind(name) == "dense-trained" for name in runs)
     any_predictions = next((r["predictions"] for r in runs.values() if r["predictions"]), None)
     dense_distinct = (f"; dense writes {distinct_outputs(any_predictions['dense'])} distinct summaries of the first "
                       f"{DISTINCT_OF} test dialogues" if generative and any_predictions else "")
@@ -269,10 +278,12 @@ def task_table(task: str, runs: dict[str, dict], budgets: dict[str, str],
              f"{', curve ' + ' '.join(f'{v:.1f}' for _, v in curve) if curve and not curve_note else ''}"
              f"{', no valid curve: ' + curve_note if curve_note else ''}{dense_distinct})", "",
              f"| budget | method | {main} | % of dense | vs dense, 95% CI | vs training-free, 95% CI "
-             f"| speed-up 256/64, 95% CI | speed-up at task lengths, 95% CI | GMACs | params (M) | training steps "
-             f"| gates reached target (step) |"
+             + ("| vs dense + same training, 95% CI " if controlled else "")
+             + "| speed-up 256/64, 95% CI | speed-up at task lengths, 95% CI | GMACs | params (M) | training steps "
+             "| gates reached target (step) |"
              + (f" distinct of first {DISTINCT_OF} |" if generative else ""),
-             "|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if generative else "")]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if controlled else "")
+             + ("---|" if generative else "")]
     keyed = sorted(runs.items(), key=lambda kv: (budget_of(kv[0], kv[1], budgets), ORDER.index(_kind(kv[0]))
                                                  if _kind(kv[0]) in ORDER else 99))
     for name, run in keyed:
@@ -302,7 +313,8 @@ def task_table(task: str, runs: dict[str, dict], budgets: dict[str, str],
         intervals = m.get("intervals") or {}
         lines.append(f"| {budget} | {label} | {value:.2f} | {share:.1f} | {_ci(intervals.get('vs_dense'))}"
                      f" | {_ci(intervals.get('vs_training_free'))}"
-                     f" | {_speed(m['speedup_end_to_end'], ratios.get('long'))}"
+                     + (f" | {_ci(intervals.get('vs_dense_trained'))}" if controlled else "")
+                     + f" | {_speed(m['speedup_end_to_end'], ratios.get('long'))}"
                      f" | {task_speed} | {m['measurements']['pruned']['macs']['gmacs']:.2f} | "
                      f"{m['measurements']['pruned']['params']['params_m']:.1f} | {steps} | {reached} |"
                      + (f" {distinct_outputs(run['predictions']['pruned']) if run['predictions'] else '-'} |"

@@ -8,6 +8,9 @@
 #   decoder-only         the decoder shortened, the encoder whole: GATE_STEPS + RECOVERY_STEPS recovery
 #   CoFi                 every decoder layer kept, gates on encoder and decoder widths, at the sparsity
 #                        whose speed-up matches learned NASH's within 5% (scripts/cofi_match.py)
+#   dense-trained        the control: the dense model itself (nothing removed) given the same GATE_STEPS +
+#                        RECOVERY_STEPS of training as every method, once per task, so that a method's gain
+#                        over dense that is only more training shows (scripts/nash_tables.py compares with it)
 # After a task's runs, scripts/nash_retime.py times all of them again in one process (alternating rounds
 # against the dense model), so that methods compare at equal footing.
 # Budgets (decoder layers kept of 6 : encoder sparsity): 3:0.3 and 1:0.5. Quality on the whole
@@ -28,7 +31,7 @@
 # Resumable: run it again and every finished run is kept, an unfinished one continues from its last
 # stage or checkpoint, the dense fine-tune from its checkpoints (prune --resume). TASKS picks tasks
 # (default: rte mrpc stsb cola rotten_tomatoes sst2 samsum), BUDGETS ("3:0.3 1:0.5"), METHODS
-# ("training-free learned learned-nodistill decoder-only cofi"); OUT (out/nash), DATA (../shared/data),
+# ("dense-trained training-free learned learned-nodistill decoder-only cofi"); OUT (out/nash), DATA (../shared/data),
 # DEVICE (cpu), PAUSE_PIDS (background jobs stopped while re-timing). Per task (environment): EPOCHS_<TASK>, GATE_STEPS_<TASK>, RECOVERY_STEPS_<TASK>,
 # BATCH_<TASK>, LR_<TASK>, CURVE_EVERY_<TASK>; TRAIN_SAMPLES / EVAL_SAMPLES limit the data (pilots only).
 set -euo pipefail
@@ -79,11 +82,17 @@ for task in ${TASKS:-rte mrpc stsb cola rotten_tomatoes sst2 samsum}; do
             --keep-best --patience "$(var PATIENCE "${PATIENCE[$task]}")" --eval-samples "${EVAL_SAMPLES:-0}" --calibration-samples 256
             --input-tokens 256 --new-tokens 64 --repeats 5 --save-steps 100 --resume)
     [ -n "${TRAIN_SAMPLES:-}" ] && common+=(--train-samples "$TRAIN_SAMPLES")
-    for budget in ${BUDGETS:-3:0.3 1:0.5}; do
+    budgets=(${BUDGETS:-3:0.3 1:0.5}); first_budget=${budgets[0]}
+    layers=$(HF_HUB_OFFLINE=1 .venv/bin/python -c "from explorer.models.loading import peek_decoder_layers as p; print(p('minilm2minilm'))")
+    for budget in "${budgets[@]}"; do
         k=${budget%%:*}; s=${budget##*:}
-        for method in ${METHODS:-training-free learned learned-nodistill decoder-only cofi}; do
+        for method in ${METHODS:-dense-trained training-free learned learned-nodistill decoder-only cofi}; do
             out="$OUT/$task/$method-k$k-s$s"
             case "$method" in
+                dense-trained) [ "$budget" = "$first_budget" ] || continue  # one control per task, not per budget
+                               out="$OUT/$task/dense-trained-k$layers-s0"
+                               args=(--method decoder-only --encoder-sparsity 0 --decoder-layers "$layers"
+                                     --recovery-steps "$both") ;;
                 training-free) args=(--method nash-training-free --encoder-sparsity "$s" --recovery-steps "$both") ;;
                 learned) args=(--method nash-learned --encoder-sparsity "$s" --gate-steps "$gate" --recovery-steps "$recovery") ;;
                 learned-nodistill) args=(--method nash-learned --no-distill --encoder-sparsity "$s" --gate-steps "$gate"
@@ -98,11 +107,11 @@ for task in ${TASKS:-rte mrpc stsb cola rotten_tomatoes sst2 samsum}; do
                       continue ;;
                 *) echo "unknown method $method" >&2; exit 2 ;;
             esac
-            if [ -f "$out/metrics.json" ]; then echo "== $task $method k$k s$s: finished earlier ($out)" >&2; continue; fi
-            echo "== $task $method k$k s$s -> $out ($(date -u +%H:%M))" >&2
+            if [ -f "$out/metrics.json" ]; then echo "== $task ${out##*/}: finished earlier ($out)" >&2; continue; fi
+            echo "== $task ${out##*/} -> $out ($(date -u +%H:%M))" >&2
             start=$(date +%s)
             HF_HUB_OFFLINE=1 .venv/bin/python -m explorer prune "${common[@]}" --decoder-layers "$k" "${args[@]}" --out "$out"
-            echo "== $task $method k$k s$s: $(( $(date +%s) - start )) s wall" >&2
+            echo "== $task ${out##*/}: $(( $(date +%s) - start )) s wall" >&2
             ship
         done
     done

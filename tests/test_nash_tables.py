@@ -127,3 +127,30 @@ def test_glue_average_row_per_method_on_every_task_with_a_stratified_interval(mo
     assert row[3].strip() == "100.00" and row[4].strip() == "85.86"
     assert row[5].strip().startswith("-14.14 [-") and row[5].strip().endswith("**real**")  # RTE's loss is real
     assert row[6].strip().startswith("85.9 [") and float(row[6].split("[")[1].split(",")[1].rstrip("] ")) < 100
+
+
+def test_a_control_run_of_dense_trained_as_long_gets_its_own_row_and_column(monkeypatch):
+    from explorer.data.tasks import Example
+
+    examples = [Example(source=f"r {i}", target="", label=i % 2) for i in range(50)]
+    monkeypatch.setattr(nash_tables, "eval_examples", lambda task, n, data_dir: examples[:n])
+    words = ["negative", "positive"]
+    gold = [words[e.label] for e in examples]
+    flip = [words[1 - e.label] if i % 5 == 0 else g for i, (e, g) in enumerate(zip(examples, gold))]  # 10 wrong
+
+    def run(value: float, pruned: list[str], layers: int, sparsity: float) -> dict:
+        m = metrics("rotten_tomatoes", "accuracy", value, 80.0, sparsity)
+        m["decoder_layers_kept"] = list(range(layers))
+        return {"metrics": m, "dir": Path("."), "predictions": {"num_examples": 50, "dense": flip, "pruned": pruned}}
+
+    runs = {"dense-trained-k6-s0": run(100.0, gold, 6, 0.0), "learned-k3-s0.3": run(80.0, flip, 3, 0.3)}
+    assert nash_tables.budget_of("dense-trained-k6-s0", runs["dense-trained-k6-s0"], {}) == "control"
+    nash_tables.add_intervals("rotten_tomatoes", runs, {}, None)
+    against = runs["learned-k3-s0.3"]["metrics"]["intervals"]["vs_dense_trained"]
+    assert against["against"] == "dense-trained-k6-s0" and against["diff"] == -20.0 and against["high"] < 0
+    assert "vs_dense_trained" not in (runs["dense-trained-k6-s0"]["metrics"].get("intervals") or {})
+    lines = nash_tables.task_table("rotten_tomatoes", runs, {})
+    assert "| vs dense + same training, 95% CI |" in lines[2] and lines[3].count("---") == lines[2].count("|") - 1
+    control, learned = lines[4].split("|"), lines[5].split("|")
+    assert control[1].strip() == "control" and control[2].strip() == "dense + the same training (control)"
+    assert learned[7].strip().startswith("-20.00 [") and learned[7].strip().endswith("**real**")
