@@ -148,3 +148,37 @@ def test_gates_that_start_above_a_small_target_have_not_reached_it_before_the_wa
     _, _, summary = train_gates(dense, EXAMPLES, settings, task="samsum", kept_decoder_layers=(0, 1, 2, 3))
     assert summary["sparsity_trace"][0][1] >= 0.1  # above the target at once
     assert summary["target_reached_step"] is not None and summary["target_reached_step"] > 4
+
+
+@pytest.mark.slow
+def test_gate_training_stopped_part_way_resumes_from_its_checkpoint_with_the_same_result(dense, tmp_path):
+    settings = LearnedSettings(target_sparsity=0.5, max_steps=12, warmup_steps=4, batch_size=8,
+                               gate_learning_rate=0.2, lambda_learning_rate=0.5, distill=True)
+    whole_plan, _, whole = train_gates(dense, EXAMPLES, settings, task="samsum", kept_decoder_layers=(0, 3))
+
+    class Stopped(Exception):
+        pass
+
+    def stop_at_step_8(fraction, message):
+        if message.startswith("gate training: step 8/"):
+            raise Stopped  # the machine goes away part-way
+
+    with pytest.raises(Stopped):
+        train_gates(dense, EXAMPLES, settings, task="samsum", kept_decoder_layers=(0, 3), progress=stop_at_step_8,
+                    checkpoint_dir=tmp_path, save_steps=5)
+    assert (tmp_path / "checkpoint-5" / "gate_trainer.json").is_file()
+    seen = []
+    plan, pruned, resumed = train_gates(dense, EXAMPLES, settings, task="samsum", kept_decoder_layers=(0, 3),
+                                        progress=lambda f, m: seen.append(m), checkpoint_dir=tmp_path, save_steps=5)
+    assert seen[0].startswith("gate training: step 6/12") and len(seen) == 7  # steps 6-12 only
+    assert plan.kept_encoder_heads == whole_plan.kept_encoder_heads
+    assert plan.kept_encoder_neurons == whole_plan.kept_encoder_neurons
+    # the steps before the checkpoint come from its record; after it, the same run up to float rounding (an
+    # uninterrupted run repeats bit for bit; a resumed one drifts by about 1e-4 a step at these learning rates)
+    assert [step for step, _ in resumed["sparsity_trace"]] == [step for step, _ in whole["sparsity_trace"]]
+    assert [v for _, v in resumed["sparsity_trace"]] == pytest.approx([v for _, v in whole["sparsity_trace"]], abs=1e-3)
+    assert resumed["sparsity_trace"][:5] == whole["sparsity_trace"][:5]
+    assert resumed["target_reached_step"] == whole["target_reached_step"]
+    assert resumed["expected_sparsity"] == pytest.approx(whole["expected_sparsity"], abs=1e-3)
+    for got, want in zip(resumed["gates"]["heads"], whole["gates"]["heads"]):
+        assert got == pytest.approx(want, abs=5e-3)

@@ -134,7 +134,7 @@ def _run_prune_stages(settings: PruneSettings, out_dir: Path, work, spec, train,
         times.update(done["times"])
     else:
         made = make_plan(settings, dense, train, kept, learn_layers=learn_layers, identity=identity, device=device,
-                         say=say)
+                         say=say, checkpoint_dir=work.checkpoints("gates"))
         plan, pruned_model, kept = made.plan, made.model, made.kept_decoder_layers
         importance_cached, gate_summary = made.importance_cached, made.gate_summary
         times.update(made.times)

@@ -190,7 +190,7 @@ def _plan_training_free(settings: PruneSettings, dense: LoadedModel, train, kept
 
 
 def _plan_gates(settings: PruneSettings, dense: LoadedModel, train, kept, *, device: str, say: Progress,
-                learn_layers: bool, **_) -> PlanResult:
+                learn_layers: bool, checkpoint_dir=None, **_) -> PlanResult:
     """NASH with learned hard-concrete gates (and CoFi's gates on encoder and decoder widths):
     gates trained under the Lagrangian sparsity target (``explorer.training.gates``), then folded."""
     from explorer.training.gates import LearnedSettings, train_gates
@@ -203,7 +203,7 @@ def _plan_gates(settings: PruneSettings, dense: LoadedModel, train, kept, *, dev
     plan, model, gate_summary = train_gates(
         dense, train, learned, task=settings.task, kept_decoder_layers=kept,
         learned_decoder_layers=settings.decoder_layers if learn_layers else None, device=device,
-        progress=lambda f, m: say(0.3 + 0.15 * f, m))
+        progress=lambda f, m: say(0.3 + 0.15 * f, m), checkpoint_dir=checkpoint_dir, save_steps=settings.save_steps)
     plan = replace(plan, notes=dict(plan.notes, **_notes(settings)))
     say(0.45, "surgery: gates folded, smaller model built")
     return PlanResult(plan, model, tuple(plan.kept_decoder_layers), False, gate_summary,
@@ -236,13 +236,15 @@ PLANNERS: dict[str, Callable[..., PlanResult]] = {
 
 
 def make_plan(settings: PruneSettings, dense: LoadedModel, train, kept, *, learn_layers: bool, identity: dict,
-              device: str, say: Progress) -> PlanResult:
+              device: str, say: Progress, checkpoint_dir=None) -> PlanResult:
     """The plan and the pruned model of ``settings.method`` (:data:`PLANNERS`).
 
     Args:
         kept: Decoder layer indices to keep (None when decoder layer gates choose them).
         learn_layers: Decoder layers chosen by gates (``layer_selection="learned"``).
         identity: What determines the dense weights (the importance cache key).
+        checkpoint_dir: Where gate training keeps resumable checkpoints (every ``settings.save_steps``
+            steps; None: none).
     """
     return PLANNERS[settings.method](settings, dense, train, kept, identity=identity, device=device, say=say,
-                                     learn_layers=learn_layers)
+                                     learn_layers=learn_layers, checkpoint_dir=checkpoint_dir)

@@ -19,12 +19,15 @@ With ``LearnedSettings(cofi=True)`` the same loop trains the CoFi baseline inste
 (``pruning.cofi.CoFiGates``: head, neuron and sublayer gates on encoder and decoder, and hidden-dimension
 gates, every decoder layer kept; Xia et al. 2022, Sec. 3).
 
-Everything trains through ``Seq2SeqTrainer``, so ``accelerate launch`` runs it on several GPUs.
+Everything trains through ``Seq2SeqTrainer``, so ``accelerate launch`` runs it on several GPUs. With a
+checkpoint folder, gate training keeps a resumable checkpoint (weights, gates, multipliers, optimizer,
+RNG, and the trainer's own record of the run) and continues from it when started again.
 """
 
 from __future__ import annotations
 
-import tempfile
+import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -39,6 +42,7 @@ from pruning import training
 
 Progress = Callable[[float, str], None]
 TARGET_TOLERANCE = 0.005  # expected sparsity this close to the target counts as having reached it
+RECORD = "gate_trainer.json"  # per checkpoint: last step's loss parts, step the target was reached, the trace
 
 
 @dataclass(frozen=True)
@@ -159,6 +163,28 @@ def _trainer_class():
             self.reached_step: int | None = None  # first step after the warm-up within 0.005 of the target
             self.trace: list[list[float]] = []  # [[step, expected sparsity], ...], 20 points per run
 
+        def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+            """A checkpoint of the wrapped model as a plain state dict (``pytorch_model.bin``, which
+            ``Trainer`` loads on resume) and the trainer's record (``RECORD``). Not safetensors: the
+            wrapper is no ``PreTrainedModel``, and BERT's decoder ties its LM head to its word
+            embeddings, shared tensors that safetensors refuses."""
+            from transformers.utils import WEIGHTS_NAME
+
+            if not self.args.should_save:
+                return
+            output_dir = output_dir or self.args.output_dir
+            os.makedirs(output_dir, exist_ok=True)
+            torch.save(self.model.state_dict() if state_dict is None else state_dict,
+                       os.path.join(output_dir, WEIGHTS_NAME))
+            with open(os.path.join(output_dir, RECORD), "w") as f:
+                json.dump({"last": self.last, "reached_step": self.reached_step, "trace": self.trace}, f)
+
+        def restore_record(self, checkpoint: str) -> None:
+            """The record of the run up to ``checkpoint`` (from :meth:`_save`), before resuming there."""
+            with open(os.path.join(checkpoint, RECORD)) as f:
+                record = json.load(f)
+            self.last, self.reached_step, self.trace = record["last"], record["reached_step"], record["trace"]
+
         def create_optimizer(self, model=None):
             wrapped = self.model
             lr = self.learned
@@ -190,8 +216,8 @@ def _trainer_class():
                 keep = inputs["labels"] != -100  # (B, T_tgt)
                 kl = training.kd_loss(outputs["logits"][keep], teacher.logits[keep], self.learned.temperature)
                 dims = wrapped.gates.hidden_mask() if hasattr(wrapped.gates, "hidden_mask") else None
-                hidden = layer_distillation_loss(outputs["encoder_hidden_states"][1:], teacher.encoder_hidden_states[1:],
-                                                 inputs["attention_mask"], dims)
+                hidden = layer_distillation_loss(outputs["encoder_hidden_states"][1:],
+                                                 teacher.encoder_hidden_states[1:], inputs["attention_mask"], dims)
                 hidden = hidden + layer_distillation_loss(outputs["decoder_hidden_states"][1:],
                                                           teacher.decoder_hidden_states[1:], keep, dims)
                 loss = loss + kl + self.learned.hidden_weight * hidden
@@ -222,7 +248,8 @@ def _trainer_class():
 
 def train_gates(dense: LoadedModel, examples: list[Example], settings: LearnedSettings, *, task: str,
                 kept_decoder_layers: tuple[int, ...] | None = None, learned_decoder_layers: int | None = None,
-                device: str = "cpu", progress: Progress | None = None):
+                device: str = "cpu", progress: Progress | None = None,
+                checkpoint_dir: str | os.PathLike | None = None, save_steps: int = 500):
     """Train encoder gates on a copy of ``dense`` shortened to ``kept_decoder_layers`` (or, with
     ``learned_decoder_layers`` = k, on the whole model with decoder layer gates that keep k);
     return the plan (in the dense model's indices), the folded and pruned student, and a summary.
@@ -237,6 +264,9 @@ def train_gates(dense: LoadedModel, examples: list[Example], settings: LearnedSe
             (``pruning.gates.DecoderLayerGates``).
         device: ``cpu`` or ``cuda``.
         progress: ``progress(fraction, message)`` after each step.
+        checkpoint_dir: Keep a resumable checkpoint every ``save_steps`` steps there, and continue from
+            the last one found (a run stopped part-way resumes with the same result it would have had;
+            None: no checkpoints).
 
     Returns:
         ``(plan, pruned model, summary)``; the summary has the loss parts, expected sparsity,
@@ -286,10 +316,11 @@ def train_gates(dense: LoadedModel, examples: list[Example], settings: LearnedSe
             getattr(model, "module", model).clamp_()
 
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="explorer-gates-") as tmp:
+    with training.output_folder(checkpoint_dir, "explorer-gates-") as (tmp, resume):
         args = training.training_arguments(tmp, max_steps=settings.max_steps, batch_size=settings.batch_size,
                                            learning_rate=settings.learning_rate, scheduler="constant",
-                                           seed=settings.seed, device=device, seq2seq=True)
+                                           seed=settings.seed, device=device, seq2seq=True,
+                                           save_steps=save_steps if checkpoint_dir else None)
         collator = DataCollatorForSeq2Seq(dense.tokenizer, model=dense.model, label_pad_token_id=-100)
         report = [] if not progress else [training.progress_callback(
             progress, "gate training", lambda: f"expected sparsity {trainer.last.get('expected_sparsity', 0):.3f} -> "
@@ -299,7 +330,9 @@ def train_gates(dense: LoadedModel, examples: list[Example], settings: LearnedSe
             data_collator=training.DropColumns(collator), callbacks=[Clamp()] + report))
         if teacher is not None:
             teacher.to(trainer.args.device)  # this process's device (cuda:LOCAL_RANK under accelerate launch)
-        trainer.train()
+        if resume:
+            trainer.restore_record(resume)
+        trainer.train(resume_from_checkpoint=resume)
     wrapped.to("cpu").eval()
     dense.model.to("cpu")
     gates = wrapped.gates
@@ -317,7 +350,8 @@ def train_gates(dense: LoadedModel, examples: list[Example], settings: LearnedSe
     else:
         plan = PruningPlan(family=base.family, num_decoder_layers=base.num_decoder_layers, num_heads=base.num_heads,
                            ffn_dim=base.ffn_dim, kept_decoder_layers=tuple(kept_decoder_layers),
-                           kept_encoder_heads=student_plan.kept_encoder_heads, kept_encoder_neurons=student_plan.kept_encoder_neurons,
+                           kept_encoder_heads=student_plan.kept_encoder_heads,
+                           kept_encoder_neurons=student_plan.kept_encoder_neurons,
                            notes={"method": method})
         gate_values = {"heads": [g.deterministic().tolist() for g in gates.heads]}  # kept neurons: see the plan
     plan = replace(plan, notes=dict(plan.notes, distill=settings.distill, target_sparsity=settings.target_sparsity,
