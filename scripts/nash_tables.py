@@ -1,8 +1,9 @@
 """NASH's method tables from finished runs (scripts/nash_tables.sh): per task, every method at each
-budget with its metric, % of dense, the paired bootstrap interval of its difference from dense and
-from training-free NASH at the same budget, speed-ups at 256/64 and at the task's lengths, GMACs,
-parameters, training steps, and whether the gates reached the target alone; then the GLUE average
-and the dense learning curves.
+budget with its metric, % of dense, the paired bootstrap interval of its difference from dense, from
+the control (the dense model given the same training, when the task has one) and from training-free
+NASH at the same budget, speed-ups at 256/64 and at the task's lengths, GMACs, parameters, training
+steps, and whether the gates reached the target alone; then the dense learning curves and the GLUE
+average with stratified bootstrap intervals (``scoring.average_interval``).
 
     .venv/bin/python scripts/nash_tables.py out/nash                 # print the tables
     .venv/bin/python scripts/nash_tables.py out/nash --ship          # and ship them to assets/
