@@ -166,16 +166,18 @@ def average_interval(parts: list[tuple[TaskSpec | str, list[Example], list[str],
         raise ValueError("A task's reference model scores 0 or less on its examples: no share of it exists; "
                          "compare the differences in points (paired_interval) instead.")
 
-    def averages(*indices):
-        pairs = [scorer(np.asarray(idx)) for scorer, idx in zip(scorers, indices)]
+    def summary(pairs):  # (average difference, average % of a) of per-task (a, b) scores
         return np.array([np.mean([b - a for a, b in pairs]),
                          np.mean([100 * b / a if a else np.nan for a, b in pairs])])
+
+    def averages(*indices):
+        return summary([scorer(np.asarray(idx)) for scorer, idx in zip(scorers, indices)])
 
     result = bootstrap(tuple(np.arange(len(part[1])) for part in parts), averages, paired=False, vectorized=False,
                        n_resamples=resamples, confidence_level=confidence, method="percentile",
                        random_state=np.random.default_rng(seed))
     (low, share_low), (high, share_high) = result.confidence_interval
-    diff, share = averages(*(np.arange(len(part[1])) for part in parts))
+    diff, share = summary(whole)
     return {"tasks": len(parts), "a": round(float(np.mean([a for a, _ in whole])), 2),
             "b": round(float(np.mean([b for _, b in whole])), 2), "diff": round(float(diff), 2),
             "low": round(float(low), 2), "high": round(float(high), 2), "share": round(float(share), 1),
