@@ -1,9 +1,10 @@
 """NASH's method tables from finished runs (scripts/nash_tables.sh): per task, every method at each
-budget with its metric, % of dense, the paired bootstrap interval of its difference from dense, from
-the control (the dense model given the same training, when the task has one) and from training-free
-NASH at the same budget, speed-ups at 256/64 and at the task's lengths, GMACs, parameters, training
-steps, and whether the gates reached the target alone; then the dense learning curves and the GLUE
-average with stratified bootstrap intervals (``scoring.average_interval``).
+budget with its metric, its % of dense (and of the control) with a 95% interval, the paired bootstrap
+interval of its difference from dense, from the control (the dense model given the same training, when
+the task has one) and from training-free NASH at the same budget, speed-ups at 256/64 and at the task's
+lengths, GMACs, parameters, training steps, and whether the gates reached the target alone; then the
+dense learning curves and the GLUE average with stratified bootstrap intervals
+(``scoring.average_interval``).
 
     .venv/bin/python scripts/nash_tables.py out/nash                 # print the tables
     .venv/bin/python scripts/nash_tables.py out/nash --ship          # and ship them to assets/
@@ -164,6 +165,27 @@ def add_intervals(task: str, runs: dict[str, dict], budgets: dict[str, str], dat
                     for cofi, speed in same_speed_cofi(name, runs) if (found := interval(runs[cofi], run))]
             if same:
                 run["metrics"].setdefault("intervals", {})["vs_cofi_same_speed"] = same
+        shares = {"share_of_dense": ("dense", run["predictions"]["dense"] if run["predictions"] else None)}
+        if control and name != control and runs[control]["predictions"]:
+            shares["share_of_dense_trained"] = (control, runs[control]["predictions"]["pruned"])
+        for key, (reference, texts) in shares.items():
+            if found := share_interval(task, texts, run, data_dir):
+                run["metrics"].setdefault("intervals", {})[key] = dict(found, against=reference)
+
+
+def share_interval(task: str, reference: list[str] | None, run: dict, data_dir: str | None) -> dict | None:
+    """The run's main metric as a % of a reference model's on the same examples (``reference``: its
+    generated texts), with a 95% paired bootstrap interval: ``scoring.average_interval`` over this one
+    task, where each resample scores both models on the same drawn examples. ``{"share", "low", "high"}``
+    in %, or None without predictions of both on the same examples or when the reference scores 0 or less."""
+    if not reference or not run["predictions"] or len(reference) != run["predictions"]["num_examples"]:
+        return None
+    n = run["predictions"]["num_examples"]
+    try:
+        found = average_interval([(task, eval_examples(task, n, data_dir), reference, run["predictions"]["pruned"])])
+    except ValueError:
+        return None
+    return {"share": found["share"], "low": found["share_low"], "high": found["share_high"]}
 
 
 def same_speed_cofi(nash: str, runs: dict[str, dict], tolerance: float = 0.05) -> list[tuple[str, float]]:
@@ -185,6 +207,13 @@ def _ci(iv: dict | None) -> str:
         return "-"
     real = "" if iv["low"] <= 0 <= iv["high"] else " **real**"
     return f"{iv['diff']:+.2f} [{iv['low']:+.2f}, {iv['high']:+.2f}]{real}"
+
+
+def _share(value: float | None, iv: dict | None) -> str:
+    """A % cell: ``99.6 [97.8, 101.5]`` with the interval of :func:`share_interval` when there is one."""
+    if iv:
+        return f"{iv['share']:.1f} [{iv['low']:.1f}, {iv['high']:.1f}]"
+    return "-" if value is None else f"{value:.1f}"
 
 
 def _speed(value: float | None, ratios: list[float] | None) -> str:
@@ -278,12 +307,12 @@ def task_table(task: str, runs: dict[str, dict], budgets: dict[str, str],
              f"kept step {any_run['dense_finetune'].get('kept_step', '-')}"
              f"{', curve ' + ' '.join(f'{v:.1f}' for _, v in curve) if curve and not curve_note else ''}"
              f"{', no valid curve: ' + curve_note if curve_note else ''}{dense_distinct})", "",
-             f"| budget | method | {main} | % of dense | vs dense, 95% CI | vs training-free, 95% CI "
-             + ("| vs dense + same training, 95% CI " if controlled else "")
+             f"| budget | method | {main} | % of dense, 95% CI | vs dense, 95% CI | vs training-free, 95% CI "
+             + ("| vs dense + same training, 95% CI | % of dense + same training, 95% CI " if controlled else "")
              + "| speed-up 256/64, 95% CI | speed-up at task lengths, 95% CI | GMACs | params (M) | training steps "
              "| gates reached target (step) |"
              + (f" distinct of first {DISTINCT_OF} |" if generative else ""),
-             "|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if controlled else "")
+             "|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if controlled else "")
              + ("---|" if generative else "")]
     keyed = sorted(runs.items(), key=lambda kv: (budget_of(kv[0], kv[1], budgets), ORDER.index(_kind(kv[0]))
                                                  if _kind(kv[0]) in ORDER else 99))
@@ -312,9 +341,10 @@ def task_table(task: str, runs: dict[str, dict], budgets: dict[str, str],
         ratios = (m.get("retimed") or {}).get("ratios") or {}
         task_speed = _speed(m.get("speedup_task_lengths"), ratios.get("task"))
         intervals = m.get("intervals") or {}
-        lines.append(f"| {budget} | {label} | {value:.2f} | {share:.1f} | {_ci(intervals.get('vs_dense'))}"
-                     f" | {_ci(intervals.get('vs_training_free'))}"
-                     + (f" | {_ci(intervals.get('vs_dense_trained'))}" if controlled else "")
+        lines.append(f"| {budget} | {label} | {value:.2f} | {_share(share, intervals.get('share_of_dense'))}"
+                     f" | {_ci(intervals.get('vs_dense'))} | {_ci(intervals.get('vs_training_free'))}"
+                     + (f" | {_ci(intervals.get('vs_dense_trained'))}"
+                        f" | {_share(None, intervals.get('share_of_dense_trained'))}" if controlled else "")
                      + f" | {_speed(m['speedup_end_to_end'], ratios.get('long'))}"
                      f" | {task_speed} | {m['measurements']['pruned']['macs']['gmacs']:.2f} | "
                      f"{m['measurements']['pruned']['params']['params_m']:.1f} | {steps} | {reached} |"

@@ -154,3 +154,8 @@ def test_a_control_run_of_dense_trained_as_long_gets_its_own_row_and_column(monk
     control, learned = lines[4].split("|"), lines[5].split("|")
     assert control[1].strip() == "control" and control[2].strip() == "dense + the same training (control)"
     assert learned[7].strip().startswith("-20.00 [") and learned[7].strip().endswith("**real**")
+    # % of dense (the same outputs: 100 with no spread) and % of the control (80 of 100), each with its interval
+    assert learned[4].strip() == "100.0 [100.0, 100.0]" and control[8].strip() == "-"
+    share = learned[8].strip()
+    assert share.startswith("80.0 [") and float(share.split(", ")[1].rstrip("]")) < 100
+    assert runs["learned-k3-s0.3"]["metrics"]["intervals"]["share_of_dense_trained"]["against"] == "dense-trained-k6-s0"

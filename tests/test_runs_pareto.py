@@ -114,6 +114,7 @@ def test_hover_shows_each_difference_with_its_interval_and_task_latency_axis_ski
     for side, ms in (("dense", 40.0), ("pruned", 20.0)):
         with_ci["measurements"][side]["latency_task"] = {"latency_ms": ms}
     with_ci["intervals"]["vs_dense_trained"] = {"metric": "rougeL", "diff": -9.0, "low": -11.0, "high": -7.0, "n": 8}
+    with_ci["intervals"]["share_of_dense_trained"] = {"share": 82.5, "low": 78.1, "high": 86.0, "against": "control"}
     control = fake_metrics(44, 100)  # decoder-only keeping every layer: the dense model, trained as long
     control["method"] = "decoder-only"
     table = runs_table([("r1", with_ci), ("r2", fake_metrics(30, 60)), ("r3", control)])
@@ -124,6 +125,7 @@ def test_hover_shows_each_difference_with_its_interval_and_task_latency_axis_ski
     assert "vs dense: -5.00 [-7.50, -2.50] rougeL (real" in hover
     assert "vs training-free NASH: +0.40 [-1.00, +1.90] rougeL (within noise" in hover
     assert "vs CoFi at the same latency: -1.20 [-2.60, +0.10] rougeL (within noise" in hover
+    assert "% of dense + the same training: 82.5% [78.1, 86.0]" in hover
     assert "no interval recorded" in hover  # r2 has none
     fig = make_pareto_figure(table, "task_latency_ms")
     assert sorted(x for t in fig.data if t.name != "Pareto front" for x in t.x) == [20.0, 40.0]  # r2, r3: none

@@ -53,13 +53,17 @@ def _point(run_id: str, metrics: dict, which: str, reference: str | None, metric
         intervals = {"vs_dense": {**found, "metric": main}} if found else {}
     else:
         intervals = metrics.get("intervals") or {}
-    interval = "" if dense else "<br>".join(
+    interval = "" if dense else "<br>".join([
         f"{label}: {iv['diff']:+.2f} [{iv['low']:+.2f}, {iv['high']:+.2f}] {iv.get('metric', main)}"
         f" ({'real' if iv['low'] > 0 or iv['high'] < 0 else 'within noise'}, 95% paired bootstrap)"
         for key, label in (("vs_dense", "vs dense"), ("vs_dense_trained", "vs dense + the same training"),
                            ("vs_training_free", "vs training-free NASH"),
                            ("vs_cofi_matched", "vs CoFi at the same latency"))
-        if (iv := intervals.get(key))) or "no interval recorded"
+        if (iv := intervals.get(key))] + [
+        f"{label}: {iv['share']:.1f}% [{iv['low']:.1f}, {iv['high']:.1f}]"
+        for key, label in (("share_of_dense", "% of dense"),
+                           ("share_of_dense_trained", "% of dense + the same training"))
+        if (iv := intervals.get(key))]) or "no interval recorded"
     method = "dense" if dense else metrics.get("method", "?")
     if method == "decoder-only" and measured["params"]["params_m"] == dense_side["params"]["params_m"]:
         method = "dense + training (control)"  # nothing removed: the dense model given the methods' training
