@@ -264,8 +264,10 @@ def average_table(per_task: dict[str, tuple[dict[str, dict], dict]], data_dir: s
     tasks = list(per_task)
     keys = sorted(set.intersection(*(set(chosen) for _, chosen in per_task.values())),
                   key=lambda k: (k[1], ORDER.index(k[0]) if k[0] in ORDER else 9))
-    lines = [f"**GLUE average** over {', '.join(tasks)} (unweighted mean of each task's main metric on its whole "
-             "dev split; intervals: stratified paired bootstrap, 95%):", "",
+    missing = [t for t in GLUE if t not in tasks]
+    partial = f" (partial: {len(tasks)} of {len(GLUE)} tasks; not yet {', '.join(missing)})" if missing else ""
+    lines = [f"**GLUE average** over {', '.join(tasks)}{partial} (unweighted mean of each task's main metric on its "
+             "whole dev split; intervals: stratified paired bootstrap, 95%):", "",
              "| budget | method | dense average | method average | vs dense, 95% CI | average % of dense, 95% CI |",
              "|---|---|---|---|---|---|"]
     for kind, budget in keys:

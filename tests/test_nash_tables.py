@@ -121,6 +121,7 @@ def test_glue_average_row_per_method_on_every_task_with_a_stratified_interval(mo
                 "cola": ({"learned-k3-s0.3": run("cola", 100)}, {("learned", "k3-s0.3"): "learned-k3-s0.3"})}
     lines = nash_tables.average_table(per_task, None)
     assert len(lines) == 5 and "training-free" not in lines[-1]  # a method without a run on every task: no row
+    assert "(partial: 2 of 5 tasks; not yet mrpc, stsb, sst2)" in lines[0]
     row = lines[-1].split("|")
     # dense: 100 accuracy on RTE, 100 MCC on CoLA; learned: 75 on RTE (every 4th wrong) and, with one of 60 wrong
     # on CoLA (i = 0: TN 29, FP 1, TP 30), MCC 870 / sqrt(31 * 30 * 30 * 29) = 96.72: average (75 + 96.72) / 2
