@@ -214,8 +214,11 @@ def test_samsum_method_comparison_ships_as_reference_runs_of_every_method(tmp_pa
     scripts = table["source"].str.extract(r"(scripts/\w+\.sh)")[0]
     assert set(scripts) <= {"scripts/samsum_comparison.sh", "scripts/nash_tables.sh"} and scripts.notna().all()
     assert "scripts/samsum_comparison.sh" in set(scripts) and (table["weights"] == "pretrained").all()
-    fig, _, _ = pareto_view("samsum", root=tmp_path, color="method")
+    fig, _, note = pareto_view("samsum", root=tmp_path, color="method")
     assert {"nash-learned", "nash-training-free", "decoder-only"} <= {t.name for t in fig.data}
+    # The first comparison's dense model (a quarter epoch) and the NASH tables' (two epochs) differ: said so.
+    assert "measured against 2 different dense models" in note
+    assert "different dense models" not in pareto_view("samsum", root=tmp_path, scale="relative")[2]
 
 
 def test_plan_view_draws_what_a_run_removed_with_gate_values_for_learned_runs(tmp_path):

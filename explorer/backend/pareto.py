@@ -124,6 +124,12 @@ def _pareto_view(task, axis, color, root, scale, references, reported, metric):
     if table.empty:
         return None, table, " ".join(notes + [f"No runs on {task}" + (f" with {metric}" if metric else "")
                                               + " yet: prune a model in the Prune tab."])
+    dense_scores = sorted(table.loc[table["kind"].str.startswith("dense"), "quality"].round(2).unique())
+    if scale == "absolute" and len(dense_scores) > 1:
+        notes.append(f"These runs were measured against {len(dense_scores)} different dense models (scoring "
+                     f"{', '.join(f'{v:g}' for v in dense_scores)}; e.g. an earlier, shorter fine-tune): read each "
+                     "run against its own dense point (the hover names its source), or choose the relative scale, "
+                     "where each run is a % of its own dense model.")
     if (table["weights"] != "pretrained").any():
         notes.append("Runs with random weights have meaningless quality; only their cost is real.")
     return make_pareto_figure(table, axis, papers, color=color, scale=scale), table, " ".join(notes)
