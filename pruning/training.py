@@ -219,7 +219,9 @@ class LearningCurve:
     recording (e.g. how many distinct outputs a summarizer writes). With ``keep_best`` the weights
     of the best point are kept (in memory and, with ``state_dir``, in ``best.safetensors``) and
     restored by :meth:`finish`; with ``patience`` = p > 0 training stops after p points without a
-    new best. The points so far are saved in every Trainer checkpoint (``curve.json``) so that
+    new best. A point whose dict says ``"eligible": False`` (e.g. a classifier that writes one label
+    for every example, whose F1 on a skewed task can beat every real model's) is recorded but is
+    never the best; when no point is eligible the latest one counts as best. The points so far are saved in every Trainer checkpoint (``curve.json``) so that
     :meth:`restore` continues a killed run where its checkpoint left off.
 
     Use::
@@ -248,7 +250,11 @@ class LearningCurve:
 
     def _best_index(self) -> int:
         values = [p[1] for p in self.points]
-        return max(range(len(values)), key=lambda i: (values[i], i))  # the latest of equal bests
+        ineligible = {d["step"] for d in self.details if d.get("eligible") is False}
+        candidates = [i for i, p in enumerate(self.points) if p[0] not in ineligible]
+        if not candidates:
+            return len(values) - 1
+        return max(candidates, key=lambda i: (values[i], i))  # the latest of equal bests
 
     def observe(self, step: int) -> None:
         """Measure at ``step`` and keep the weights if it is the best point so far."""

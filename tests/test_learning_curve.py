@@ -49,6 +49,44 @@ def _weights(model):
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+def test_a_point_that_writes_one_label_is_never_kept_as_the_best():
+    """MRPC's first dense curve point wrote "equivalent" for every example and scored F1 82.4, above
+    every later real point (67-70): keep-best must not keep a constant classifier, and patience must
+    count from the best eligible point."""
+    from pruning.training import LearningCurve
+
+    model = torch.nn.Linear(2, 2)
+    results = iter([{"value": 82.4, "distinct_outputs": 1, "eligible": False},
+                    {"value": 67.5, "distinct_outputs": 2, "eligible": True},
+                    {"value": 66.7, "distinct_outputs": 2, "eligible": True},
+                    {"value": 69.7, "distinct_outputs": 2, "eligible": True}])
+    curve = LearningCurve(model, lambda: next(results), every=60, keep_best=True, patience=2)
+    for step, weight in ((60, 0.0), (120, 1.0), (180, 2.0), (240, 3.0)):
+        torch.nn.init.constant_(model.weight, weight)
+        curve.observe(step)
+    assert curve.points[curve._best_index()][0] == 240
+    summary = curve.finish(240)
+    assert summary["kept_step"] == 240 and torch.all(model.weight == 3.0)
+    only_constant = LearningCurve(model, lambda: {"value": 80.0, "eligible": False}, every=1, keep_best=True)
+    only_constant.observe(1), only_constant.observe(2)
+    assert only_constant._best_index() == 1  # nothing eligible: the latest point
+
+
+def test_curve_measure_marks_a_constant_classifier_ineligible(monkeypatch):
+    from explorer.training import finetune as finetune_module
+    from explorer.data.tasks import Example
+
+    examples = [Example("mrpc sentence1: a sentence2: b", "equivalent", 1),
+                Example("mrpc sentence1: c sentence2: d", "not_equivalent", 0)]
+    outputs = {"texts": ["equivalent", "equivalent"]}
+    monkeypatch.setattr("explorer.evaluation.generation.generate_texts", lambda *a, **k: outputs["texts"])
+    measure = finetune_module.curve_measure(loaded=type("L", (), {"model": None, "tokenizer": None})(),
+                                            task="mrpc", examples=examples)
+    assert measure()["eligible"] is False
+    outputs["texts"] = ["equivalent", "not_equivalent"]
+    assert measure() == {"value": 100.0, "distinct_outputs": 2, "eligible": True}
+
+
 @pytest.mark.slow
 def test_keep_best_and_patience_stop_at_the_best_point(tiny_t5_dir):
     loaded = load_model(str(tiny_t5_dir))

@@ -111,8 +111,10 @@ def steps_for_epochs(task: str, epochs: float, batch_size: int, *, data_dir: str
 def curve_measure(loaded: LoadedModel, task: str, examples: list[Example], device: str = "cpu",
                   batch_size: int = 32) -> Callable[[], dict]:
     """The learning-curve function of a seq2seq fine-tune: greedy generation on ``examples``, scored
-    with the task's main metric; returns ``{"value": metric, "distinct_outputs": n}`` (how many
-    different texts it wrote: a summarizer that writes one sentence for every input has 1)."""
+    with the task's main metric; returns ``{"value": metric, "distinct_outputs": n, "eligible": bool}``
+    (``n``: how many different texts it wrote: a summarizer that writes one sentence for every input
+    has 1). A point that writes one text while the references hold several is not eligible to be
+    kept as the best (a constant "equivalent" scores F1 ~81 on MRPC, above a real model early on)."""
     from explorer.evaluation.generation import generate_texts
 
     spec = get_task(task)
@@ -122,7 +124,9 @@ def curve_measure(loaded: LoadedModel, task: str, examples: list[Example], devic
                                      max_source_tokens=spec.max_source_tokens, max_new_tokens=spec.max_target_tokens,
                                      batch_size=batch_size, device=device)
         value = compute_metrics(spec, predictions, examples)[spec.main_metric]
-        return {"value": round(value, 4), "distinct_outputs": len(set(predictions))}
+        distinct = len(set(predictions))
+        return {"value": round(value, 4), "distinct_outputs": distinct,
+                "eligible": distinct > 1 or len({e.target for e in examples}) <= 1}
 
     return measure
 
