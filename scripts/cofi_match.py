@@ -13,7 +13,8 @@ recovery steps, distillation), data, evaluation and timing settings. Every CoFi 
 is a point of CoFi's front); ``<out>/cofi-match-<nash run>.json`` records the curve, the tries and
 the match. When the surrogate says no sparsity reaches NASH's speed-up and no real CoFi run is
 faster than NASH, one run at the grid's top sparsity (0.95) decides it, so that "CoFi cannot reach
-NASH's latency" rests on a real run timed together with NASH. Time it on a quiet machine
+NASH's latency" rests on a real run timed together with NASH. A finished search (its record has a
+match, or says why there is none) is left as it is unless ``--again``. Time it on a quiet machine
 (``--pause-pid`` stops background jobs while timing).
 
     .venv/bin/python scripts/cofi_match.py out/nash/rte/learned-k3-s0.3 --out out/nash/rte
@@ -63,6 +64,8 @@ def main() -> None:
     parser.add_argument("--lock", type=Path, help="a lock file shared by jobs that pause each other")
     parser.add_argument("--pause-registry", type=Path,
                         help="a folder of registered process groups (nash_tables.sh jobs) also stopped while timing")
+    parser.add_argument("--again", action="store_true",
+                        help="continue a finished search (by default a finished one is left as it is)")
     args = parser.parse_args()
     nash_dir = Path(args.nash_run)
     nash = json.loads((nash_dir / "metrics.json").read_text())
@@ -71,6 +74,11 @@ def main() -> None:
     out = Path(args.out)
     record_file = out / f"cofi-match-{nash_dir.name}.json"
     record = json.loads(record_file.read_text()) if record_file.is_file() else {}
+    if "matched" in record and not args.again:  # a finished search: a restarted job must not time it again
+        print(f"{record_file}: the search finished earlier (matched: {record['matched']}); kept (--again searches on)",
+              file=sys.stderr)
+        print(json.dumps({k: record[k] for k in ("tries", "matched", "why")}, indent=1))
+        return
     dense = load_model(nash["dense_finetune"]["path"]).model
     nash_model = load_pruned(nash_dir)
     if "curve" not in record:

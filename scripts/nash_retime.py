@@ -11,7 +11,10 @@ results replace the runs' latencies and speed-ups in ``metrics.json`` (the per-r
 ``retimed.ratios``); the values measured at run time stay under ``at_run``. Background jobs given by
 ``--pause-pid`` are stopped while timing (under ``--lock``, so that two such jobs never time at once).
 
-    .venv/bin/python scripts/nash_retime.py out/nash/rte [--rounds 20] [--pause-pid PID]
+    .venv/bin/python scripts/nash_retime.py out/nash/rte [--rounds 20] [--pause-pid PID] [--force]
+
+A folder whose runs were all re-timed together already (the same timing, no run added since) is
+left as it is unless ``--force``.
 """
 
 import argparse
@@ -30,11 +33,23 @@ from pruning.atomic import atomic_write_text
 from pruning import load_pruned  # noqa: E402
 
 
-def retime(folder: Path, rounds: int, pause: list[int], lock: Path | None = None, registry: Path | None = None) -> None:
+def already_retimed(metrics: dict) -> bool:
+    """Whether every run was re-timed in one timing of exactly these runs (so a restarted job does not
+    spend half an hour timing them again and replace numbers already reported)."""
+    stamps = [m.get("retimed") for m in metrics.values()]
+    return all(stamps) and len({s["date"] for s in stamps}) == 1 and stamps[0]["runs_timed_together"] == len(metrics)
+
+
+def retime(folder: Path, rounds: int, pause: list[int], lock: Path | None = None, registry: Path | None = None,
+           force: bool = False) -> None:
     runs = sorted(p for p in folder.iterdir() if (p / "metrics.json").is_file())
     if not runs:
         raise SystemExit(f"No finished runs in {folder}.")
     metrics = {run: json.loads((run / "metrics.json").read_text()) for run in runs}
+    if not force and already_retimed(metrics):
+        print(f"{folder}: all {len(runs)} runs were re-timed together on {metrics[runs[0]]['retimed']['date']}; "
+              "kept (--force times them again)")
+        return
     first = metrics[runs[0]]
     dense = load_model(first["dense_finetune"]["path"]).model
     runs_models = {run.name: load_pruned(run) for run in runs}
@@ -82,9 +97,11 @@ def main() -> None:
     parser.add_argument("--lock", type=Path, help="a lock file shared by jobs that pause each other")
     parser.add_argument("--pause-registry", type=Path,
                         help="a folder of registered process groups (nash_tables.sh jobs) also stopped while timing")
+    parser.add_argument("--force", action="store_true",
+                        help="time again even when every run was already re-timed together")
     args = parser.parse_args()
     for folder in args.folders:
-        retime(folder, args.rounds, args.pause_pid, args.lock, args.pause_registry)
+        retime(folder, args.rounds, args.pause_pid, args.lock, args.pause_registry, args.force)
 
 
 if __name__ == "__main__":
