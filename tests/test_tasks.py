@@ -241,6 +241,15 @@ def test_f1_hand_checked_with_invalid_predictions():
     assert scores["f1"] == pytest.approx(200 / 3)
 
 
+def test_wordpiece_spacing_of_label_words_parses():
+    """MiniLM2MiniLM's WordPiece decoding writes "not_equivalent" as "not _ equivalent"; read as
+    invalid, every correct negative counted as wrong and a constant "equivalent" scored best."""
+    preds = ["equivalent", "not _ equivalent", " Not_Equivalent ", "not equivalent"]
+    assert compute_metrics("mrpc", preds, _labelled("mrpc", [1, 0, 0, 0])) == {"f1": pytest.approx(200 / 3),
+                                                                              "accuracy": 75.0}
+    assert compute_metrics("rte", ["not _ entailment", "entailment"], _labelled("rte", [1, 0]))["accuracy"] == 100.0
+
+
 def test_pearson_and_spearman_hand_checked():
     examples = [Example("x", str(y), y) for y in (1.0, 2.0, 3.0, 4.0)]
     scores = compute_metrics("stsb", ["1.0", "2.0", "3.0", "5.0"], examples)

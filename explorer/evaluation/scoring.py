@@ -13,19 +13,22 @@ from explorer.evaluation import metrics
 def _parse_prediction(spec: TaskSpec, prediction: str) -> int | float:
     """Class id or score of a generated text; ``INVALID_LABEL`` (-1) when it does not parse.
 
-    Classification: exact match of the stripped, case-folded text with a label word.
-    Regression: ``float`` of the text with its whitespace removed (a WordPiece tokenizer, as in
-    BERT2BERT models, decodes "3.8" as "3. 8"), finite; an invalid score is -1, outside the 0-5
-    range, as T5's ``string_to_float`` default (t5/data/postprocessors.py).
+    Both compare the text with its whitespace removed, because a WordPiece tokenizer (BERT2BERT
+    models such as MiniLM2MiniLM) decodes around punctuation: "3.8" comes back as "3. 8" and
+    "not_equivalent" as "not _ equivalent".
+    Classification: exact match of the case-folded text with a label word (no label word differs
+    from another only in whitespace).
+    Regression: ``float`` of the text, finite; an invalid score is -1, outside the 0-5 range, as
+    T5's ``string_to_float`` default (t5/data/postprocessors.py).
     """
-    text = prediction.strip()
+    text = "".join(prediction.split())
     if spec.kind == "regression":
         try:
-            value = float("".join(text.split()))
+            value = float(text)
         except ValueError:
             return float(metrics.INVALID_LABEL)
         return value if math.isfinite(value) else float(metrics.INVALID_LABEL)
-    words = [word.casefold() for word in spec.label_words]
+    words = ["".join(word.split()).casefold() for word in spec.label_words]
     return words.index(text.casefold()) if text.casefold() in words else metrics.INVALID_LABEL
 
 
