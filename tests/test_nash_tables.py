@@ -54,6 +54,23 @@ def test_only_the_matched_cofi_run_counts_for_the_average_and_gates_reached_mean
     assert learned.rstrip(" |").endswith("yes (step 260)")  # step 50 was before the warm-up (half of 400 steps)
 
 
+def test_the_gates_column_says_what_fell_short_when_the_completion_step_ran():
+    """Expected sparsity below the target: the gates fell back. At or above it (SAMSum's learned NASH
+    without distillation ended at 0.3001 of 0.300): the 0/1 gates of one family removed too little."""
+    def row(expected: float) -> str:
+        gates = {"steps": 400, "target": 0.3, "target_reached_step": 260, "target_enforced": True,
+                 "expected_sparsity": expected, "sparsity_trace": [[260, 0.3], [400, expected]]}
+        runs = {"learned-k3-s0.3": {"metrics": metrics("rte", "accuracy", 62.0, 66.0, 0.3, gates),
+                                    "predictions": None, "dir": Path(".")}}
+        lines = nash_tables.task_table("rte", runs, {"learned-k3-s0.3": "k3-s0.3"})
+        return next(line for line in lines if "NASH learned" in line).rstrip(" |").rsplit("|", 1)[-1].strip()
+
+    assert row(0.2999) == ("no: 0.2999 of 0.300 at the end (reached at step 260, then fell back); "
+                           "completed by dropping units")
+    assert row(0.3001) == ("no: expected sparsity 0.3001 of 0.300 at the end, but the deterministic gates of "
+                           "heads or of FFN neurons removed less; completed by dropping units")
+
+
 def test_cofi_runs_within_5_percent_of_nash_in_the_same_re_timing_are_compared_too():
     def run(speedup: float, date: str | None = "2026-12-01T18:00") -> dict:
         m = {"speedup_end_to_end": speedup, **({"retimed": {"date": date}} if date else {})}
