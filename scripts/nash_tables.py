@@ -136,7 +136,8 @@ def add_intervals(task: str, runs: dict[str, dict], budgets: dict[str, str], dat
     ``intervals.vs_dense_trained``: against the control (the dense model given the same training as every
     method, ``dense-trained-*``) when the task has one; and for learned NASH with distillation
     ``intervals.vs_cofi_matched``: against the CoFi run matched to its latency (``matched``: budget -> CoFi
-    run name), on the same evaluation examples (paired bootstrap of the main metric), written into the
+    run name) and ``intervals.vs_no_distill``: against learned NASH without distillation at its budget
+    (NASH's ablation), on the same evaluation examples (paired bootstrap of the main metric), written into the
     runs' metrics."""
     spec = get_task(task)
 
@@ -156,6 +157,7 @@ def add_intervals(task: str, runs: dict[str, dict], budgets: dict[str, str], dat
                        "vs_dense_trained": None if name == control else control}
         if name == f"learned-{budget}":
             comparisons["vs_cofi_matched"] = (matched or {}).get(budget)
+            comparisons["vs_no_distill"] = f"learned-nodistill-{budget}"  # the paper's distillation ablation
         for key, reference in comparisons.items():
             if reference and (found := interval(runs.get(reference), run)):
                 run["metrics"].setdefault("intervals", {})[key] = dict(found, against=reference)
@@ -491,6 +493,10 @@ def main() -> None:
                 against.append((name, iv))
                 print(f"- Learned NASH + distillation ({name}, {iv['nash_speedup']:.2f}x re-timed) minus "
                       f"{iv['against']} ({iv['cofi_speedup']:.2f}x in the same re-timing, within 5%): {_ci(iv)}")
+        for name, run in sorted(runs.items()):
+            if iv := (run["metrics"].get("intervals") or {}).get("vs_no_distill"):
+                against.append((name, iv))
+                print(f"- Learned NASH with distillation ({name}) minus without ({iv['against']}): {_ci(iv)}")
         if against:
             print()
         curve = curve_lines(task, next(iter(runs.values()))["metrics"].get("dense_finetune") or {})

@@ -177,3 +177,9 @@ def test_a_control_run_of_dense_trained_as_long_gets_its_own_row_and_column(monk
     share = learned[8].strip()
     assert share.startswith("80.0 [") and float(share.split(", ")[1].rstrip("]")) < 100
     assert runs["learned-k3-s0.3"]["metrics"]["intervals"]["share_of_dense_trained"]["against"] == "dense-trained-k6-s0"
+    # the distillation ablation: learned NASH with distillation against without, at the same budget
+    runs["learned-nodistill-k3-s0.3"] = run(100.0, gold, 3, 0.3)
+    nash_tables.add_intervals("rotten_tomatoes", runs, {}, None)
+    ablation = runs["learned-k3-s0.3"]["metrics"]["intervals"]["vs_no_distill"]
+    assert ablation["against"] == "learned-nodistill-k3-s0.3" and ablation["diff"] == -20.0 and ablation["high"] < 0
+    assert "vs_no_distill" not in runs["learned-nodistill-k3-s0.3"]["metrics"]["intervals"]
