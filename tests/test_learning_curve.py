@@ -87,6 +87,15 @@ def test_curve_measure_marks_a_constant_classifier_ineligible(monkeypatch):
     assert measure() == {"value": 100.0, "distinct_outputs": 2, "eligible": True}
 
 
+def test_a_constant_equivalent_scores_f1_82_on_mrpcs_held_out_pairs():
+    """The README's figure: why F1 alone let a constant classifier win MRPC's curve (140 of the 200
+    held-out pairs are equivalent: F1 = 2 * 140 / (140 + 200))."""
+    from explorer.evaluation.scoring import compute_metrics
+
+    _, held = training_examples("mrpc", FinetuneSettings(curve_every=60, curve_samples=200), str(SHARED / "data"))
+    assert compute_metrics("mrpc", ["equivalent"] * 200, held)["f1"] == pytest.approx(82.35, abs=0.01)
+
+
 @pytest.mark.slow
 def test_keep_best_and_patience_stop_at_the_best_point(tiny_t5_dir):
     loaded = load_model(str(tiny_t5_dir))
