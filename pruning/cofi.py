@@ -206,7 +206,8 @@ class CoFiGates(GateHooks):
         (folded to zero by :func:`fold_cofi_gates` when its gate is 0). With ``target``, as in
         :meth:`EncoderGates.plan`: if fewer governed parameters are removed than ``target`` of
         :meth:`total_params` (counted at the kept hidden size), the remaining units with the lowest
-        log alpha go too (at least one per block), and ``target_enforced`` says so; our addition,
+        log alpha go too (at least one per block), and ``target_enforced`` says so
+        (``completion_dropped``: ``{"units": n}``, heads and FFN neurons of any block); our addition,
         not CoFi's.
         """
         adapter = get_adapter(model)
@@ -218,14 +219,14 @@ class CoFiGates(GateHooks):
         kept_hidden_dims = tuple(torch.nonzero(zh > 0).flatten().tolist()) if zh is not None else ()
         d_kept = len(kept_hidden_dims) if kept_hidden_dims else self.hidden_size
         unit_params = [per - a * (self.hidden_size - d_kept) for per, a in zip(self.per_unit, self.per_dim)]
-        enforced = False
+        dropped = 0
         if target is not None:
             need = target * self.total_params() - (self.total_params() - sum(len(k) * p for k, p in zip(kept, unit_params)))
-            enforced = drop_lowest([u.log_alpha for u in self.units], kept, need, unit_params)
+            dropped = drop_lowest([u.log_alpha for u in self.units], kept, need, unit_params)
         by = {block: tuple(sorted(k)) for block, k in zip(self.blocks, kept)}
         n_enc = sum(1 for stack, _, kind in self.blocks if stack == "encoder" and kind == "self")
         n_dec = sum(1 for stack, _, kind in self.blocks if stack == "decoder" and kind == "self")
-        extra = {"target_enforced": enforced} if target is not None else {}
+        extra = {"target_enforced": dropped > 0, "completion_dropped": {"units": dropped}} if target is not None else {}
         return PruningPlan(
             family=adapter.family, num_decoder_layers=n_dec, num_heads=self.num_heads, ffn_dim=self.ffn_dim,
             kept_decoder_layers=tuple(range(n_dec)) if kept_decoder_layers is None else tuple(kept_decoder_layers),

@@ -110,7 +110,8 @@ class EncoderGates(GateHooks):
                 of neurons than ``target`` (training too short for the Lagrangian to reach it),
                 the remaining units with the lowest log alpha are removed too, globally across
                 layers, until each family's removed fraction reaches ``target``; the plan's notes
-                say so (``target_enforced``). This is our addition, so that a budget is always met;
+                say so (``target_enforced``) and count the units so removed per family
+                (``completion_dropped``: ``{"heads": n, "ffn_neurons": m}``). This is our addition, so that a budget is always met;
                 the units it removes had non-zero gates, so the equivalence above no longer holds
                 for them (the final fine-tune follows). Without ``target``: NASH / CoFi exactly.
         """
@@ -123,13 +124,14 @@ class EncoderGates(GateHooks):
 
         heads = [kept(g) for g in self.heads]
         neurons = [kept(g) for g in self.neurons]
-        enforced = False
+        extra = {}
         if target is not None:
-            for gates, kept_units in ((self.heads, heads), (self.neurons, neurons)):
+            dropped = {}
+            for family, gates, kept_units in (("heads", self.heads, heads), ("ffn_neurons", self.neurons, neurons)):
                 total = sum(len(g.log_alpha) for g in gates)
                 need = round(target * total) - (total - sum(len(k) for k in kept_units))
-                enforced |= drop_lowest([g.log_alpha for g in gates], kept_units, need, [1] * len(gates))
-        extra = {"target_enforced": enforced} if target is not None else {}
+                dropped[family] = drop_lowest([g.log_alpha for g in gates], kept_units, need, [1] * len(gates))
+            extra = {"target_enforced": any(dropped.values()), "completion_dropped": dropped}
         return PruningPlan(family=adapter.family, num_decoder_layers=adapter.num_decoder_layers(model),
                            num_heads=self.num_heads, ffn_dim=self.ffn_dim, kept_decoder_layers=tuple(kept_decoder_layers),
                            kept_encoder_heads=tuple(tuple(sorted(k)) for k in heads),

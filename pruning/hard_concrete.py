@@ -166,7 +166,7 @@ class GateHooks(nn.Module):
 
 
 def drop_lowest(log_alphas: Sequence[torch.Tensor], kept: list[set[int]], need: float,
-                cost: Sequence[float]) -> bool:
+                cost: Sequence[float]) -> int:
     """Remove kept units, in place, lowest log alpha first across all groups, at least one left per
     group, until the removed cost reaches ``need``.
 
@@ -182,9 +182,9 @@ def drop_lowest(log_alphas: Sequence[torch.Tensor], kept: list[set[int]], need: 
         cost: Per group, the cost of one of its units.
 
     Returns:
-        Whether any unit was removed.
+        How many units were removed (0: none).
     """
-    removed = False
+    removed = 0
     candidates = sorted((float(a.detach()[j]), g, j) for g, a in enumerate(log_alphas) for j in kept[g])
     for _, g, j in candidates:
         if need <= 0:
@@ -192,5 +192,5 @@ def drop_lowest(log_alphas: Sequence[torch.Tensor], kept: list[set[int]], need: 
         if len(kept[g]) > 1:
             kept[g].discard(j)
             need -= cost[g]
-            removed = True
+            removed += 1
     return removed

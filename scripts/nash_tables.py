@@ -290,6 +290,17 @@ def average_table(per_task: dict[str, tuple[dict[str, dict], dict]], data_dir: s
     return lines
 
 
+def completion_count(dropped: dict | None) -> str:
+    """What the completion step removed, from a gate summary's ``completion_dropped``: "3 heads and
+    120 FFN neurons" (NASH's gates, per family), "40 units" (CoFi's), or "units" for runs made before
+    it was recorded (2026-12-02)."""
+    if not dropped:
+        return "units"
+    names = {"heads": "heads", "ffn_neurons": "FFN neurons", "units": "units"}
+    parts = [f"{n} {names.get(k, k)}" for k, n in dropped.items() if n]
+    return " and ".join(parts) if parts else "units"
+
+
 def task_table(task: str, runs: dict[str, dict], budgets: dict[str, str],
                cofi_notes: dict[str, str] | None = None) -> list[str]:
     """Markdown rows of one task (``cofi_notes``: CoFi run name -> how its speed-up compared with NASH's
@@ -337,7 +348,7 @@ def task_table(task: str, runs: dict[str, dict], budgets: dict[str, str],
                 else:
                     reached = (f"no: {expected:.4f} of {target:.3f} at the end"
                                + (f" (reached at step {first}, then fell back)" if first else ""))
-                reached += "; completed by dropping units"
+                reached += "; completed by dropping " + completion_count(gates.get("completion_dropped"))
             else:
                 reached = "yes" + (f" (step {first})" if first else "")
         else:

@@ -96,13 +96,20 @@ def test_plan_meets_the_target_when_training_fell_short_lowest_log_alpha_first()
     assert encoder_sparsity(plan, model) == pytest.approx(0.5, abs=0.05)
     total_heads = len(gates.heads) * gates.num_heads
     assert total_heads - sum(len(h) for h in plan.kept_encoder_heads) == round(0.5 * total_heads)
+    total_neurons = len(gates.neurons) * gates.ffn_dim
+    kept_before = sum(len(k) for k in plain.kept_encoder_neurons)
+    assert plan.notes["completion_dropped"] == {  # what the step removed beyond the gates' own zeros
+        "heads": sum(len(h) for h in plain.kept_encoder_heads) - sum(len(h) for h in plan.kept_encoder_heads),
+        "ffn_neurons": kept_before - sum(len(k) for k in plan.kept_encoder_neurons)}
+    assert plan.notes["completion_dropped"]["ffn_neurons"] == round(0.5 * total_neurons) - (total_neurons - kept_before)
     assert len(plan.kept_encoder_heads[1]) == 1  # layer 1 lost its heads first, but keeps one
     all_log_alpha = sorted(float(a) for g in gates.heads for a in g.log_alpha.detach())
     removed = [float(gates.heads[l].log_alpha.detach()[h]) for l, kept in enumerate(plan.kept_encoder_heads)
                for h in range(gates.num_heads) if h not in kept]
     assert max(removed) <= all_log_alpha[len(removed)]  # lowest first (one layer-1 head had to stay)
     # A target already met changes nothing.
-    assert gates.plan(model, kept_decoder_layers=(0,), target=0.0).notes["target_enforced"] is False
+    met = gates.plan(model, kept_decoder_layers=(0,), target=0.0).notes
+    assert met["target_enforced"] is False and met["completion_dropped"] == {"heads": 0, "ffn_neurons": 0}
 
 
 def test_gates_act_on_the_model_and_detach_cleanly():
@@ -335,6 +342,7 @@ def test_cofi_gates_learn_and_the_plan_meets_the_target():
     removed = sum(p.numel() for p in model.parameters()) - expected_num_parameters(model, plan)
     assert removed / gates.total_params() >= 0.6 - 1e-9
     assert plan.notes["target_enforced"] is True  # untrained gates remove far less than 0.6 by themselves
+    assert plan.notes["completion_dropped"]["units"] > 0
 
 
 def test_cofi_sparsity_of_a_plan_matches_what_the_gates_count():
@@ -360,10 +368,10 @@ def test_cofi_sparsity_of_a_plan_matches_what_the_gates_count():
 def test_drop_lowest_removes_lowest_log_alpha_first_by_cost_and_keeps_one_per_group():
     alphas = [torch.tensor([0.0, -3.0, 1.0]), torch.tensor([-5.0, 2.0])]
     kept = [{0, 1, 2}, {0, 1}]
-    assert drop_lowest(alphas, kept, need=2, cost=[1, 1])
+    assert drop_lowest(alphas, kept, need=2, cost=[1, 1]) == 2
     assert kept == [{0, 2}, {1}]  # -5 and -3 went first, across groups
-    assert not drop_lowest(alphas, kept, need=0, cost=[1, 1]) and kept == [{0, 2}, {1}]
-    assert drop_lowest(alphas, kept, need=25, cost=[1, 10])  # more than can go: one unit stays per group
+    assert drop_lowest(alphas, kept, need=0, cost=[1, 1]) == 0 and kept == [{0, 2}, {1}]
+    assert drop_lowest(alphas, kept, need=25, cost=[1, 10]) == 1  # more than can go: one unit stays per group
     assert kept == [{2}, {1}]
     kept = [{0, 1, 2}, {0, 1}]
     drop_lowest(alphas, kept, need=10, cost=[1, 10])  # one costly unit meets the need at once

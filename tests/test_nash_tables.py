@@ -57,9 +57,10 @@ def test_only_the_matched_cofi_run_counts_for_the_average_and_gates_reached_mean
 def test_the_gates_column_says_what_fell_short_when_the_completion_step_ran():
     """Expected sparsity below the target: the gates fell back. At or above it (SAMSum's learned NASH
     without distillation ended at 0.3001 of 0.300): the 0/1 gates of one family removed too little."""
-    def row(expected: float) -> str:
+    def row(expected: float, dropped: dict | None = None) -> str:
         gates = {"steps": 400, "target": 0.3, "target_reached_step": 260, "target_enforced": True,
-                 "expected_sparsity": expected, "sparsity_trace": [[260, 0.3], [400, expected]]}
+                 "expected_sparsity": expected, "sparsity_trace": [[260, 0.3], [400, expected]],
+                 **({"completion_dropped": dropped} if dropped else {})}
         runs = {"learned-k3-s0.3": {"metrics": metrics("rte", "accuracy", 62.0, 66.0, 0.3, gates),
                                     "predictions": None, "dir": Path(".")}}
         lines = nash_tables.task_table("rte", runs, {"learned-k3-s0.3": "k3-s0.3"})
@@ -69,6 +70,9 @@ def test_the_gates_column_says_what_fell_short_when_the_completion_step_ran():
                            "completed by dropping units")
     assert row(0.3001) == ("no: expected sparsity 0.3001 of 0.300 at the end, but the deterministic gates of "
                            "heads or of FFN neurons removed less; completed by dropping units")
+    # Runs since 2026-12-02 record how many units the step removed, per family.
+    assert row(0.3001, {"heads": 0, "ffn_neurons": 12}).endswith("completed by dropping 12 FFN neurons")
+    assert row(0.29, {"heads": 2, "ffn_neurons": 150}).endswith("completed by dropping 2 heads and 150 FFN neurons")
 
 
 def test_cofi_runs_within_5_percent_of_nash_in_the_same_re_timing_are_compared_too():

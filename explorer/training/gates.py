@@ -274,7 +274,9 @@ def train_gates(dense: LoadedModel, examples: list[Example], settings: LearnedSe
         step at or after the target's warm-up whose expected sparsity came within ``TARGET_TOLERANCE``
         of the target; None: never),
         ``sparsity_trace`` (expected sparsity at 20 points) and ``target_enforced`` (whether the plan
-        needed the completion step: the deterministic gates alone fell short of the target).
+        needed the completion step: the deterministic gates alone fell short of the target) with
+        ``completion_dropped`` (how many units that step removed: per family for NASH's gates,
+        ``{"heads": n, "ffn_neurons": m}``; ``{"units": n}`` for CoFi's).
 
     Raises:
         ValueError: For no examples, bad settings, or not exactly one of ``kept_decoder_layers`` and
@@ -363,6 +365,7 @@ def train_gates(dense: LoadedModel, examples: list[Example], settings: LearnedSe
     pruned = apply_plan(folded, student_plan)
     summary = dict(trainer.last, steps=settings.max_steps, wall_s=round(time.perf_counter() - start, 1),
                    device=device, distill=settings.distill, gates=gate_values,
-                   target_enforced=student_plan.notes["target_enforced"], target_reached_step=trainer.reached_step,
+                   target_enforced=student_plan.notes["target_enforced"],
+                   completion_dropped=student_plan.notes["completion_dropped"], target_reached_step=trainer.reached_step,
                    sparsity_trace=trainer.trace)
     return plan, pruned, summary
