@@ -290,6 +290,12 @@ def average_table(per_task: dict[str, tuple[dict[str, dict], dict]], data_dir: s
     return lines
 
 
+def _sparsity(value: float | None) -> str:
+    """A run's achieved encoder sparsity (the fraction of the encoder's head and FFN parameters removed:
+    ``metrics.json``'s ``encoder_sparsity_achieved``), which learned gates may leave above the target."""
+    return "-" if value is None else f"{value:.2f}"
+
+
 def completion_count(dropped: dict | None) -> str:
     """What the completion step removed, from a gate summary's ``completion_dropped``: "3 heads and
     120 FFN neurons" (NASH's gates, per family), "40 units" (CoFi's), or "units" for runs made before
@@ -324,10 +330,10 @@ def task_table(task: str, runs: dict[str, dict], budgets: dict[str, str],
              f"{', no valid curve: ' + curve_note if curve_note else ''}{dense_distinct})", "",
              f"| budget | method | {main} | % of dense, 95% CI | vs dense, 95% CI | vs training-free, 95% CI "
              + ("| vs dense + same training, 95% CI | % of dense + same training, 95% CI " if controlled else "")
-             + "| speed-up 256/64, 95% CI | speed-up at task lengths, 95% CI | GMACs | params (M) | training steps "
-             "| gates reached target (step) |"
+             + "| speed-up 256/64, 95% CI | speed-up at task lengths, 95% CI | encoder sparsity | GMACs | params (M) "
+             "| training steps | gates reached target (step) |"
              + (f" distinct of first {DISTINCT_OF} |" if generative else ""),
-             "|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if controlled else "")
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if controlled else "")
              + ("---|" if generative else "")]
     keyed = sorted(runs.items(), key=lambda kv: (budget_of(kv[0], kv[1], budgets), ORDER.index(_kind(kv[0]))
                                                  if _kind(kv[0]) in ORDER else 99))
@@ -366,7 +372,8 @@ def task_table(task: str, runs: dict[str, dict], budgets: dict[str, str],
                      + (f" | {_ci(intervals.get('vs_dense_trained'))}"
                         f" | {_share(None, intervals.get('share_of_dense_trained'))}" if controlled else "")
                      + f" | {_speed(m['speedup_end_to_end'], ratios.get('long'))}"
-                     f" | {task_speed} | {m['measurements']['pruned']['macs']['gmacs']:.2f} | "
+                     f" | {task_speed} | {_sparsity(m.get('encoder_sparsity_achieved'))}"
+                     f" | {m['measurements']['pruned']['macs']['gmacs']:.2f} | "
                      f"{m['measurements']['pruned']['params']['params_m']:.1f} | {steps} | {reached} |"
                      + (f" {distinct_outputs(run['predictions']['pruned']) if run['predictions'] else '-'} |"
                         if generative else ""))
