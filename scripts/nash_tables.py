@@ -235,6 +235,9 @@ def distinct_outputs(predictions: list[str], first: int | None = None) -> int:
     return len(set(predictions[:first or DISTINCT_OF]))
 
 
+OVERSHOOT = 0.01  # expected sparsity this far above the target at the end is reported (twice the gates' tolerance)
+
+
 def reached_after_warmup(gates: dict) -> int | None:
     """The gates' ``target_reached_step``, counted only once the target's warm-up (half the gate steps) is
     over, as ``explorer.training.gates`` now records it. Runs recorded before that counted a step-1 "reach"
@@ -357,6 +360,9 @@ def task_table(task: str, runs: dict[str, dict], budgets: dict[str, str],
                 reached += "; completed by dropping " + completion_count(gates.get("completion_dropped"))
             else:
                 reached = "yes" + (f" (step {first})" if first else "")
+                expected, target = gates.get("expected_sparsity"), gates.get("target", 0)
+                if expected is not None and expected > target + OVERSHOOT:  # the Lagrangian had not pulled it back
+                    reached += f"; ended above it, at {expected:.3f}"
         else:
             reached = "-"
         label = LABEL.get(_kind(name), name)

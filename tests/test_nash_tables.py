@@ -73,6 +73,16 @@ def test_the_gates_column_says_what_fell_short_when_the_completion_step_ran():
                            "completed by dropping units")
     assert row(0.3001) == ("no: expected sparsity 0.3001 of 0.300 at the end, but the deterministic gates of "
                            "heads or of FFN neurons removed less; completed by dropping units")
+    def ended(expected: float) -> str:  # the gates reached the target and stayed at or above it
+        gates = {"steps": 400, "target": 0.3, "target_reached_step": 244, "target_enforced": False,
+                 "expected_sparsity": expected, "sparsity_trace": [[240, 0.27], [260, 0.37], [400, expected]]}
+        runs = {"learned-k3-s0.3": {"metrics": metrics("rte", "accuracy", 62.0, 66.0, 0.3, gates),
+                                    "predictions": None, "dir": Path(".")}}
+        lines = nash_tables.task_table("rte", runs, {"learned-k3-s0.3": "k3-s0.3"})
+        return next(line for line in lines if "NASH learned" in line).rstrip(" |").rsplit("|", 1)[-1].strip()
+
+    assert ended(0.305) == "yes (step 244)"
+    assert ended(0.38) == "yes (step 244); ended above it, at 0.380"  # MRPC's learned NASH at 3 of 6
     # Runs since 2026-12-02 record how many units the step removed, per family.
     assert row(0.3001, {"heads": 0, "ffn_neurons": 12}).endswith("completed by dropping 12 FFN neurons")
     assert row(0.29, {"heads": 2, "ffn_neurons": 150}).endswith("completed by dropping 2 heads and 150 FFN neurons")
