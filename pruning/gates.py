@@ -111,9 +111,10 @@ class EncoderGates(GateHooks):
                 the remaining units with the lowest log alpha are removed too, globally across
                 layers, until each family's removed fraction reaches ``target``; the plan's notes
                 say so (``target_enforced``) and count the units so removed per family
-                (``completion_dropped``: ``{"heads": n, "ffn_neurons": m}``). This is our addition, so that a budget is always met;
-                the units it removes had non-zero gates, so the equivalence above no longer holds
-                for them (the final fine-tune follows). Without ``target``: NASH / CoFi exactly.
+                (``completion_dropped``: ``{"heads": n, "ffn_neurons": m}``). This is our addition,
+                so that a budget is always met; the units it removes had non-zero gates, so the
+                equivalence above no longer holds for them (the final fine-tune follows). Without
+                ``target``: NASH / CoFi exactly.
         """
         adapter = get_adapter(model)
 
