@@ -60,8 +60,8 @@ def first_guess(priors: list[Path], nash_dir: Path) -> float | None:
 
     The model, the budget and the timing lengths are the same, so another task's match is a better
     first try than the surrogate of uniform-width plans, whose speed-ups differ from learned CoFi
-    plans' (on MRPC at 3 of 6 the surrogate chose 0.8 where rotten_tomatoes and STS-B had matched at
-    0.47 and 0.39). It only chooses what to train first: a match is still judged by timing CoFi and
+    plans' (on MRPC at 3 of 6 the surrogate chose 0.67 where rotten_tomatoes and STS-B had matched
+    at 0.47 and 0.39). It only chooses what to train first: a match is still judged by timing CoFi and
     NASH together."""
     import statistics
 
