@@ -8,9 +8,7 @@ are spent. Speed-ups are never taken from runs timed at different moments: the N
 each CoFi model are timed together against the dense model in alternating rounds
 (``explorer.evaluation.latency.paired_speedups``), and the NASH speed-up of that same timing is
 the target. CoFi runs already in ``--out`` (an interrupted search, or an earlier one) are judged
-first, so a match may cost no training. With ``--prior`` (finished searches for the same budget
-on other tasks), the first sparsity tried is the median of their matches instead of the
-surrogate's (:func:`first_guess`). CoFi gets the NASH run's training budget (gate steps,
+first, so a match may cost no training. CoFi gets the NASH run's training budget (gate steps,
 recovery steps, distillation), data, evaluation and timing settings. Every CoFi run is kept (each
 is a point of CoFi's front); ``<out>/cofi-match-<nash run>.json`` records the curve, the tries and
 the match. When the surrogate says no sparsity reaches NASH's speed-up and no real CoFi run is
@@ -54,28 +52,6 @@ def judge(dense, nash_model, cofi_dir: Path, timing, rounds: int, pause: list[in
             "speedup": round(timed["cofi"].speedup, 3), "nash_speedup": round(timed["nash"].speedup, 3)}
 
 
-def first_guess(priors: list[Path], nash_dir: Path) -> float | None:
-    """The median matched sparsity of finished searches for the same budget on other tasks (their
-    ``cofi-match-*.json`` records; the NASH run's own is skipped), or None when none matched.
-
-    The model, the budget and the timing lengths are the same, so another task's match is a better
-    first try than the surrogate of uniform-width plans, whose speed-ups differ from learned CoFi
-    plans' (on MRPC at 3 of 6 the surrogate chose 0.67 where rotten_tomatoes and STS-B had matched
-    at 0.47 and 0.39). It only chooses what to train first: a match is still judged by timing CoFi and
-    NASH together."""
-    import statistics
-
-    found = []
-    for path in priors:
-        if not path.is_file():
-            continue
-        record = json.loads(path.read_text())
-        if Path(record.get("nash_run", "")).resolve() == nash_dir.resolve() or not record.get("matched"):
-            continue
-        found.append(float(Path(record["matched"]).name.removeprefix("cofi-s")))
-    return round(statistics.median(found), 2) if found else None
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("nash_run", help="a finished prune run folder (metrics.json) to match")
@@ -88,9 +64,6 @@ def main() -> None:
     parser.add_argument("--lock", type=Path, help="a lock file shared by jobs that pause each other")
     parser.add_argument("--pause-registry", type=Path,
                         help="a folder of registered process groups (nash_tables.sh jobs) also stopped while timing")
-    parser.add_argument("--prior", type=Path, nargs="*", default=[],
-                        help="search records (cofi-match-*.json) of the same budget on other tasks: the first "
-                             "sparsity tried is the median of their matches instead of the surrogate's")
     parser.add_argument("--again", action="store_true",
                         help="continue a finished search (by default a finished one is left as it is)")
     args = parser.parse_args()
@@ -147,9 +120,6 @@ def main() -> None:
                                                         for t in record["tries"]])
         if between is not None:
             sparsity = between
-        elif closest is None and first_guess(args.prior, nash_dir) is not None:
-            sparsity = first_guess(args.prior, nash_dir)
-            record["first_from"] = [str(p) for p in args.prior]
         elif closest is None:
             sparsity = latency_match.sparsity_for_speedup(curve, target)
         else:

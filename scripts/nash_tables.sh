@@ -101,9 +101,8 @@ for task in ${TASKS:-rte mrpc stsb cola rotten_tomatoes sst2 samsum}; do
                               args=(--method decoder-only --encoder-sparsity 0 --recovery-steps "$both") ;;
                 cofi) [ -f "$OUT/$task/learned-k$k-s$s/metrics.json" ] || { echo "== $task cofi k$k s$s: no learned run to match" >&2; continue; }
                       echo "== $task: CoFi matched to learned-k$k-s$s" >&2
-                      # first try: other tasks' matches at this budget (cofi_match.first_guess), else the surrogate
                       HF_HUB_OFFLINE=1 .venv/bin/python scripts/cofi_match.py "$OUT/$task/learned-k$k-s$s" --out "$OUT/$task" \
-                          "${timing[@]}" --prior "$OUT"/*/"cofi-match-learned-k$k-s$s.json" --pause-pid ${PAUSE_PIDS:-}
+                          "${timing[@]}" --pause-pid ${PAUSE_PIDS:-}
                       ship
                       continue ;;
                 *) echo "unknown method $method" >&2; exit 2 ;;

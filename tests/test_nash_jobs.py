@@ -60,21 +60,3 @@ def test_a_finished_cofi_search_is_not_timed_again(tmp_path, monkeypatch, capsys
     monkeypatch.setattr(sys, "argv", ["cofi_match.py", str(nash), "--out", str(tmp_path), "--again"])
     with pytest.raises(AssertionError, match="time it again|loaded models"):
         cofi_match.main()
-
-
-def test_the_first_cofi_try_is_the_median_match_of_other_tasks_at_the_same_budget(tmp_path):
-    cofi_match = _script("cofi_match")
-
-    def record(task: str, matched: str | None) -> Path:
-        path = tmp_path / task / "cofi-match-learned-k3-s0.3.json"
-        path.parent.mkdir()
-        body = {"nash_run": str(tmp_path / task / "learned-k3-s0.3"), "tries": [],
-                **({"matched": str(tmp_path / task / matched) if matched else None, "why": None})}
-        path.write_text(json.dumps(body))
-        return path
-
-    priors = [record("rotten_tomatoes", "cofi-s0.47"), record("stsb", "cofi-s0.39"), record("cola", "cofi-s0.6"),
-              record("samsum", None), tmp_path / "absent.json"]  # no match, no file: not counted
-    own = record("mrpc", "cofi-s0.8")  # the search's own record is never its own prior
-    assert cofi_match.first_guess(priors + [own], tmp_path / "mrpc" / "learned-k3-s0.3") == 0.47
-    assert cofi_match.first_guess(priors[3:], tmp_path / "mrpc" / "learned-k3-s0.3") is None  # the surrogate
