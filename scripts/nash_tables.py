@@ -22,6 +22,7 @@ import json
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -99,6 +100,45 @@ def eval_examples(task: str, n: int, data_dir: str | None) -> list:
     every interval score the same examples)."""
     spec = get_task(task)
     return load_split(spec, spec.eval_split, data_dir if task != "rotten_tomatoes" else None, limit=n)
+
+
+@functools.lru_cache(maxsize=8)
+def constant_prediction(task: str, data_dir: str | None) -> str | None:
+    """The text a constant predictor writes for every example, the floor a dense model must clear before
+    its task says anything about pruning: the training split's most frequent label word (classification;
+    a tie goes to the lower label id) or its mean score to one decimal (regression, where a constant
+    correlates 0 with the gold scores). None for summarization.
+
+    Raises:
+        ValueError: the training split cannot be read (``splits.load_split``).
+    """
+    spec = get_task(task)
+    if spec.kind == "summarization":
+        return None
+    labels = [e.label for e in load_split(spec, "train", data_dir if task != "rotten_tomatoes" else None)
+              if e.label is not None]
+    if spec.kind == "regression":
+        return f"{sum(labels) / len(labels):.1f}"
+    counts = Counter(labels)
+    return spec.label_words[max(sorted(counts), key=counts.__getitem__)]
+
+
+def above_constant(task: str, dense: list[str] | None, data_dir: str | None) -> dict | None:
+    """The dense model's main metric minus the constant predictor's (:func:`constant_prediction`) on the
+    same evaluation examples (``dense``: its (N,) generated texts), with a 95% paired bootstrap interval:
+    ``{"diff", "low", "high", ..., "text", "of", "score"}`` (``text``: the constant, ``of``: what of
+    the training set it is, ``score``: its metric), or None for
+    summarization or without predictions. A task whose dense model is not shown above the constant
+    (interval includes 0) cannot tell one pruning method from another; the GLUE average is then also
+    given without it."""
+    text = constant_prediction(task, data_dir) if dense else None
+    if text is None:
+        return None
+    spec, examples = get_task(task), eval_examples(task, len(dense), data_dir)
+    constant = [text] * len(examples)
+    return dict(paired_interval(spec, examples, constant, dense), text=text,
+                of="mean score" if spec.kind == "regression" else "majority label",
+                score=compute_metrics(spec, constant, examples)[spec.main_metric])
 
 
 def rescore(task: str, runs: dict[str, dict], data_dir: str | None) -> list[str]:
@@ -260,17 +300,22 @@ def chosen_runs(runs: dict[str, dict], budgets: dict[str, str],
             if _kind(name) != "cofi" or (cofi_notes or {}).get(name, "").endswith("matched")}
 
 
-def average_table(per_task: dict[str, tuple[dict[str, dict], dict]], data_dir: str | None) -> list[str]:
+def average_table(per_task: dict[str, tuple[dict[str, dict], dict]], data_dir: str | None,
+                  why_not: str = "") -> list[str]:
     """Markdown rows of the GLUE average (``per_task``: task -> (runs, :func:`chosen_runs`)) for every
     method and budget that has a run on every task: the average of the tasks' main metrics for dense and
     the method, their difference and the method's average % of dense, each with a stratified paired
     bootstrap 95% interval (``scoring.average_interval``: each task's evaluation examples resampled
-    within the task)."""
+    within the task). ``why_not``: why GLUE tasks that have runs are left out of this average (the
+    title then says "without ...").
+    """
     tasks = list(per_task)
     keys = sorted(set.intersection(*(set(chosen) for _, chosen in per_task.values())),
                   key=lambda k: (k[1], ORDER.index(k[0]) if k[0] in ORDER else 9))
     missing = [t for t in GLUE if t not in tasks]
     partial = f" (partial: {len(tasks)} of {len(GLUE)} tasks; not yet {', '.join(missing)})" if missing else ""
+    if why_not:
+        partial = f" ({why_not})"
     lines = [f"**GLUE average** over {', '.join(tasks)}{partial} (unweighted mean of each task's main metric on its "
              "whole dev split; intervals: stratified paired bootstrap, 95%):", "",
              "| budget | method | dense average | method average | vs dense, 95% CI | average % of dense, 95% CI |",
@@ -293,6 +338,22 @@ def average_table(per_task: dict[str, tuple[dict[str, dict], dict]], data_dir: s
     return lines
 
 
+def glue_averages(per_task: dict[str, tuple[dict[str, dict], dict]], floors: dict[str, dict | None],
+                  data_dir: str | None) -> list[list[str]]:
+    """The GLUE average tables (:func:`average_table`): over every task with runs, as NASH reports it, and,
+    when some task's dense model is not shown above a constant predictor (``floors``: task ->
+    :func:`above_constant`, its interval includes 0), again without those tasks, since there every
+    method's difference is a difference between guesses."""
+    tables = [average_table(per_task, data_dir)]
+    below = [t for t in per_task if floors.get(t) and floors[t]["low"] <= 0]
+    if below and len(below) < len(per_task):
+        why = "; ".join(f"{t}'s dense model is not shown above a constant \"{floors[t]['text']}\": {_ci(floors[t])}"
+                        for t in below)
+        tables.append(average_table({t: v for t, v in per_task.items() if t not in below}, data_dir,
+                                    f"without {', '.join(below)}: {why}"))
+    return tables
+
+
 def _sparsity(value: float | None) -> str:
     """A run's achieved encoder sparsity (the fraction of the encoder's head and FFN parameters removed:
     ``metrics.json``'s ``encoder_sparsity_achieved``), which learned gates may leave above the target."""
@@ -311,10 +372,11 @@ def completion_count(dropped: dict | None) -> str:
 
 
 def task_table(task: str, runs: dict[str, dict], budgets: dict[str, str],
-               cofi_notes: dict[str, str] | None = None) -> list[str]:
+               cofi_notes: dict[str, str] | None = None, floor: dict | None = None) -> list[str]:
     """Markdown rows of one task (``cofi_notes``: CoFi run name -> how its speed-up compared with NASH's
     when timed together, from :func:`match_notes`). With a control run (``dense-trained-*``: the dense model
-    trained as long as the methods) the table has a column of each run's interval against it."""
+    trained as long as the methods) the table has a column of each run's interval against it; ``floor``
+    (:func:`above_constant`) puts the constant predictor's score and dense's margin over it in the title."""
     any_run = next(iter(runs.values()))["metrics"]
     q = any_run["quality"]["dense"]
     main = q["main_metric"]
@@ -330,7 +392,9 @@ def task_table(task: str, runs: dict[str, dict], budgets: dict[str, str],
              f"{any_run['dense_finetune'].get('steps')} steps, "
              f"kept step {any_run['dense_finetune'].get('kept_step', '-')}"
              f"{', curve ' + ' '.join(f'{v:.1f}' for _, v in curve) if curve and not curve_note else ''}"
-             f"{', no valid curve: ' + curve_note if curve_note else ''}{dense_distinct})", "",
+             f"{', no valid curve: ' + curve_note if curve_note else ''}{dense_distinct}"
+             + (f"; a constant \"{floor['text']}\" (the training set's {floor['of']})"
+                f" scores {floor['score']:.2f}, dense {_ci(floor)} above it" if floor else "") + ")", "",
              f"| budget | method | {main} | % of dense, 95% CI | vs dense, 95% CI | vs training-free, 95% CI "
              + ("| vs dense + same training, 95% CI | % of dense + same training, 95% CI " if controlled else "")
              + "| speed-up 256/64, 95% CI | speed-up at task lengths, 95% CI | encoder sparsity | GMACs | params (M) "
@@ -483,7 +547,7 @@ def main() -> None:
         folders = {p.name[len("reference_runs_nash_"):]: p for p in sorted(root.glob("reference_runs_nash_*"))}
     else:
         folders = {p.name: p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")}
-    chosen_by_task = {}
+    chosen_by_task, floors = {}, {}
     for task, folder in folders.items():
         runs = load_task(folder)
         if not runs:
@@ -506,7 +570,9 @@ def main() -> None:
         if rescored:
             print(f"{task}: scored again from the stored predictions: {', '.join(rescored)}", file=sys.stderr)
         add_intervals(task, runs, budgets, args.data_dir, matched)
-        lines = task_table(task, runs, budgets, match_notes(folder))
+        any_predictions = next((r["predictions"] for r in runs.values() if r["predictions"]), None)
+        floors[task] = above_constant(task, any_predictions and any_predictions["dense"], args.data_dir)
+        lines = task_table(task, runs, budgets, match_notes(folder), floors[task])
         print("\n".join(lines) + "\n")
         against = [(name, r["metrics"]["intervals"]["vs_cofi_matched"]) for name, r in runs.items()
                    if "vs_cofi_matched" in (r["metrics"].get("intervals") or {})]
@@ -531,7 +597,8 @@ def main() -> None:
             print(f"shipped to {ship(task, folder, runs)}\n", file=sys.stderr)
     glue = [t for t in GLUE if t in chosen_by_task]
     if glue:
-        print("\n".join(average_table({t: chosen_by_task[t] for t in glue}, args.data_dir)))
+        print("\n\n".join("\n".join(table) for table in glue_averages(
+            {t: chosen_by_task[t] for t in glue}, floors, args.data_dir)))
 
 if __name__ == "__main__":
     main()

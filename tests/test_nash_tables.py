@@ -200,3 +200,40 @@ def test_a_control_run_of_dense_trained_as_long_gets_its_own_row_and_column(monk
     ablation = runs["learned-k3-s0.3"]["metrics"]["intervals"]["vs_no_distill"]
     assert ablation["against"] == "learned-nodistill-k3-s0.3" and ablation["diff"] == -20.0 and ablation["high"] < 0
     assert "vs_no_distill" not in runs["learned-nodistill-k3-s0.3"]["metrics"]["intervals"]
+
+
+def test_the_constant_predictor_writes_the_training_majority_or_mean_and_dense_is_measured_against_it(monkeypatch):
+    from explorer.data.tasks import Example
+
+    train = {"mrpc": [Example(source="", target="", label=label) for label in (1, 1, 0)],
+             "rte": [Example(source="", target="", label=label) for label in (1, 0)],  # a tie: the lower id
+             "stsb": [Example(source="", target="", label=score) for score in (1.0, 4.0, 4.5)]}
+    monkeypatch.setattr(nash_tables, "load_split", lambda spec, split, data_dir: train[spec.name])
+    nash_tables.constant_prediction.cache_clear()
+    assert nash_tables.constant_prediction("mrpc", "x") == "equivalent"
+    assert nash_tables.constant_prediction("rte", "x") == "entailment"
+    assert nash_tables.constant_prediction("stsb", "x") == "3.2"
+    assert nash_tables.constant_prediction("samsum", "x") is None
+    gold = [Example(source="", target="", label=i % 2) for i in range(200)]
+    monkeypatch.setattr(nash_tables, "eval_examples", lambda task, n, data_dir: gold[:n])
+    right = ["not_equivalent", "equivalent"]
+    floor = nash_tables.above_constant("mrpc", [right[e.label] for e in gold], "x")
+    # the constant "equivalent" finds every positive: F1 2 * 0.5 / 1.5 = 66.67; dense 100
+    assert round(floor["score"], 2) == 66.67 and floor["of"] == "majority label" and floor["low"] > 0
+    guess = nash_tables.above_constant("mrpc", ["equivalent"] * 200, "x")
+    assert guess["diff"] == 0 and guess["low"] <= 0 <= guess["high"]
+    nash_tables.constant_prediction.cache_clear()
+
+
+def test_the_glue_average_is_given_again_without_a_task_whose_dense_model_does_not_beat_a_constant(monkeypatch):
+    monkeypatch.setattr(nash_tables, "average_table",
+                        lambda per_task, data_dir, why_not="": [" ".join(per_task), why_not])
+    per_task = {"rte": ({}, {}), "mrpc": ({}, {})}
+    above = {"diff": 4.5, "low": 1.6, "high": 7.4, "text": "equivalent"}
+    guess = {"diff": 1.0, "low": -3.0, "high": 5.0, "text": "entailment"}
+    assert nash_tables.glue_averages(per_task, {"rte": above, "mrpc": above}, None) == [["rte mrpc", ""]]
+    tables = nash_tables.glue_averages(per_task, {"rte": guess, "mrpc": above}, None)
+    assert tables[0] == ["rte mrpc", ""] and tables[1][0] == "mrpc"
+    assert tables[1][1].startswith("without rte: rte's dense model is not shown above a constant \"entailment\"")
+    # every task at chance: nothing is left to average
+    assert len(nash_tables.glue_averages(per_task, {"rte": guess, "mrpc": guess}, None)) == 1
