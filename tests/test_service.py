@@ -324,6 +324,14 @@ def test_classification_examples_are_scored_right_or_wrong():
     assert score_against_reference("sst2", "negative", example).endswith("wrong")
     with pytest.raises(ValueError, match="no gold label"):
         score_against_reference("sst2", "positive", Example(source="x", target=""))
+    # WordPiece's decoding is read as the scorer reads it, and the line says so
+    mrpc = Example(source="mrpc ...", target="not_equivalent", label=0)
+    assert score_against_reference("mrpc", "not _ equivalent", mrpc) == \
+        "read as 'not_equivalent', reference 'not_equivalent': correct"
+    assert score_against_reference("mrpc", "maybe", mrpc).startswith("read as no label, ")
+    stsb = Example(source="stsb ...", target="3.6", label=3.6)
+    assert score_against_reference("stsb", "3. 8", stsb) == "read as 3.8, vs reference 3.60: absolute error 0.20"
+    assert "no score read" in score_against_reference("stsb", "high", stsb)
 
 
 @needs_shared

@@ -12,6 +12,7 @@ from explorer.backend.common import INT8, data_dir_for
 from explorer.backend.pareto import _explain
 from explorer.data.splits import load_split
 from explorer.data.tasks import Example, get_task
+from explorer.evaluation.metrics import INVALID_LABEL
 from explorer.evaluation.scoring import compute_metrics
 from explorer.models.loading import LoadedModel
 from explorer.runs.store import get_run
@@ -198,7 +199,8 @@ def _first_examples(task: str, split: str, data_dir) -> tuple[Example, ...]:
 def score_against_reference(task: str, prediction: str, example: Example) -> str:
     """One output scored against its example's reference, as a short line: ROUGE-1/2/L F1
     (percent) for summarization, right or wrong for classification, absolute error for
-    regression (STS-B).
+    regression (STS-B). A label or score is given as the scorer reads it (WordPiece decodes
+    "not_equivalent" as "not _ equivalent" and "3.8" as "3. 8": ``scoring._parse_prediction``).
 
     Raises:
         ValueError: For an unknown task, or an example without a label.
@@ -213,5 +215,8 @@ def score_against_reference(task: str, prediction: str, example: Example) -> str
         raise ValueError("This example has no gold label to compare with.")
     parsed = _parse_prediction(spec, prediction)
     if spec.kind == "regression":
-        return f"vs reference {example.label:.2f}: absolute error {abs(parsed - example.label):.2f}"
-    return f"reference {example.target!r}: " + ("correct" if parsed == example.label else "wrong")
+        if parsed == INVALID_LABEL:
+            return f"vs reference {example.label:.2f}: no score read (counts as {INVALID_LABEL})"
+        return f"read as {parsed:g}, vs reference {example.label:.2f}: absolute error {abs(parsed - example.label):.2f}"
+    read = repr(spec.label_words[parsed]) if parsed != INVALID_LABEL else "no label"
+    return f"read as {read}, reference {example.target!r}: " + ("correct" if parsed == example.label else "wrong")
