@@ -496,10 +496,11 @@ def _contents(folder: Path) -> dict[str, bytes]:
             if p.is_file() and p.name != "provenance.json"}
 
 
-def ship(task: str, folder: Path, runs: dict[str, dict]) -> Path:
-    """Copy the runs of ``task`` (results, no weights) to ``assets/reference_runs_nash_<task>``. When the
-    shipped folder already holds exactly these files, it is left as it is, with its provenance (the
-    commit and date of the shipping that brought them)."""
+def ship(task: str, folder: Path, runs: dict[str, dict], floor: dict | None = None) -> Path:
+    """Copy the runs of ``task`` (results, no weights) to ``assets/reference_runs_nash_<task>``, with the
+    task's constant-predictor floor (``floor``: :func:`above_constant`) as ``floor.json`` for the Pareto
+    tab. When the shipped folder already holds exactly these files, it is left as it is, with its
+    provenance (the commit and date of the shipping that brought them)."""
     dest = ROOT / "assets" / f"reference_runs_nash_{task}"
     stage = dest.with_name(f".{dest.name}.partial")
     shutil.rmtree(stage, ignore_errors=True)
@@ -513,6 +514,9 @@ def ship(task: str, folder: Path, runs: dict[str, dict]) -> Path:
                 shutil.copy(run["dir"] / extra, target / extra)
     for record in folder.glob("cofi-match-*.json"):
         shutil.copy(record, stage / record.name)
+    if floor:
+        (stage / "floor.json").write_text(json.dumps(
+            dict(floor, task=task, dense=floor["score"] + floor["diff"]), indent=1))
     plot_curve(task, next(iter(runs.values()))["metrics"].get("dense_finetune") or {},
                stage / "dense_learning_curve.png")
     commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
@@ -594,7 +598,7 @@ def main() -> None:
             print("\n".join(curve) + "\n")
         chosen_by_task[task] = (runs, chosen_runs(runs, budgets, match_notes(folder)))
         if args.ship and not args.shipped:
-            print(f"shipped to {ship(task, folder, runs)}\n", file=sys.stderr)
+            print(f"shipped to {ship(task, folder, runs, floors[task])}\n", file=sys.stderr)
     glue = [t for t in GLUE if t in chosen_by_task]
     if glue:
         print("\n\n".join("\n".join(table) for table in glue_averages(

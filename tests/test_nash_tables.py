@@ -2,6 +2,7 @@
 inputs below are test inputs, not results)."""
 
 import importlib.util
+import json
 from pathlib import Path
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "nash_tables.py"
@@ -133,6 +134,11 @@ def test_shipping_the_same_runs_again_keeps_their_provenance(tmp_path, monkeypat
     nash_tables.ship("rte", run_dir.parent, runs)
     assert provenance.read_text() != first and '"accuracy": 61.0' in (
         dest / "minilm2minilm__rte__learned-k3-s0.3" / "metrics.json").read_text()
+    assert not (dest / "floor.json").exists()
+    floor = {"metric": "accuracy", "diff": 8.0, "low": 2.0, "high": 14.0, "n": 4, "text": "entailment",
+             "of": "majority label", "score": 52.0}
+    nash_tables.ship("rte", run_dir.parent, runs, floor)  # the task's constant predictor, for the Pareto tab
+    assert json.loads((dest / "floor.json").read_text()) == dict(floor, task="rte", dense=60.0)
 
 
 def test_glue_average_row_per_method_on_every_task_with_a_stratified_interval(monkeypatch):

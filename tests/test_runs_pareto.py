@@ -129,3 +129,26 @@ def test_hover_shows_each_difference_with_its_interval_and_task_latency_axis_ski
     assert "no interval recorded" in hover  # r2 has none
     fig = make_pareto_figure(table, "task_latency_ms")
     assert sorted(x for t in fig.data if t.name != "Pareto front" for x in t.x) == [20.0, 40.0]  # r2, r3: none
+
+
+def test_the_constant_predictors_floor_is_a_line_in_the_absolute_scale_of_its_metric_only():
+    table = runs_table([("r1", fake_metrics(35, 50))])
+    floor = {"metric": "rougeL", "score": 12.5, "text": "tom", "of": "majority label"}
+    fig = make_pareto_figure(table, "latency_ms", floor=floor)
+    assert [shape.y0 for shape in fig.layout.shapes] == [12.5]
+    assert 'constant "tom" (training majority label): 12.5' in fig.layout.annotations[0].text
+    assert not make_pareto_figure(table, "latency_ms", floor=floor, scale="relative").layout.shapes
+    assert not make_pareto_figure(table, "latency_ms", floor=dict(floor, metric="f1")).layout.shapes
+
+
+def test_a_shipped_floor_is_read_for_its_task_and_a_broken_one_is_ignored(tmp_path, monkeypatch):
+    from explorer.runs import references
+
+    monkeypatch.setattr(references, "ASSETS", tmp_path)
+    folder = tmp_path / "reference_runs_nash_mrpc"
+    folder.mkdir()
+    assert references.reference_floor("mrpc") is None
+    (folder / "floor.json").write_text(json.dumps({"task": "mrpc", "metric": "f1", "score": 81.2}))
+    assert references.reference_floor("mrpc")["score"] == 81.2
+    (folder / "floor.json").write_text("{not json")
+    assert references.reference_floor("mrpc") is None

@@ -283,6 +283,17 @@ def test_first_look_is_not_empty_and_reported_points_only_on_the_relative_scale(
     assert fig is None and table.empty and "No runs on rotten_tomatoes" in note
 
 
+@pytest.mark.parametrize("task", ["mrpc", "stsb"])
+def test_a_glue_tasks_shipped_floor_is_drawn_under_its_reference_runs(tmp_path, task):
+    from explorer.runs.references import reference_floor
+
+    floor = reference_floor(task)  # written by scripts/nash_tables.py --ship from the task's training split
+    assert floor and floor["low"] > 0  # the dense model is above the constant predictor
+    fig, _, note = pareto_view(task, root=tmp_path)
+    assert [shape.y0 for shape in fig.layout.shapes] == [floor["score"]] and "Dashed grey line" in note
+    assert not pareto_view(task, root=tmp_path, scale="relative")[0].layout.shapes
+
+
 def test_relative_scale_divides_by_each_runs_own_dense_model(tmp_path):
     write_run(tmp_path, "r1", fake_metrics(30, 40, dense_quality=40, dense_latency=100))
     fig, table, _ = pareto_view("samsum", "latency_ms", root=tmp_path, scale="relative", reported=False)

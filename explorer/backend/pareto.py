@@ -13,7 +13,7 @@ from explorer.data.tasks import get_task
 from explorer.runs.points import COST_AXES, SCALES, runs_table
 from explorer.figures.pareto import make_pareto_figure
 from explorer.paths import cache_root
-from explorer.runs.references import reference_table, reported_points
+from explorer.runs.references import reference_floor, reference_table, reported_points
 from explorer.runs.store import Run, list_runs, runs_root, runs_signature
 from pruning.atomic import atomic_write_text
 from pruning.plan import PruningPlan
@@ -132,7 +132,14 @@ def _pareto_view(task, axis, color, root, scale, references, reported, metric):
                      "where each run is a % of its own dense model.")
     if (table["weights"] != "pretrained").any():
         notes.append("Runs with random weights have meaningless quality; only their cost is real.")
-    return make_pareto_figure(table, axis, papers, color=color, scale=scale), table, " ".join(notes)
+    floor = reference_floor(task) if references and task not in LM_TASKS else None
+    if floor and scale == "absolute" and (metric or floor["metric"]) == floor["metric"]:
+        notes.append(f"Dashed grey line: a constant predictor that writes \"{floor['text']}\" (the training "
+                     f"set's {floor['of']}) for every one of the reference runs' {floor['n']} evaluation examples "
+                     f"scores {floor['score']:.2f}; their dense model is {floor['diff']:+.2f} [{floor['low']:+.2f}, "
+                     f"{floor['high']:+.2f}] above it. Differences between methods mean most where the dense model is "
+                     "far above this line.")
+    return make_pareto_figure(table, axis, papers, color=color, scale=scale, floor=floor), table, " ".join(notes)
 
 
 def _explain(run: Run) -> str:

@@ -13,7 +13,7 @@ PRECISION_SYMBOLS = {"fp32": "circle", "int8": "square"}  # marker of a pruned m
 
 
 def make_pareto_figure(table: pd.DataFrame, x: str = "latency_ms", reported: pd.DataFrame | None = None,
-                       color: str = "kind", scale: str = "absolute"):
+                       color: str = "kind", scale: str = "absolute", floor: dict | None = None):
     """Quality against a cost axis with the non-dominated front as a line.
 
     Args:
@@ -24,6 +24,9 @@ def make_pareto_figure(table: pd.DataFrame, x: str = "latency_ms", reported: pd.
             dense quality) and only those with a value for ``x``.
         color: Column that colours the measured points (``kind`` or ``method``).
         scale: ``absolute`` or ``relative`` (see the module docstring).
+        floor: The task's constant predictor (``explorer.runs.references.reference_floor``: ``score``,
+            ``text``, ``of``, ``metric``), drawn as a grey dashed line in the absolute scale when its metric
+            is the table's: the score a model gets by writing one answer for every example.
 
     Returns:
         A ``plotly.graph_objects.Figure``.
@@ -69,6 +72,10 @@ def make_pareto_figure(table: pd.DataFrame, x: str = "latency_ms", reported: pd.
                 hovertemplate=("REPORTED, not measured here<br>%{customdata[0]}: %{customdata[1]}, %{customdata[2]}"
                                "<br>%{customdata[3]}<br>source: %{customdata[4]}<extra></extra>")))
     metric = table["metric"].iloc[0] if len(table) else "quality"
+    if floor and not relative and floor.get("metric") == metric:
+        fig.add_hline(y=floor["score"], line={"dash": "dash", "color": "grey", "width": 1},
+                      annotation_text=f"constant \"{floor['text']}\" (training {floor['of']}): {floor['score']:.1f}",
+                      annotation_position="bottom right", annotation_font_color="grey")
     fig.update_layout(
         xaxis_title=f"{COST_AXES[x]}, fraction of dense" if relative else COST_AXES[x],
         yaxis_title=f"{metric}, % of dense" if relative else metric, legend_title=color,

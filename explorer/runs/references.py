@@ -51,6 +51,20 @@ def _reference_table(folders: list[Path], task: str | None, metric: str | None =
     return table if task is None else table[table["task"] == task].reset_index(drop=True)
 
 
+def reference_floor(task: str) -> dict | None:
+    """The task's constant-predictor floor shipped with its NASH reference runs
+    (``assets/reference_runs_nash_<task>/floor.json``, written by ``scripts/nash_tables.py --ship``:
+    ``{"task", "metric", "text", "of", "score", "dense", "diff", "low", "high", "n"}``: the score of writing
+    the training set's majority label, or mean score, for every evaluation example, and dense's paired
+    bootstrap interval above it), or None when none is shipped or it cannot be read."""
+    path = ASSETS / f"reference_runs_nash_{task}" / "floor.json"
+    try:
+        floor = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return floor if isinstance(floor, dict) and floor.get("task") == task and "score" in floor else None
+
+
 def reported_points() -> pd.DataFrame:
     """Published trade-offs from ``assets/reported_points.json`` (relative numbers, each with its source)."""
     path = ASSETS / "reported_points.json"
