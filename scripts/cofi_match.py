@@ -34,7 +34,7 @@ from explorer.cli.commands import _progress
 from explorer.models.loading import load_model, peek_decoder_layers
 from explorer.pipelines.nash_settings import PruneSettings
 from explorer.pipelines.nash import run_prune
-from explorer.evaluation.latency import all_cores, paired_speedups, paused, registered_groups
+from explorer.evaluation.latency import add_pause_arguments, all_cores, paired_speedups, paused, registered_groups
 from pruning import load_pruned
 from pruning.atomic import atomic_write_text
 
@@ -59,11 +59,7 @@ def main() -> None:
     parser.add_argument("--tries", type=int, default=3, help="CoFi runs trained at most (earlier runs are free)")
     parser.add_argument("--tolerance", type=float, default=0.05, help="relative speed-up tolerance")
     parser.add_argument("--rounds", type=int, default=20, help="alternating timing rounds per judgement")
-    parser.add_argument("--pause-pid", type=int, nargs="*", default=[],
-                        help="jobs stopped while timing (a negative PID: a process group)")
-    parser.add_argument("--lock", type=Path, help="a lock file shared by jobs that pause each other")
-    parser.add_argument("--pause-registry", type=Path,
-                        help="a folder of registered process groups (nash_tables.sh jobs) also stopped while timing")
+    add_pause_arguments(parser)
     parser.add_argument("--again", action="store_true",
                         help="continue a finished search (by default a finished one is left as it is)")
     args = parser.parse_args()

@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from explorer.evaluation.latency import all_cores, device_description, paired_speedups, paused, registered_groups
+from explorer.evaluation.latency import add_pause_arguments, all_cores, device_description, paired_speedups, paused, registered_groups
 from explorer.models.loading import load_model
 from pruning.atomic import atomic_write_text
 from pruning import load_pruned  # noqa: E402
@@ -92,11 +92,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="+", type=Path, help="task folders of scripts/nash_tables.sh")
     parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--pause-pid", type=int, nargs="*", default=[],
-                        help="jobs stopped while timing (a negative PID: a process group)")
-    parser.add_argument("--lock", type=Path, help="a lock file shared by jobs that pause each other")
-    parser.add_argument("--pause-registry", type=Path,
-                        help="a folder of registered process groups (nash_tables.sh jobs) also stopped while timing")
+    add_pause_arguments(parser)
     parser.add_argument("--force", action="store_true",
                         help="time again even when every run was already re-timed together")
     args = parser.parse_args()

@@ -331,6 +331,19 @@ def all_cores():
         torch.set_num_threads(before)
 
 
+def add_pause_arguments(parser) -> None:
+    """Add the options of a timing script that shares the machine with training jobs to an
+    ``argparse.ArgumentParser``: ``--pause-pid`` (jobs stopped while timing; a negative PID: a
+    process group), ``--lock`` (the lock of :func:`paused`) and ``--pause-registry`` (the folder of
+    :func:`registered_groups`). ``scripts/cofi_match.py`` and ``scripts/nash_retime.py`` use them as
+    ``paused(args.pause_pid + registered_groups(args.pause_registry), args.lock)``."""
+    parser.add_argument("--pause-pid", type=int, nargs="*", default=[],
+                        help="jobs stopped while timing (a negative PID: a process group)")
+    parser.add_argument("--lock", type=Path, help="a lock file shared by jobs that pause each other")
+    parser.add_argument("--pause-registry", type=Path,
+                        help="a folder of registered process groups (nash_tables.sh jobs) also stopped while timing")
+
+
 def registered_groups(registry: str | Path | None) -> list[int]:
     """The process groups registered in ``registry`` (a folder holding one empty file per group,
     named by its PGID; ``scripts/nash_tables.sh`` registers each of its jobs there), other than this
