@@ -33,6 +33,7 @@ from explorer.data.tasks import get_task
 from explorer.data.splits import load_split
 from explorer.evaluation.latency import speedup_interval
 from explorer.evaluation.scoring import average_interval, compute_metrics, paired_interval
+from pruning.atomic import atomic_write_text
 
 GLUE = ("rte", "mrpc", "stsb", "cola", "sst2")
 ORDER = ("dense-trained", "training-free", "learned", "learned-nodistill", "decoder-only", "cofi")
@@ -141,11 +142,13 @@ def above_constant(task: str, dense: list[str] | None, data_dir: str | None) -> 
                 score=compute_metrics(spec, constant, examples)[spec.main_metric])
 
 
-def rescore(task: str, runs: dict[str, dict], data_dir: str | None) -> list[str]:
+def rescore(task: str, runs: dict[str, dict], data_dir: str | None, write_back: bool = False) -> list[str]:
     """Score every run's stored predictions (dense and pruned) again with the current scorer
     (``scoring.compute_metrics``) and write the result into its metrics; a changed score keeps the
     old one under ``rescored.previous``. A run's numbers then never depend on the scorer of the day it
     ran: STS-B runs made before the regression parser accepted WordPiece's "3. 8" scored Pearson 0.
+    ``write_back``: also write a changed run's metrics.json in its own folder (atomically), so that it is
+    scored again once, not on every shipping (each would date the change anew).
     Returns the names of the runs whose scores changed."""
     spec, changed = get_task(task), []
     for name, run in runs.items():
@@ -166,6 +169,8 @@ def rescore(task: str, runs: dict[str, dict], data_dir: str | None) -> list[str]
             if dense.get("curve") and not any(v for _, v in dense["curve"]) and fresh["dense"][spec.main_metric]:
                 dense["curve_note"] = ("the curve was scored with the parser that failed on WordPiece's \"3. 8\" "
                                        "(every point 0); its checkpoints are gone, so it cannot be scored again")
+            if write_back:
+                atomic_write_text(run["dir"] / "metrics.json", json.dumps(run["metrics"], indent=1))
             changed.append(name)
     return changed
 
@@ -570,7 +575,7 @@ def main() -> None:
                 budgets[f"k{k}"] = f"k{k}-s{r['metrics']['settings']['encoder_sparsity']}"
         matched = {budgets[Path(r["matched"]).name]: Path(r["matched"]).name for r in records.values()
                    if r.get("matched") and Path(r["matched"]).name in runs}
-        rescored = rescore(task, runs, args.data_dir)
+        rescored = rescore(task, runs, args.data_dir, write_back=args.ship and not args.shipped)
         if rescored:
             print(f"{task}: scored again from the stored predictions: {', '.join(rescored)}", file=sys.stderr)
         add_intervals(task, runs, budgets, args.data_dir, matched)

@@ -101,16 +101,17 @@ def test_cofi_runs_within_5_percent_of_nash_in_the_same_re_timing_are_compared_t
     assert nash_tables.same_speed_cofi("learned-k1-s0.5", {**runs, "learned-k1-s0.5": run(1.80, None)}) == []
 
 
-def test_stored_predictions_are_scored_again_with_the_current_scorer():
+def test_stored_predictions_are_scored_again_with_the_current_scorer(tmp_path):
     data = Path(__file__).resolve().parents[2] / "shared" / "data"
     wordpiece = ["5. 0", "4. 8", "5. 0", "2. 4"]  # how a BERT2BERT model decodes STS-B scores
     stale = {"pearson": 0.0, "spearman": 0.0}  # what the old parser made of them
     metrics = {"quality": {"dense": {"metrics": dict(stale)}, "pruned": {"metrics": dict(stale)}},
                "intervals": {"vs_dense": {"diff": 0.0, "low": 0.0, "high": 0.0}},
                "dense_finetune": {"curve": [[90, 0.0], [180, 0.0]]}}
-    runs = {"training-free-k3-s0.3": {"metrics": metrics, "dir": Path("."), "predictions": {
+    runs = {"training-free-k3-s0.3": {"metrics": metrics, "dir": tmp_path, "predictions": {
         "num_examples": 4, "dense": wordpiece, "pruned": list(reversed(wordpiece))}}}
-    assert nash_tables.rescore("stsb", runs, str(data)) == ["training-free-k3-s0.3"]
+    assert nash_tables.rescore("stsb", runs, str(data), write_back=True) == ["training-free-k3-s0.3"]
+    assert json.loads((tmp_path / "metrics.json").read_text()) == metrics  # the run's own folder: scored once
     assert metrics["quality"]["dense"]["metrics"]["pearson"] > 90  # the first 4 dev pairs: 5.0, 4.75, 5.0, 2.4
     assert metrics["quality"]["pruned"]["metrics"]["pearson"] < 0 and metrics["rescored"]["previous"]["dense"] == stale
     assert metrics["intervals"]["vs_dense"]["diff"] < 0 and "cannot be scored again" in metrics["dense_finetune"][
