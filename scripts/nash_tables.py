@@ -9,6 +9,7 @@ dense learning curves and the GLUE average with stratified bootstrap intervals
     .venv/bin/python scripts/nash_tables.py out/nash                 # print the tables
     .venv/bin/python scripts/nash_tables.py out/nash --ship          # and ship them to assets/
     .venv/bin/python scripts/nash_tables.py assets --shipped         # the shipped reference runs
+    .venv/bin/python scripts/nash_tables.py assets --shipped --readme README.md   # and the README's tables
 
 ``--ship`` writes the intervals against training-free NASH into each run's metrics.json (the
 Pareto tab's hover shows them) and copies metrics.json, plan.json and predictions.json (no weights)
@@ -19,6 +20,7 @@ the CoFi matching records, the dense learning curve and a provenance.json.
 import argparse
 import functools
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -544,19 +546,49 @@ def ship(task: str, folder: Path, runs: dict[str, dict], floor: dict | None = No
     return dest
 
 
+MARK = re.compile(r"<!-- nash_tables: ([\w-]+) -->\n(.*?)<!-- /nash_tables -->", re.S)
+
+
+def fill_readme(text: str, blocks: dict[str, str]) -> tuple[str, list[str]]:
+    """``text`` with the content between each ``<!-- nash_tables: KEY -->`` line and the next
+    ``<!-- /nash_tables -->`` replaced by ``blocks[KEY]`` (a task's title, table and differences, or
+    ``glue-average``), so that the README's tables are this script's output, never typed. A marker
+    whose key has no block keeps its content. Returns the new text and the keys filled.
+
+    Raises:
+        ValueError: the markers do not pair up (an opening marker without its closing one or the reverse).
+    """
+    opening, closing = len(re.findall(r"<!-- nash_tables: [\w-]+ -->", text)), text.count("<!-- /nash_tables -->")
+    if opening != closing or len(MARK.findall(text)) != opening:
+        raise ValueError(f"{opening} opening and {closing} closing nash_tables markers that do not pair up: each "
+                         "<!-- nash_tables: KEY --> line needs a <!-- /nash_tables --> line after it; fix the file.")
+    filled = []
+
+    def put(match):
+        key = match.group(1)
+        if key not in blocks:
+            return match.group(0)
+        filled.append(key)
+        return f"<!-- nash_tables: {key} -->\n{blocks[key]}\n<!-- /nash_tables -->"
+
+    return MARK.sub(put, text), filled
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", help="out/nash (one folder per task), or assets with --shipped")
     parser.add_argument("--shipped", action="store_true", help="read assets/reference_runs_nash_<task>")
     parser.add_argument("--ship", action="store_true", help="write intervals and copy the runs to assets/")
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--readme", type=Path, help="also write each table between its markers in this file "
+                        "(<!-- nash_tables: TASK --> ... <!-- /nash_tables -->; TASK or glue-average)")
     args = parser.parse_args()
     root = Path(args.root)
     if args.shipped:
         folders = {p.name[len("reference_runs_nash_"):]: p for p in sorted(root.glob("reference_runs_nash_*"))}
     else:
         folders = {p.name: p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")}
-    chosen_by_task, floors = {}, {}
+    chosen_by_task, floors, blocks = {}, {}, {}
     for task, folder in folders.items():
         runs = load_task(folder)
         if not runs:
@@ -582,22 +614,19 @@ def main() -> None:
         any_predictions = next((r["predictions"] for r in runs.values() if r["predictions"]), None)
         floors[task] = above_constant(task, any_predictions and any_predictions["dense"], args.data_dir)
         lines = task_table(task, runs, budgets, match_notes(folder), floors[task])
-        print("\n".join(lines) + "\n")
-        against = [(name, r["metrics"]["intervals"]["vs_cofi_matched"]) for name, r in runs.items()
-                   if "vs_cofi_matched" in (r["metrics"].get("intervals") or {})]
+        against, minus = [(name, r["metrics"]["intervals"]["vs_cofi_matched"]) for name, r in runs.items()
+                          if "vs_cofi_matched" in (r["metrics"].get("intervals") or {})], []
         for name, iv in sorted(against):
-            print(f"- Learned NASH + distillation ({name}) minus CoFi at its latency ({iv['against']}): {_ci(iv)}")
+            minus.append(f"- Learned NASH + distillation ({name}) minus CoFi at its latency ({iv['against']}): {_ci(iv)}")
         for name, run in sorted(runs.items()):
             for iv in (run["metrics"].get("intervals") or {}).get("vs_cofi_same_speed", []):
-                against.append((name, iv))
-                print(f"- Learned NASH + distillation ({name}, {iv['nash_speedup']:.2f}x re-timed) minus "
-                      f"{iv['against']} ({iv['cofi_speedup']:.2f}x in the same re-timing, within 5%): {_ci(iv)}")
+                minus.append(f"- Learned NASH + distillation ({name}, {iv['nash_speedup']:.2f}x re-timed) minus "
+                             f"{iv['against']} ({iv['cofi_speedup']:.2f}x in the same re-timing, within 5%): {_ci(iv)}")
         for name, run in sorted(runs.items()):
             if iv := (run["metrics"].get("intervals") or {}).get("vs_no_distill"):
-                against.append((name, iv))
-                print(f"- Learned NASH with distillation ({name}) minus without ({iv['against']}): {_ci(iv)}")
-        if against:
-            print()
+                minus.append(f"- Learned NASH with distillation ({name}) minus without ({iv['against']}): {_ci(iv)}")
+        blocks[task] = "\n".join(lines + ([""] + minus if minus else []))
+        print(blocks[task] + "\n")
         curve = curve_lines(task, next(iter(runs.values()))["metrics"].get("dense_finetune") or {})
         if curve:
             print("\n".join(curve) + "\n")
@@ -606,8 +635,14 @@ def main() -> None:
             print(f"shipped to {ship(task, folder, runs, floors[task])}\n", file=sys.stderr)
     glue = [t for t in GLUE if t in chosen_by_task]
     if glue:
-        print("\n\n".join("\n".join(table) for table in glue_averages(
-            {t: chosen_by_task[t] for t in glue}, floors, args.data_dir)))
+        blocks["glue-average"] = "\n\n".join("\n".join(table) for table in glue_averages(
+            {t: chosen_by_task[t] for t in glue}, floors, args.data_dir))
+        print(blocks["glue-average"])
+    if args.readme:
+        text, filled = fill_readme(args.readme.read_text(), blocks)
+        atomic_write_text(args.readme, text)
+        print(f"{args.readme}: filled {', '.join(filled) or 'nothing'}; no marker for "
+              f"{', '.join(k for k in blocks if k not in filled) or 'none'}", file=sys.stderr)
 
 if __name__ == "__main__":
     main()

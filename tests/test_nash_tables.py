@@ -5,6 +5,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "nash_tables.py"
 spec = importlib.util.spec_from_file_location("nash_tables", SCRIPT)
 nash_tables = importlib.util.module_from_spec(spec)
@@ -244,3 +246,13 @@ def test_the_glue_average_is_given_again_without_a_task_whose_dense_model_does_n
     assert tables[1][1].startswith("without rte: rte's dense model is not shown above a constant \"entailment\"")
     # every task at chance: nothing is left to average
     assert len(nash_tables.glue_averages(per_task, {"rte": guess, "mrpc": guess}, None)) == 1
+
+
+def test_the_readme_tables_are_the_scripts_output_between_their_markers():
+    text = ("intro\n<!-- nash_tables: mrpc -->\nold table\n<!-- /nash_tables -->\nprose\n"
+            "<!-- nash_tables: rte -->\nkept\n<!-- /nash_tables -->\n")
+    new, filled = nash_tables.fill_readme(text, {"mrpc": "| new | table |", "sst2": "unused"})
+    assert filled == ["mrpc"] and new == text.replace("old table", "| new | table |")
+    assert nash_tables.fill_readme(new, {"mrpc": "| new | table |"})[0] == new  # the same output: unchanged
+    with pytest.raises(ValueError, match="do not pair up"):
+        nash_tables.fill_readme(text.replace("<!-- /nash_tables -->\nprose", "prose"), {"mrpc": "x"})
