@@ -133,12 +133,14 @@ def test_hover_shows_each_difference_with_its_interval_and_task_latency_axis_ski
 
 def test_the_constant_predictors_floor_is_a_line_in_the_absolute_scale_of_its_metric_only():
     table = runs_table([("r1", fake_metrics(35, 50))])
-    floor = {"metric": "rougeL", "score": 12.5, "text": "tom", "of": "majority label"}
+    floor = {"metric": "rougeL", "score": 32.5, "text": "tom", "of": "majority label"}  # runs at 35 and 40
     fig = make_pareto_figure(table, "latency_ms", floor=floor)
-    assert [shape.y0 for shape in fig.layout.shapes] == [12.5]
-    assert 'constant "tom" (training majority label): 12.5' in fig.layout.annotations[0].text
+    assert [shape.y0 for shape in fig.layout.shapes] == [32.5]
+    assert 'constant "tom" (training majority label): 32.5' in fig.layout.annotations[0].text
     assert not make_pareto_figure(table, "latency_ms", floor=floor, scale="relative").layout.shapes
     assert not make_pareto_figure(table, "latency_ms", floor=dict(floor, metric="f1")).layout.shapes
+    far = make_pareto_figure(table, "latency_ms", floor=dict(floor, score=0.0))  # runs at 35-40: no squashed axis
+    assert not far.layout.shapes and "0.0, far below this range" in far.layout.annotations[0].text
 
 
 def test_a_shipped_floor_is_read_for_its_task_and_a_broken_one_is_ignored(tmp_path, monkeypatch):

@@ -134,7 +134,7 @@ def _pareto_view(task, axis, color, root, scale, references, reported, metric):
         notes.append("Runs with random weights have meaningless quality; only their cost is real.")
     floor = reference_floor(task) if references and task not in LM_TASKS else None
     if floor and scale == "absolute" and (metric or floor["metric"]) == floor["metric"]:
-        notes.append(f"Dashed grey line: a constant predictor that writes \"{floor['text']}\" (the training "
+        notes.append(f"Grey line or note: a constant predictor that writes \"{floor['text']}\" (the training "
                      f"set's {floor['of']}) for every one of the reference runs' {floor['n']} evaluation examples "
                      f"scores {floor['score']:.2f}; their dense model is {floor['diff']:+.2f} [{floor['low']:+.2f}, "
                      f"{floor['high']:+.2f}] above it. Differences between methods mean most where the dense model is "

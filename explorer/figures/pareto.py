@@ -26,7 +26,8 @@ def make_pareto_figure(table: pd.DataFrame, x: str = "latency_ms", reported: pd.
         scale: ``absolute`` or ``relative`` (see the module docstring).
         floor: The task's constant predictor (``explorer.runs.references.reference_floor``: ``score``,
             ``text``, ``of``, ``metric``), drawn as a grey dashed line in the absolute scale when its metric
-            is the table's: the score a model gets by writing one answer for every example.
+            is the table's: the score a model gets by writing one answer for every example. When it lies
+            further below the lowest run than the runs span, a note at the bottom says so instead.
 
     Returns:
         A ``plotly.graph_objects.Figure``.
@@ -73,9 +74,14 @@ def make_pareto_figure(table: pd.DataFrame, x: str = "latency_ms", reported: pd.
                                "<br>%{customdata[3]}<br>source: %{customdata[4]}<extra></extra>")))
     metric = table["metric"].iloc[0] if len(table) else "quality"
     if floor and not relative and floor.get("metric") == metric:
-        fig.add_hline(y=floor["score"], line={"dash": "dash", "color": "grey", "width": 1},
-                      annotation_text=f"constant \"{floor['text']}\" (training {floor['of']}): {floor['score']:.1f}",
-                      annotation_position="bottom right", annotation_font_color="grey")
+        label = f"constant \"{floor['text']}\" (training {floor['of']}): {floor['score']:.1f}"
+        low, high = (float(table[yc].min()), float(table[yc].max())) if len(table) else (floor["score"],) * 2
+        if floor["score"] >= low - max(high - low, 1.0):  # a line within the runs' own scale
+            fig.add_hline(y=floor["score"], line={"dash": "dash", "color": "grey", "width": 1}, annotation_text=label,
+                          annotation_position="bottom right", annotation_font_color="grey")
+        else:  # far below (STS-B's constant has Pearson 0): a line would squash every run into a thin band
+            fig.add_annotation(text=f"{label}, far below this range", xref="paper", yref="paper", x=1, y=0,
+                               xanchor="right", yanchor="bottom", showarrow=False, font={"color": "grey"})
     fig.update_layout(
         xaxis_title=f"{COST_AXES[x]}, fraction of dense" if relative else COST_AXES[x],
         yaxis_title=f"{metric}, % of dense" if relative else metric, legend_title=color,
