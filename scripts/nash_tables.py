@@ -2,9 +2,10 @@
 budget with its metric, its % of dense (and of the control) with a 95% interval, the paired bootstrap
 interval of its difference from dense, from the control (the dense model given the same training, when
 the task has one) and from training-free NASH at the same budget, speed-ups at 256/64 and at the task's
-lengths, GMACs, parameters, training steps, and whether the gates reached the target alone; then the
+lengths, GMACs, parameters, training steps, and whether the gates reached the target alone, under a
+title with the task's floor (a constant predictor's score and dense's interval above it); then the
 dense learning curves and the GLUE average with stratified bootstrap intervals
-(``scoring.average_interval``).
+(``scoring.average_interval``), again without any task whose dense model is not shown above its floor.
 
     .venv/bin/python scripts/nash_tables.py out/nash                 # print the tables
     .venv/bin/python scripts/nash_tables.py out/nash --ship          # and ship them to assets/
@@ -14,7 +15,7 @@ dense learning curves and the GLUE average with stratified bootstrap intervals
 ``--ship`` writes the intervals against training-free NASH into each run's metrics.json (the
 Pareto tab's hover shows them) and copies metrics.json, plan.json and predictions.json (no weights)
 of every finished run to ``assets/reference_runs_nash_<task>/minilm2minilm__<task>__<run>/``, with
-the CoFi matching records, the dense learning curve and a provenance.json.
+the CoFi matching records, the dense learning curve, the floor (``floor.json``) and a provenance.json.
 """
 
 import argparse
