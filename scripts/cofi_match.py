@@ -13,8 +13,9 @@ recovery steps, distillation), data, evaluation and timing settings. Every CoFi 
 is a point of CoFi's front); ``<out>/cofi-match-<nash run>.json`` records the curve, the tries and
 the match. When the surrogate says no sparsity reaches NASH's speed-up and no real CoFi run is
 faster than NASH, one run at the grid's top sparsity (0.95) decides it, so that "CoFi cannot reach
-NASH's latency" rests on a real run timed together with NASH. A finished search (its record has a
-match, or says why there is none) is left as it is unless ``--again``. Time it on a quiet machine
+NASH's latency" rests on a real run timed together with NASH. Runs restored from shipped results (no
+weights on this machine) are timed as their architectures (``explorer.evaluation.timing_models``). A
+finished search (its record has a match, or says why there is none) is left as it is unless ``--again``. Time it on a quiet machine
 (``--pause-pid`` stops background jobs while timing).
 
     .venv/bin/python scripts/cofi_match.py out/nash/rte/learned-k3-s0.3 --out out/nash/rte
@@ -31,22 +32,22 @@ sys.path.insert(0, str(ROOT))
 
 from explorer.evaluation import latency_match
 from explorer.cli.commands import _progress
-from explorer.models.loading import load_model, peek_decoder_layers
+from explorer.models.loading import peek_decoder_layers
 from explorer.pipelines.nash_settings import PruneSettings
 from explorer.pipelines.nash import run_prune
 from explorer.evaluation.latency import add_pause_arguments, all_cores, paired_speedups, paused, registered_groups
-from pruning import load_pruned
+from explorer.evaluation.timing_models import dense_for_timing, pretrained, timing_model
 from pruning.atomic import atomic_write_text
 
 GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
 
 
 def judge(dense, nash_model, cofi_dir: Path, timing, rounds: int, pause: list[int], lock: Path | None,
-          registry: Path | None) -> dict:
+          registry: Path | None, base) -> dict:
     """The NASH model's and one CoFi run's speed-ups over dense, timed together (256 / 64 or the
     run's timing setting), as a record of one try."""
     with paused(pause + registered_groups(registry), lock), all_cores():
-        timed = paired_speedups(dense, {"nash": nash_model, "cofi": load_pruned(cofi_dir)},
+        timed = paired_speedups(dense, {"nash": nash_model, "cofi": timing_model(cofi_dir, base)[0]},
                                 input_tokens=timing.input_tokens, new_tokens=timing.new_tokens, rounds=rounds)
     return {"sparsity": float(cofi_dir.name.removeprefix("cofi-s")), "run": str(cofi_dir),
             "speedup": round(timed["cofi"].speedup, 3), "nash_speedup": round(timed["nash"].speedup, 3)}
@@ -75,8 +76,9 @@ def main() -> None:
               file=sys.stderr)
         print(json.dumps({k: record[k] for k in ("tries", "matched", "why")}, indent=1))
         return
-    dense = load_model(nash["dense_finetune"]["path"]).model
-    nash_model = load_pruned(nash_dir)
+    dense, _ = dense_for_timing(nash)  # a restored run (no weights here) times as its architecture
+    base = pretrained(settings.model)
+    nash_model, _ = timing_model(nash_dir, base)
     if "curve" not in record:
         with paused(args.pause_pid + registered_groups(args.pause_registry), args.lock), all_cores():
             curve = latency_match.speedup_curve(dense, GRID, input_tokens=timing.input_tokens,
@@ -91,7 +93,7 @@ def main() -> None:
     for cofi_dir in sorted(out.glob("cofi-s*")):  # runs of an earlier search: judged before any training
         if (cofi_dir / "metrics.json").is_file() and str(cofi_dir) not in judged:
             record["tries"].append(judge(dense, nash_model, cofi_dir, timing, args.rounds, args.pause_pid, args.lock,
-                                         args.pause_registry))
+                                         args.pause_registry, base))
             atomic_write_text(record_file, json.dumps(record, indent=1))  # a stopped search keeps its judgements
 
     def best() -> dict | None:
@@ -141,7 +143,7 @@ def main() -> None:
         run_prune(cofi, run_dir, progress=_progress, resume=True)
         trained += 1
         record["tries"].append(judge(dense, nash_model, run_dir, timing, args.rounds, args.pause_pid, args.lock,
-                                         args.pause_registry))
+                                         args.pause_registry, base))
         atomic_write_text(record_file, json.dumps(record, indent=1))
     atomic_write_text(record_file, json.dumps(record, indent=1))
     print(json.dumps({k: record[k] for k in ("tries", "matched", "why")}, indent=1))

@@ -10,6 +10,9 @@ just after the run's / run ms), so drift within a round of many runs cancels. Th
 results replace the runs' latencies and speed-ups in ``metrics.json`` (the per-round ratios under
 ``retimed.ratios``); the values measured at run time stay under ``at_run``. Background jobs given by
 ``--pause-pid`` are stopped while timing (under ``--lock``, so that two such jobs never time at once).
+A run restored from shipped results (no weights on this machine) is timed as its architecture, rebuilt
+from its plan.json on the pretrained model (``explorer.evaluation.timing_models``); so is the dense model when its
+fine-tune is not on this machine. ``retimed.models`` records which was timed.
 
     .venv/bin/python scripts/nash_retime.py out/nash/rte [--rounds 20] [--pause-pid PID] [--force]
 
@@ -27,10 +30,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from explorer.evaluation.latency import add_pause_arguments, all_cores, device_description, paired_speedups, paused, registered_groups
-from explorer.models.loading import load_model
+from explorer.evaluation.latency import (add_pause_arguments, all_cores, device_description, paired_speedups, paused,
+                                         registered_groups)
+from explorer.evaluation.timing_models import dense_for_timing, pretrained, timing_model
 from pruning.atomic import atomic_write_text
-from pruning import load_pruned  # noqa: E402
 
 
 def already_retimed(metrics: dict) -> bool:
@@ -51,8 +54,10 @@ def retime(folder: Path, rounds: int, pause: list[int], lock: Path | None = None
               "kept (--force times them again)")
         return
     first = metrics[runs[0]]
-    dense = load_model(first["dense_finetune"]["path"]).model
-    runs_models = {run.name: load_pruned(run) for run in runs}
+    dense, dense_source = dense_for_timing(first)
+    base = pretrained(first["settings"]["model"])
+    loaded = {run.name: timing_model(run, base) for run in runs}
+    runs_models = {name: model for name, (model, _) in loaded.items()}
     timing = first["settings"]["timing"]
     settings = {"long": (timing["input_tokens"], timing["new_tokens"])}
     if first.get("task_lengths"):
@@ -65,7 +70,7 @@ def retime(folder: Path, rounds: int, pause: list[int], lock: Path | None = None
     stamp = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "rounds": rounds,
              "protocol": "each run between two dense timings",
              "device": device, "runs_timed_together": len(runs),
-             "load_avg_1min": os.getloadavg()[0]}
+             "load_avg_1min": os.getloadavg()[0], "dense": dense_source}
     for run in runs:
         m = metrics[run]
         at_run = {"speedup_end_to_end": m["speedup_end_to_end"], "speedup_task_lengths": m.get("speedup_task_lengths"),
@@ -80,7 +85,7 @@ def retime(folder: Path, rounds: int, pause: list[int], lock: Path | None = None
             m[field] = round(result.speedup, 3)
             m["measurements"]["dense"][latency]["latency_ms"] = round(result.reference_ms, 1)
             m["measurements"]["pruned"][latency]["latency_ms"] = round(result.model_ms, 1)
-        m["retimed"] = {**stamp, "ratios": {key: [round(r, 3) for r in timed[key][run.name].ratios] for key in timed}}
+        m["retimed"] = {**stamp, "timed": loaded[run.name][1], "ratios": {key: [round(r, 3) for r in timed[key][run.name].ratios] for key in timed}}
         atomic_write_text(run / "metrics.json", json.dumps(m, indent=1, default=str))
         task_part = (f", {m['speedup_task_lengths']:.2f}x at the task's lengths {settings['task']}"
                      if "task" in settings else "")

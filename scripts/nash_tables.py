@@ -16,11 +16,22 @@ dense learning curves and the GLUE average with stratified bootstrap intervals
 Pareto tab's hover shows them) and copies metrics.json, plan.json and predictions.json (no weights)
 of every finished run to ``assets/reference_runs_nash_<task>/minilm2minilm__<task>__<run>/``, with
 the CoFi matching records, the dense learning curve, the floor (``floor.json``) and a provenance.json.
+It refuses to ship a task whose run folder lacks a run or matching record already shipped (that would
+delete a result): on a new machine, ``--restore`` first brings the shipped results back.
+
+    .venv/bin/python scripts/nash_tables.py out/nash --restore       # shipped results -> out/nash (new machine)
+
+``--restore`` copies each shipped run's metrics.json, plan.json and predictions.json (and the CoFi
+matching records) into ``out/nash/<task>/<run>/`` where that run has no metrics.json, with a
+``restored.json`` marker: ``scripts/nash_tables.sh`` then counts the run as finished, and the re-timing
+(``scripts/nash_retime.py``) and CoFi matching (``scripts/cofi_match.py``) rebuild its architecture from
+plan.json (``explorer.evaluation.latency.timing_model``), since its weights stayed on the old machine.
 """
 
 import argparse
 import functools
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -145,6 +156,12 @@ def above_constant(task: str, dense: list[str] | None, data_dir: str | None) -> 
                 score=compute_metrics(spec, constant, examples)[spec.main_metric])
 
 
+def same_scores(old: dict[str, float], new: dict[str, float]) -> bool:
+    """Whether two score dicts agree up to float rounding (a Pearson correlation computed by another
+    numpy build differs in its last bit; that is not a new score)."""
+    return old.keys() == new.keys() and all(math.isclose(old[k], new[k], rel_tol=1e-9, abs_tol=1e-9) for k in old)
+
+
 def rescore(task: str, runs: dict[str, dict], data_dir: str | None, write_back: bool = False) -> list[str]:
     """Score every run's stored predictions (dense and pruned) again with the current scorer
     (``scoring.compute_metrics``) and write the result into its metrics; a changed score keeps the
@@ -161,7 +178,7 @@ def rescore(task: str, runs: dict[str, dict], data_dir: str | None, write_back: 
         examples = eval_examples(task, predictions["num_examples"], data_dir)
         quality = run["metrics"]["quality"]
         fresh = {side: compute_metrics(spec, predictions[side], examples) for side in ("dense", "pruned")}
-        if any(quality[side]["metrics"] != fresh[side] for side in fresh):
+        if any(not same_scores(quality[side]["metrics"], fresh[side]) for side in fresh):
             run["metrics"]["rescored"] = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
                                           "previous": {side: quality[side]["metrics"] for side in fresh}}
             for side in fresh:
@@ -504,11 +521,62 @@ def _contents(folder: Path) -> dict[str, bytes]:
             if p.is_file() and p.name != "provenance.json"}
 
 
+RESTORED = "restored.json"  # marker of a run folder brought back from assets/ (results only, no weights)
+
+
+def restore(root: Path, assets: Path = ROOT / "assets") -> list[str]:
+    """Copy the shipped results (``assets/reference_runs_nash_<task>``) into the run tree ``root``
+    (``out/nash``) wherever a run has no metrics.json there, and the CoFi matching records wherever
+    they are missing, so that a new machine goes on from what was shipped instead of training every
+    run again. Each restored run folder gets a ``restored.json`` marker (its weights are absent).
+    Folders that already hold a run are never touched. Returns the restored paths."""
+    restored = []
+    for shipped in sorted(assets.glob("reference_runs_nash_*")):
+        task = shipped.name[len("reference_runs_nash_"):]
+        for run in sorted(p for p in shipped.iterdir() if p.is_dir() and (p / "metrics.json").is_file()):
+            dest = root / task / run.name.split("__")[-1]
+            if (dest / "metrics.json").is_file():
+                continue
+            dest.mkdir(parents=True, exist_ok=True)
+            for name in ("plan.json", "predictions.json"):
+                if (run / name).is_file():
+                    shutil.copy(run / name, dest / name)
+            (dest / RESTORED).write_text(json.dumps({"from": str(run.relative_to(ROOT)), "date": datetime.now(
+                timezone.utc).isoformat(timespec="seconds"), "weights": None}, indent=1))
+            shutil.copy(run / "metrics.json", dest / "metrics.json")  # last: a run counts as finished only now
+            restored.append(str(dest))
+        for record in sorted(shipped.glob("cofi-match-*.json")):
+            if not (root / task / record.name).is_file():
+                (root / task).mkdir(parents=True, exist_ok=True)
+                shutil.copy(record, root / task / record.name)
+                restored.append(str(root / task / record.name))
+    return restored
+
+
+def unshipped_losses(task: str, folder: Path, runs: dict[str, dict]) -> list[str]:
+    """The runs and matching records already shipped for ``task`` that ``folder`` lacks (shipping it
+    would delete them)."""
+    dest = ROOT / "assets" / f"reference_runs_nash_{task}"
+    if not dest.is_dir():
+        return []
+    lost = [p.name.split("__")[-1] for p in dest.iterdir() if p.is_dir() and p.name.split("__")[-1] not in runs]
+    lost += [p.name for p in dest.glob("cofi-match-*.json") if not (folder / p.name).is_file()]
+    return sorted(lost)
+
+
 def ship(task: str, folder: Path, runs: dict[str, dict], floor: dict | None = None) -> Path:
     """Copy the runs of ``task`` (results, no weights) to ``assets/reference_runs_nash_<task>``, with the
     task's constant-predictor floor (``floor``: :func:`above_constant`) as ``floor.json`` for the Pareto
     tab. When the shipped folder already holds exactly these files, it is left as it is, with its
-    provenance (the commit and date of the shipping that brought them)."""
+    provenance (the commit and date of the shipping that brought them).
+
+    Raises:
+        ValueError: ``folder`` lacks a run or matching record that is already shipped (``--restore`` first).
+    """
+    if lost := unshipped_losses(task, folder, runs):
+        raise ValueError(f"{folder} lacks {len(lost)} shipped result(s) ({', '.join(lost[:4])}"
+                         f"{', ...' if len(lost) > 4 else ''}): shipping it would delete them from assets/. Run "
+                         f"'scripts/nash_tables.py {folder.parent} --restore' first; nothing was shipped for {task}.")
     dest = ROOT / "assets" / f"reference_runs_nash_{task}"
     stage = dest.with_name(f".{dest.name}.partial")
     shutil.rmtree(stage, ignore_errors=True)
@@ -516,7 +584,11 @@ def ship(task: str, folder: Path, runs: dict[str, dict], floor: dict | None = No
     for name, run in runs.items():
         target = stage / f"minilm2minilm__{task}__{name}"
         target.mkdir()
-        (target / "metrics.json").write_text(json.dumps(run["metrics"], indent=1))
+        shipped = dest / target.name / "metrics.json"
+        if shipped.is_file() and json.loads(shipped.read_text()) == json.loads(json.dumps(run["metrics"])):
+            shutil.copy(shipped, target / "metrics.json")  # the same results in another key order: no churn
+        else:
+            (target / "metrics.json").write_text(json.dumps(run["metrics"], indent=1))
         for extra in ("plan.json", "predictions.json"):
             if (run["dir"] / extra).is_file():
                 shutil.copy(run["dir"] / extra, target / extra)
@@ -580,16 +652,22 @@ def main() -> None:
     parser.add_argument("root", help="out/nash (one folder per task), or assets with --shipped")
     parser.add_argument("--shipped", action="store_true", help="read assets/reference_runs_nash_<task>")
     parser.add_argument("--ship", action="store_true", help="write intervals and copy the runs to assets/")
+    parser.add_argument("--restore", action="store_true", help="copy the shipped results into ROOT (a new "
+                        "machine's out/nash) where a run is missing, then stop")
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--readme", type=Path, help="also write each table between its markers in this file "
                         "(<!-- nash_tables: TASK --> ... <!-- /nash_tables -->; TASK or glue-average)")
     args = parser.parse_args()
     root = Path(args.root)
+    if args.restore:
+        restored = restore(root)
+        print(f"restored {len(restored)} shipped result(s) into {root}", file=sys.stderr)
+        return
     if args.shipped:
         folders = {p.name[len("reference_runs_nash_"):]: p for p in sorted(root.glob("reference_runs_nash_*"))}
     else:
         folders = {p.name: p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")}
-    chosen_by_task, floors, blocks = {}, {}, {}
+    chosen_by_task, floors, blocks, failed = {}, {}, {}, []
     for task, folder in folders.items():
         runs = load_task(folder)
         if not runs:
@@ -634,7 +712,11 @@ def main() -> None:
             print("\n".join(curve) + "\n")
         chosen_by_task[task] = (runs, chosen_runs(runs, budgets, match_notes(folder)))
         if args.ship and not args.shipped:
-            print(f"shipped to {ship(task, folder, runs, floors[task])}\n", file=sys.stderr)
+            try:
+                print(f"shipped to {ship(task, folder, runs, floors[task])}\n", file=sys.stderr)
+            except ValueError as err:
+                print(f"not shipped: {err}", file=sys.stderr)
+                failed.append(task)
     glue = [t for t in GLUE if t in chosen_by_task]
     if glue:
         blocks["glue-average"] = "\n\n".join("\n".join(table) for table in glue_averages(
@@ -645,6 +727,8 @@ def main() -> None:
         atomic_write_text(args.readme, text)
         print(f"{args.readme}: filled {', '.join(filled) or 'nothing'}; no marker for "
               f"{', '.join(k for k in blocks if k not in filled) or 'none'}", file=sys.stderr)
+    if failed:
+        raise SystemExit(f"not shipped: {', '.join(failed)}")
 
 if __name__ == "__main__":
     main()

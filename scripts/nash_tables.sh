@@ -29,7 +29,8 @@
 #   OMP_NUM_THREADS=1 TASKS="cola sst2 samsum rte" nohup setsid bash scripts/nash_tables.sh > out/nash-b.log 2>&1 &
 #
 # Resumable: run it again and every finished run is kept, an unfinished one continues from its last
-# stage or checkpoint, the dense fine-tune from its checkpoints (prune --resume). TASKS picks tasks
+# stage or checkpoint, the dense fine-tune from its checkpoints (prune --resume); on a new machine the shipped
+# runs are restored first (below). TASKS picks tasks
 # (default: rte mrpc stsb cola rotten_tomatoes sst2 samsum), BUDGETS ("3:0.3 1:0.5"), METHODS
 # ("dense-trained training-free learned learned-nodistill decoder-only cofi"); OUT (out/nash), DATA (../shared/data),
 # DEVICE (cpu), PAUSE_PIDS (background jobs stopped while re-timing). Per task (environment): EPOCHS_<TASK>, GATE_STEPS_<TASK>, RECOVERY_STEPS_<TASK>,
@@ -61,6 +62,12 @@ me=$(ps -o pgid= $$ | tr -d ' ')
 touch "$OUT/.jobs/$me"
 trap 'rm -f "$OUT/.jobs/$me"' EXIT
 timing=(--lock "$OUT/.timing.lock" --pause-registry "$OUT/.jobs")
+# A new machine holds none of the runs already shipped (assets/reference_runs_nash_<task>): their results come
+# back first (metrics, plans, predictions, CoFi matching records; no weights), so that they count as finished and
+# only what is missing trains. The re-timing and the CoFi matching time a restored run as its architecture, rebuilt
+# from its plan.json (explorer/evaluation/timing_models.py: equal shapes time the same). A task's dense fine-tune
+# is made again where a missing run needs it (seed 0, the same settings).
+HF_HUB_OFFLINE=1 flock "$OUT/.ship.lock" .venv/bin/python scripts/nash_tables.py "$OUT" --restore
 # Results (no weights) of every finished run go to assets/reference_runs_nash_<task> as soon as the run ends
 # (scripts/nash_tables.py --ship), so that a machine lost mid-table loses weights, not results. SHIP=0: don't.
 ship() {

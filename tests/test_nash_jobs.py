@@ -52,7 +52,7 @@ def test_a_finished_cofi_search_is_not_timed_again(tmp_path, monkeypatch, capsys
     def no_timing(*args, **kwargs):
         raise AssertionError("a finished search loaded models to time them again")
 
-    monkeypatch.setattr(cofi_match, "load_model", no_timing)
+    monkeypatch.setattr(cofi_match, "dense_for_timing", no_timing)
     monkeypatch.setattr(sys, "argv", ["cofi_match.py", str(nash), "--out", str(tmp_path)])
     cofi_match.main()
     assert json.loads(capsys.readouterr().out)["matched"] == record["matched"]

@@ -3,6 +3,7 @@ inputs below are test inputs, not results)."""
 
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -256,3 +257,46 @@ def test_the_readme_tables_are_the_scripts_output_between_their_markers():
     assert nash_tables.fill_readme(new, {"mrpc": "| new | table |"})[0] == new  # the same output: unchanged
     with pytest.raises(ValueError, match="do not pair up"):
         nash_tables.fill_readme(text.replace("<!-- /nash_tables -->\nprose", "prose"), {"mrpc": "x"})
+
+
+def test_a_new_machine_restores_the_shipped_results_and_shipping_never_deletes_one(tmp_path, monkeypatch):
+    monkeypatch.setattr(nash_tables, "ROOT", tmp_path)
+    old = tmp_path / "old" / "rte"
+    for name in ("learned-k3-s0.3", "training-free-k3-s0.3"):
+        (old / name).mkdir(parents=True)
+        (old / name / "plan.json").write_text('{"plan": "' + name + '"}')
+    (old / "cofi-match-learned-k3-s0.3.json").write_text('{"tries": []}')
+    runs = {name: {"metrics": metrics("rte", "accuracy", value, 66.0, 0.3), "dir": old / name}
+            for name, value in (("learned-k3-s0.3", 60.0), ("training-free-k3-s0.3", 58.0))}
+    shipped = nash_tables.ship("rte", old, runs)
+    before = {p: p.read_bytes() for p in shipped.rglob("*") if p.is_file()}
+
+    new = tmp_path / "out" / "nash"  # a new machine: one run made again, the rest only shipped
+    (new / "rte" / "learned-k3-s0.3").mkdir(parents=True)
+    (new / "rte" / "learned-k3-s0.3" / "metrics.json").write_text(json.dumps(runs["learned-k3-s0.3"]["metrics"]))
+    shutil.copy(old / "learned-k3-s0.3" / "plan.json", new / "rte" / "learned-k3-s0.3" / "plan.json")
+    fresh = {"learned-k3-s0.3": {"metrics": runs["learned-k3-s0.3"]["metrics"], "dir": new / "rte" / "learned-k3-s0.3"}}
+    with pytest.raises(ValueError, match="--restore"):  # shipping now would delete training-free and the record
+        nash_tables.ship("rte", new / "rte", fresh)
+    assert {p: p.read_bytes() for p in shipped.rglob("*") if p.is_file()} == before  # nothing lost
+
+    restored = nash_tables.restore(new, tmp_path / "assets")
+    assert sorted(Path(p).name for p in restored) == ["cofi-match-learned-k3-s0.3.json", "training-free-k3-s0.3"]
+    back = new / "rte" / "training-free-k3-s0.3"
+    assert json.loads((back / "metrics.json").read_text()) == runs["training-free-k3-s0.3"]["metrics"]
+    assert (back / "plan.json").read_text() == '{"plan": "training-free-k3-s0.3"}' and (back / "restored.json").is_file()
+    assert json.loads((new / "rte" / "learned-k3-s0.3" / "metrics.json").read_text()) == runs["learned-k3-s0.3"][
+        "metrics"]  # a run already there is never overwritten
+    assert nash_tables.restore(new, tmp_path / "assets") == []  # a second restore has nothing to do
+
+    again = nash_tables.load_task(new / "rte")
+    for run in again.values():  # the same results in another key order: the shipped bytes are kept
+        run["metrics"] = dict(reversed(list(run["metrics"].items())))
+    nash_tables.ship("rte", new / "rte", again)
+    assert {p: p.read_bytes() for p in shipped.rglob("*") if p.is_file()} == before
+
+
+def test_a_score_that_differs_only_in_its_last_bit_is_not_scored_again():
+    assert nash_tables.same_scores({"pearson": 86.5225850329775}, {"pearson": 86.52258503297749})
+    assert not nash_tables.same_scores({"pearson": 86.52}, {"pearson": 86.53})
+    assert not nash_tables.same_scores({"pearson": 86.52}, {"spearman": 86.52})
