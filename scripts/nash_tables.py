@@ -30,6 +30,7 @@ plan.json (``explorer.evaluation.latency.timing_model``), since its weights stay
 
 import argparse
 import functools
+import hashlib
 import json
 import math
 import re
@@ -74,6 +75,60 @@ def load_task(folder: Path) -> dict[str, dict]:
                                           "predictions": json.loads(predictions.read_text())
                                           if predictions.is_file() else None}
     return runs
+
+
+def dense_key(run: dict) -> str | None:
+    """Which dense fine-tune a run was pruned from: a digest of that dense model's predictions on the
+    evaluation split (``predictions.json``), or None without predictions. A dense fine-tune made again
+    on another machine (same seed, same settings) is not bit-identical (float reductions differ), so
+    its predictions, and its key, differ."""
+    predictions = run.get("predictions")
+    if not predictions or "dense" not in predictions:
+        return None
+    return hashlib.sha1(json.dumps(predictions["dense"]).encode()).hexdigest()[:12]
+
+
+def split_by_dense(runs: dict[str, dict]) -> tuple[dict[str, dict], dict[str, dict]]:
+    """``(main, others)``: the runs pruned from the task's dense fine-tune (the one most runs share; a run
+    without predictions counts with them), and the runs pruned from another one, e.g. made on a new
+    machine after ``--restore`` (:func:`dense_key`). Only ``main`` runs are compared with each other."""
+    keys = Counter(k for k in map(dense_key, runs.values()) if k is not None)
+    if len(keys) < 2:
+        return runs, {}
+    first = keys.most_common(1)[0][0]
+    main = {n: r for n, r in runs.items() if dense_key(r) in (first, None)}
+    return main, {n: r for n, r in runs.items() if n not in main}
+
+
+def other_dense_lines(task: str, main: dict[str, dict], others: dict[str, dict], data_dir: str | None) -> list[str]:
+    """Lines on the runs pruned from another dense fine-tune of the same recipe: each against its own
+    dense model, and how far the two dense models are apart on the same examples (paired bootstrap):
+    the spread of the dense recipe itself, which no method difference in the table can be read below."""
+    spec = get_task(task)
+    reference = next((r for r in main.values() if r["predictions"]), None)
+    lines = ["", "Pruned from another dense fine-tune of the same recipe (made again on a new machine: not "
+             "bit-identical), so not compared with the runs above:"]
+    for name, run in sorted(others.items()):
+        m, quality = run["metrics"], run["metrics"]["quality"]
+        dense, pruned = (quality[side]["metrics"][spec.main_metric] for side in ("dense", "pruned"))
+        iv = (m.get("intervals") or {}).get("vs_dense")
+        lines.append(f"- {name}: {spec.main_metric} {pruned:.2f} against its own dense {dense:.2f}, {_ci(iv)}; "
+                     f"{_speed(m.get('speedup_end_to_end'), (m.get('retimed') or {}).get('ratios', {}).get('long'))}"
+                     f" at 256/64, encoder sparsity {_sparsity(m.get('encoder_sparsity_achieved'))}")
+    seen = set()
+    for run in others.values():
+        if reference is None or not run["predictions"] or dense_key(run) in seen:
+            continue
+        seen.add(dense_key(run))
+        n = len(run["predictions"]["dense"])
+        if n != len(reference["predictions"]["dense"]):
+            continue
+        iv = paired_interval(spec, eval_examples(task, n, data_dir), reference["predictions"]["dense"],
+                             run["predictions"]["dense"])
+        lines.append(f"- The two dense fine-tunes, same seed and settings, on the same {n} examples: the second minus "
+                     f"the first {_ci(iv)} ({spec.main_metric}). Method differences smaller than this are within "
+                     "what training the dense model again changes.")
+    return lines
 
 
 def matches(folder: Path) -> dict[str, dict]:
@@ -553,6 +608,24 @@ def restore(root: Path, assets: Path = ROOT / "assets") -> list[str]:
     return restored
 
 
+def restored_dense_status(folder: Path) -> str:
+    """Whether a task folder's restored runs (``--restore``) can be joined by new runs on this machine:
+    "none" (no restored run), "here" (the dense fine-tune they were pruned from is in this machine's cache:
+    its record has the same learning curve and loss), "absent" (not made here yet: a new one would not be
+    bit-identical), or "different" (made again here, and it differs)."""
+    restored = [json.loads((p.parent / "metrics.json").read_text()).get("dense_finetune") or {}
+                for p in sorted(folder.glob(f"*/{RESTORED}"))]
+    restored = [d for d in restored if d.get("path")]
+    if not restored:
+        return "none"
+    record = Path(restored[0]["path"]) / "finetune.json"
+    if not record.is_file():
+        return "absent"
+    here = json.loads(record.read_text())
+    same = all(here.get(k) == restored[0].get(k) for k in ("curve", "train_loss", "kept_step", "steps"))
+    return "here" if same else "different"
+
+
 def unshipped_losses(task: str, folder: Path, runs: dict[str, dict]) -> list[str]:
     """The runs and matching records already shipped for ``task`` that ``folder`` lacks (shipping it
     would delete them)."""
@@ -654,11 +727,16 @@ def main() -> None:
     parser.add_argument("--ship", action="store_true", help="write intervals and copy the runs to assets/")
     parser.add_argument("--restore", action="store_true", help="copy the shipped results into ROOT (a new "
                         "machine's out/nash) where a run is missing, then stop")
+    parser.add_argument("--dense-status", action="store_true", help="print whether ROOT (one task folder)'s "
+                        "restored runs' dense fine-tune is on this machine: none, here, absent or different")
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--readme", type=Path, help="also write each table between its markers in this file "
                         "(<!-- nash_tables: TASK --> ... <!-- /nash_tables -->; TASK or glue-average)")
     args = parser.parse_args()
     root = Path(args.root)
+    if args.dense_status:
+        print(restored_dense_status(root))
+        return
     if args.restore:
         restored = restore(root)
         print(f"restored {len(restored)} shipped result(s) into {root}", file=sys.stderr)
@@ -669,9 +747,10 @@ def main() -> None:
         folders = {p.name: p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")}
     chosen_by_task, floors, blocks, failed = {}, {}, {}, []
     for task, folder in folders.items():
-        runs = load_task(folder)
-        if not runs:
+        every_run = load_task(folder)
+        if not every_run:
             continue
+        runs, others = split_by_dense(every_run)
         budgets = {}
         records = matches(folder)
         for matched_only in (False, True):  # a CoFi run tried for several budgets belongs to the one it matched
@@ -686,7 +765,7 @@ def main() -> None:
                 budgets[f"k{k}"] = f"k{k}-s{r['metrics']['settings']['encoder_sparsity']}"
         matched = {budgets[Path(r["matched"]).name]: Path(r["matched"]).name for r in records.values()
                    if r.get("matched") and Path(r["matched"]).name in runs}
-        rescored = rescore(task, runs, args.data_dir, write_back=args.ship and not args.shipped)
+        rescored = rescore(task, every_run, args.data_dir, write_back=args.ship and not args.shipped)
         if rescored:
             print(f"{task}: scored again from the stored predictions: {', '.join(rescored)}", file=sys.stderr)
         add_intervals(task, runs, budgets, args.data_dir, matched)
@@ -705,6 +784,8 @@ def main() -> None:
         for name, run in sorted(runs.items()):
             if iv := (run["metrics"].get("intervals") or {}).get("vs_no_distill"):
                 minus.append(f"- Learned NASH with distillation ({name}) minus without ({iv['against']}): {_ci(iv)}")
+        if others:
+            minus += other_dense_lines(task, runs, others, args.data_dir)
         blocks[task] = "\n".join(lines + ([""] + minus if minus else []))
         print(blocks[task] + "\n")
         curve = curve_lines(task, next(iter(runs.values()))["metrics"].get("dense_finetune") or {})
@@ -713,7 +794,7 @@ def main() -> None:
         chosen_by_task[task] = (runs, chosen_runs(runs, budgets, match_notes(folder)))
         if args.ship and not args.shipped:
             try:
-                print(f"shipped to {ship(task, folder, runs, floors[task])}\n", file=sys.stderr)
+                print(f"shipped to {ship(task, folder, every_run, floors[task])}\n", file=sys.stderr)
             except ValueError as err:
                 print(f"not shipped: {err}", file=sys.stderr)
                 failed.append(task)

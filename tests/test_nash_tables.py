@@ -300,3 +300,40 @@ def test_a_score_that_differs_only_in_its_last_bit_is_not_scored_again():
     assert nash_tables.same_scores({"pearson": 86.5225850329775}, {"pearson": 86.52258503297749})
     assert not nash_tables.same_scores({"pearson": 86.52}, {"pearson": 86.53})
     assert not nash_tables.same_scores({"pearson": 86.52}, {"spearman": 86.52})
+
+
+def test_runs_pruned_from_a_dense_fine_tune_made_again_are_kept_apart_and_the_two_dense_models_compared():
+    data = str(Path(__file__).resolve().parents[2] / "shared" / "data")
+    first = ["equivalent", "not_equivalent", "equivalent", "equivalent"]
+    again = ["equivalent", "equivalent", "equivalent", "equivalent"]  # the same recipe on a new machine
+
+    def run(dense, pruned, value, dense_value):
+        m = metrics("mrpc", "f1", value, dense_value, 0.5)
+        m["intervals"] = {"vs_dense": {"diff": value - dense_value, "low": -9.0, "high": 1.0}}
+        return {"metrics": m, "predictions": {"num_examples": 4, "dense": dense, "pruned": pruned}, "dir": None}
+
+    runs = {"learned-k1-s0.5": run(first, first, 80.0, 80.0), "training-free-k1-s0.5": run(first, again, 78.0, 80.0),
+            "cofi-s0.9": run(again, first, 75.0, 79.0), "decoder-only-k1-s0": {**run(first, first, 1, 1), "predictions": None}}
+    main, others = nash_tables.split_by_dense(runs)
+    assert set(others) == {"cofi-s0.9"} and set(main) == set(runs) - {"cofi-s0.9"}
+    assert nash_tables.split_by_dense(main) == (main, {})
+    lines = nash_tables.other_dense_lines("mrpc", main, others, data)
+    assert any(line.startswith("- cofi-s0.9: f1 75.00 against its own dense 79.00") for line in lines)
+    assert any("The two dense fine-tunes" in line and "4 examples" in line for line in lines)
+
+
+def test_a_restored_task_knows_whether_its_dense_fine_tune_is_on_this_machine(tmp_path):
+    task = tmp_path / "mrpc"
+    assert nash_tables.restored_dense_status(task if task.mkdir() is None else task) == "none"
+    record = {"path": str(tmp_path / "cache" / "minilm2minilm__mrpc__abc"), "curve": [[60, 83.5]], "train_loss": 0.35,
+              "kept_step": 60, "steps": 542}
+    (task / "learned-k1-s0.5").mkdir()
+    (task / "learned-k1-s0.5" / "metrics.json").write_text(json.dumps({"dense_finetune": record}))
+    assert nash_tables.restored_dense_status(task) == "none"  # made here, not restored
+    (task / "learned-k1-s0.5" / nash_tables.RESTORED).write_text("{}")
+    assert nash_tables.restored_dense_status(task) == "absent"
+    Path(record["path"]).mkdir(parents=True)
+    (Path(record["path"]) / "finetune.json").write_text(json.dumps(dict(record, curve=[[60, 83.7]])))
+    assert nash_tables.restored_dense_status(task) == "different"  # the same recipe made again elsewhere
+    (Path(record["path"]) / "finetune.json").write_text(json.dumps(record))
+    assert nash_tables.restored_dense_status(task) == "here"
