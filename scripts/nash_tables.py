@@ -125,9 +125,10 @@ def other_dense_lines(task: str, main: dict[str, dict], others: dict[str, dict],
             continue
         iv = paired_interval(spec, eval_examples(task, n, data_dir), reference["predictions"]["dense"],
                              run["predictions"]["dense"])
+        shown = "a difference" if not iv["low"] <= 0 <= iv["high"] else "no difference shown"
         lines.append(f"- The two dense fine-tunes, same seed and settings, on the same {n} examples: the second minus "
-                     f"the first {_ci(iv)} ({spec.main_metric}). Method differences smaller than this are within "
-                     "what training the dense model again changes.")
+                     f"the first {_ci(iv)} ({spec.main_metric}; {shown}): how far training the dense model again "
+                     "moves it.")
     return lines
 
 
@@ -416,6 +417,17 @@ def average_table(per_task: dict[str, tuple[dict[str, dict], dict]], data_dir: s
             continue
         lines.append(f"| {budget} | {LABEL.get(kind, kind)} | - | - | no stored predictions | - |")
     return lines
+
+
+REQUIRED = ("training-free", "learned", "learned-nodistill", "decoder-only")  # CoFi may find no match
+
+
+def complete_tasks(chosen: dict[str, dict[tuple[str, str], str]]) -> list[str]:
+    """The tasks (``chosen``: task -> :func:`chosen_runs`) that have a run of every method in ``REQUIRED``
+    at every budget any of them has, so that a task still in training does not shrink the GLUE average
+    to the few methods it has finished."""
+    budgets = {b for runs in chosen.values() for k, b in runs if k in REQUIRED}
+    return [t for t, runs in chosen.items() if all((k, b) in runs for k in REQUIRED for b in budgets)]
 
 
 def glue_averages(per_task: dict[str, tuple[dict[str, dict], dict]], floors: dict[str, dict | None],
@@ -729,6 +741,8 @@ def main() -> None:
                         "machine's out/nash) where a run is missing, then stop")
     parser.add_argument("--dense-status", action="store_true", help="print whether ROOT (one task folder)'s "
                         "restored runs' dense fine-tune is on this machine: none, here, absent or different")
+    parser.add_argument("--task", action="append", help="only this task (repeatable; default every task folder): "
+                        "shipping one task's finished run need not score the others again")
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--readme", type=Path, help="also write each table between its markers in this file "
                         "(<!-- nash_tables: TASK --> ... <!-- /nash_tables -->; TASK or glue-average)")
@@ -745,6 +759,11 @@ def main() -> None:
         folders = {p.name[len("reference_runs_nash_"):]: p for p in sorted(root.glob("reference_runs_nash_*"))}
     else:
         folders = {p.name: p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")}
+    if args.task:
+        unknown = sorted(set(args.task) - set(folders))
+        if unknown:
+            raise SystemExit(f"No run folder for {', '.join(unknown)} under {root}; there are: {', '.join(folders)}.")
+        folders = {t: f for t, f in folders.items() if t in args.task}
     chosen_by_task, floors, blocks, failed = {}, {}, {}, []
     for task, folder in folders.items():
         every_run = load_task(folder)
@@ -798,7 +817,9 @@ def main() -> None:
             except ValueError as err:
                 print(f"not shipped: {err}", file=sys.stderr)
                 failed.append(task)
-    glue = [t for t in GLUE if t in chosen_by_task]
+    glue = complete_tasks({t: chosen_by_task[t][1] for t in GLUE if t in chosen_by_task})
+    if left := [t for t in GLUE if t in chosen_by_task and t not in glue]:
+        print(f"GLUE average: {', '.join(left)} left out until every method has run at every budget", file=sys.stderr)
     if glue:
         blocks["glue-average"] = "\n\n".join("\n".join(table) for table in glue_averages(
             {t: chosen_by_task[t] for t in glue}, floors, args.data_dir))

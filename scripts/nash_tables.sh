@@ -69,10 +69,11 @@ timing=(--lock "$OUT/.timing.lock" --pause-registry "$OUT/.jobs")
 # is made again where a missing run needs it (seed 0, the same settings).
 HF_HUB_OFFLINE=1 flock "$OUT/.ship.lock" .venv/bin/python scripts/nash_tables.py "$OUT" --restore
 # Results (no weights) of every finished run go to assets/reference_runs_nash_<task> as soon as the run ends
-# (scripts/nash_tables.py --ship), so that a machine lost mid-table loses weights, not results. SHIP=0: don't.
+# (scripts/nash_tables.py --ship --task, that task only), so that a machine lost mid-table loses weights, not
+# results. SHIP=0: don't.
 ship() {
     [ "${SHIP:-1}" = 1 ] || return 0
-    HF_HUB_OFFLINE=1 flock "$OUT/.ship.lock" .venv/bin/python scripts/nash_tables.py "$OUT" --ship > /dev/null \
+    HF_HUB_OFFLINE=1 flock "$OUT/.ship.lock" .venv/bin/python scripts/nash_tables.py "$OUT" --ship --task "$task" > /dev/null \
         || echo "== shipping the finished runs failed (the runs are kept in $OUT)" >&2
 }
 for task in ${TASKS:-rte mrpc stsb cola rotten_tomatoes sst2 samsum}; do

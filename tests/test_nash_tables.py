@@ -337,3 +337,10 @@ def test_a_restored_task_knows_whether_its_dense_fine_tune_is_on_this_machine(tm
     assert nash_tables.restored_dense_status(task) == "different"  # the same recipe made again elsewhere
     (Path(record["path"]) / "finetune.json").write_text(json.dumps(record))
     assert nash_tables.restored_dense_status(task) == "here"
+
+
+def test_a_task_still_in_training_stays_out_of_the_glue_average():
+    every = {(k, b): f"{k}-{b}" for k in nash_tables.REQUIRED for b in ("k3-s0.3", "k1-s0.5")}
+    started = {("training-free", "k3-s0.3"): "training-free-k3-s0.3", ("dense-trained", "control"): "dense-trained"}
+    no_cofi_match = {**every, ("dense-trained", "control"): "dense-trained"}
+    assert nash_tables.complete_tasks({"mrpc": no_cofi_match, "stsb": every, "rte": started}) == ["mrpc", "stsb"]
