@@ -11,8 +11,8 @@ from pruning import save_pruned
 from pruning.importance import keep_all_plan
 from pruning.plan import PruningPlan
 from pruning.surgery import apply_plan
-from tests.conftest import T5_TOKENIZER
-from tests.tiny import save_tiny_t5
+from conftest import T5_TOKENIZER
+from tiny import save_tiny_t5
 
 
 def shapes(model) -> dict[str, tuple[int, ...]]:
