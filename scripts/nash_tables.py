@@ -25,7 +25,7 @@ delete a result): on a new machine, ``--restore`` first brings the shipped resul
 matching records) into ``out/nash/<task>/<run>/`` where that run has no metrics.json, with a
 ``restored.json`` marker: ``scripts/nash_tables.sh`` then counts the run as finished, and the re-timing
 (``scripts/nash_retime.py``) and CoFi matching (``scripts/cofi_match.py``) rebuild its architecture from
-plan.json (``explorer.evaluation.latency.timing_model``), since its weights stayed on the old machine.
+plan.json (``explorer.evaluation.timing_models.timing_model``), since its weights stayed on the old machine.
 """
 
 import argparse
@@ -35,6 +35,7 @@ import json
 import math
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 from collections import Counter
@@ -707,6 +708,37 @@ def ship(task: str, folder: Path, runs: dict[str, dict], floor: dict | None = No
 MARK = re.compile(r"<!-- nash_tables: ([\w-]+) -->\n(.*?)<!-- /nash_tables -->", re.S)
 
 
+def cost_rows(task: str, runs: dict[str, dict]) -> list[str]:
+    """One markdown table row per dense fine-tune of a task's runs (``split_by_dense``; usually one): the
+    wall minutes each stage recorded (metrics.json ``stage_wall_s``, ``dense_finetune.wall_s``), where the
+    README's per-task cost estimates come from. A run's own minutes exclude its "dense" stage (loading, or
+    fine-tuning, the dense model it shares with the task's other runs, counted once). A run resumed after an
+    interruption records the stages of its last attempt only, so its minutes are a lower bound."""
+    main, others = split_by_dense(runs)
+    groups: dict[str | None, dict[str, dict]] = {"main": main}
+    for name, run in others.items():
+        groups.setdefault(dense_key(run), {})[name] = run
+    rows = []
+    for group in groups.values():
+        own = {n: sum(v for k, v in r["metrics"]["stage_wall_s"].items() if k != "dense") / 60
+               for n, r in group.items() if r["metrics"].get("stage_wall_s")}
+        dense_min = max(((r["metrics"].get("dense_finetune") or {}).get("wall_s") or 0) / 60 for r in group.values())
+        devices = sorted({str(r["metrics"].get("device")) for r in group.values()})
+        cofi = sorted(m for n, m in own.items() if _kind(n) == "cofi")
+        rest = sorted(m for n, m in own.items() if _kind(n) != "cofi")
+        resumed = sum(bool(r["metrics"].get("resumed")) for r in group.values())
+
+        def spread(minutes: list[float]) -> str:
+            return f"{len(minutes)}: {statistics.median(minutes):.0f} ({minutes[0]:.0f}-{minutes[-1]:.0f})" if minutes else "0"
+        rows.append(f"| {task} | {dense_min:.0f} | {spread(rest)} | {spread(cofi)} | "
+                    f"{(dense_min + sum(own.values())) / 60:.1f} | {resumed} | {', '.join(devices)} |")
+    return rows
+
+
+COST_HEADER = ["| task | dense fine-tune (min) | runs: median min (range) | CoFi runs: median min (range) | "
+               "total (h) | resumed runs | device |", "|---|---|---|---|---|---|---|"]
+
+
 def fill_readme(text: str, blocks: dict[str, str]) -> tuple[str, list[str]]:
     """``text`` with the content between each ``<!-- nash_tables: KEY -->`` line and the next
     ``<!-- /nash_tables -->`` replaced by ``blocks[KEY]`` (a task's title, table and differences, or
@@ -743,6 +775,8 @@ def main() -> None:
                         "restored runs' dense fine-tune is on this machine: none, here, absent or different")
     parser.add_argument("--task", action="append", help="only this task (repeatable; default every task folder): "
                         "shipping one task's finished run need not score the others again")
+    parser.add_argument("--costs", action="store_true", help="print the wall minutes each task's runs recorded "
+                        "(per dense fine-tune), then stop")
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--readme", type=Path, help="also write each table between its markers in this file "
                         "(<!-- nash_tables: TASK --> ... <!-- /nash_tables -->; TASK or glue-average)")
@@ -764,6 +798,10 @@ def main() -> None:
         if unknown:
             raise SystemExit(f"No run folder for {', '.join(unknown)} under {root}; there are: {', '.join(folders)}.")
         folders = {t: f for t, f in folders.items() if t in args.task}
+    if args.costs:
+        print("\n".join(COST_HEADER + [row for task, folder in folders.items()
+                                       for row in cost_rows(task, load_task(folder))]))
+        return
     chosen_by_task, floors, blocks, failed = {}, {}, {}, []
     for task, folder in folders.items():
         every_run = load_task(folder)

@@ -344,3 +344,21 @@ def test_a_task_still_in_training_stays_out_of_the_glue_average():
     started = {("training-free", "k3-s0.3"): "training-free-k3-s0.3", ("dense-trained", "control"): "dense-trained"}
     no_cofi_match = {**every, ("dense-trained", "control"): "dense-trained"}
     assert nash_tables.complete_tasks({"mrpc": no_cofi_match, "stsb": every, "rte": started}) == ["mrpc", "stsb"]
+
+
+def test_the_cost_table_counts_each_dense_fine_tune_once_and_each_run_without_it():
+    def run(kind_stages, dense_wall, dense_predictions, resumed=False):
+        m = metrics("cola", "mcc", 10.0, 12.0, 0.3)
+        m.update(stage_wall_s=kind_stages, device="cpu (1 threads, AMD EPYC)", resumed=["t"] if resumed else [])
+        m["dense_finetune"]["wall_s"] = dense_wall
+        return {"metrics": m, "predictions": {"num_examples": 2, "dense": dense_predictions, "pruned": ["a", "b"]}}
+
+    first, again = ["a", "b"], ["b", "b"]
+    runs = {"dense-trained-k6-s0": run({"dense": 1800, "recovery": 900}, 1800, first),  # it fine-tuned dense
+            "learned-k3-s0.3": run({"dense": 1, "gate_training": 420, "recovery": 120}, 1800, first, resumed=True),
+            "cofi-s0.5": run({"dense": 0, "gate_training": 900, "recovery": 300}, 1800, first),
+            "decoder-only-k3-s0": run({"dense": 1500, "recovery": 240}, 1500, again)}
+    rows = nash_tables.cost_rows("cola", runs)
+    assert rows[0] == "| cola | 30 | 2: 12 (9-15) | 1: 20 (20-20) | 1.2 | 1 | cpu (1 threads, AMD EPYC) |"
+    assert rows[1] == "| cola | 25 | 1: 4 (4-4) | 0 | 0.5 | 0 | cpu (1 threads, AMD EPYC) |"
+    assert len(rows) == 2 and len(nash_tables.COST_HEADER[0].split("|")) == len(rows[0].split("|"))

@@ -9,11 +9,13 @@ Used by ``scripts/nash_retime.py`` and ``scripts/cofi_match.py``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
 from torch import nn
 
+from explorer.evaluation.costs import count_params
 from explorer.models.loading import load_model
 
 
@@ -52,9 +54,14 @@ def timing_model(run_dir: str | Path, base: Callable[[], nn.Module]) -> tuple[nn
     tokens (:func:`exact_length_generation_config`) from random input ids, so equal shapes do equal
     work. Returns ``(model, "weights")`` or ``(model, "architecture")``.
 
+    Either way, when the folder's metrics.json records the pruned model's parameter count
+    (``measurements.pruned.params.params_m``, ``scripts/prune.py``), the model returned has exactly
+    that many parameters: a rebuilt architecture that differs from the run's is refused, not timed.
+
     Raises:
         FileNotFoundError: ``run_dir`` has neither weights nor a plan.json.
-        ValueError: the plan does not fit ``base()``.
+        ValueError: the plan does not fit ``base()``, or the model's parameter count differs from
+            the one recorded in metrics.json.
     """
     from pruning import load_pruned
     from pruning.plan import PruningPlan
@@ -62,5 +69,24 @@ def timing_model(run_dir: str | Path, base: Callable[[], nn.Module]) -> tuple[nn
 
     run_dir = Path(run_dir)
     if any(run_dir.glob("*.safetensors")):
-        return load_pruned(run_dir), "weights"
-    return apply_plan(base(), PruningPlan.load(run_dir)).eval(), "architecture"
+        model, how = load_pruned(run_dir), "weights"
+    else:
+        model, how = apply_plan(base(), PruningPlan.load(run_dir)).eval(), "architecture"
+    recorded = recorded_params(run_dir)
+    if recorded is not None:
+        counted = round(count_params(model)["params_m"] * 1e6)
+        if counted != recorded:
+            raise ValueError(f"{run_dir}: the model to time ({how}) has {counted:,} parameters, the run recorded "
+                             f"{recorded:,}; its plan.json does not rebuild the run's architecture on this base model")
+    return model, how
+
+
+def recorded_params(run_dir: str | Path) -> int | None:
+    """The pruned model's parameter count a run folder's metrics.json records
+    (``measurements.pruned.params.params_m``, millions, stored unrounded), as a whole number; None when
+    the folder has no metrics.json or it records none."""
+    path = Path(run_dir) / "metrics.json"
+    if not path.exists():
+        return None
+    params = json.loads(path.read_text()).get("measurements", {}).get("pruned", {}).get("params", {})
+    return round(params["params_m"] * 1e6) if "params_m" in params else None
