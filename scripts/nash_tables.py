@@ -727,12 +727,14 @@ def cost_rows(task: str, runs: dict[str, dict]) -> list[str]:
         cofi = sorted(m for n, m in own.items() if _kind(n) == "cofi")
         rest = sorted(m for n, m in own.items() if _kind(n) != "cofi")
         resumed = sum(bool(r["metrics"].get("resumed")) for r in group.values())
-
-        def spread(minutes: list[float]) -> str:
-            return f"{len(minutes)}: {statistics.median(minutes):.0f} ({minutes[0]:.0f}-{minutes[-1]:.0f})" if minutes else "0"
-        rows.append(f"| {task} | {dense_min:.0f} | {spread(rest)} | {spread(cofi)} | "
+        rows.append(f"| {task} | {dense_min:.0f} | {_spread(rest)} | {_spread(cofi)} | "
                     f"{(dense_min + sum(own.values())) / 60:.1f} | {resumed} | {', '.join(devices)} |")
     return rows
+
+
+def _spread(minutes: list[float]) -> str:
+    """``"count: median (first-last)"`` of sorted minutes, or ``"0"``."""
+    return f"{len(minutes)}: {statistics.median(minutes):.0f} ({minutes[0]:.0f}-{minutes[-1]:.0f})" if minutes else "0"
 
 
 COST_HEADER = ["| task | dense fine-tune (min) | runs: median min (range) | CoFi runs: median min (range) | "
