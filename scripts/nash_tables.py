@@ -138,17 +138,36 @@ def matches(folder: Path) -> dict[str, dict]:
     return {Path(r["nash_run"]).name: r for r in (json.loads(p.read_text()) for p in folder.glob("cofi-match-*.json"))}
 
 
+def cofi_owners(records: dict[str, dict]) -> dict[str, tuple[str, dict, bool]]:
+    """CoFi run name -> ``(NASH run name, judgement, matched)``: the search a CoFi run belongs to. A search
+    judges the CoFi runs already in its folder before training new ones (scripts/cofi_match.py), so one run
+    may be judged by the searches of both budgets; it belongs to the search that matched it, else to the one
+    whose NASH speed-up its own came nearest (relative gap, both timed together), so that e.g. a run made
+    for 3 of 6 layers (1.4x) is not listed under 1 of 6 (1.8x) for having been judged there last.
+    ``records``: :func:`matches`."""
+    def gap(attempt: dict) -> float:
+        if not attempt.get("speedup") or not attempt.get("nash_speedup"):
+            return float("inf")
+        return abs(attempt["speedup"] - attempt["nash_speedup"]) / attempt["nash_speedup"]
+
+    owners: dict[str, tuple[str, dict, bool]] = {}
+    for nash_name, record in sorted(records.items()):
+        for attempt in record.get("tries", []):
+            name, matched = Path(attempt["run"]).name, record.get("matched") == attempt["run"]
+            held = owners.get(name)
+            if held is None or (matched and not held[2]) or (not held[2] and gap(attempt) < gap(held[1])):
+                owners[name] = (nash_name, attempt, matched)
+    return owners
+
+
 def match_notes(folder: Path) -> dict[str, str]:
     """CoFi run name -> e.g. ``"1.41x vs learned-k3-s0.3 1.38x timed together, matched"``, from the matching
-    records' paired judgements (scripts/cofi_match.py); runs without one are left out."""
-    notes = {}
-    for nash_name, record in matches(folder).items():
-        for attempt in record.get("tries", []):
-            name = Path(attempt["run"]).name
-            if "nash_speedup" in attempt and not notes.get(name, "").endswith("matched"):  # a match wins
-                notes[name] = (f"{attempt['speedup']:.2f}x vs {nash_name} {attempt['nash_speedup']:.2f}x timed "
-                               "together" + (", matched" if record.get("matched") == attempt["run"] else ""))
-    return notes
+    records' paired judgements (scripts/cofi_match.py) by the search each run belongs to (:func:`cofi_owners`);
+    runs without one are left out."""
+    return {name: (f"{attempt['speedup']:.2f}x vs {nash_name} {attempt['nash_speedup']:.2f}x timed together"
+                   + (", matched" if matched else ""))
+            for name, (nash_name, attempt, matched) in cofi_owners(matches(folder)).items()
+            if "nash_speedup" in attempt}
 
 
 def budget_of(name: str, run: dict, budgets: dict[str, str]) -> str:
@@ -812,12 +831,8 @@ def main() -> None:
         runs, others = split_by_dense(every_run)
         budgets = {}
         records = matches(folder)
-        for matched_only in (False, True):  # a CoFi run tried for several budgets belongs to the one it matched
-            for nash_name, record in records.items():
-                for attempt in record.get("tries", []):
-                    if not matched_only or record.get("matched") == attempt["run"]:
-                        budgets[Path(attempt["run"]).name] = nash_name.split("-", 1)[1] if nash_name.startswith(
-                            "learned-") else nash_name
+        for name, (nash_name, _, _) in cofi_owners(records).items():  # a CoFi run tried for several budgets
+            budgets[name] = nash_name.split("-", 1)[1] if nash_name.startswith("learned-") else nash_name
         for n, r in runs.items():  # decoder-only runs belong to the NASH budget with their k
             if _kind(n) in ("training-free", "learned"):
                 k = len(r["metrics"]["decoder_layers_kept"])

@@ -362,3 +362,23 @@ def test_the_cost_table_counts_each_dense_fine_tune_once_and_each_run_without_it
     assert rows[0] == "| cola | 30 | 2: 12 (9-15) | 1: 20 (20-20) | 1.2 | 1 | cpu (1 threads, AMD EPYC) |"
     assert rows[1] == "| cola | 25 | 1: 4 (4-4) | 0 | 0.5 | 0 | cpu (1 threads, AMD EPYC) |"
     assert len(rows) == 2 and len(nash_tables.COST_HEADER[0].split("|")) == len(rows[0].split("|"))
+
+
+def test_a_cofi_run_judged_by_both_searches_belongs_to_the_one_it_matched_or_came_nearest():
+    # RTE, 2026-12-03: the 1-of-6 search judged the runs made for 3 of 6 first (scripts/cofi_match.py)
+    def attempt(s, speedup, nash):
+        return {"sparsity": s, "run": f"out/nash/rte/cofi-s{s}", "speedup": speedup, "nash_speedup": nash}
+    records = {
+        "learned-k3-s0.3": {"tries": [attempt(0.47, 1.30, 1.37), attempt(0.54, 1.43, 1.38)],
+                            "matched": "out/nash/rte/cofi-s0.54"},
+        "learned-k1-s0.5": {"tries": [attempt(0.47, 1.35, 1.83), attempt(0.54, 1.37, 1.88), attempt(0.95, 1.70, 1.85)],
+                            "matched": None},
+    }
+    owners = nash_tables.cofi_owners(records)
+    assert {n: o[0] for n, o in owners.items()} == {
+        "cofi-s0.47": "learned-k3-s0.3",  # 5% from NASH there, 26% at 1 of 6
+        "cofi-s0.54": "learned-k3-s0.3",  # matched there
+        "cofi-s0.95": "learned-k1-s0.5"}
+    assert owners["cofi-s0.54"][2] and not owners["cofi-s0.47"][2] and owners["cofi-s0.47"][1]["nash_speedup"] == 1.37
+    # the order the records are read in does not matter
+    assert nash_tables.cofi_owners(dict(reversed(list(records.items())))) == owners
