@@ -33,7 +33,7 @@
 # runs are restored first (below). TASKS picks tasks
 # (default: rte mrpc stsb cola rotten_tomatoes sst2 samsum), BUDGETS ("3:0.3 1:0.5"), METHODS
 # ("dense-trained training-free learned learned-nodistill decoder-only cofi"); OUT (out/nash), DATA (../shared/data),
-# DEVICE (cpu), PAUSE_PIDS (background jobs stopped while re-timing). Per task (environment): EPOCHS_<TASK>, GATE_STEPS_<TASK>, RECOVERY_STEPS_<TASK>,
+# DEVICE (cpu), PAUSE_PIDS (background jobs stopped while re-timing), RESTORE and SHIP (below). Per task (environment): EPOCHS_<TASK>, GATE_STEPS_<TASK>, RECOVERY_STEPS_<TASK>,
 # BATCH_<TASK>, LR_<TASK>, CURVE_EVERY_<TASK>, NEW_DENSE_<TASK> (below); TRAIN_SAMPLES / EVAL_SAMPLES limit the data (pilots only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -67,7 +67,11 @@ timing=(--lock "$OUT/.timing.lock" --pause-registry "$OUT/.jobs")
 # only what is missing trains. The re-timing and the CoFi matching time a restored run as its architecture, rebuilt
 # from its plan.json (explorer/evaluation/timing_models.py: equal shapes time the same). A task's dense fine-tune
 # is made again where a missing run needs it (seed 0, the same settings).
-HF_HUB_OFFLINE=1 flock "$OUT/.ship.lock" .venv/bin/python scripts/nash_tables.py "$OUT" --restore
+# RESTORE=0: don't (a task's table made again from start to end in its own OUT, e.g. SAMSum on a new dense
+# fine-tune: with SHIP=0 too, nothing of it reaches assets/ until it is complete and shipped on purpose).
+if [ "${RESTORE:-1}" = 1 ]; then
+    HF_HUB_OFFLINE=1 flock "$OUT/.ship.lock" .venv/bin/python scripts/nash_tables.py "$OUT" --restore
+fi
 # Results (no weights) of every finished run go to assets/reference_runs_nash_<task> as soon as the run ends
 # (scripts/nash_tables.py --ship --task, that task only), so that a machine lost mid-table loses weights, not
 # results. SHIP=0: don't.
