@@ -17,7 +17,10 @@ Pareto tab's hover shows them) and copies metrics.json, plan.json and prediction
 of every finished run to ``assets/reference_runs_nash_<task>/minilm2minilm__<task>__<run>/``, with
 the CoFi matching records, the dense learning curve, the floor (``floor.json``) and a provenance.json.
 It refuses to ship a task whose run folder lacks a run or matching record already shipped (that would
-delete a result): on a new machine, ``--restore`` first brings the shipped results back.
+delete a result): on a new machine, ``--restore`` first brings the shipped results back. The one exception,
+``--ship --replace``: a task's whole table made again from one new dense fine-tune (``nash_tables.sh`` with
+``RESTORE=0 SHIP=0``) replaces the shipped one, when it holds every non-CoFi run the shipped table holds
+(CoFi's searched sparsities may differ) and none of its runs shares the shipped runs' dense model.
 
     .venv/bin/python scripts/nash_tables.py out/nash --restore       # shipped results -> out/nash (new machine)
 
@@ -669,16 +672,39 @@ def unshipped_losses(task: str, folder: Path, runs: dict[str, dict]) -> list[str
     return sorted(lost)
 
 
-def ship(task: str, folder: Path, runs: dict[str, dict], floor: dict | None = None) -> Path:
+def replacement_problem(task: str, runs: dict[str, dict]) -> str | None:
+    """Why ``runs`` (a task's run folder, :func:`load_task`) may not replace the task's shipped table, or None
+    when it may: it must be one whole table made again from one dense fine-tune that is not the shipped
+    runs' (:func:`dense_key`), holding every non-CoFi run the shipped table holds."""
+    dest = ROOT / "assets" / f"reference_runs_nash_{task}"
+    shipped = load_task(dest) if dest.is_dir() else {}
+    keys = {dense_key(r) for r in runs.values()}
+    if len(keys) != 1 or None in keys:
+        return f"its runs come from {len(keys - {None})} dense fine-tune(s){' (some without predictions)' * (None in keys)}, not one"
+    if keys & {dense_key(r) for r in shipped.values()}:
+        return "its dense fine-tune is the shipped runs' own: ship without --replace (after --restore)"
+    if missing := sorted(n for n in shipped if _kind(n) != "cofi" and n not in runs):
+        return f"it lacks {', '.join(missing)}, which the shipped table holds: finish the table first"
+    return None
+
+
+def ship(task: str, folder: Path, runs: dict[str, dict], floor: dict | None = None, replace: bool = False) -> Path:
     """Copy the runs of ``task`` (results, no weights) to ``assets/reference_runs_nash_<task>``, with the
     task's constant-predictor floor (``floor``: :func:`above_constant`) as ``floor.json`` for the Pareto
     tab. When the shipped folder already holds exactly these files, it is left as it is, with its
     provenance (the commit and date of the shipping that brought them).
 
+    ``replace``: ``folder`` is the task's whole table made again from a new dense fine-tune, and the shipped
+    runs it lacks (CoFi runs and records of other sparsities) go (:func:`replacement_problem`).
+
     Raises:
-        ValueError: ``folder`` lacks a run or matching record that is already shipped (``--restore`` first).
+        ValueError: ``folder`` lacks a run or matching record that is already shipped (``--restore`` first),
+            or, with ``replace``, is not a whole table from one new dense fine-tune.
     """
-    if lost := unshipped_losses(task, folder, runs):
+    if replace:
+        if problem := replacement_problem(task, runs):
+            raise ValueError(f"{folder} cannot replace the shipped {task} table: {problem}; nothing was shipped.")
+    elif lost := unshipped_losses(task, folder, runs):
         raise ValueError(f"{folder} lacks {len(lost)} shipped result(s) ({', '.join(lost[:4])}"
                          f"{', ...' if len(lost) > 4 else ''}): shipping it would delete them from assets/. Run "
                          f"'scripts/nash_tables.py {folder.parent} --restore' first; nothing was shipped for {task}.")
@@ -790,6 +816,8 @@ def main() -> None:
     parser.add_argument("root", help="out/nash (one folder per task), or assets with --shipped")
     parser.add_argument("--shipped", action="store_true", help="read assets/reference_runs_nash_<task>")
     parser.add_argument("--ship", action="store_true", help="write intervals and copy the runs to assets/")
+    parser.add_argument("--replace", action="store_true", help="with --ship: the task's whole table, made again from "
+                        "one new dense fine-tune, replaces the shipped one (runs it lacks, e.g. other CoFi sparsities, go)")
     parser.add_argument("--restore", action="store_true", help="copy the shipped results into ROOT (a new "
                         "machine's out/nash) where a run is missing, then stop")
     parser.add_argument("--dense-status", action="store_true", help="print whether ROOT (one task folder)'s "
@@ -868,7 +896,7 @@ def main() -> None:
         chosen_by_task[task] = (runs, chosen_runs(runs, budgets, match_notes(folder)))
         if args.ship and not args.shipped:
             try:
-                print(f"shipped to {ship(task, folder, every_run, floors[task])}\n", file=sys.stderr)
+                print(f"shipped to {ship(task, folder, every_run, floors[task], replace=args.replace)}\n", file=sys.stderr)
             except ValueError as err:
                 print(f"not shipped: {err}", file=sys.stderr)
                 failed.append(task)

@@ -382,3 +382,36 @@ def test_a_cofi_run_judged_by_both_searches_belongs_to_the_one_it_matched_or_cam
     assert owners["cofi-s0.54"][2] and not owners["cofi-s0.47"][2] and owners["cofi-s0.47"][1]["nash_speedup"] == 1.37
     # the order the records are read in does not matter
     assert nash_tables.cofi_owners(dict(reversed(list(records.items())))) == owners
+
+
+def test_a_whole_table_made_again_from_a_new_dense_model_replaces_the_shipped_one_only_when_whole(tmp_path, monkeypatch):
+    monkeypatch.setattr(nash_tables, "ROOT", tmp_path)
+
+    def table(folder: Path, dense: list[str], names: list[str]) -> dict[str, dict]:
+        runs = {}
+        for name in names:
+            (folder / name).mkdir(parents=True)
+            (folder / name / "predictions.json").write_text(json.dumps({"dense": dense, "pruned": dense}))
+            runs[name] = {"metrics": metrics("samsum", "rougeL", 20.0, 21.0, 0.3), "dir": folder / name,
+                          "predictions": {"dense": dense, "pruned": dense}}
+        return runs
+
+    first = table(tmp_path / "old", ["a", "b"], ["dense-trained-k6-s0", "learned-k3-s0.3", "cofi-s0.59"])
+    dest = nash_tables.ship("samsum", tmp_path / "old", first)
+    again = table(tmp_path / "new", ["a", "c"], ["dense-trained-k6-s0", "learned-k1-s0.5"])
+    with pytest.raises(ValueError, match="--restore"):  # without --replace, never
+        nash_tables.ship("samsum", tmp_path / "new", again)
+    with pytest.raises(ValueError, match="lacks learned-k3-s0.3"):  # not whole yet
+        nash_tables.ship("samsum", tmp_path / "new", again, replace=True)
+    again |= table(tmp_path / "new", ["a", "c"], ["learned-k3-s0.3", "cofi-s0.62"])
+    same = table(tmp_path / "same", ["a", "b"], ["dense-trained-k6-s0", "learned-k3-s0.3"])
+    with pytest.raises(ValueError, match="shipped runs' own"):
+        nash_tables.ship("samsum", tmp_path / "same", same, replace=True)
+    mixed = dict(again, **{"learned-k1-s0.5": same["learned-k3-s0.3"]})
+    with pytest.raises(ValueError, match="from 2 dense"):
+        nash_tables.ship("samsum", tmp_path / "new", mixed, replace=True)
+    assert sorted(p.name.split("__")[-1] for p in dest.iterdir() if p.is_dir()) == [
+        "cofi-s0.59", "dense-trained-k6-s0", "learned-k3-s0.3"]  # every refusal left the shipped table as it was
+    nash_tables.ship("samsum", tmp_path / "new", again, replace=True)
+    assert sorted(p.name.split("__")[-1] for p in dest.iterdir() if p.is_dir()) == [
+        "cofi-s0.62", "dense-trained-k6-s0", "learned-k1-s0.5", "learned-k3-s0.3"]  # the old CoFi sparsity went
