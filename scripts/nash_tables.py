@@ -163,14 +163,12 @@ def cofi_owners(records: dict[str, dict]) -> dict[str, tuple[str, dict, bool]]:
     return owners
 
 
-def match_notes(folder: Path) -> dict[str, str]:
-    """CoFi run name -> e.g. ``"1.41x vs learned-k3-s0.3 1.38x timed together, matched"``, from the matching
-    records' paired judgements (scripts/cofi_match.py) by the search each run belongs to (:func:`cofi_owners`);
-    runs without one are left out."""
+def match_notes(owners: dict[str, tuple[str, dict, bool]]) -> dict[str, str]:
+    """CoFi run name -> e.g. ``"1.41x vs learned-k3-s0.3 1.38x timed together, matched"``, from the paired
+    judgement of the search each run belongs to (``owners``: :func:`cofi_owners`); runs without one are left out."""
     return {name: (f"{attempt['speedup']:.2f}x vs {nash_name} {attempt['nash_speedup']:.2f}x timed together"
                    + (", matched" if matched else ""))
-            for name, (nash_name, attempt, matched) in cofi_owners(matches(folder)).items()
-            if "nash_speedup" in attempt}
+            for name, (nash_name, attempt, matched) in owners.items() if "nash_speedup" in attempt}
 
 
 def budget_of(name: str, run: dict, budgets: dict[str, str]) -> str:
@@ -859,7 +857,9 @@ def main() -> None:
         runs, others = split_by_dense(every_run)
         budgets = {}
         records = matches(folder)
-        for name, (nash_name, _, _) in cofi_owners(records).items():  # a CoFi run tried for several budgets
+        owners = cofi_owners(records)
+        notes = match_notes(owners)
+        for name, (nash_name, _, _) in owners.items():  # a CoFi run tried for several budgets
             budgets[name] = nash_name.split("-", 1)[1] if nash_name.startswith("learned-") else nash_name
         for n, r in runs.items():  # decoder-only runs belong to the NASH budget with their k
             if _kind(n) in ("training-free", "learned"):
@@ -873,7 +873,7 @@ def main() -> None:
         add_intervals(task, runs, budgets, args.data_dir, matched)
         any_predictions = next((r["predictions"] for r in runs.values() if r["predictions"]), None)
         floors[task] = above_constant(task, any_predictions and any_predictions["dense"], args.data_dir)
-        lines = task_table(task, runs, budgets, match_notes(folder), floors[task])
+        lines = task_table(task, runs, budgets, notes, floors[task])
         minus = []  # the differences NASH's claims are read from, one line each
         for name, run in sorted(runs.items()):
             if iv := (run["metrics"].get("intervals") or {}).get("vs_cofi_matched"):
@@ -893,7 +893,7 @@ def main() -> None:
         curve = curve_lines(task, next(iter(runs.values()))["metrics"].get("dense_finetune") or {})
         if curve:
             print("\n".join(curve) + "\n")
-        chosen_by_task[task] = (runs, chosen_runs(runs, budgets, match_notes(folder)))
+        chosen_by_task[task] = (runs, chosen_runs(runs, budgets, notes))
         if args.ship and not args.shipped:
             try:
                 print(f"shipped to {ship(task, folder, every_run, floors[task], replace=args.replace)}\n", file=sys.stderr)

@@ -374,11 +374,13 @@ def test_a_cofi_run_judged_by_both_searches_belongs_to_the_one_it_matched_or_cam
         "learned-k1-s0.5": {"tries": [attempt(0.47, 1.35, 1.83), attempt(0.54, 1.37, 1.88), attempt(0.95, 1.70, 1.85)],
                             "matched": None},
     }
+    records["learned-k3-s0.3"]["tries"].append(attempt(0.95, 1.70, 1.40))  # judged by both; nearer at 1 of 6
     owners = nash_tables.cofi_owners(records)
     assert {n: o[0] for n, o in owners.items()} == {
         "cofi-s0.47": "learned-k3-s0.3",  # 5% from NASH there, 26% at 1 of 6
         "cofi-s0.54": "learned-k3-s0.3",  # matched there
-        "cofi-s0.95": "learned-k1-s0.5"}
+        "cofi-s0.95": "learned-k1-s0.5"}  # 8% from NASH there, 21% at 3 of 6
+    assert nash_tables.match_notes(owners)["cofi-s0.54"] == "1.43x vs learned-k3-s0.3 1.38x timed together, matched"
     assert owners["cofi-s0.54"][2] and not owners["cofi-s0.47"][2] and owners["cofi-s0.47"][1]["nash_speedup"] == 1.37
     # the order the records are read in does not matter
     assert nash_tables.cofi_owners(dict(reversed(list(records.items())))) == owners
