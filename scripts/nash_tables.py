@@ -22,6 +22,14 @@ delete a result): on a new machine, ``--restore`` first brings the shipped resul
 ``RESTORE=0 SHIP=0``) replaces the shipped one, when it holds every non-CoFi run the shipped table holds
 (CoFi's searched sparsities may differ) and none of its runs shares the shipped runs' dense model.
 
+A table being made again keeps what it has finished in the repository meanwhile, apart from the shipped
+tables (no tab or table reads it): ``--ship --redo`` copies its finished runs to
+``assets/redo/reference_runs_nash_<task>/`` (all from one dense fine-tune, never deleting one staged earlier),
+``--restore --redo`` brings them back on a new machine, and ``--ship --replace`` removes the task's staged
+folder once the whole table is shipped. A new machine goes on from the staged runs only where the dense fine-tune
+made again there is bit-identical (seeded, the same thread count and CPU; ``nash_tables.sh`` with
+``NEW_DENSE_<TASK>=1``); otherwise its new runs come from another dense model, and shipping refuses to mix them.
+
     .venv/bin/python scripts/nash_tables.py out/nash --restore       # shipped results -> out/nash (new machine)
 
 ``--restore`` copies each shipped run's metrics.json, plan.json and predictions.json (and the CoFi
@@ -83,9 +91,11 @@ def load_task(folder: Path) -> dict[str, dict]:
 
 def dense_key(run: dict) -> str | None:
     """Which dense fine-tune a run was pruned from: a digest of that dense model's predictions on the
-    evaluation split (``predictions.json``), or None without predictions. A dense fine-tune made again
-    on another machine (same seed, same settings) is not bit-identical (float reductions differ), so
-    its predictions, and its key, differ."""
+    evaluation split (``predictions.json``), or None without predictions. Every dense fine-tune shipped
+    before 2026-12-03 started from an unseeded cross-attention (``explorer.models.loading``), so one made
+    again with the same settings is another model, with other predictions and another key; since then the
+    same settings, thread count and CPU give a bit-identical one (and the same key), while another thread
+    count differs in the last bits from the first step, which training amplifies."""
     predictions = run.get("predictions")
     if not predictions or "dense" not in predictions:
         return None
@@ -609,6 +619,7 @@ def _contents(folder: Path) -> dict[str, bytes]:
             if p.is_file() and p.name != "provenance.json"}
 
 
+REDO = "redo"  # assets/redo/: the staged results of a table being made again (--ship --redo)
 RESTORED = "restored.json"  # marker of a run folder brought back from assets/ (results only, no weights)
 
 
@@ -644,8 +655,9 @@ def restore(root: Path, assets: Path = ROOT / "assets") -> list[str]:
 def restored_dense_status(folder: Path) -> str:
     """Whether a task folder's restored runs (``--restore``) can be joined by new runs on this machine:
     "none" (no restored run), "here" (the dense fine-tune they were pruned from is in this machine's cache:
-    its record has the same learning curve and loss), "absent" (not made here yet: a new one would not be
-    bit-identical), or "different" (made again here, and it differs)."""
+    its record has the same learning curve and loss), "absent" (not made here yet: one made again is
+    bit-identical only when seeded, since 2026-12-03, at the same thread count on the same CPU), or
+    "different" (made again here, and it differs)."""
     restored = [json.loads((p.parent / "metrics.json").read_text()).get("dense_finetune") or {}
                 for p in sorted(folder.glob(f"*/{RESTORED}"))]
     restored = [d for d in restored if d.get("path")]
@@ -659,10 +671,17 @@ def restored_dense_status(folder: Path) -> str:
     return "here" if same else "different"
 
 
-def unshipped_losses(task: str, folder: Path, runs: dict[str, dict]) -> list[str]:
-    """The runs and matching records already shipped for ``task`` that ``folder`` lacks (shipping it
-    would delete them)."""
-    dest = ROOT / "assets" / f"reference_runs_nash_{task}"
+def shipped_folder(task: str, redo: bool = False) -> Path:
+    """Where ``task``'s runs ship: ``assets/reference_runs_nash_<task>`` (the tables and the Pareto tab read
+    it), or with ``redo`` the staging folder of a table being made again, ``assets/redo/...`` (nothing reads
+    it but ``--restore --redo``)."""
+    return ROOT / "assets" / (REDO if redo else "") / f"reference_runs_nash_{task}"
+
+
+def unshipped_losses(task: str, folder: Path, runs: dict[str, dict], redo: bool = False) -> list[str]:
+    """The runs and matching records already shipped (``redo``: staged) for ``task`` that ``folder`` lacks
+    (shipping it would delete them)."""
+    dest = shipped_folder(task, redo)
     if not dest.is_dir():
         return []
     lost = [p.name.split("__")[-1] for p in dest.iterdir() if p.is_dir() and p.name.split("__")[-1] not in runs]
@@ -674,7 +693,7 @@ def replacement_problem(task: str, runs: dict[str, dict]) -> str | None:
     """Why ``runs`` (a task's run folder, :func:`load_task`) may not replace the task's shipped table, or None
     when it may: it must be one whole table made again from one dense fine-tune that is not the shipped
     runs' (:func:`dense_key`), holding every non-CoFi run the shipped table holds."""
-    dest = ROOT / "assets" / f"reference_runs_nash_{task}"
+    dest = shipped_folder(task)
     shipped = load_task(dest) if dest.is_dir() else {}
     keys = {dense_key(r) for r in runs.values()}
     if len(keys) != 1 or None in keys:
@@ -686,27 +705,45 @@ def replacement_problem(task: str, runs: dict[str, dict]) -> str | None:
     return None
 
 
-def ship(task: str, folder: Path, runs: dict[str, dict], floor: dict | None = None, replace: bool = False) -> Path:
+def ship(task: str, folder: Path, runs: dict[str, dict], floor: dict | None = None, replace: bool = False,
+         redo: bool = False) -> Path:
     """Copy the runs of ``task`` (results, no weights) to ``assets/reference_runs_nash_<task>``, with the
     task's constant-predictor floor (``floor``: :func:`above_constant`) as ``floor.json`` for the Pareto
     tab. When the shipped folder already holds exactly these files, it is left as it is, with its
     provenance (the commit and date of the shipping that brought them).
 
     ``replace``: ``folder`` is the task's whole table made again from a new dense fine-tune, and the shipped
-    runs it lacks (CoFi runs and records of other sparsities) go (:func:`replacement_problem`).
+    runs it lacks (CoFi runs and records of other sparsities) go (:func:`replacement_problem`), and so does
+    the task's staged folder (``assets/redo/``), which must hold nothing ``folder`` lacks.
+
+    ``redo``: stage the finished runs of a table being made again in ``assets/redo/`` instead (all from one
+    dense fine-tune), so that a lost machine loses weights, not results (``--restore --redo``).
 
     Raises:
-        ValueError: ``folder`` lacks a run or matching record that is already shipped (``--restore`` first),
-            or, with ``replace``, is not a whole table from one new dense fine-tune.
+        ValueError: ``folder`` lacks a run or matching record that is already shipped, or staged
+            (``--restore`` or ``--restore --redo`` first); with ``replace``, it is not a whole table from
+            one new dense fine-tune; with ``redo``, its runs come from more than one dense fine-tune.
     """
-    if replace:
+    staged = shipped_folder(task, redo=True)
+    if redo:
+        if len(keys := {dense_key(r) for r in runs.values()} - {None}) > 1:
+            raise ValueError(f"{folder} holds runs from {len(keys)} dense fine-tunes: the dense model made again on "
+                             f"this machine is not the staged runs' own, so its runs cannot join them; nothing was "
+                             f"staged for {task}.")
+        if lost := unshipped_losses(task, folder, runs, redo=True):
+            raise ValueError(f"{folder} lacks {len(lost)} staged result(s) ({', '.join(lost[:4])}): run "
+                             f"'scripts/nash_tables.py {folder.parent} --restore --redo' first; nothing was staged.")
+    elif replace:
         if problem := replacement_problem(task, runs):
             raise ValueError(f"{folder} cannot replace the shipped {task} table: {problem}; nothing was shipped.")
+        if staged.is_dir() and (lost := unshipped_losses(task, folder, runs, redo=True)):
+            raise ValueError(f"{folder} lacks {len(lost)} result(s) staged in {staged} ({', '.join(lost[:4])}): "
+                             f"'--restore --redo' first; nothing was shipped.")
     elif lost := unshipped_losses(task, folder, runs):
         raise ValueError(f"{folder} lacks {len(lost)} shipped result(s) ({', '.join(lost[:4])}"
                          f"{', ...' if len(lost) > 4 else ''}): shipping it would delete them from assets/. Run "
                          f"'scripts/nash_tables.py {folder.parent} --restore' first; nothing was shipped for {task}.")
-    dest = ROOT / "assets" / f"reference_runs_nash_{task}"
+    dest = shipped_folder(task, redo)
     stage = dest.with_name(f".{dest.name}.partial")
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
@@ -732,7 +769,8 @@ def ship(task: str, folder: Path, runs: dict[str, dict], floor: dict | None = No
                             cwd=ROOT).stdout.strip()
     any_run = next(iter(runs.values()))["metrics"]
     (stage / "provenance.json").write_text(json.dumps({
-        "command": f"TASKS={task} bash scripts/nash_tables.sh; python scripts/nash_tables.py out/nash --ship",
+        "command": f"TASKS={task} bash scripts/nash_tables.sh; python scripts/nash_tables.py out/nash --ship"
+                   + (" --redo" if redo else " --replace" if replace else ""),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "commit": commit or "unknown",
         "machine": any_run.get("device", ""), "dense_finetune": any_run.get("dense_finetune"),
         "note": "measured by this project on CPU; each run's metrics.json records its settings and wall times"},
@@ -745,6 +783,8 @@ def ship(task: str, folder: Path, runs: dict[str, dict], floor: dict | None = No
         dest.rename(old)
     stage.rename(dest)
     shutil.rmtree(old, ignore_errors=True)
+    if replace:
+        shutil.rmtree(staged, ignore_errors=True)  # the whole table is shipped: nothing of it is staged any more
     return dest
 
 
@@ -816,6 +856,9 @@ def main() -> None:
     parser.add_argument("--ship", action="store_true", help="write intervals and copy the runs to assets/")
     parser.add_argument("--replace", action="store_true", help="with --ship: the task's whole table, made again from "
                         "one new dense fine-tune, replaces the shipped one (runs it lacks, e.g. other CoFi sparsities, go)")
+    parser.add_argument("--redo", action="store_true", help="with --ship: stage the finished runs of a table being "
+                        "made again in assets/redo/ (kept in the repository, read by nothing else); with --restore: "
+                        "bring the staged runs back instead of the shipped ones")
     parser.add_argument("--restore", action="store_true", help="copy the shipped results into ROOT (a new "
                         "machine's out/nash) where a run is missing, then stop")
     parser.add_argument("--dense-status", action="store_true", help="print whether ROOT (one task folder)'s "
@@ -833,8 +876,8 @@ def main() -> None:
         print(restored_dense_status(root))
         return
     if args.restore:
-        restored = restore(root)
-        print(f"restored {len(restored)} shipped result(s) into {root}", file=sys.stderr)
+        restored = restore(root, ROOT / "assets" / REDO if args.redo else ROOT / "assets")
+        print(f"restored {len(restored)} {'staged' if args.redo else 'shipped'} result(s) into {root}", file=sys.stderr)
         return
     if args.shipped:
         folders = {p.name[len("reference_runs_nash_"):]: p for p in sorted(root.glob("reference_runs_nash_*"))}
@@ -896,7 +939,8 @@ def main() -> None:
         chosen_by_task[task] = (runs, chosen_runs(runs, budgets, notes))
         if args.ship and not args.shipped:
             try:
-                print(f"shipped to {ship(task, folder, every_run, floors[task], replace=args.replace)}\n", file=sys.stderr)
+                print(f"shipped to {ship(task, folder, every_run, floors[task], replace=args.replace, redo=args.redo)}\n",
+                      file=sys.stderr)
             except ValueError as err:
                 print(f"not shipped: {err}", file=sys.stderr)
                 failed.append(task)

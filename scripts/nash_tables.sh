@@ -68,16 +68,22 @@ timing=(--lock "$OUT/.timing.lock" --pause-registry "$OUT/.jobs")
 # from its plan.json (explorer/evaluation/timing_models.py: equal shapes time the same). A task's dense fine-tune
 # is made again where a missing run needs it (seed 0, the same settings).
 # RESTORE=0: don't (a task's table made again from start to end in its own OUT, e.g. SAMSum on a new dense
-# fine-tune: with SHIP=0 too, nothing of it reaches assets/ until it is complete and shipped on purpose).
+# fine-tune: with SHIP=0 or SHIP=redo, nothing of it reaches the shipped tables until it is complete and shipped on
+# purpose). RESTORE=redo: bring back instead the runs such a table staged in assets/redo/ (SHIP=redo, below); they
+# count only if the dense fine-tune made again here is bit-identical (seeded, same threads and CPU; NEW_DENSE_<TASK>=1).
 if [ "${RESTORE:-1}" = 1 ]; then
     HF_HUB_OFFLINE=1 flock "$OUT/.ship.lock" .venv/bin/python scripts/nash_tables.py "$OUT" --restore
+elif [ "${RESTORE:-1}" = redo ]; then
+    HF_HUB_OFFLINE=1 flock "$OUT/.ship.lock" .venv/bin/python scripts/nash_tables.py "$OUT" --restore --redo
 fi
 # Results (no weights) of every finished run go to assets/reference_runs_nash_<task> as soon as the run ends
 # (scripts/nash_tables.py --ship --task, that task only), so that a machine lost mid-table loses weights, not
-# results. SHIP=0: don't.
+# results. SHIP=0: don't. SHIP=redo: stage them in assets/redo/ instead (a table made again: --ship --redo), for
+# the commit that keeps them until the whole table replaces the shipped one (nash_tables.py --ship --replace).
 ship() {
-    [ "${SHIP:-1}" = 1 ] || return 0
-    HF_HUB_OFFLINE=1 flock "$OUT/.ship.lock" .venv/bin/python scripts/nash_tables.py "$OUT" --ship --task "$task" > /dev/null \
+    local how=()
+    case "${SHIP:-1}" in 1) ;; redo) how=(--redo) ;; *) return 0 ;; esac
+    HF_HUB_OFFLINE=1 flock "$OUT/.ship.lock" .venv/bin/python scripts/nash_tables.py "$OUT" --ship "${how[@]}" --task "$task" > /dev/null \
         || echo "== shipping the finished runs failed (the runs are kept in $OUT)" >&2
 }
 for task in ${TASKS:-rte mrpc stsb cola rotten_tomatoes sst2 samsum}; do
@@ -95,9 +101,11 @@ for task in ${TASKS:-rte mrpc stsb cola rotten_tomatoes sst2 samsum}; do
             --input-tokens 256 --new-tokens 64 --repeats 5 --save-steps 100 --resume)
     [ -n "${TRAIN_SAMPLES:-}" ] && common+=(--train-samples "$TRAIN_SAMPLES")
     # Runs restored from shipped results were pruned from a dense fine-tune that stayed on the machine that made
-    # them; one made again here (same seed and settings) is not bit-identical (MRPC's on 2026-12-02: curve 83.7
-    # 74.4 78.4 against 83.5 83.6 86.0), so new runs would not compare with them. Such a task trains nothing new
-    # unless NEW_DENSE_<TASK>=1 (nash_tables.py then keeps those runs apart); its re-timing still runs.
+    # them; one made again here (same seed and settings) was another model while the decoder's new cross-attention
+    # was unseeded (every one shipped before 2026-12-03; MRPC's on 2026-12-02: curve 83.7 74.4 78.4 against 83.5
+    # 83.6 86.0), and since then is bit-identical only at the same thread count on the same CPU. So such a task
+    # trains nothing new unless NEW_DENSE_<TASK>=1 (nash_tables.py keeps runs of another dense model apart, and
+    # staging refuses them); its re-timing still runs.
     status=$(HF_HUB_OFFLINE=1 .venv/bin/python scripts/nash_tables.py "$OUT/$task" --dense-status 2>/dev/null || echo none)
     train=1
     if [ "$status" = absent ] || [ "$status" = different ]; then

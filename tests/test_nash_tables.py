@@ -417,3 +417,48 @@ def test_a_whole_table_made_again_from_a_new_dense_model_replaces_the_shipped_on
     nash_tables.ship("samsum", tmp_path / "new", again, replace=True)
     assert sorted(p.name.split("__")[-1] for p in dest.iterdir() if p.is_dir()) == [
         "cofi-s0.62", "dense-trained-k6-s0", "learned-k1-s0.5", "learned-k3-s0.3"]  # the old CoFi sparsity went
+
+
+def test_a_table_being_made_again_stages_its_finished_runs_apart_and_a_new_machine_goes_on_from_them(tmp_path,
+                                                                                                  monkeypatch):
+    monkeypatch.setattr(nash_tables, "ROOT", tmp_path)
+
+    def run(folder: Path, name: str, dense: list[str]) -> dict:
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        (folder / name / "predictions.json").write_text(json.dumps({"dense": dense, "pruned": dense}))
+        (folder / name / "metrics.json").write_text(json.dumps(metrics("samsum", "rougeL", 20.0, 21.0, 0.5)))
+        return {"metrics": metrics("samsum", "rougeL", 20.0, 21.0, 0.5), "dir": folder / name,
+                "predictions": {"dense": dense, "pruned": dense}}
+
+    shipped = nash_tables.ship("samsum", tmp_path / "old", {
+        n: run(tmp_path / "old", n, ["a", "b"]) for n in ("dense-trained-k6-s0", "learned-k3-s0.3")})
+    before = {p: p.read_bytes() for p in shipped.rglob("*") if p.is_file()}
+    first = tmp_path / "redo" / "samsum"  # the redo's first machine: two runs finished, then lost
+    staged = nash_tables.ship("samsum", first, {n: run(first, n, ["a", "c"]) for n in (
+        "dense-trained-k6-s0", "learned-k1-s0.5")}, redo=True)
+    assert staged == tmp_path / "assets" / "redo" / "reference_runs_nash_samsum"
+    assert {p: p.read_bytes() for p in shipped.rglob("*") if p.is_file()} == before  # the shipped table untouched
+
+    second = tmp_path / "redo2"  # a new machine: nothing yet, so staging now would delete the staged runs
+    with pytest.raises(ValueError, match="--restore --redo"):
+        nash_tables.ship("samsum", second / "samsum", {"training-free-k1-s0.5": run(second / "samsum",
+                                                        "training-free-k1-s0.5", ["a", "c"])}, redo=True)
+    assert sorted(Path(p).name for p in nash_tables.restore(second, tmp_path / "assets" / "redo")) == [
+        "dense-trained-k6-s0", "learned-k1-s0.5"]  # the staged runs, not the shipped ones
+    runs = nash_tables.load_task(second / "samsum")  # the two restored, and training-free, finished meanwhile
+    with pytest.raises(ValueError, match="2 dense fine-tunes"):  # its dense made again is another model
+        nash_tables.ship("samsum", second / "samsum", dict(runs, other=run(second / "samsum", "other", ["x", "y"])),
+                         redo=True)
+    runs |= {"decoder-only-k1-s0": run(second / "samsum", "decoder-only-k1-s0", ["a", "c"])}  # bit-identical
+    nash_tables.ship("samsum", second / "samsum", runs, redo=True)
+    assert sorted(p.name.split("__")[-1] for p in staged.iterdir() if p.is_dir()) == [
+        "decoder-only-k1-s0", "dense-trained-k6-s0", "learned-k1-s0.5", "training-free-k1-s0.5"]
+
+    run(first, "learned-k3-s0.3", ["a", "c"])  # whole against the shipped table, but not against the staged one
+    with pytest.raises(ValueError, match="staged in"):  # replacing with less than what is staged would lose results
+        nash_tables.ship("samsum", first, nash_tables.load_task(first), replace=True)
+    assert {p: p.read_bytes() for p in shipped.rglob("*") if p.is_file()} == before
+    runs |= {"learned-k3-s0.3": run(second / "samsum", "learned-k3-s0.3", ["a", "c"])}
+    nash_tables.ship("samsum", second / "samsum", runs, replace=True)
+    assert not staged.exists() and sorted(p.name.split("__")[-1] for p in shipped.iterdir() if p.is_dir()) == [
+        "decoder-only-k1-s0", "dense-trained-k6-s0", "learned-k1-s0.5", "learned-k3-s0.3", "training-free-k1-s0.5"]

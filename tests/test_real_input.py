@@ -42,3 +42,23 @@ def test_minilm2minilm_on_samsum_gives_a_smaller_model_with_metrics(tmp_path, mo
     model = load_pruned(out)
     assert len(model.decoder.bert.encoder.layer) == 2
     assert model.config.decoder.num_hidden_layers == 2
+
+
+def test_minilm2minilm_starts_from_the_same_cross_attention_whatever_the_global_seed():
+    # the decoder's cross-attention is new (random): unseeded, each dense fine-tune made again was another model
+    import torch
+
+    from explorer.models.loading import load_model
+    try:
+        minilm_path()
+    except ValueError as err:
+        pytest.skip(str(err))
+    torch.manual_seed(1)
+    first = load_model("minilm2minilm").model.state_dict()
+    after_first = torch.rand(1)
+    torch.manual_seed(2)
+    second = load_model("minilm2minilm").model.state_dict()
+    name = "decoder.bert.encoder.layer.0.crossattention.self.query.weight"
+    assert name in first and all(torch.equal(first[k], second[k]) for k in first)
+    torch.manual_seed(1)
+    assert torch.equal(after_first, torch.rand(1))  # loading drew nothing from the caller's generator

@@ -124,8 +124,14 @@ def _load_minilm2minilm() -> LoadedModel:
     tokenizer = AutoTokenizer.from_pretrained(path)
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the new cross-attention weights are expected to be uninitialised
+    import torch
+
     try:
-        model = EncoderDecoderModel.from_encoder_decoder_pretrained(path, path)
+        # the decoder's cross-attention is new (random): seeded, so that the same settings give the same dense
+        # fine-tune (unseeded, MRPC's made again on 2026-12-02 was another model from the first step on)
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            model = EncoderDecoderModel.from_encoder_decoder_pretrained(path, path)
     finally:
         hf_logging.set_verbosity(verbosity)
     configure_bert2bert(model, tokenizer)
