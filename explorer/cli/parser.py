@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run with the same settings from its last finished stage / checkpoint")
-    p.add_argument("--save-steps", type=int, default=500, help="checkpoint interval of the recovery fine-tune")
+    p.add_argument("--save-steps", type=int, default=500, help="checkpoint interval of the dense fine-tune, gate training "
+                   "and recovery (resumable)")
     p.add_argument("--no-task-lengths", action="store_true",
                    help="do not also time at the task's median input and output lengths")
     p.add_argument("--quantize", default="none", choices=["none", "int8"],

@@ -114,7 +114,8 @@ def _run_prune_stages(settings: PruneSettings, out_dir: Path, work, spec, train,
     if settings.dense_finetune:
         dense, dense_summary = cached_dense_finetune(settings.model, settings.task, settings.finetune,
                                                      data_dir=settings.data_dir, device=device,
-                                                     progress=lambda f, m: say(0.3 * f, m))
+                                                     progress=lambda f, m: say(0.3 * f, m),
+                                                     save_steps=settings.save_steps)
     else:
         from explorer.models.loading import load_model
         dense, dense_summary = load_model(settings.model), {"skipped": True}

@@ -60,7 +60,7 @@ class PruneSettings:
     method: str = "nash-training-free"  # one of METHODS
     gate_steps: int = 300  # nash-learned: gate training steps (then recovery_steps of final fine-tune)
     distill: bool = True  # nash-learned: distillation from the dense model
-    save_steps: int = 500  # checkpoint interval of the recovery fine-tune (resumable runs)
+    save_steps: int = 500  # checkpoint interval of the dense fine-tune, gates and recovery (resumable runs)
     quantize: str = "none"  # none | int8: the pruned model's Linear weights in int8 (pruning.quantization, CPU)
 
     @classmethod
