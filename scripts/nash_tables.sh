@@ -83,8 +83,12 @@ fi
 ship() {
     local how=()
     case "${SHIP:-1}" in 1) ;; redo) how=(--redo) ;; *) return 0 ;; esac
-    HF_HUB_OFFLINE=1 flock "$OUT/.ship.lock" .venv/bin/python scripts/nash_tables.py "$OUT" --ship "${how[@]}" --task "$task" > /dev/null \
-        || echo "== shipping the finished runs failed (the runs are kept in $OUT)" >&2
+    if ! HF_HUB_OFFLINE=1 flock "$OUT/.ship.lock" .venv/bin/python scripts/nash_tables.py "$OUT" --ship "${how[@]}" --task "$task" > /dev/null; then
+        echo "== shipping the finished runs failed (the runs are kept in $OUT)" >&2
+        # Staging refuses a table made again whose runs come from two dense fine-tunes (the one made again on this
+        # machine is not the staged runs' own) or that lacks a staged run: every further run would be wasted.
+        if [ "${SHIP:-1}" = redo ]; then echo "== $task: stopped; nash_tables.py says why above" >&2; exit 3; fi
+    fi
 }
 for task in ${TASKS:-rte mrpc stsb cola rotten_tomatoes sst2 samsum}; do
     exec {task_lock}>"$OUT/.$task.lock"
