@@ -16,13 +16,17 @@ faster than NASH, one run at the grid's top sparsity (0.95) decides it, so that 
 NASH's latency" rests on a real run timed together with NASH. Runs restored from shipped results (no
 weights on this machine) are timed as their architectures (``explorer.evaluation.timing_models``). A
 finished search (its record has a match, or says why there is none) is left as it is unless ``--again``. Time it on a quiet machine
-(``--pause-pid`` stops background jobs while timing).
+(``--pause-pid`` stops background jobs while timing). ``--after-try`` runs a command after each new CoFi run is
+judged and recorded: ``nash_tables.sh`` ships (or stages) the task's finished runs with it, so that a machine
+lost in the middle of a search (one try is a CPU hour) keeps every finished try and the record, and a new
+machine goes on from them (``nash_tables.py --restore``).
 
     .venv/bin/python scripts/cofi_match.py out/nash/rte/learned-k3-s0.3 --out out/nash/rte
 """
 
 import argparse
 import json
+import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -53,6 +57,19 @@ def judge(dense, nash_model, cofi_dir: Path, timing, rounds: int, pause: list[in
             "speedup": round(timed["cofi"].speedup, 3), "nash_speedup": round(timed["nash"].speedup, 3)}
 
 
+def after_try(command: str | None) -> None:
+    """Run ``--after-try``'s shell command, if any, once a new try is recorded.
+
+    Raises:
+        SystemExit: with the command's exit status when it fails (e.g. staging refused runs of another dense
+            fine-tune: every further try would be wasted); the record written before it is kept.
+    """
+    if command and (code := subprocess.run(command, shell=True).returncode):
+        print(f"--after-try failed with exit status {code} ({command}); the search stops, its record is kept",
+              file=sys.stderr)
+        raise SystemExit(code)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("nash_run", help="a finished prune run folder (metrics.json) to match")
@@ -63,6 +80,9 @@ def main() -> None:
     add_pause_arguments(parser)
     parser.add_argument("--again", action="store_true",
                         help="continue a finished search (by default a finished one is left as it is)")
+    parser.add_argument("--after-try", metavar="COMMAND",
+                        help="shell command run after each new CoFi run is judged and recorded (e.g. ship the "
+                             "finished runs); if it fails, the search stops with its exit status, its record kept")
     args = parser.parse_args()
     nash_dir = Path(args.nash_run)
     nash = json.loads((nash_dir / "metrics.json").read_text())
@@ -145,6 +165,7 @@ def main() -> None:
         record["tries"].append(judge(dense, nash_model, run_dir, timing, args.rounds, args.pause_pid, args.lock,
                                          args.pause_registry, base))
         atomic_write_text(record_file, json.dumps(record, indent=1))
+        after_try(args.after_try)
     atomic_write_text(record_file, json.dumps(record, indent=1))
     print(json.dumps({k: record[k] for k in ("tries", "matched", "why")}, indent=1))
 

@@ -90,6 +90,15 @@ ship() {
         if [ "${SHIP:-1}" = redo ]; then echo "== $task: stopped; nash_tables.py says why above" >&2; exit 3; fi
     fi
 }
+# The same after each CoFi try (a CPU hour each): the command cofi_match.py --after-try runs, so that a search
+# cut off by a lost machine keeps its finished tries and its record. Staging that fails (SHIP=redo) stops it.
+ship_command() {
+    local how=()
+    case "${SHIP:-1}" in 1) ;; redo) how=(--redo) ;; *) return 0 ;; esac
+    printf '%q ' env HF_HUB_OFFLINE=1 flock "$OUT/.ship.lock" .venv/bin/python scripts/nash_tables.py "$OUT" --ship \
+        "${how[@]}" --task "$task"
+    if [ "${SHIP:-1}" = redo ]; then echo "> /dev/null"; else echo "> /dev/null || true"; fi
+}
 for task in ${TASKS:-rte mrpc stsb cola rotten_tomatoes sst2 samsum}; do
     exec {task_lock}>"$OUT/.$task.lock"
     if ! flock -n "$task_lock"; then echo "== $task: another job holds it, skipped" >&2; exec {task_lock}>&-; continue; fi
@@ -140,8 +149,9 @@ for task in ${TASKS:-rte mrpc stsb cola rotten_tomatoes sst2 samsum}; do
                               args=(--method decoder-only --encoder-sparsity 0 --recovery-steps "$both") ;;
                 cofi) [ -f "$OUT/$task/learned-k$k-s$s/metrics.json" ] || { echo "== $task cofi k$k s$s: no learned run to match" >&2; continue; }
                       echo "== $task: CoFi matched to learned-k$k-s$s" >&2
+                      after=(); hook=$(ship_command); [ -z "$hook" ] || after=(--after-try "$hook")
                       HF_HUB_OFFLINE=1 .venv/bin/python scripts/cofi_match.py "$OUT/$task/learned-k$k-s$s" --out "$OUT/$task" \
-                          "${timing[@]}" --pause-pid ${PAUSE_PIDS:-}
+                          "${timing[@]}" "${after[@]}" --pause-pid ${PAUSE_PIDS:-}
                       ship
                       continue ;;
                 *) echo "unknown method $method" >&2; exit 2 ;;

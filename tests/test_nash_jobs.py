@@ -60,3 +60,63 @@ def test_a_finished_cofi_search_is_not_timed_again(tmp_path, monkeypatch, capsys
     monkeypatch.setattr(sys, "argv", ["cofi_match.py", str(nash), "--out", str(tmp_path), "--again"])
     with pytest.raises(AssertionError, match="time it again|loaded models"):
         cofi_match.main()
+
+
+def _searching(tmp_path, monkeypatch, cofi_match, speedups):
+    """A CoFi search with its surrogate curve recorded and every model load, training and timing replaced:
+    each try trains a run folder and is judged at the next of ``speedups`` (CoFi's, NASH 1.40x)."""
+    from dataclasses import asdict
+
+    from explorer.pipelines.nash_settings import PruneSettings
+
+    nash = tmp_path / "learned-k3-s0.3"
+    nash.mkdir()
+    settings = asdict(PruneSettings(model="minilm2minilm", task="samsum", encoder_sparsity=0.3, decoder_layers=3))
+    (nash / "metrics.json").write_text(json.dumps({"settings": settings, "speedup_end_to_end": 1.4}))
+    (tmp_path / "cofi-match-learned-k3-s0.3.json").write_text(json.dumps(
+        {"nash_run": str(nash), "curve": [[0.3, 1.1], [0.6, 1.4], [0.95, 1.7]], "tries": []}))
+    monkeypatch.setattr(cofi_match, "dense_for_timing", lambda metrics: (None, None))
+    monkeypatch.setattr(cofi_match, "pretrained", lambda model: None)
+    monkeypatch.setattr(cofi_match, "timing_model", lambda run_dir, base: (None, None))
+    trained = []
+
+    def train(settings, run_dir, **kwargs):
+        run_dir.mkdir()
+        (run_dir / "metrics.json").write_text("{}")
+        trained.append(run_dir.name)
+
+    def judge(dense, nash_model, cofi_dir, *args):
+        return {"sparsity": float(cofi_dir.name.removeprefix("cofi-s")), "run": str(cofi_dir),
+                "speedup": speedups[len(trained) - 1], "nash_speedup": 1.4}
+
+    monkeypatch.setattr(cofi_match, "run_prune", train)
+    monkeypatch.setattr(cofi_match, "judge", judge)
+    return nash, trained
+
+
+def test_a_cofi_search_ships_each_try_as_it_is_recorded(tmp_path, monkeypatch, capsys):
+    """A machine lost in the middle of a search (a try is a CPU hour) must not lose its finished tries:
+    nash_tables.sh passes --after-try its ship command, run once the try is in the record."""
+    cofi_match = _script("cofi_match")
+    nash, trained = _searching(tmp_path, monkeypatch, cofi_match, speedups=[1.2, 1.39])
+    record = tmp_path / "cofi-match-learned-k3-s0.3.json"
+    hook = f"cp {record} {tmp_path}/shipped-$(ls {tmp_path} | grep -c shipped).json"
+    monkeypatch.setattr(sys, "argv", ["cofi_match.py", str(nash), "--out", str(tmp_path), "--after-try", hook])
+    cofi_match.main()
+    assert len(trained) == 2  # 1.2x is not within 5% of 1.40x; the second try is
+    shipped = [json.loads((tmp_path / f"shipped-{i}.json").read_text()) for i in range(2)]
+    assert [len(s["tries"]) for s in shipped] == [1, 2]  # each ship saw its own try recorded
+    assert "matched" not in shipped[0]  # the first ship is of a search under way
+    assert json.loads(record.read_text())["matched"] == str(tmp_path / trained[1])
+
+
+def test_a_failed_ship_stops_the_search_with_its_record_kept(tmp_path, monkeypatch):
+    """Staging refuses runs of another dense fine-tune (SHIP=redo): every further try would be wasted."""
+    cofi_match = _script("cofi_match")
+    nash, trained = _searching(tmp_path, monkeypatch, cofi_match, speedups=[1.2, 1.39])
+    monkeypatch.setattr(sys, "argv", ["cofi_match.py", str(nash), "--out", str(tmp_path), "--after-try", "exit 3"])
+    with pytest.raises(SystemExit) as stopped:
+        cofi_match.main()
+    assert stopped.value.code == 3 and len(trained) == 1
+    record = json.loads((tmp_path / "cofi-match-learned-k3-s0.3.json").read_text())
+    assert len(record["tries"]) == 1 and "matched" not in record
