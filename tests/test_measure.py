@@ -13,7 +13,8 @@ from torch import nn
 from transformers import (BartConfig, BartForConditionalGeneration, BertConfig, BertModel, EncoderDecoderConfig,
                           EncoderDecoderModel, T5Config, T5ForConditionalGeneration)
 
-from explorer.evaluation.latency import LatencyResult, device_description, measure_latency, paired_speedups, paused
+from explorer.evaluation.latency import (LatencyResult, device_description, machine_description, measure_latency,
+                                        paired_speedups, paused)
 from explorer.evaluation.latency import all_cores, speedup_interval
 from explorer.evaluation.costs import count_macs, count_params
 
@@ -290,6 +291,13 @@ def test_bert2bert_without_decoder_start_is_rejected():
 def test_device_description_names_the_cpu():
     text = device_description("cpu")
     assert text.startswith("cpu (") and "threads" in text
+
+
+def test_machine_description_adds_the_vector_width_the_kernels_use():
+    """Two machines both named "AMD EPYC" gave different dense fine-tunes (README): the record must say more."""
+    text = machine_description("cpu")
+    assert text.startswith(device_description("cpu")[:-1] + ", ") and text.endswith(")")
+    assert torch.backends.cpu.get_cpu_capability() in text
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -381,6 +381,36 @@ def device_description(device: str) -> str:
     return f"{device} ({torch.get_num_threads()} threads, {_cpu_name()})"
 
 
+def machine_description(device: str) -> str:
+    """:func:`device_description` with what decides a CPU's floating-point results beyond its name: the
+    vector instructions PyTorch's kernels use (``torch.backends.cpu.get_cpu_capability()``, e.g. AVX512 or
+    AVX2) and the CPU family and model from /proc/cpuinfo. Two machines that report the same name (a
+    hypervisor may show only "AMD EPYC") can differ here, and then a seeded training run is not bit-identical
+    across them (README, "What is not measured"). Recorded with each fine-tune; not used to group results.
+
+    Returns:
+        E.g. ``"cpu (2 threads, AMD EPYC, AVX512, family 25 model 17)"``; a CUDA device as
+        :func:`device_description`.
+
+    Raises:
+        ValueError: As :func:`device_description`.
+    """
+    text = device_description(device)
+    if _parse_device(device).type == "cuda":
+        return text
+    fields = {}
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("cpu family", "model") and key.strip() not in fields:
+                fields[key.strip()] = value.strip()
+            if not line.strip() and fields:
+                break
+    where = f", family {fields['cpu family']} model {fields['model']}" if len(fields) == 2 else ""
+    return f"{text[:-1]}, {torch.backends.cpu.get_cpu_capability()}{where})"
+
+
 def median_ms(fn: Callable[[], object], *, repeats: int, warmup: int, device: torch.device) -> float:
     """Median wall-clock ms of ``fn()`` over ``repeats`` calls after ``warmup`` calls.
 

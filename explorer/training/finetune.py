@@ -20,6 +20,7 @@ import torch
 
 from explorer.data.splits import held_out_split, load_split
 from explorer.data.tasks import Example, get_task
+from explorer.evaluation.latency import machine_description
 from explorer.evaluation.scoring import compute_metrics
 from explorer.models.loading import LoadedModel, configure_bert2bert, load_model
 from explorer.paths import cache_root, settings_hash, slug
@@ -212,7 +213,8 @@ def finetune(loaded: LoadedModel, examples: list[Example], settings: FinetuneSet
             ``settings.keep_best`` and ``settings.patience``).
 
     Returns:
-        A summary: steps run, final training loss, wall seconds, device, the checkpoint resumed from;
+        A summary: steps run, final training loss, wall seconds, device, the checkpoint resumed from, the
+        machine (:func:`explorer.evaluation.latency.machine_description`: where it can be made again bit for bit);
         with a curve also ``curve`` ([[step, value], ...]), ``curve_details``, ``kept_step`` and
         ``stopped_early``.
 
@@ -250,7 +252,7 @@ def finetune(loaded: LoadedModel, examples: list[Example], settings: FinetuneSet
         steps = trainer.state.global_step
     summary = {"steps": steps, "train_loss": float(result.training_loss),
                "wall_s": round(time.perf_counter() - start, 1), "device": device, "examples": len(examples),
-               "resumed_from": Path(resume).name if resume else None}
+               "resumed_from": Path(resume).name if resume else None, "machine": machine_description(device)}
     if curve_run is not None:
         found = curve_run.finish(steps)
         summary.update(curve=found["curve"], curve_details=found["details"], kept_step=found["kept_step"],
