@@ -32,6 +32,10 @@ made again there is bit-identical (seeded, the same thread count and CPU; ``nash
 
     .venv/bin/python scripts/nash_tables.py out/nash --restore       # shipped results -> out/nash (new machine)
 
+A task whose runs come from two dense fine-tunes that cannot be joined (SAMSum: the second could not be made
+again on a new machine) has a second table with its own key, ``<task>__<label>`` (:func:`table_task`): its
+own run folder (``out/nash/samsum__dense2``), shipped folder and README marker, compared only within itself.
+
 ``--restore`` copies each shipped run's metrics.json, plan.json and predictions.json (and the CoFi
 matching records) into ``out/nash/<task>/<run>/`` where that run has no metrics.json, with a
 ``restored.json`` marker: ``scripts/nash_tables.sh`` then counts the run as finished, and the re-timing
@@ -69,6 +73,14 @@ LABEL = {"dense-trained": "dense + the same training (control)",
          "learned-nodistill": "NASH learned, no distillation", "decoder-only": "decoder-only shortening",
          "cofi": "CoFi (all 6 decoder layers)"}
 DISTINCT_OF = 200  # summarization tables count distinct outputs among the first 200 test dialogues
+
+
+def table_task(key: str) -> str:
+    """The task of a table, from its key (a task folder's name): ``samsum`` -> ``samsum``. A second table
+    of a task, whose runs come from another dense fine-tune, has its own key, ``<task>__<label>`` (e.g.
+    ``samsum__dense2``): its own run folder, shipped folder (``assets/reference_runs_nash_samsum__dense2``)
+    and README marker, while its examples, metric and floor are the task's."""
+    return key.split("__", 1)[0]
 
 
 def _kind(name: str) -> str:
@@ -495,11 +507,12 @@ def completion_count(dropped: dict | None) -> str:
 
 
 def task_table(task: str, runs: dict[str, dict], budgets: dict[str, str],
-               cofi_notes: dict[str, str] | None = None, floor: dict | None = None) -> list[str]:
+               cofi_notes: dict[str, str] | None = None, floor: dict | None = None, title: str | None = None) -> list[str]:
     """Markdown rows of one task (``cofi_notes``: CoFi run name -> how its speed-up compared with NASH's
     when timed together, from :func:`match_notes`). With a control run (``dense-trained-*``: the dense model
     trained as long as the methods) the table has a column of each run's interval against it; ``floor``
-    (:func:`above_constant`) puts the constant predictor's score and dense's margin over it in the title."""
+    (:func:`above_constant`) puts the constant predictor's score and dense's margin over it in the title;
+    ``title`` names the table (default the task; a second table of the task: its key, :func:`table_task`)."""
     any_run = next(iter(runs.values()))["metrics"]
     q = any_run["quality"]["dense"]
     main = q["main_metric"]
@@ -511,7 +524,7 @@ def task_table(task: str, runs: dict[str, dict], budgets: dict[str, str],
     any_predictions = next((r["predictions"] for r in runs.values() if r["predictions"]), None)
     dense_distinct = (f"; dense writes {distinct_outputs(any_predictions['dense'])} distinct summaries of the first "
                       f"{DISTINCT_OF} test dialogues" if generative and any_predictions else "")
-    lines = [f"**{task}** ({q['num_examples']} {q['split']} examples; dense {main} {dense_value:.2f}, fine-tuned "
+    lines = [f"**{title or task}** ({q['num_examples']} {q['split']} examples; dense {main} {dense_value:.2f}, fine-tuned "
              f"{any_run['dense_finetune'].get('steps')} steps, "
              f"kept step {any_run['dense_finetune'].get('kept_step', '-')}"
              f"{', curve ' + ' '.join(f'{v:.1f}' for _, v in curve) if curve and not curve_note else ''}"
@@ -707,7 +720,8 @@ def replacement_problem(task: str, runs: dict[str, dict]) -> str | None:
 
 def ship(task: str, folder: Path, runs: dict[str, dict], floor: dict | None = None, replace: bool = False,
          redo: bool = False) -> Path:
-    """Copy the runs of ``task`` (results, no weights) to ``assets/reference_runs_nash_<task>``, with the
+    """Copy the runs of ``task`` (a table key, :func:`table_task`; results, no weights) to
+    ``assets/reference_runs_nash_<task>``, with the
     task's constant-predictor floor (``floor``: :func:`above_constant`) as ``floor.json`` for the Pareto
     tab. When the shipped folder already holds exactly these files, it is left as it is, with its
     provenance (the commit and date of the shipping that brought them).
@@ -748,7 +762,7 @@ def ship(task: str, folder: Path, runs: dict[str, dict], floor: dict | None = No
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
     for name, run in runs.items():
-        target = stage / f"minilm2minilm__{task}__{name}"
+        target = stage / f"minilm2minilm__{table_task(task)}__{name}"
         target.mkdir()
         shipped = dest / target.name / "metrics.json"
         if shipped.is_file() and json.loads(shipped.read_text()) == json.loads(json.dumps(run["metrics"])):
@@ -762,14 +776,14 @@ def ship(task: str, folder: Path, runs: dict[str, dict], floor: dict | None = No
         shutil.copy(record, stage / record.name)
     if floor:
         (stage / "floor.json").write_text(json.dumps(
-            dict(floor, task=task, dense=floor["score"] + floor["diff"]), indent=1))
-    plot_curve(task, next(iter(runs.values()))["metrics"].get("dense_finetune") or {},
+            dict(floor, task=table_task(task), dense=floor["score"] + floor["diff"]), indent=1))
+    plot_curve(table_task(task), next(iter(runs.values()))["metrics"].get("dense_finetune") or {},
                stage / "dense_learning_curve.png")
     commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
                             cwd=ROOT).stdout.strip()
     any_run = next(iter(runs.values()))["metrics"]
     (stage / "provenance.json").write_text(json.dumps({
-        "command": f"TASKS={task} bash scripts/nash_tables.sh; python scripts/nash_tables.py out/nash --ship"
+        "command": f"TASKS={table_task(task)} bash scripts/nash_tables.sh; python scripts/nash_tables.py out/nash --ship"
                    + (" --redo" if redo else " --replace" if replace else ""),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "commit": commit or "unknown",
         "machine": any_run.get("device", ""), "dense_finetune": any_run.get("dense_finetune"),
@@ -893,7 +907,8 @@ def main() -> None:
                                        for row in cost_rows(task, load_task(folder))]))
         return
     chosen_by_task, floors, blocks, failed = {}, {}, {}, []
-    for task, folder in folders.items():
+    for key, folder in folders.items():
+        task = table_task(key)
         every_run = load_task(folder)
         if not every_run:
             continue
@@ -915,8 +930,8 @@ def main() -> None:
             print(f"{task}: scored again from the stored predictions: {', '.join(rescored)}", file=sys.stderr)
         add_intervals(task, runs, budgets, args.data_dir, matched)
         any_predictions = next((r["predictions"] for r in runs.values() if r["predictions"]), None)
-        floors[task] = above_constant(task, any_predictions and any_predictions["dense"], args.data_dir)
-        lines = task_table(task, runs, budgets, notes, floors[task])
+        floors[key] = above_constant(task, any_predictions and any_predictions["dense"], args.data_dir)
+        lines = task_table(task, runs, budgets, notes, floors[key], title=key)
         minus = []  # the differences NASH's claims are read from, one line each
         for name, run in sorted(runs.items()):
             if iv := (run["metrics"].get("intervals") or {}).get("vs_cofi_matched"):
@@ -931,19 +946,19 @@ def main() -> None:
                 minus.append(f"- Learned NASH with distillation ({name}) minus without ({iv['against']}): {_ci(iv)}")
         if others:
             minus += other_dense_lines(task, runs, others, args.data_dir)
-        blocks[task] = "\n".join(lines + ([""] + minus if minus else []))
-        print(blocks[task] + "\n")
+        blocks[key] = "\n".join(lines + ([""] + minus if minus else []))
+        print(blocks[key] + "\n")
         curve = curve_lines(task, next(iter(runs.values()))["metrics"].get("dense_finetune") or {})
         if curve:
             print("\n".join(curve) + "\n")
-        chosen_by_task[task] = (runs, chosen_runs(runs, budgets, notes))
+        chosen_by_task[key] = (runs, chosen_runs(runs, budgets, notes))
         if args.ship and not args.shipped:
             try:
-                print(f"shipped to {ship(task, folder, every_run, floors[task], replace=args.replace, redo=args.redo)}\n",
+                print(f"shipped to {ship(key, folder, every_run, floors[key], replace=args.replace, redo=args.redo)}\n",
                       file=sys.stderr)
             except ValueError as err:
                 print(f"not shipped: {err}", file=sys.stderr)
-                failed.append(task)
+                failed.append(key)
     glue = complete_tasks({t: chosen_by_task[t][1] for t in GLUE if t in chosen_by_task})
     if left := [t for t in GLUE if t in chosen_by_task and t not in glue]:
         print(f"GLUE average: {', '.join(left)} left out until every method has run at every budget", file=sys.stderr)

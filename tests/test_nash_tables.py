@@ -462,3 +462,35 @@ def test_a_table_being_made_again_stages_its_finished_runs_apart_and_a_new_machi
     nash_tables.ship("samsum", second / "samsum", runs, replace=True)
     assert not staged.exists() and sorted(p.name.split("__")[-1] for p in shipped.iterdir() if p.is_dir()) == [
         "decoder-only-k1-s0", "dense-trained-k6-s0", "learned-k1-s0.5", "learned-k3-s0.3", "training-free-k1-s0.5"]
+
+
+def test_a_second_table_of_a_task_ships_and_restores_under_its_own_key(tmp_path, monkeypatch):
+    """SAMSum has runs from two dense fine-tunes, each complete at one budget: the second set is its own
+    table (``samsum__dense2``), shipped beside the first without touching it, and restored into its own
+    folder on a new machine; its runs, examples and floor are SAMSum's."""
+    monkeypatch.setattr(nash_tables, "ROOT", tmp_path)
+    assert nash_tables.table_task("samsum__dense2") == "samsum"
+    assert nash_tables.table_task("rotten_tomatoes") == "rotten_tomatoes"
+
+    def runs(folder: Path, dense: list[str]) -> dict:
+        made = {}
+        for name in ("dense-trained-k6-s0", "learned-k3-s0.3"):
+            (folder / name).mkdir(parents=True)
+            (folder / name / "metrics.json").write_text(json.dumps(metrics("samsum", "rougeL", 20.0, 21.0, 0.5)))
+            made[name] = {"metrics": metrics("samsum", "rougeL", 20.0, 21.0, 0.5), "dir": folder / name,
+                          "predictions": {"dense": dense, "pruned": dense}}
+        return made
+
+    first = nash_tables.ship("samsum", tmp_path / "out" / "samsum", runs(tmp_path / "out" / "samsum", ["a", "b"]))
+    before = {p: p.read_bytes() for p in first.rglob("*") if p.is_file()}
+    second = nash_tables.ship("samsum__dense2", tmp_path / "out" / "samsum__dense2",
+                              runs(tmp_path / "out" / "samsum__dense2", ["a", "c"]))
+    assert second == tmp_path / "assets" / "reference_runs_nash_samsum__dense2"
+    assert sorted(p.name for p in second.iterdir() if p.is_dir()) == [
+        "minilm2minilm__samsum__dense-trained-k6-s0", "minilm2minilm__samsum__learned-k3-s0.3"]
+    assert "TASKS=samsum " in json.loads((second / "provenance.json").read_text())["command"]
+    assert {p: p.read_bytes() for p in first.rglob("*") if p.is_file()} == before  # the first table untouched
+    restored = nash_tables.restore(tmp_path / "new", tmp_path / "assets")
+    assert sorted(str(Path(p).relative_to(tmp_path / "new")) for p in restored) == [
+        "samsum/dense-trained-k6-s0", "samsum/learned-k3-s0.3",
+        "samsum__dense2/dense-trained-k6-s0", "samsum__dense2/learned-k3-s0.3"]
