@@ -219,8 +219,9 @@ def test_samsum_method_comparison_ships_as_reference_runs_of_every_method(tmp_pa
     assert "scripts/samsum_comparison.sh" in set(scripts) and (table["weights"] == "pretrained").all()
     fig, _, note = pareto_view("samsum", root=tmp_path, color="method")
     assert {"nash-learned", "nash-training-free", "decoder-only"} <= {t.name for t in fig.data}
-    # The first comparison's dense model (a quarter epoch) and the NASH tables' (two epochs) differ: said so.
-    assert "measured against 2 different dense models" in note
+    # The first comparison's dense model (a quarter epoch) and the NASH tables' two (two epochs each: SAMSum's
+    # first and second table) differ: said so.
+    assert "measured against 3 different dense models" in note
     assert "different dense models" not in pareto_view("samsum", root=tmp_path, scale="relative")[2]
 
 
