@@ -398,15 +398,7 @@ def machine_description(device: str) -> str:
     text = device_description(device)
     if _parse_device(device).type == "cuda":
         return text
-    fields = {}
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text(errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() in ("cpu family", "model") and key.strip() not in fields:
-                fields[key.strip()] = value.strip()
-            if not line.strip() and fields:
-                break
+    fields = _cpuinfo("cpu family", "model")
     where = f", family {fields['cpu family']} model {fields['model']}" if len(fields) == 2 else ""
     return f"{text[:-1]}, {torch.backends.cpu.get_cpu_capability()}{where})"
 
@@ -534,14 +526,21 @@ def model_device(model: nn.Module) -> torch.device:
     return parameter.device if parameter is not None else torch.device("cpu")
 
 
-def _cpu_name() -> str:
-    """The CPU model name from /proc/cpuinfo (Linux), else from ``platform``."""
-    cpuinfo = Path("/proc/cpuinfo")
+def _cpuinfo(*keys: str) -> dict[str, str]:
+    """The first CPU's ``keys`` fields of /proc/cpuinfo (Linux; lower-case names, e.g. ``"model name"``),
+    those present; empty elsewhere."""
+    cpuinfo, fields = Path("/proc/cpuinfo"), {}
     if cpuinfo.exists():
         for line in cpuinfo.read_text(errors="replace").splitlines():
-            if line.lower().startswith("model name") and ":" in line:
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine() or "unknown CPU"
+            key, colon, value = line.partition(":")
+            if colon and key.strip().lower() in keys and key.strip().lower() not in fields:
+                fields[key.strip().lower()] = value.strip()
+    return fields
+
+
+def _cpu_name() -> str:
+    """The CPU model name from /proc/cpuinfo (Linux), else from ``platform``."""
+    return _cpuinfo("model name").get("model name") or platform.processor() or platform.machine() or "unknown CPU"
 
 
 def new_cache():
